@@ -1,0 +1,72 @@
+"""Storage and claims behind one contract (``Backend``), chosen by URL.
+
+``open_backend("sqlite:///flows.db")``; ``FLOWBATON_BACKEND`` gives the
+default URL. Drivers are imported lazily so that a missing client library
+only matters for the URL that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from .base import CONNECTED, LOST, SUSPENDED, Backend, StateListener
+from .errors import BadBackendURL, MissingDriver
+from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+
+__all__ = [
+    "Backend",
+    "StateListener",
+    "SUSPENDED",
+    "LOST",
+    "CONNECTED",
+    "ClaimInfo",
+    "ClaimToken",
+    "Decline",
+    "FlowDetail",
+    "ReplicaInfo",
+    "TaskDetail",
+    "open_backend",
+    "default_url",
+    "DEFAULT_URL",
+]
+
+DEFAULT_URL = "sqlite:///./flowbaton.db"
+
+# scheme -> (module, class name, pip extra that brings its client library)
+_DRIVERS: dict[str, tuple[str, str, str | None]] = {
+    "memory": ("memory", "MemoryBackend", None),
+    "sqlite": ("sqlite", "SQLiteBackend", None),
+    "zookeeper": ("zookeeper", "ZooKeeperBackend", "zookeeper"),
+    "redis": ("redis", "RedisBackend", "redis"),
+    "rediss": ("redis", "RedisBackend", "redis"),
+    "redis+sentinel": ("redis", "RedisBackend", "redis"),
+}
+
+
+def default_url() -> str:
+    """``FLOWBATON_BACKEND`` if set, else a SQLite file in the working directory."""
+    return os.environ.get("FLOWBATON_BACKEND") or DEFAULT_URL
+
+
+def open_backend(url: str | None = None, **options: Any) -> Backend:
+    """Open the backend a URL names; keyword options override URL options."""
+    url = url or default_url()
+    scheme = urlsplit(url).scheme
+    if scheme not in _DRIVERS:
+        raise BadBackendURL(
+            f"unknown backend scheme {scheme!r} in {url!r}; use one of: {', '.join(_DRIVERS)}"
+        )
+    module_name, class_name, extra = _DRIVERS[scheme]
+    try:
+        module = importlib.import_module(f"{__name__}.{module_name}")
+    except ImportError as err:
+        if extra is None:
+            raise
+        raise MissingDriver(
+            f"{scheme}:// needs its client library: pip install 'flowbaton[{extra}]' ({err})"
+        ) from err
+    driver: type[Backend] = getattr(module, class_name)
+    return driver.from_url(url, **options)

@@ -1,0 +1,198 @@
+"""The Backend contract: storage of flow/task records plus fenced claims.
+
+Every driver (memory, sqlite, zookeeper, redis) implements this ABC and passes
+the one contract suite in ``tests/contract``. The docstrings here are the
+contract; drivers do not repeat them.
+
+Fencing in one paragraph: ``claim`` returns a ``ClaimToken`` (claim id plus an
+epoch larger than any earlier epoch of that flow). ``save_task``,
+``save_flow``, ``renew`` and ``release`` succeed only while that exact token
+is the flow's current claim, checked atomically inside the backend; otherwise
+they raise ``ClaimLost`` and change nothing.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Collection
+from typing import ClassVar
+
+from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+
+__all__ = ["Backend", "StateListener", "SUSPENDED", "LOST", "CONNECTED"]
+
+# Connection events a session-based backend reports to its listeners.
+SUSPENDED = "suspended"  # connection in doubt: start no new task
+LOST = "lost"  # session gone: every claim of this backend object is gone
+CONNECTED = "connected"  # back to normal (claims must be re-verified)
+
+StateListener = Callable[[str], None]
+
+
+class Backend(abc.ABC):
+    """Stored records and claims of flows, behind one URL.
+
+    Every method may raise ``BackendUnavailable`` once the driver's retry
+    budget for transient errors is spent, and ``CorruptRecord`` when a stored
+    record cannot be decoded (naming its path or key). No client library
+    exception ever leaves a driver.
+    """
+
+    #: URL scheme(s) this driver serves.
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: Optional features: "session" (claims die with the client session and
+    #: listeners get SUSPENDED/LOST), "shared" (several processes/hosts may use
+    #: one store), "watch" (``wait_for_work`` wakes on changes, not polling).
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    url: str
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str, **options: object) -> Backend:
+        """Open the backend ``url`` names. Query options are parsed with
+        ``options.parse_options`` (a bad key or value names itself); keyword
+        ``options`` override the URL's."""
+
+    # ---------------------------------------------------------------- flows
+
+    @abc.abstractmethod
+    def create_flow(self, flow: FlowDetail) -> None:
+        """Store a new flow and make it findable by ``find_runnable``.
+
+        One round trip where the backend allows it; O(1) in the number of
+        stored flows. Raises ``FlowExists`` if the id is taken (nothing changes).
+        """
+
+    @abc.abstractmethod
+    def load_flow(self, flow_id: str) -> FlowDetail:
+        """Return the flow record. Raises ``FlowNotFound``."""
+
+    @abc.abstractmethod
+    def load_tasks(self, flow_id: str) -> dict[str, TaskDetail]:
+        """Return every stored task detail of the flow, keyed by task id
+        (any string; drivers encode ids into safe key/znode names)."""
+
+    @abc.abstractmethod
+    def list_flows(self, states: Collection[str] | None = None) -> list[FlowDetail]:
+        """Every stored flow (optionally only those in ``states``), oldest first.
+
+        For operators; replicas never call it on their hot path. A corrupt
+        flow record is skipped with a logged warning, not raised, so one bad
+        record does not hide the others.
+        """
+
+    @abc.abstractmethod
+    def delete_flow(self, token: ClaimToken) -> None:
+        """Remove the flow, its tasks, declines and claim. Fenced: ``token``
+        must be current. Used by purge."""
+
+    # --------------------------------------------------------------- claims
+
+    @abc.abstractmethod
+    def claim(self, flow_id: str, owner: str, lease: float, *, force: bool = False) -> ClaimToken:
+        """Claim the flow for replica ``owner`` for ``lease`` seconds.
+
+        Returns a token whose claim id is ``f"{owner}#<unique>"`` and whose
+        epoch is larger than every earlier epoch of the flow. Raises
+        ``ClaimHeld`` if another live claim exists, unless ``force`` (operator
+        release/cancel): then the old claim is replaced and its holder fenced.
+        Raises ``FlowNotFound``. Safe to retry after a connection loss: an
+        ambiguous attempt is resolved by reading back, never by claiming twice.
+        Session backends ignore ``lease`` (the session is the lease).
+        """
+
+    @abc.abstractmethod
+    def renew(self, token: ClaimToken, lease: float) -> None:
+        """Extend the claim to ``lease`` seconds from now. ``ClaimLost`` if
+        ``token`` is not current (expired and taken, released, or forced)."""
+
+    @abc.abstractmethod
+    def release(self, token: ClaimToken) -> None:
+        """Drop the claim at once so another replica can take the flow
+        without waiting for the lease. ``ClaimLost`` if not current."""
+
+    @abc.abstractmethod
+    def current_claim(self, flow_id: str) -> ClaimInfo | None:
+        """The live claim of the flow, or None."""
+
+    @abc.abstractmethod
+    def list_claims(self) -> list[ClaimInfo]:
+        """Every live claim. Cost grows with the number of claims, not flows."""
+
+    # -------------------------------------------------------- fenced writes
+
+    @abc.abstractmethod
+    def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
+        """Create or replace one task detail, atomically conditional on
+        ``token`` being current. One round trip. ``ClaimLost`` otherwise,
+        ``ResultTooLarge`` (before writing) where the backend has a size cap."""
+
+    @abc.abstractmethod
+    def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
+        """Replace the flow record, conditional on ``token``. Keeps the
+        runnable index in step with ``flow.state``: a flow in a state outside
+        ``RUNNABLE_FLOW_STATES`` is no longer returned by ``find_runnable``."""
+
+    # ------------------------------------------------------------ discovery
+
+    @abc.abstractmethod
+    def find_runnable(self, limit: int) -> list[str]:
+        """Up to ``limit`` ids of flows in a runnable state with no live
+        claim (new flows and orphans), without scanning every stored flow."""
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block until ``find_runnable`` may have something new, or
+        ``timeout`` seconds pass. Returns True if woken by a change. Drivers
+        without the "watch" capability just wait out the timeout."""
+        return False
+
+    # ------------------------------------------------------------- declines
+
+    @abc.abstractmethod
+    def record_decline(self, flow_id: str, decline: Decline) -> None:
+        """Note that a replica cannot run the flow, and why. Not fenced: a
+        decliner holds no claim, and declines never touch flow state."""
+
+    @abc.abstractmethod
+    def load_declines(self, flow_id: str) -> list[Decline]:
+        """Every decline recorded for the flow, one per replica (latest wins)."""
+
+    # ------------------------------------------------------------- replicas
+
+    @abc.abstractmethod
+    def register_replica(self, info: ReplicaInfo, lease: float) -> None:
+        """Announce a live replica; it disappears ``lease`` seconds after its
+        last heartbeat (or with its session)."""
+
+    @abc.abstractmethod
+    def heartbeat_replica(self, replica_id: str, lease: float) -> None:
+        """Keep the replica's presence alive."""
+
+    @abc.abstractmethod
+    def unregister_replica(self, replica_id: str) -> None:
+        """Remove the replica's presence now (graceful stop)."""
+
+    @abc.abstractmethod
+    def list_replicas(self) -> list[ReplicaInfo]:
+        """Every live replica."""
+
+    # ------------------------------------------------------------ lifecycle
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        """Call ``listener(SUSPENDED|LOST|CONNECTED)`` on connection events.
+        Only drivers with the "session" capability ever call it."""
+
+    def warnings(self) -> list[str]:
+        """Settings of the server that can lose claims or data, in words."""
+        return []
+
+    def close(self) -> None:
+        """Release connections. Claims held are not released (a crash is
+        the same as a close without release)."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,227 @@
+"""``memory://``: the reference driver, one process, for tests and examples.
+
+Records are kept as JSON text, exactly as shared drivers store them, so that
+a value that would not survive a real backend does not survive here either.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .base import Backend
+from .errors import ClaimHeld, ClaimLost, FlowExists, FlowNotFound
+from .options import parse_options
+from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from .states import RUNNABLE_FLOW_STATES
+
+__all__ = ["MemoryBackend"]
+
+
+@dataclass
+class _Claim:
+    claim_id: str
+    epoch: int
+    claimed_at: float
+    expires_at: float
+
+
+@dataclass
+class _Stored:
+    flow: str
+    tasks: dict[str, str]
+    declines: dict[str, str]
+    epoch: int = 0
+    claim: _Claim | None = None
+
+
+class MemoryBackend(Backend):
+    """All state in one dict behind one lock."""
+
+    schemes = ("memory",)
+    capabilities = frozenset({"watch"})
+
+    def __init__(self, url: str = "memory://", *, clock: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self._clock = clock
+        self._lock = threading.Condition()
+        self._flows: dict[str, _Stored] = {}
+        self._order = itertools.count()
+        self._created: dict[str, int] = {}
+        self._replicas: dict[str, tuple[str, float]] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> MemoryBackend:
+        parse_options(urlsplit(url).query, {}, options)
+        return cls(url)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _get(self, flow_id: str) -> _Stored:
+        try:
+            return self._flows[flow_id]
+        except KeyError:
+            raise FlowNotFound(f"no flow {flow_id!r} in {self.url}") from None
+
+    def _live_claim(self, stored: _Stored) -> _Claim | None:
+        claim = stored.claim
+        if claim is not None and claim.expires_at <= self._clock():
+            return None
+        return claim
+
+    def _check(self, token: ClaimToken) -> _Stored:
+        stored = self._flows.get(token.flow_id)
+        claim = self._live_claim(stored) if stored else None
+        if claim is None or (claim.claim_id, claim.epoch) != (token.claim_id, token.epoch):
+            raise ClaimLost(f"claim {token.claim_id}@{token.epoch} on flow {token.flow_id} is not current")
+        assert stored is not None
+        return stored
+
+    # ------------------------------------------------------------------ flows
+
+    def create_flow(self, flow: FlowDetail) -> None:
+        with self._lock:
+            if flow.id in self._flows:
+                raise FlowExists(f"flow {flow.id!r} already exists in {self.url}")
+            self._flows[flow.id] = _Stored(flow.to_json(), {}, {})
+            self._created[flow.id] = next(self._order)
+            self._lock.notify_all()
+
+    def load_flow(self, flow_id: str) -> FlowDetail:
+        with self._lock:
+            raw = self._get(flow_id).flow
+        return FlowDetail.from_json(raw, f"{self.url} flow {flow_id}")
+
+    def load_tasks(self, flow_id: str) -> dict[str, TaskDetail]:
+        with self._lock:
+            tasks = dict(self._get(flow_id).tasks)
+        return {
+            task_id: TaskDetail.from_json(raw, f"{self.url} flow {flow_id} task {task_id}")
+            for task_id, raw in tasks.items()
+        }
+
+    def list_flows(self, states: Collection[str] | None = None) -> list[FlowDetail]:
+        with self._lock:
+            ids = sorted(self._flows, key=self._created.__getitem__)
+            raws = [(i, self._flows[i].flow) for i in ids]
+        flows = [FlowDetail.from_json(raw, f"{self.url} flow {i}") for i, raw in raws]
+        return [f for f in flows if states is None or f.state in states]
+
+    def delete_flow(self, token: ClaimToken) -> None:
+        with self._lock:
+            self._check(token)
+            del self._flows[token.flow_id]
+            del self._created[token.flow_id]
+
+    # ----------------------------------------------------------------- claims
+
+    def claim(self, flow_id: str, owner: str, lease: float, *, force: bool = False) -> ClaimToken:
+        with self._lock:
+            stored = self._get(flow_id)
+            live = self._live_claim(stored)
+            if live is not None and not force:
+                raise ClaimHeld(f"flow {flow_id} is claimed by {live.claim_id}")
+            stored.epoch += 1
+            now = self._clock()
+            claim_id = f"{owner}#{uuid.uuid4().hex[:12]}"
+            stored.claim = _Claim(claim_id, stored.epoch, now, now + lease)
+            return ClaimToken(flow_id, claim_id, stored.epoch)
+
+    def renew(self, token: ClaimToken, lease: float) -> None:
+        with self._lock:
+            claim = self._check(token).claim
+            assert claim is not None
+            claim.expires_at = self._clock() + lease
+
+    def release(self, token: ClaimToken) -> None:
+        with self._lock:
+            self._check(token).claim = None
+            self._lock.notify_all()
+
+    def current_claim(self, flow_id: str) -> ClaimInfo | None:
+        with self._lock:
+            stored = self._flows.get(flow_id)
+            claim = self._live_claim(stored) if stored else None
+            return self._info(flow_id, claim) if claim else None
+
+    def list_claims(self) -> list[ClaimInfo]:
+        with self._lock:
+            pairs = [(i, self._live_claim(s)) for i, s in self._flows.items()]
+            return [self._info(i, c) for i, c in pairs if c is not None]
+
+    @staticmethod
+    def _info(flow_id: str, claim: _Claim) -> ClaimInfo:
+        owner = claim.claim_id.rsplit("#", 1)[0]
+        return ClaimInfo(flow_id, owner, claim.claim_id, claim.epoch, claim.claimed_at, claim.expires_at)
+
+    # ---------------------------------------------------------- fenced writes
+
+    def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
+        raw = task.to_json()
+        with self._lock:
+            self._check(token).tasks[task.task_id] = raw
+
+    def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
+        raw = flow.to_json()
+        with self._lock:
+            self._check(token).flow = raw
+
+    # -------------------------------------------------------------- discovery
+
+    def find_runnable(self, limit: int) -> list[str]:
+        found: list[str] = []
+        with self._lock:
+            for flow_id in sorted(self._flows, key=self._created.__getitem__):
+                if len(found) >= limit:
+                    break
+                stored = self._flows[flow_id]
+                if self._live_claim(stored) is None and self._state(stored) in RUNNABLE_FLOW_STATES:
+                    found.append(flow_id)
+        return found
+
+    @staticmethod
+    def _state(stored: _Stored) -> str:
+        return FlowDetail.from_json(stored.flow, "memory").state
+
+    def wait_for_work(self, timeout: float) -> bool:
+        with self._lock:
+            return self._lock.wait(timeout)
+
+    # --------------------------------------------------------------- declines
+
+    def record_decline(self, flow_id: str, decline: Decline) -> None:
+        with self._lock:
+            self._get(flow_id).declines[decline.replica_id] = decline.to_json()
+
+    def load_declines(self, flow_id: str) -> list[Decline]:
+        with self._lock:
+            raws = list(self._get(flow_id).declines.values())
+        return [Decline.from_json(raw, f"{self.url} flow {flow_id} declines") for raw in raws]
+
+    # --------------------------------------------------------------- replicas
+
+    def register_replica(self, info: ReplicaInfo, lease: float) -> None:
+        with self._lock:
+            info.seen_at = self._clock()
+            self._replicas[info.replica_id] = (info.to_json(), info.seen_at + lease)
+
+    def heartbeat_replica(self, replica_id: str, lease: float) -> None:
+        with self._lock:
+            raw, _ = self._replicas.get(replica_id, (None, 0.0))
+            if raw is not None:
+                self._replicas[replica_id] = (raw, self._clock() + lease)
+
+    def unregister_replica(self, replica_id: str) -> None:
+        with self._lock:
+            self._replicas.pop(replica_id, None)
+
+    def list_replicas(self) -> list[ReplicaInfo]:
+        now = self._clock()
+        with self._lock:
+            live = [raw for raw, expires in self._replicas.values() if expires > now]
+        return [ReplicaInfo.from_json(raw, f"{self.url} replicas") for raw in live]

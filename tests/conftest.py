@@ -1,0 +1,67 @@
+"""Backend selection for every suite.
+
+``backend_url`` runs a test once per backend (memory, sqlite, zookeeper,
+redis), each in a fresh namespace; ``shared_backend_url`` only on the
+backends several processes can share. ``FLOWBATON_TEST_BACKENDS=sqlite,redis``
+narrows the set for a quick local run; CI runs them all, and a server that
+cannot be started is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ALL_BACKENDS = ("memory", "sqlite", "zookeeper", "redis")
+SHARED_BACKENDS = ("sqlite", "zookeeper", "redis")
+
+pytest_plugins = ["tests.servers.zookeeper", "tests.servers.redis"]
+
+
+def _selected(kinds: tuple[str, ...]) -> list[str]:
+    wanted = os.environ.get("FLOWBATON_TEST_BACKENDS")
+    if not wanted:
+        return list(kinds)
+    names = {name.strip() for name in wanted.split(",")}
+    return [kind for kind in kinds if kind in names]
+
+
+def _param(kind: str) -> object:
+    marks = [getattr(pytest.mark, kind)] if kind in ("zookeeper", "redis") else []
+    return pytest.param(kind, marks=marks, id=kind)
+
+
+def make_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL for ``kind`` in a namespace no other test uses."""
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'flows.db'}"
+    server = request.getfixturevalue(f"{kind}_server")
+    url: str = server.url(namespace=f"t{uuid.uuid4().hex[:10]}")
+    return url
+
+
+@pytest.fixture(params=[_param(k) for k in _selected(ALL_BACKENDS)])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return make_url(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=[_param(k) for k in _selected(SHARED_BACKENDS)])
+def shared_backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return make_url(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def backend(backend_url: str) -> Iterator[object]:
+    from flowbaton.backends import open_backend
+
+    opened = open_backend(backend_url)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -1,0 +1,1 @@
+"""Redis test servers (filled in by the Redis backend work)."""

@@ -1,0 +1,1 @@
+"""ZooKeeper test servers (filled in by the ZooKeeper backend work)."""
