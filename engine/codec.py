@@ -1,0 +1,97 @@
+"""Plain-JSON check and the explicit codec hook for richer types.
+
+Results, arguments and inputs are stored as JSON and read back by other
+processes, possibly running newer code. Silently turning a tuple into a list
+or a datetime into a string would change what downstream tasks see after a
+resume, so anything that is not plain JSON is refused, naming the path to the
+offending value, unless the user registered a codec for its type.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.errors import NotJSONError
+
+__all__ = ["register_codec", "encode", "decode", "TAG"]
+
+TAG = "__flowbaton_type__"
+_PLAIN = (str, int, bool, type(None))
+
+
+@dataclass(frozen=True)
+class _Codec:
+    name: str
+    kind: type
+    to_json: Callable[[Any], Any]
+    from_json: Callable[[Any], Any]
+
+
+_by_type: dict[type, _Codec] = {}
+_by_name: dict[str, _Codec] = {}
+_lock = threading.Lock()
+
+
+def register_codec(
+    kind: type, name: str, to_json: Callable[[Any], Any], from_json: Callable[[Any], Any]
+) -> None:
+    """Store values of exactly ``kind`` as ``{TAG: name, "value": to_json(v)}``.
+
+    ``name`` is what the record keeps, so it must stay stable across deploys.
+    """
+    with _lock:
+        if name in _by_name and _by_name[name].kind is not kind:
+            raise ValueError(f"codec name {name!r} is already used for {_by_name[name].kind}")
+        codec = _Codec(name, kind, to_json, from_json)
+        _by_type[kind] = codec
+        _by_name[name] = codec
+
+
+def encode(value: Any, where: str) -> Any:
+    """Return ``value`` as plain JSON, or raise ``NotJSONError`` naming
+    ``where`` and the path inside the value."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise NotJSONError(f"{where}: {value!r} is not a finite number (JSON has no NaN/inf)")
+        return value
+    if kind is list:
+        return [encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if kind is dict:
+        return _encode_dict(value, where)
+    codec = _by_type.get(kind)
+    if codec is not None:
+        return {TAG: codec.name, "value": encode(codec.to_json(value), f"{where}<{codec.name}>")}
+    raise NotJSONError(
+        f"{where}: {kind.__name__} is not plain JSON (use dict/list/str/int/float/bool/None, "
+        f"or flowbaton.register_codec({kind.__name__}, ...))"
+    )
+
+
+def _encode_dict(value: dict[Any, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            raise NotJSONError(f"{where}: key {key!r} is {type(key).__name__}, JSON keys are str")
+        out[key] = encode(item, f"{where}[{key!r}]")
+    return out
+
+
+def decode(value: Any) -> Any:
+    """Undo ``encode``: registered types come back as themselves."""
+    if not _by_name or type(value) in _PLAIN or type(value) is float:
+        return value
+    if type(value) is list:
+        return [decode(item) for item in value]
+    if type(value) is dict:
+        codec = _by_name.get(value.get(TAG, "")) if len(value) == 2 else None
+        if codec is not None and "value" in value:
+            return codec.from_json(decode(value["value"]))
+        return {key: decode(item) for key, item in value.items()}
+    return value

@@ -1,0 +1,76 @@
+"""The one question a runner asks before starting a task: may I?
+
+The coordinator owns the answer (lease renewed in time, session not
+suspended, no stop requested); the engine only asks. Keeping it a small
+object makes the runner testable without any lease machinery.
+"""
+
+from __future__ import annotations
+
+import threading
+
+__all__ = ["Gate"]
+
+
+class Gate:
+    """Open until stopped (graceful) or lost (claim gone); pausable.
+
+    ``pause`` is for a suspended session: no new task starts, but nothing is
+    given up yet. ``stop`` asks the runner to finish what runs and hand the
+    flow back. ``lose`` means the claim is gone: finish nothing, write nothing.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._paused = False
+        self.stop_reason: str | None = None
+        self.lost_reason: str | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_reason is not None
+
+    @property
+    def lost(self) -> bool:
+        return self.lost_reason is not None
+
+    def may_start(self) -> bool:
+        """True when a new task may start now."""
+        return not (self._paused or self.stopped or self.lost)
+
+    def wait_open(self, timeout: float) -> bool:
+        """Wait while only paused; True once a task may start."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._paused or self.stopped or self.lost, timeout)
+        return self.may_start()
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, waking early on any gate change."""
+        with self._changed:
+            self._changed.wait(timeout)
+
+    def pause(self) -> None:
+        self._set(paused=True)
+
+    def resume(self) -> None:
+        self._set(paused=False)
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._set()
+
+    def lose(self, reason: str) -> None:
+        if self.lost_reason is None:
+            self.lost_reason = reason
+        self._set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _set(self, paused: bool | None = None) -> None:
+        with self._changed:
+            if paused is not None:
+                self._paused = paused
+            self._changed.notify_all()

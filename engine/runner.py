@@ -1,0 +1,325 @@
+"""The thin loop that acts: persist a transition, call a task, persist again.
+
+Decisions come from the pure pieces (``resume.plan_resume``, the schedules);
+this module owns the only side effects of a run. All writes happen on the
+loop's thread, in order, each conditional on the claim token. Task code runs
+inline when nothing else could run beside it, else on a bounded pool.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from ..backends.base import Backend
+from ..backends.errors import BackendUnavailable, ClaimLost, FlowbatonError
+from ..backends.records import ClaimToken, FlowDetail, TaskDetail
+from ..backends.states import (
+    FAILURE,
+    REVERT_FAILURE,
+    REVERTED,
+    REVERTING,
+    RUNNING,
+    SUCCESS,
+)
+from .binding import execute_kwargs, provided_values, revert_args
+from .codec import decode, encode
+from .compiler import CompiledFlow
+from .context import TaskContext, task_context
+from .gate import Gate
+from .resume import ResumePlan
+from .retry import next_delay
+from .scheduler import ForwardSchedule, RevertSchedule
+
+__all__ = ["FlowRun", "Halt"]
+
+log = logging.getLogger("flowbaton.engine")
+
+Outcome = tuple[str, Any, BaseException | None]  # (task id, result, error)
+
+
+class Halt(Exception):
+    """A write was refused: the claim is gone; stop acting on this flow."""
+
+
+def failure_of(error: BaseException) -> dict[str, str]:
+    return {
+        "type": f"{type(error).__module__}.{type(error).__qualname__}",
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+    }
+
+
+class FlowRun:
+    """One claimed run of one flow, from its prepared plan to an end state."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        token: ClaimToken,
+        flow: FlowDetail,
+        compiled: CompiledFlow,
+        details: dict[str, TaskDetail],
+        *,
+        replica_id: str,
+        gate: Gate,
+        max_workers: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend, self.token, self.flow, self.compiled = backend, token, flow, compiled
+        self.details = details
+        self.replica_id, self.gate, self.clock = replica_id, gate, clock
+        self.max_workers = max(1, max_workers)
+        self.values: dict[str, Any] = {k: decode(v) for k, v in {**flow.kwargs, **flow.inputs}.items()}
+        self.in_doubt: set[str] = set()
+        self.failed: str | None = None  # reason of the first final failure
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: dict[Future[Any], str] = {}
+        self._inline: list[Outcome] = []
+        self._delayed: list[tuple[float, str]] = []
+
+    # ------------------------------------------------------------ writes
+
+    def write_task(self, detail: TaskDetail) -> None:
+        self._guard(self.backend.save_task, detail)
+        self.details[detail.task_id] = detail
+
+    def write_flow(self, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(self.flow, key, value)
+        self.flow.updated_at = self.clock()
+        self.flow.epoch = self.token.epoch
+        self._guard(self.backend.save_flow, self.flow)
+
+    def _guard(self, save: Callable[[ClaimToken, Any], None], record: Any) -> None:
+        if self.gate.lost:
+            raise Halt(self.gate.lost_reason)
+        try:
+            save(self.token, record)
+        except (ClaimLost, BackendUnavailable) as err:
+            # Whether an unavailable backend applied the write is unknown, so
+            # the only safe course is the lost-claim one: act no further.
+            self.gate.lose(f"{type(err).__name__}: {err}")
+            raise Halt(str(err)) from err
+
+    # -------------------------------------------------------------- run
+
+    def run(self, plan: ResumePlan) -> None:
+        """Run forward, then revert if a task failed for good; ``Halt``
+        (claim lost) ends it early and quietly."""
+        try:
+            self._run(plan)
+        except Halt as halt:
+            log.warning("flow %s: stopped acting, claim lost (%s)", self.flow.id, halt)
+            self._drain_quietly()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+
+    def _run(self, plan: ResumePlan) -> None:
+        for detail in plan.rewrite.values():
+            self.write_task(detail)
+        done = plan.reuse | set(plan.rewrite)
+        for tid in done:
+            self.values.update(provided_values(self.compiled.tasks[tid], decode(self.details[tid].result)))
+        self.in_doubt = set(plan.in_doubt)
+        if plan.revert_failed:
+            return self._finish(FAILURE, "a revert had failed before this resume")
+        if plan.failed:
+            self.failed = f"task {sorted(plan.failed)[0]!r} had failed before this resume"
+        if self.flow.state != REVERTING and not self.failed:
+            complete = self._forward(ForwardSchedule(self.compiled, done))
+            if complete:
+                return self._finish(SUCCESS, None)
+        if self.gate.stopped or self.gate.lost:
+            return self._hand_back()
+        return self._revert()
+
+    def _finish(self, state: str, reason: str | None) -> None:
+        self.write_flow(state=state, reason=reason, owner=None)
+
+    def _hand_back(self) -> None:
+        """Graceful stop: leave the flow runnable and unowned for the next replica."""
+        if not self.gate.lost:
+            self.write_flow(owner=None)
+
+    # ---------------------------------------------------------- forward
+
+    def _forward(self, schedule: ForwardSchedule) -> bool:
+        """Run tasks until all have results (True) or something stops us."""
+        while True:
+            self._start_ready(schedule)
+            if not (self._running or self._inline):
+                if self.failed or self.gate.stopped or self.gate.lost:
+                    return False
+                if not (self._delayed or schedule.has_ready()):
+                    return True
+                self.gate.wait(self._until_due())  # paused, or a retry is not due yet
+                continue
+            for tid, result, error in self._collect():
+                self._forward_outcome(schedule, tid, result, error)
+
+    def _blocked(self) -> bool:
+        return self.failed is not None or not self.gate.may_start()
+
+    def _start_ready(self, schedule: ForwardSchedule) -> None:
+        now = self.clock()
+        while self._delayed and self._delayed[0][0] <= now and not self._blocked():
+            self._start(heapq.heappop(self._delayed)[1], schedule)
+        while schedule.has_ready() and self._has_room() and not self._blocked():
+            self._start(schedule.pop(), schedule)
+
+    def _start(self, tid: str, schedule: ForwardSchedule) -> None:
+        task = self.compiled.tasks[tid]
+        previous = self.details.get(tid)
+        attempt = (previous.attempts if previous else 0) + 1
+        first = previous.meta.get("first_started") if previous else None
+        now = self.clock()
+        meta = {"first_started": first or now}
+        if previous and previous.failure and previous.state == RUNNING:
+            meta["last_failure"] = previous.failure  # type: ignore[assignment]
+        detail = TaskDetail(
+            tid, RUNNING, None, None, task.task_version, attempt, now, None,
+            self.replica_id, self.token.claim_id, self.token.epoch, meta,
+        )
+        self.write_task(detail)
+        ctx = TaskContext(self.flow.id, tid, attempt, tid in self.in_doubt, self.replica_id, self.token.epoch)
+        kwargs = execute_kwargs(task, self.values)
+        call = lambda: task.run_execute(kwargs)  # noqa: E731
+        self._launch(tid, ctx, call, inline=not self._running and not schedule.has_ready())
+
+    def _launch(self, tid: str, ctx: TaskContext | None, call: Callable[[], Any], inline: bool) -> None:
+        if inline or self.max_workers == 1:
+            try:
+                self._inline.append((tid, _in_context(ctx, call), None))
+            except Exception as error:
+                self._inline.append((tid, None, error))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix=f"flow-{self.flow.id[:8]}")
+        self._running[self._pool.submit(_in_context, ctx, call)] = tid
+
+    def _collect(self) -> list[Outcome]:
+        if self._inline:
+            outcomes, self._inline = self._inline, []
+            return outcomes
+        timeout = self._until_due() if self._delayed else None
+        finished, _ = wait(list(self._running), timeout=timeout, return_when=FIRST_COMPLETED)
+        outcomes = []
+        for future in finished:
+            tid = self._running.pop(future)
+            error = future.exception()
+            outcomes.append((tid, None if error else future.result(), error))
+        return outcomes
+
+    def _until_due(self) -> float:
+        if not self._delayed:
+            return 0.5
+        return max(0.0, min(0.5, self._delayed[0][0] - self.clock()))
+
+    def _forward_outcome(self, schedule: ForwardSchedule, tid: str, result: Any, error: BaseException | None) -> None:
+        task = self.compiled.tasks[tid]
+        detail = self.details[tid]
+        if error is None:
+            try:
+                stored = encode(result, f"task {tid!r} result")
+                provided = provided_values(task, result)
+            except FlowbatonError as bad:
+                error = bad
+        if error is None:
+            self.write_task(_with(detail, state=SUCCESS, result=stored, finished_at=self.clock()))
+            self.values.update(provided)
+            self.in_doubt.discard(tid)
+            schedule.finished(tid)
+            return
+        self._forward_failure(tid, detail, error)
+
+    def _forward_failure(self, tid: str, detail: TaskDetail, error: BaseException) -> None:
+        task = self.compiled.tasks[tid]
+        first = float(detail.meta.get("first_started") or detail.started_at or self.clock())
+        delay = None if self.failed else next_delay(task.task_retry, detail.attempts, error, first)
+        failure = failure_of(error)
+        if delay is not None:
+            # Keep the failure on the RUNNING detail; the next start bumps the attempt.
+            self.details[tid] = _with(detail, failure=failure)
+            heapq.heappush(self._delayed, (self.clock() + delay, tid))
+            log.info("flow %s task %s attempt %d failed, retry in %.2fs", self.flow.id, tid, detail.attempts, delay)
+            return
+        self.write_task(_with(detail, state=FAILURE, failure=failure, finished_at=self.clock()))
+        log.warning("flow %s task %s failed for good: %s", self.flow.id, tid, failure["message"])
+        self.failed = self.failed or f"task {tid!r} failed: {failure['type']}: {failure['message']}"
+        self._delayed.clear()
+
+    # ----------------------------------------------------------- revert
+
+    def _revert(self) -> None:
+        # RUNNING counts: an in-doubt task may have done its work before its owner died.
+        undo_states = (SUCCESS, FAILURE, REVERTING, RUNNING)
+        undo = {t for t, d in self.details.items() if t in self.compiled.tasks and d.state in undo_states}
+        reason = self.failed or self.flow.reason
+        if self.flow.state != REVERTING:
+            self.write_flow(state=REVERTING, reason=reason)
+        schedule = RevertSchedule(self.compiled, undo)
+        broken: list[str] = []
+        while True:
+            while not broken and schedule.has_ready() and self._has_room() and self.gate.may_start():
+                self._start_revert(schedule.pop(), schedule)
+            if self._running or self._inline:
+                for tid, _, error in self._collect():
+                    broken += self._revert_outcome(schedule, tid, error)
+            elif broken or not schedule.has_ready() or self.gate.stopped or self.gate.lost:
+                break
+            else:
+                self.gate.wait(0.5)  # paused
+        if broken:
+            return self._finish(FAILURE, f"{reason}; then revert of {broken[0]!r} failed")
+        if schedule.has_ready():
+            return self._hand_back()
+        return self._finish(REVERTED, reason)
+
+    def _has_room(self) -> bool:
+        return len(self._running) < self.max_workers
+
+    def _start_revert(self, tid: str, schedule: RevertSchedule) -> None:
+        task = self.compiled.tasks[tid]
+        detail = self.details[tid]
+        if not task.has_revert:
+            self.write_task(_with(detail, state=REVERTED, finished_at=self.clock()))
+            schedule.reverted(tid)
+            return
+        self.write_task(_with(detail, state=REVERTING))
+        args, kwargs = revert_args(task, decode(detail.result), detail.failure, self.values)
+        call = lambda: task.run_revert(args, kwargs)  # noqa: E731
+        ctx = TaskContext(self.flow.id, tid, detail.attempts, False, self.replica_id, self.token.epoch)
+        self._launch(tid, ctx, call, inline=not self._running and not schedule.has_ready())
+
+    def _revert_outcome(self, schedule: RevertSchedule, tid: str, error: BaseException | None) -> list[str]:
+        detail = self.details[tid]
+        if error is not None:
+            meta = {**detail.meta, "revert_failure": failure_of(error)}
+            self.write_task(_with(detail, state=REVERT_FAILURE, meta=meta, finished_at=self.clock()))
+            return [tid]
+        self.write_task(_with(detail, state=REVERTED, finished_at=self.clock()))
+        schedule.reverted(tid)
+        return []
+
+    def _drain_quietly(self) -> None:
+        """After losing the claim, let running task calls end; write nothing."""
+        if self._running:
+            wait(list(self._running))
+        self._running.clear()
+
+
+def _in_context(ctx: TaskContext | None, call: Callable[[], Any]) -> Any:
+    with task_context(ctx):
+        return call()
+
+
+def _with(detail: TaskDetail, **changes: Any) -> TaskDetail:
+    values = {**detail.__dict__, **changes}
+    return TaskDetail(**values)

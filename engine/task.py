@@ -1,0 +1,258 @@
+"""Tasks: units of work with a stable id, a version, data needs and a policy.
+
+A task's id is what ties it to its stored detail across restarts and
+deploys, so it must not depend on anything but the code: the explicit
+``id`` if given, else the callable's ``module.qualname``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar, Union
+
+from tenacity.stop import stop_base, stop_never
+from tenacity.wait import wait_base, wait_none
+
+from ..backends.errors import DefinitionError
+
+__all__ = ["Task", "FunctionTask", "task", "Retry", "VersionPolicy", "POLICIES", "major_of"]
+
+VersionPolicy = Union[str, Callable[[Any], Any]]  # noqa: UP007 - runtime alias on 3.10
+POLICIES = ("rerun", "reuse", "fail")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Retry:
+    """When to try a failed task again: tenacity ``stop`` and ``wait`` values,
+    and which exceptions count (others fail the task at once)."""
+
+    stop: stop_base = stop_never
+    wait: wait_base = wait_none()  # noqa: RUF009 - tenacity strategies are immutable values
+    on: tuple[type[BaseException], ...] = (Exception,)
+
+
+def _as_retry(value: Retry | stop_base | None) -> Retry | None:
+    if value is None or isinstance(value, Retry):
+        return value
+    if isinstance(value, stop_base):
+        return Retry(stop=value)
+    raise DefinitionError(f"retry= takes flowbaton.Retry or a tenacity stop, not {value!r}")
+
+
+def major_of(version: str) -> str:
+    """``"2.1"`` -> ``"2"``; the part whose change triggers the version policy."""
+    return version.split(".", 1)[0]
+
+
+def _check_version(version: object, where: str) -> str:
+    parts = str(version).split(".")
+    if not isinstance(version, str) or len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise DefinitionError(f"{where}: version must look like 'major.minor', got {version!r}")
+    return version
+
+
+def _check_policy(policy: object, where: str) -> VersionPolicy:
+    if callable(policy) or policy in POLICIES:
+        return policy  # type: ignore[return-value]
+    raise DefinitionError(
+        f"{where}: on_version_change must be one of {', '.join(POLICIES)} or a callable, not {policy!r}"
+    )
+
+
+def _provides_tuple(provides: str | Sequence[str] | None) -> tuple[str, ...]:
+    if provides is None:
+        return ()
+    if isinstance(provides, str):
+        return (provides,)
+    return tuple(provides)
+
+
+def signature_needs(fn: Callable[..., Any], skip: int = 0) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(required, optional) parameter names of ``fn``; the first ``skip``
+    positional parameters are not data (``self``, ``result``)."""
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    named = [p for p in params if p.kind in kinds]
+    required = tuple(p.name for p in named if p.default is inspect.Parameter.empty)
+    optional = tuple(p.name for p in named if p.default is not inspect.Parameter.empty)
+    return required, optional
+
+
+class Task:
+    """Subclass and define ``execute(**inputs)`` (and optionally
+    ``revert(result, **inputs)``). Class attributes give the defaults;
+    constructor keywords override them per instance."""
+
+    id: ClassVar[str | None] = None
+    version: ClassVar[str] = "1.0"
+    provides: ClassVar[str | Sequence[str] | None] = None
+    requires: ClassVar[Sequence[str] | None] = None
+    retry: ClassVar[Retry | stop_base | None] = None
+    on_version_change: ClassVar[VersionPolicy] = "fail"
+
+    def __init__(
+        self,
+        *,
+        id: str | None = None,  # noqa: A002 - the public name
+        version: str | None = None,
+        provides: str | Sequence[str] | None = None,
+        requires: Sequence[str] | None = None,
+        retry: Retry | stop_base | None = None,
+        on_version_change: VersionPolicy | None = None,
+    ) -> None:
+        where = self._where()
+        given_id = id if id is not None else type(self).id
+        self.task_id: str = given_id if given_id is not None else self._default_id()
+        if not isinstance(self.task_id, str) or not self.task_id:
+            raise DefinitionError(f"{where}: task id must be a non-empty string, got {self.task_id!r}")
+        self.task_version = _check_version(version or type(self).version, where)
+        self.task_provides = _provides_tuple(provides if provides is not None else type(self).provides)
+        self.task_retry = _as_retry(retry if retry is not None else type(self).retry)
+        self.task_policy = _check_policy(on_version_change or type(self).on_version_change, where)
+        self._requires_override = requires if requires is not None else type(self).requires
+        self._init_needs()
+
+    # -- what subclasses define ------------------------------------------
+
+    def execute(self, **inputs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__qualname__}.execute")
+
+    def revert(self, result: Any, **inputs: Any) -> None:
+        """Undo ``execute``; the default has nothing to undo."""
+
+    # -- what the engine uses --------------------------------------------
+
+    def _init_needs(self) -> None:
+        required, optional = signature_needs(self.execute)
+        if self._requires_override is not None:
+            required = tuple(self._requires_override)
+        self.task_requires: tuple[str, ...] = required
+        self.task_optional: tuple[str, ...] = optional
+        # A class task's revert gets the result as its first argument, whatever its name.
+        self.revert_needs: tuple[str, ...] = sum(signature_needs(self.revert, skip=1), ())
+
+    def _default_id(self) -> str:
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    def _where(self) -> str:
+        cls = type(self)
+        return f"task class {cls.__module__}.{cls.__qualname__}"
+
+    def location(self) -> str:
+        """Where the task is defined, for error messages."""
+        code = getattr(self.execute, "__code__", None)
+        if code is None:
+            return self._where()
+        return f"{code.co_filename}:{code.co_firstlineno}"
+
+    @property
+    def has_revert(self) -> bool:
+        return type(self).revert is not Task.revert
+
+    def run_execute(self, kwargs: dict[str, Any]) -> Any:
+        return self.execute(**kwargs)
+
+    def run_revert(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.revert(*args, **kwargs)
+
+    def clone(self, **overrides: Any) -> Task:
+        """A copy with other settings, e.g. the same function twice in one
+        flow under two ids: ``reserve_ip.clone(id="reserve-ip-2")``."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        Task.__init__(copy, **{**self._settings(), **overrides})
+        return copy
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "id": self.task_id,
+            "version": self.task_version,
+            "provides": self.task_provides,
+            "requires": self._requires_override,
+            "retry": self.task_retry,
+            "on_version_change": self.task_policy,
+        }
+
+    def __repr__(self) -> str:
+        return f"<task {self.task_id} v{self.task_version}>"
+
+
+class FunctionTask(Task):
+    """A task made from a function by ``@task``; still callable as the function."""
+
+    def __init__(self, fn: Callable[..., Any], **settings: Any) -> None:
+        self.fn = fn
+        self.revert_fn: Callable[..., Any] | None = None
+        super().__init__(**settings)
+
+    def _default_id(self) -> str:
+        return f"{self.fn.__module__}.{self.fn.__qualname__}"
+
+    def _where(self) -> str:
+        return f"task {self.fn.__module__}.{self.fn.__qualname__}"
+
+    def _init_needs(self) -> None:
+        required, optional = signature_needs(self.fn)
+        if self._requires_override is not None:
+            required = tuple(self._requires_override)
+        self.task_requires = required
+        self.task_optional = optional
+        self.revert_needs = sum(signature_needs(self.revert_fn), ()) if self.revert_fn else ()
+
+    def execute(self, **inputs: Any) -> Any:
+        return self.fn(**inputs)
+
+    def location(self) -> str:
+        code = self.fn.__code__
+        return f"{code.co_filename}:{code.co_firstlineno}"
+
+    @property
+    def has_revert(self) -> bool:
+        return self.revert_fn is not None
+
+    def run_revert(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.revert_fn is not None:
+            self.revert_fn(*args, **kwargs)
+
+    def revert(self, fn: _F) -> _F:  # type: ignore[override]
+        """Decorator: register ``fn`` as this task's undo. Its parameters are
+        bound by name: ``result`` (or a ``provides`` name) gets the result,
+        ``failure`` the failure when the task itself failed, others inputs."""
+        self.revert_fn = fn
+        self.revert_needs = sum(signature_needs(fn), ())
+        return fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    *,
+    id: str | None = None,  # noqa: A002 - the public name
+    version: str = "1.0",
+    provides: str | Sequence[str] | None = None,
+    requires: Sequence[str] | None = None,
+    retry: Retry | stop_base | None = None,
+    on_version_change: VersionPolicy = "fail",
+) -> Any:
+    """Make a function a task: ``@task`` or ``@task(id=..., provides=...)``."""
+    settings = {
+        "id": id,
+        "version": version,
+        "provides": provides,
+        "requires": requires,
+        "retry": retry,
+        "on_version_change": on_version_change,
+    }
+
+    def wrap(func: Callable[..., Any]) -> FunctionTask:
+        if not callable(func):
+            raise DefinitionError(f"@task decorates a function, not {func!r}")
+        return FunctionTask(func, **settings)
+
+    return wrap(fn) if fn is not None else wrap
