@@ -27,7 +27,7 @@ def revert_args(
     first; a function's undo names what it wants: ``result`` (or a provided
     name) for the result, ``failure`` for the failure, inputs by name."""
     named = {"result": result, "failure": failure}
-    named.update(zip(task.task_provides, _split(task, result)) if result is not None else ())
+    named.update(zip(task.task_provides, _split(task, result), strict=False) if result is not None else ())
     kwargs = {n: named[n] if n in named else values.get(n) for n in task.revert_needs}
     if isinstance(task, FunctionTask):
         return (), kwargs
@@ -39,7 +39,7 @@ def provided_values(task: Task, result: Any) -> dict[str, Any]:
     """The names a result provides to downstream tasks."""
     if not task.task_provides:
         return {}
-    return dict(zip(task.task_provides, _split(task, result)))
+    return dict(zip(task.task_provides, _split(task, result), strict=False))
 
 
 def _split(task: Task, result: Any) -> list[Any]:

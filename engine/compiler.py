@@ -8,6 +8,7 @@ places involved named.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -98,7 +99,7 @@ def _add_pattern_edges(compiled: CompiledFlow, flow: Flow) -> None:
             _add_pattern_edges(compiled, child)
     if isinstance(flow, Linear):
         chain = [c for c in flow.children if _members(c)]
-        for before, after in zip(chain, chain[1:]):
+        for before, after in itertools.pairwise(chain):
             _connect(compiled, before, after)
     elif isinstance(flow, Graph):
         for before, after in flow.links:
@@ -154,5 +155,5 @@ def _a_cycle(compiled: CompiledFlow, stuck: set[str]) -> list[str]:
     while tid not in path:
         path.append(tid)
         tid = min(compiled.preds[tid] & stuck, key=compiled.index.__getitem__)
-    cycle = path[path.index(tid):] + [tid]
+    cycle = [*path[path.index(tid):], tid]
     return list(reversed(cycle))

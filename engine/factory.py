@@ -32,7 +32,7 @@ def _split(name: str) -> tuple[str, str]:
 
 def _why_unsaveable(fn: Any) -> str | None:
     """A reason a callable cannot be found again by name, or None."""
-    qualname = getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", "")
+    qualname = str(getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", ""))
     if getattr(fn, "__name__", "") == "<lambda>":
         return "it is a lambda; define a module-level function"
     if "<locals>" in qualname:
@@ -91,7 +91,7 @@ def check_allowed(name: str, allow: Sequence[str] | None) -> None:
         return
     for prefix in allow:
         stem = prefix.rstrip(".")
-        if module == stem and not prefix.endswith(".") or module.startswith(stem + "."):
+        if (module == stem and not prefix.endswith(".")) or module.startswith(stem + "."):
             return
     raise FactoryNotAllowed(
         f"factory {name!r} is not under this replica's allowed prefixes "

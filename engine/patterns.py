@@ -14,7 +14,7 @@ from .task import Task
 
 __all__ = ["Flow", "Linear", "Unordered", "Graph", "Node"]
 
-Node = Union[Task, "Flow"]  # noqa: UP007 - runtime alias on 3.10
+Node = Union[Task, "Flow"]
 
 
 class Flow:

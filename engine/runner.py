@@ -180,9 +180,9 @@ class FlowRun:
         attempt = (previous.attempts if previous else 0) + 1
         first = previous.meta.get("first_started") if previous else None
         now = self.clock()
-        meta = {"first_started": first or now}
+        meta: dict[str, Any] = {"first_started": first or now}
         if previous and previous.failure and previous.state == RUNNING:
-            meta["last_failure"] = previous.failure  # type: ignore[assignment]
+            meta["last_failure"] = previous.failure
         detail = TaskDetail(
             tid, RUNNING, None, None, task.task_version, attempt, now, None,
             self.replica_id, self.token.claim_id, self.token.epoch, meta,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar, Union
+from typing import Any, ClassVar, TypeVar, Union, cast
 
 from tenacity.stop import stop_base, stop_never
 from tenacity.wait import wait_base, wait_none
@@ -56,7 +56,7 @@ def _check_version(version: object, where: str) -> str:
 
 def _check_policy(policy: object, where: str) -> VersionPolicy:
     if callable(policy) or policy in POLICIES:
-        return policy  # type: ignore[return-value]
+        return cast(VersionPolicy, policy)
     raise DefinitionError(
         f"{where}: on_version_change must be one of {', '.join(POLICIES)} or a callable, not {policy!r}"
     )
@@ -96,7 +96,7 @@ class Task:
     def __init__(
         self,
         *,
-        id: str | None = None,  # noqa: A002 - the public name
+        id: str | None = None,
         version: str | None = None,
         provides: str | Sequence[str] | None = None,
         requires: Sequence[str] | None = None,
@@ -233,7 +233,7 @@ class FunctionTask(Task):
 def task(
     fn: Callable[..., Any] | None = None,
     *,
-    id: str | None = None,  # noqa: A002 - the public name
+    id: str | None = None,
     version: str = "1.0",
     provides: str | Sequence[str] | None = None,
     requires: Sequence[str] | None = None,
