@@ -7,9 +7,7 @@ import os
 import time
 from typing import Any
 
-
-from flowbaton.engine import Flow, Graph, Linear, Task, Unordered, task
-from flowbaton.engine import current_task
+from flowbaton.engine import Flow, Graph, Linear, Task, Unordered, current_task, task
 
 
 def _ledger(event: str, path: str | None) -> None:
@@ -93,3 +91,121 @@ def fan(width: int) -> Flow:
     return Unordered("fan", *[Step(id=f"fan-{n}") for n in range(width)])
 
 
+
+
+# --- a flow whose shape a test changes between runs, like a deploy would ---
+
+DEPLOY: dict[str, Any] = {}
+CALLS: list[str] = []
+
+
+class Tracked(Task):
+    """Records each call in CALLS; fails while its id is in DEPLOY['fail']."""
+
+    def execute(self, **inputs: Any) -> str:
+        ctx = current_task()
+        CALLS.append(ctx.task_id)
+        if ctx.task_id in DEPLOY.get("fail", ()):
+            raise RuntimeError(f"{ctx.task_id} failed on purpose")
+        return f"{ctx.task_id}@{self.task_version}"
+
+    def revert(self, result: Any, **inputs: Any) -> None:
+        CALLS.append(f"revert:{current_task().task_id}")
+        if current_task().task_id in DEPLOY.get("revert_fail", ()):
+            raise RuntimeError("revert failed on purpose")
+
+
+def changing() -> Flow:
+    """Tasks named in DEPLOY['ids'] (default a, b, c), versions from DEPLOY['versions'],
+    policies from DEPLOY['policies']."""
+    ids = DEPLOY.get("ids", ["a", "b", "c"])
+    versions = DEPLOY.get("versions", {})
+    policies = DEPLOY.get("policies", {})
+    return Linear("changing", *[
+        Tracked(id=i, version=versions.get(i, "1.0"), on_version_change=policies.get(i, "fail"))
+        for i in ids
+    ])
+
+
+def double(x: Any) -> Any:
+    return f"migrated({x})"
+
+
+# --- flows for run-loop tests ---
+
+
+class Sleeper(Task):
+    """Sleeps, and notes the peak number of Sleepers running at once."""
+
+    active = 0
+    peak = 0
+
+    def execute(self, pause: float = 0.2) -> str:
+        lock = _LOCK
+        with lock:
+            Sleeper.active += 1
+            Sleeper.peak = max(Sleeper.peak, Sleeper.active)
+        time.sleep(pause)
+        with lock:
+            Sleeper.active -= 1
+        return current_task().task_id
+
+
+def _make_lock() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+_LOCK = _make_lock()
+
+
+def parallel(width: int) -> Flow:
+    return Unordered("parallel", *[Sleeper(id=f"s{n}") for n in range(width)])
+
+
+FLAKY: dict[str, int] = {}
+
+
+class Flaky(Task):
+    """Fails until its attempt number reaches DEPLOY['succeed_at'] (default 3)."""
+
+    def execute(self) -> int:
+        ctx = current_task()
+        CALLS.append(f"{ctx.task_id}#{ctx.attempt}")
+        if ctx.attempt < DEPLOY.get("succeed_at", 3):
+            raise ConnectionError(f"attempt {ctx.attempt} fails")
+        return ctx.attempt
+
+
+def flaky(attempts: int) -> Flow:
+    from tenacity import stop_after_attempt
+
+    return Linear("flaky", Flaky(id="flaky", provides="value", retry=stop_after_attempt(attempts)))
+
+
+def bad_result() -> Flow:
+    return Linear("bad", BadResult(id="bad-result"))
+
+
+class BadResult(Task):
+    def execute(self) -> Any:
+        import datetime
+
+        return {"ok": [1, {"when": datetime.datetime(2026, 1, 1)}]}
+
+
+def graph_flow() -> Flow:
+    """a -> (b, c) -> d by data; e linked explicitly after d."""
+    a = Tracked(id="a", provides="x")
+    b = Join(id="b", requires=["x"], provides="y")
+    c = Join(id="c", requires=["x"], provides="z")
+    d = Join(id="d", requires=["y", "z"])
+    e = Tracked(id="e")
+    return Graph("g", e, d, c, b, a).link(d, e)
+
+
+class Join(Task):
+    def execute(self, **inputs: Any) -> str:
+        CALLS.append(current_task().task_id)
+        return "+".join(f"{k}={inputs[k]}" for k in sorted(inputs))

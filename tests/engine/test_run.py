@@ -1,0 +1,155 @@
+"""The run loop on every backend: order, data, parallelism, retries, revert."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flowbaton.backends import Backend
+from flowbaton.backends.states import FAILURE, REVERTED, SUCCESS
+from flowbaton.engine import register_codec
+
+from tests import engine_flows as ef
+from tests.engine.helpers import run_once, submit
+
+F = "tests.engine_flows"
+
+
+@pytest.fixture(autouse=True)
+def clean_deploy() -> Iterator[None]:
+    ef.DEPLOY.clear()
+    ef.CALLS.clear()
+    yield
+    ef.DEPLOY.clear()
+    ef.CALLS.clear()
+
+
+def ledger_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_provision_example_runs_and_feeds_results(backend: Backend, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    flow = submit(backend, f"{F}:provision", kwargs={"network": "n1"},
+                  inputs={"image": "ubuntu", "ledger": str(ledger)})
+    report = run_once(backend, flow.id)
+    assert report.state == SUCCESS
+    assert report.results == {"reserve-ip": "10.0.0.2", "boot-vm": {"ip": "10.0.0.2", "image": "ubuntu"}}
+    stored = backend.load_tasks(flow.id)
+    assert {t.state for t in stored.values()} == {SUCCESS}
+    assert stored["boot-vm"].version == "2.0" and stored["boot-vm"].attempts == 1
+    assert stored["boot-vm"].owner == "r1" and stored["boot-vm"].epoch >= 1
+    final = backend.load_flow(flow.id)
+    assert final.state == SUCCESS and final.owner is None
+
+
+def test_graph_orders_by_data_and_links(backend: Backend) -> None:
+    flow = submit(backend, f"{F}:graph_flow")
+    report = run_once(backend, flow.id)
+    assert report.state == SUCCESS
+    order = ef.CALLS
+    assert order.index("a") < order.index("b") < order.index("d") < order.index("e")
+    assert order.index("c") < order.index("d")
+    assert report.results["d"] == "y=x=a@1.0+z=x=a@1.0"
+
+
+def test_independent_tasks_run_in_parallel_within_the_pool_bound(backend: Backend) -> None:
+    ef.Sleeper.peak = 0
+    flow = submit(backend, f"{F}:parallel", kwargs={"width": 6})
+    report = run_once(backend, flow.id, max_workers=3)
+    assert report.state == SUCCESS
+    assert ef.Sleeper.peak == 3
+
+
+def test_retry_counts_attempts_and_persists_them(backend: Backend) -> None:
+    ef.DEPLOY["succeed_at"] = 3
+    flow = submit(backend, f"{F}:flaky", kwargs={"attempts": 5})
+    report = run_once(backend, flow.id)
+    assert report.state == SUCCESS and report.results["flaky"] == 3
+    assert ef.CALLS == ["flaky#1", "flaky#2", "flaky#3"]
+    assert backend.load_tasks(flow.id)["flaky"].attempts == 3
+
+
+def test_retries_exhausted_fail_and_revert(backend: Backend) -> None:
+    ef.DEPLOY["succeed_at"] = 10
+    flow = submit(backend, f"{F}:flaky", kwargs={"attempts": 2})
+    report = run_once(backend, flow.id)
+    assert report.state == REVERTED
+    assert "ConnectionError" in (report.reason or "")
+    detail = backend.load_tasks(flow.id)["flaky"]
+    assert detail.attempts == 2 and detail.state == REVERTED
+    assert detail.failure is not None and "attempt 2 fails" in detail.failure["message"]
+
+
+def test_failure_reverts_in_reverse_order(backend: Backend, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    flow = submit(backend, f"{F}:provision_then_fail", kwargs={"network": "n1"},
+                  inputs={"image": "ubuntu", "ledger": str(ledger)})
+    report = run_once(backend, flow.id)
+    assert report.state == REVERTED and "boom" in (report.reason or "")
+    events = [(e["event"], e["task"]) for e in ledger_events(ledger)]
+    assert events[-2:] == [("revert", "boot-vm"), ("revert", "reserve-ip")]
+    stored = backend.load_tasks(flow.id)
+    assert stored["explode"].failure and "RuntimeError" in stored["explode"].failure["type"]
+    assert {t.state for t in stored.values()} == {REVERTED}
+
+
+def test_failed_revert_ends_in_failure(backend: Backend) -> None:
+    ef.DEPLOY.update(fail=["c"], revert_fail=["b"])
+    flow = submit(backend, f"{F}:changing")
+    report = run_once(backend, flow.id)
+    assert report.state == FAILURE
+    assert "revert of 'b' failed" in (report.reason or "")
+    assert backend.load_tasks(flow.id)["b"].state == "REVERT_FAILURE"
+    assert "revert:a" not in ef.CALLS  # stopped undoing once an undo failed
+
+
+def test_non_json_result_names_task_and_path(backend: Backend) -> None:
+    flow = submit(backend, f"{F}:bad_result")
+    report = run_once(backend, flow.id)
+    assert report.state == REVERTED
+    failure = backend.load_tasks(flow.id)["bad-result"].failure
+    assert failure is not None
+    assert "task 'bad-result' result['ok'][1]['when']: datetime" in failure["message"]
+
+
+def test_codec_hook_round_trips_a_registered_type(backend: Backend) -> None:
+    import datetime
+
+    register_codec(datetime.datetime, "datetime", lambda d: d.isoformat(), datetime.datetime.fromisoformat)
+    flow = submit(backend, f"{F}:bad_result")
+    report = run_once(backend, flow.id)
+    assert report.state == SUCCESS
+    assert report.results["bad-result"] == {"ok": [1, {"when": datetime.datetime(2026, 1, 1)}]}
+    raw = backend.load_tasks(flow.id)["bad-result"].result
+    assert raw["ok"][1]["when"] == {"__flowbaton_type__": "datetime", "value": "2026-01-01T00:00:00"}
+
+
+def test_writes_per_task_are_two(backend: Backend) -> None:
+    counts = {"task": 0, "flow": 0}
+    save_task, save_flow = backend.save_task, backend.save_flow
+
+    def count_task(token: Any, detail: Any) -> None:
+        counts["task"] += 1
+        save_task(token, detail)
+
+    def count_flow(token: Any, flow: Any) -> None:
+        counts["flow"] += 1
+        save_flow(token, flow)
+
+    backend.save_task = count_task  # type: ignore[method-assign]
+    backend.save_flow = count_flow  # type: ignore[method-assign]
+    flow = submit(backend, f"{F}:steps", kwargs={"count": 50})
+    assert run_once(backend, flow.id).state == SUCCESS
+    assert counts == {"task": 100, "flow": 2}
+
+
+def test_current_task_outside_a_task_is_an_error() -> None:
+    from flowbaton.backends.errors import FlowbatonError
+    from flowbaton.engine import current_task
+
+    with pytest.raises(FlowbatonError, match="outside a running task"):
+        current_task()
