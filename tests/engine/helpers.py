@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flowbaton.backends import Backend, ClaimToken, FlowDetail, TaskDetail
@@ -26,10 +27,8 @@ def run_once(backend: Backend, flow_id: str, replica: str = "r1", **kw: Any) -> 
 def release_quietly(backend: Backend, token: ClaimToken) -> None:
     from flowbaton.backends.errors import ClaimLost
 
-    try:
+    with contextlib.suppress(ClaimLost):
         backend.release(token)
-    except ClaimLost:
-        pass
 
 
 def fake_crash(backend: Backend, flow_id: str, done: dict[str, Any], running: str | None,
