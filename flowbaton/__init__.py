@@ -35,11 +35,39 @@ from .backends.errors import (  # noqa: E402
     NotJSONError,
     ResultTooLarge,
 )
+from .coordinator import Coordinator, connect, run  # noqa: E402
+from .engine import (  # noqa: E402
+    Flow,
+    FlowReport,
+    Graph,
+    Linear,
+    Retry,
+    Task,
+    TaskContext,
+    Unordered,
+    current_task,
+    register_codec,
+    task,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailable",
+    "Coordinator",
+    "Flow",
+    "FlowReport",
+    "Graph",
+    "Linear",
+    "Retry",
+    "Task",
+    "TaskContext",
+    "Unordered",
+    "connect",
+    "current_task",
+    "register_codec",
+    "run",
+    "task",
     "ClaimHeld",
     "ClaimLost",
     "CorruptRecord",

@@ -1,0 +1,216 @@
+"""Keeping claims alive, and stopping work the moment one may be gone.
+
+A claim lives ``lease`` seconds after its last renewal. The only clock we can
+trust across machines is our own monotonic one, measured from when a renewal
+was *sent*: if the reply arrives after ``sent_at + lease - margin``, the
+backend may already have let the lease run out and handed the flow to
+someone else, so we must behave as if it had (self-fencing). The backend's
+token check stops a stale owner's *writes*; this module stops its *task
+starts*, which the backend cannot see.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..backends.base import CONNECTED, LOST, SUSPENDED, Backend
+from ..backends.errors import BackendUnavailable, ClaimLost, FlowbatonError
+from ..backends.records import ClaimToken
+from ..engine.gate import Gate
+
+__all__ = ["LeasedGate", "LeaseKeeper", "default_margin"]
+
+log = logging.getLogger("flowbaton.coordinator")
+
+Clock = Callable[[], float]
+
+
+def default_margin(lease: float) -> float:
+    """Safety margin before the lease end: at least 0.2 s, a tenth of long
+    leases, never more than half the lease (short test leases still renew)."""
+    return min(max(0.2, lease / 10), lease / 2)
+
+
+class LeasedGate(Gate):
+    """A gate that also closes by itself once the lease deadline passes.
+
+    The heartbeat thread normally notices a late renewal first, but a process
+    resumed after SIGSTOP (or a starved heartbeat thread) may let a runner
+    thread ask ``may_start`` before the heartbeat gets to run: the deadline
+    check here answers "no" in that window.
+    """
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self.deadline = math.inf
+
+    def may_start(self) -> bool:
+        if not self.lost and self._clock() > self.deadline:
+            self.lose("lease deadline passed without a timely renewal (self-fenced)")
+        return super().may_start()
+
+
+@dataclass
+class _Held:
+    token: ClaimToken
+    gate: Gate
+    deadline: float  # monotonic: start nothing after this without a renewal
+
+
+class LeaseKeeper:
+    """One heartbeat thread per replica: renews every claim it tracks and the
+    replica's presence every ``lease / 3``, whatever the tasks are doing."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        replica_id: str,
+        lease: float,
+        *,
+        presence: bool = True,
+        clock: Clock = time.monotonic,
+        margin: float | None = None,
+    ) -> None:
+        self.backend = backend
+        self.replica_id = replica_id
+        self.lease = lease
+        self.interval = lease / 3
+        self.margin = default_margin(lease) if margin is None else margin
+        self._presence = presence
+        self._clock = clock
+        self._held: dict[str, _Held] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._suspended = False
+        self._thread: threading.Thread | None = None
+        if "session" in backend.capabilities:
+            backend.add_state_listener(self._on_session)
+
+    # ------------------------------------------------------------ tracking
+
+    def track(self, token: ClaimToken, gate: Gate, sent_at: float) -> None:
+        """Keep ``token`` renewed; ``sent_at`` is when the claim request left
+        (monotonic), which is when its lease began at the latest."""
+        held = _Held(token, gate, 0.0)
+        self._set_deadline(held, sent_at)
+        with self._lock:
+            self._held[token.flow_id] = held
+
+    def untrack(self, flow_id: str) -> None:
+        with self._lock:
+            self._held.pop(flow_id, None)
+
+    def held(self) -> list[ClaimToken]:
+        with self._lock:
+            return [h.token for h in self._held.values()]
+
+    def _snapshot(self) -> list[_Held]:
+        with self._lock:
+            return list(self._held.values())
+
+    def _set_deadline(self, held: _Held, sent_at: float) -> None:
+        held.deadline = sent_at + self.lease - self.margin
+        if isinstance(held.gate, LeasedGate):
+            held.gate.deadline = held.deadline
+
+    # ----------------------------------------------------------- heartbeat
+
+    def beat(self) -> None:
+        """One round: renew every tracked claim, then the presence."""
+        for held in self._snapshot():
+            # After a reconnect the renewal doubles as the check that the
+            # claim survived; only then may a paused runner go on.
+            if self._renew(held) and held.gate.paused and not self._suspended:
+                held.gate.resume()
+        if self._presence:
+            self._heartbeat_presence()
+
+    def _renew(self, held: _Held) -> bool:
+        """Renew one claim; True if it is still ours and renewed in time."""
+        if held.gate.lost:
+            return False
+        sent = self._clock()
+        if sent > held.deadline:
+            return self._lose(held, "lease deadline passed before the renewal was sent")
+        try:
+            self.backend.renew(held.token, self.lease)
+        except ClaimLost as err:
+            return self._lose(held, f"claim lost on renewal: {err}")
+        except BackendUnavailable as err:
+            # Not lost yet: the next beat (or the gate's own deadline) fences
+            # us if the backend stays away past the lease.
+            log.warning("renewal of flow %s failed, will retry: %s", held.token.flow_id, err,
+                        extra=self._extra(held.token))
+            return False
+        if self._clock() > sent + self.lease - self.margin:
+            return self._lose(held, "renewal reply came too late to trust the lease")
+        self._set_deadline(held, sent)
+        return True
+
+    def _lose(self, held: _Held, reason: str) -> bool:
+        log.warning("flow %s: %s; starting no further task", held.token.flow_id, reason,
+                    extra=self._extra(held.token))
+        held.gate.lose(reason)
+        return False
+
+    def _heartbeat_presence(self) -> None:
+        try:
+            self.backend.heartbeat_replica(self.replica_id, self.lease)
+        except FlowbatonError as err:
+            log.warning("presence heartbeat of replica %s failed: %s", self.replica_id, err,
+                        extra={"replica_id": self.replica_id})
+
+    def _extra(self, token: ClaimToken) -> dict[str, object]:
+        return {"flow_id": token.flow_id, "replica_id": self.replica_id, "epoch": token.epoch}
+
+    # ------------------------------------------------------- session events
+
+    def _on_session(self, state: str) -> None:
+        """Called from the driver's connection thread: decide, never block."""
+        if state == SUSPENDED:
+            self._suspended = True
+            log.warning("backend session suspended: pausing task starts", extra={"replica_id": self.replica_id})
+            for held in self._snapshot():
+                held.gate.pause()
+        elif state == LOST:
+            log.warning("backend session lost: every claim is gone", extra={"replica_id": self.replica_id})
+            for held in self._snapshot():
+                held.gate.lose("backend session lost")
+        elif state == CONNECTED:
+            # Reconnected: the claims may or may not have survived. The
+            # heartbeat thread verifies each by renewing it, then resumes it.
+            self._suspended = False
+            self._wake.set()
+
+    # -------------------------------------------------------------- thread
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=f"flowbaton-lease-{self.replica_id}",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.beat()
+            except Exception:  # the heartbeat must outlive any surprise
+                log.exception("lease heartbeat round failed", extra={"replica_id": self.replica_id})

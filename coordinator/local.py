@@ -1,0 +1,159 @@
+"""``flowbaton.run``: run one flow here and now, with the same guarantees.
+
+The flow is stored and claimed like any other, so a crash mid-flow leaves
+it resumable (by ``run(..., flow_id=...)`` again or by any replica), and a
+second ``run`` of the same flow is refused while the first one's lease
+lives. The flow runs on a helper thread so that Ctrl-C stops it gracefully:
+running tasks finish, the claim is released, the flow stays resumable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..backends import open_backend
+from ..backends.base import Backend
+from ..backends.errors import ClaimHeld, ClaimLost, FactoryError, FlowNotFound
+from ..backends.records import ClaimToken, FlowDetail
+from ..backends.states import RUNNABLE_FLOW_STATES
+from ..engine import FlowReport, factory_name, load_report, new_flow_detail, run_flow
+from .identity import default_replica_id
+from .lease import LeasedGate, LeaseKeeper
+
+__all__ = ["run"]
+
+log = logging.getLogger("flowbaton.coordinator")
+
+
+def run(
+    factory: str | Callable[..., Any],
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    backend: str | Backend | None = None,
+    flow_id: str | None = None,
+    name: str | None = None,
+    allow: Sequence[str] | None = None,
+    lease: float = 10.0,
+    max_workers: int = 8,
+) -> FlowReport:
+    """Create the flow (or resume ``flow_id`` if it is stored), run it to
+    its end in this process, and return its report.
+
+    ``backend`` is a URL or an open Backend (default ``FLOWBATON_BACKEND``,
+    else ``sqlite:///./flowbaton.db``). ``allow`` defaults to the module of
+    ``factory``. Raises ``ClaimHeld`` while another process runs the flow,
+    ``ClaimLost`` if the claim was lost mid-run (the flow stays resumable).
+    """
+    store = backend if isinstance(backend, Backend) else open_backend(backend)
+    try:
+        flow = _create_or_load(store, factory, args, kwargs, inputs, name, flow_id)
+        if flow.state not in RUNNABLE_FLOW_STATES:
+            return load_report(store, flow.id)
+        allowed = list(allow) if allow is not None else [_module_of(flow.factory)]
+        return _claim_and_run(store, flow.id, allowed, lease, max_workers)
+    finally:
+        if not isinstance(backend, Backend):
+            store.close()
+
+
+def _module_of(name: str) -> str:
+    return name.partition(":")[0]
+
+
+def _create_or_load(
+    store: Backend,
+    factory: str | Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any] | None,
+    inputs: Mapping[str, Any] | None,
+    name: str | None,
+    flow_id: str | None,
+) -> FlowDetail:
+    """The stored flow ``flow_id`` (made by this very factory), else a new one."""
+    if flow_id is not None:
+        try:
+            flow = store.load_flow(flow_id)
+        except FlowNotFound:
+            pass
+        else:
+            _check_same_factory(flow, factory_name(factory))
+            return flow
+    detail = new_flow_detail(factory, args, kwargs, inputs, name=name, flow_id=flow_id)
+    store.create_flow(detail)
+    return detail
+
+
+def _check_same_factory(flow: FlowDetail, given: str) -> None:
+    if flow.factory != given:
+        raise FactoryError(
+            f"flow {flow.id} was created by factory {flow.factory!r}, not {given!r}; "
+            "resume it with the same factory (its stored arguments are reused)"
+        )
+
+
+def _claim_and_run(store: Backend, flow_id: str, allow: list[str], lease: float, max_workers: int) -> FlowReport:
+    replica_id = default_replica_id()
+    sent_at = time.monotonic()
+    try:
+        token = store.claim(flow_id, replica_id, lease)
+    except ClaimHeld as err:
+        raise ClaimHeld(
+            f"flow {flow_id} is being run elsewhere ({err}); it can be resumed here "
+            f"once that run stops or its lease ({lease:g}s) runs out"
+        ) from err
+    gate = LeasedGate()
+    keeper = LeaseKeeper(store, replica_id, lease, presence=False)
+    keeper.track(token, gate, sent_at)
+    keeper.start()
+    try:
+        report = _run_on_thread(store, token, replica_id, allow, gate, max_workers)
+    finally:
+        keeper.stop()
+        if not gate.lost:
+            _release(store, token)
+    if gate.lost:
+        raise ClaimLost(f"flow {flow_id}: {gate.lost_reason}; it stays resumable")
+    return report
+
+
+def _run_on_thread(
+    store: Backend, token: ClaimToken, replica_id: str, allow: list[str], gate: LeasedGate, max_workers: int
+) -> FlowReport:
+    """Run the flow on a helper thread; Ctrl-C here asks it to stop at the
+    next task boundary instead of abandoning tasks half-done."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["report"] = run_flow(store, token, replica_id=replica_id, allow=allow, gate=gate,
+                                     max_workers=max_workers, max_takeovers=None)
+        except BaseException as err:  # handed to the calling thread
+            box["error"] = err
+
+    thread = threading.Thread(target=target, name=f"flowbaton-run-{token.flow_id[:12]}", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        log.warning("interrupted: letting running tasks of flow %s finish, then releasing it", token.flow_id)
+        gate.stop("interrupted")
+        thread.join()
+        raise
+    if "error" in box:
+        raise box["error"]
+    report: FlowReport = box["report"]
+    return report
+
+
+def _release(store: Backend, token: ClaimToken) -> None:
+    try:
+        store.release(token)
+    except ClaimLost as err:
+        log.info("flow %s: claim already gone at release: %s", token.flow_id, err)

@@ -1,0 +1,253 @@
+"""``Coordinator``: one replica of a service that runs flows.
+
+It ties the pieces together: a ``LeaseKeeper`` (heartbeat), a ``ClaimLoop``
+(finding and claiming work) and one ``FlowWorker`` thread per claimed flow,
+bounded by ``concurrency``. It is also the client API: ``submit`` and
+``wait`` work without ``start`` (a web service may submit and let separate
+worker replicas run the flows).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import FrameType
+from typing import Any
+
+from ..backends import open_backend
+from ..backends.base import Backend
+from ..backends.errors import FlowbatonError
+from ..backends.records import ClaimToken
+from ..engine import FlowReport, new_flow_detail, run_flow
+from .claimloop import ClaimLoop, default_poll_interval
+from .identity import default_replica_id, replica_info
+from .lease import LeasedGate, LeaseKeeper
+from .skiplist import SkipList
+from .waiting import wait_for_flow
+from .worker import FlowWorker, RunFlow, WorkerSettings
+
+__all__ = ["Coordinator", "connect"]
+
+log = logging.getLogger("flowbaton.coordinator")
+
+
+def connect(
+    url: str | Backend | None = None,
+    replica_id: str | None = None,
+    allow: Sequence[str] | None = None,
+    lease: float = 10.0,
+    max_takeovers: int = 3,
+    **options: Any,
+) -> Coordinator:
+    """Open the backend ``url`` names (default ``FLOWBATON_BACKEND``, else
+    ``sqlite:///./flowbaton.db``) and return a replica, not yet started.
+    ``allow`` lists the module prefixes whose factories this replica may
+    import; ``None`` imports any (only for trusted stores)."""
+    owned = not isinstance(url, Backend)
+    backend = url if isinstance(url, Backend) else open_backend(url)
+    return Coordinator(backend, replica_id=replica_id, allow=allow, lease=lease,
+                       max_takeovers=max_takeovers, owns_backend=owned, **options)
+
+
+class Coordinator:
+    """A replica: submits flows, and once started, claims and runs them."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        replica_id: str | None = None,
+        allow: Sequence[str] | None = None,
+        lease: float = 10.0,
+        max_takeovers: int = 3,
+        max_workers: int = 8,
+        poll_interval: float | None = None,
+        owns_backend: bool = False,
+        run_flow: RunFlow = run_flow,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if lease <= 0:
+            raise ValueError(f"lease must be positive, got {lease!r}")
+        self.backend = backend
+        self.replica_id = replica_id or default_replica_id()
+        self.allow = list(allow) if allow is not None else None
+        self.lease = lease
+        self.settings = WorkerSettings(self.replica_id, self.allow, max_workers, max_takeovers)
+        self.poll_interval = poll_interval or default_poll_interval(lease, backend)
+        self._owns_backend = owns_backend
+        self._run_flow = run_flow
+        self._clock = clock
+        self.skips = SkipList(clock)
+        self.keeper = LeaseKeeper(backend, self.replica_id, lease, clock=clock)
+        self._lock = threading.Lock()
+        self._workers: dict[str, tuple[FlowWorker, threading.Thread]] = {}
+        self._concurrency = 0
+        self._started = False
+        self._stopping = False
+        self._idle = threading.Condition(self._lock)
+        self.loop = self._make_loop()
+
+    def _make_loop(self) -> ClaimLoop:
+        return ClaimLoop(
+            self.backend, self.replica_id, self.lease, skips=self.skips,
+            free_slots=self.free_slots, running=self.running, launch=self._launch,
+            poll_interval=self.poll_interval, clock=self._clock,
+        )
+
+    # ---------------------------------------------------------- client API
+
+    def submit(
+        self,
+        factory: str | Callable[..., Any],
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        flow_id: str | None = None,
+    ) -> str:
+        """Validate and store a new flow; any replica may run it. Returns its id."""
+        detail = new_flow_detail(factory, args, kwargs, inputs, name=name, flow_id=flow_id)
+        self.backend.create_flow(detail)
+        log.info("submitted flow %s (%s) [replica %s]", detail.id, detail.factory, self.replica_id,
+                 extra={"flow_id": detail.id, "replica_id": self.replica_id})
+        if self._started:
+            self.loop.wake()
+        return detail.id
+
+    def wait(self, flow_id: str, timeout: float | None = 60.0) -> FlowReport:
+        """The flow's report once it is done or HELD (which needs an operator,
+        so waiting longer would not help). ``TimeoutError`` otherwise."""
+        return wait_for_flow(self.backend, flow_id, timeout)
+
+    # ------------------------------------------------------------ replica
+
+    def start(self, concurrency: int = 4) -> Coordinator:
+        """Run flows on background threads, up to ``concurrency`` at once."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
+        with self._lock:
+            if self._started:
+                raise FlowbatonError(f"replica {self.replica_id} is already started")
+            self._concurrency, self._started, self._stopping = concurrency, True, False
+        self.backend.register_replica(replica_info(self.replica_id, self.allow), self.lease)
+        self.keeper.start()
+        self.loop.start()
+        log.info("replica %s started (lease %.1fs, concurrency %d, allow %s)", self.replica_id,
+                 self.lease, concurrency, self.allow, extra={"replica_id": self.replica_id})
+        return self
+
+    def serve(self, concurrency: int = 4) -> None:
+        """Run until SIGTERM or SIGINT, then stop gracefully. A second signal
+        gets the default behaviour (the operator insists)."""
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("replica %s got signal %d: stopping gracefully", self.replica_id, signum,
+                     extra={"replica_id": self.replica_id})
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            stop.set()
+
+        # Signals can only be handled on the main thread; elsewhere the host
+        # application owns them and calls stop() itself.
+        main = threading.current_thread() is threading.main_thread()
+        signums = (signal.SIGTERM, signal.SIGINT) if main else ()
+        old = {s: signal.signal(s, on_signal) for s in signums}
+        try:
+            self.start(concurrency)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            self.stop()
+            for signum, handler in old.items():
+                signal.signal(signum, handler)
+
+    def stop(self) -> None:
+        """Graceful: start no new task, let running tasks finish, release
+        every claim the moment its runner returns, leave the replica list."""
+        with self._lock:
+            if not self._started:
+                return
+            self._stopping = True
+            workers = list(self._workers.values())
+        self.loop.stop(join=False)
+        for worker, _ in workers:
+            worker.gate.stop("replica stopping")
+        for _, thread in workers:
+            thread.join()
+        self.keeper.stop()
+        self._leave()
+        self.loop.stop()
+        with self._lock:
+            self._started = False
+        log.info("replica %s stopped", self.replica_id, extra={"replica_id": self.replica_id})
+
+    def _leave(self) -> None:
+        try:
+            self.backend.unregister_replica(self.replica_id)
+        except FlowbatonError as err:
+            log.warning("could not unregister replica %s: %s", self.replica_id, err,
+                        extra={"replica_id": self.replica_id})
+
+    def close(self) -> None:
+        """Stop (gracefully) if started, and close the backend if we opened it."""
+        self.stop()
+        if self._owns_backend:
+            self.backend.close()
+
+    def __enter__(self) -> Coordinator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- slots
+
+    def running(self) -> set[str]:
+        """Ids of the flows this replica is running now."""
+        with self._lock:
+            return set(self._workers)
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return 0 if self._stopping else self._concurrency - len(self._workers)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no flow runs here (tests, and services draining)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._workers, timeout)
+
+    def _launch(self, token: ClaimToken, sent_at: float) -> bool:
+        """Start a worker thread for a fresh claim; False (and the claim
+        released) if the replica is stopping or already full."""
+        gate = LeasedGate(self._clock)
+        worker = FlowWorker(self.backend, self.keeper, self.skips, self.settings, self._run_flow, token, gate)
+        with self._lock:
+            accepted = not self._stopping and len(self._workers) < self._concurrency
+            if accepted:
+                thread = threading.Thread(target=self._work, args=(worker,), daemon=True,
+                                          name=f"flowbaton-flow-{token.flow_id[:12]}")
+                self._workers[token.flow_id] = (worker, thread)
+                self.keeper.track(token, gate, sent_at)
+                thread.start()
+        if not accepted:
+            worker.release()
+            return False
+        self._log_claim(token)
+        return True
+
+    def _log_claim(self, token: ClaimToken) -> None:
+        log.info("claimed flow %s at epoch %d [replica %s]", token.flow_id, token.epoch, self.replica_id,
+                 extra={"flow_id": token.flow_id, "replica_id": self.replica_id, "epoch": token.epoch})
+
+    def _work(self, worker: FlowWorker) -> None:
+        try:
+            worker()
+        finally:
+            with self._idle:
+                self._workers.pop(worker.flow_id, None)
+                self._idle.notify_all()
+            self.loop.wake()

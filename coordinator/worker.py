@@ -1,0 +1,147 @@
+"""Running one claimed flow, and what to do with the claim afterwards.
+
+Every way a run can end maps to one action on the claim:
+
+- the engine returned (flow done, held, or handed back on stop): release at
+  once so another replica can continue without waiting for the lease;
+- the claim was lost (fenced, session gone): touch nothing, it is not ours;
+- this replica cannot honour the flow (factory not allowed or not
+  importable, today's code does not build): record a decline, release, and
+  leave the flow alone locally for a while; never fail or delete it, since
+  another replica (or the next deploy) may have the code;
+- a corrupt record: log, release, skip locally; other flows go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..backends.base import Backend
+from ..backends.errors import (
+    BackendUnavailable,
+    ClaimLost,
+    CorruptRecord,
+    DefinitionError,
+    FlowbatonError,
+)
+from ..backends.records import ClaimToken, Decline
+from ..engine.gate import Gate
+from ..engine.report import FlowReport
+from .lease import LeaseKeeper
+from .skiplist import SkipList
+
+__all__ = ["WorkerSettings", "FlowWorker", "RunFlow"]
+
+log = logging.getLogger("flowbaton.coordinator")
+
+RunFlow = Callable[..., FlowReport]
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    replica_id: str
+    allow: Sequence[str] | None
+    max_workers: int = 8
+    max_takeovers: int = 3
+    decline_backoff: float = 60.0  # seconds to leave a flow we cannot run alone
+    error_backoff: float = 30.0  # same after an unexpected error or corrupt record
+
+
+class FlowWorker:
+    """Thread body for one claimed flow: run it, then settle the claim."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        keeper: LeaseKeeper,
+        skips: SkipList,
+        settings: WorkerSettings,
+        run_flow: RunFlow,
+        token: ClaimToken,
+        gate: Gate,
+    ) -> None:
+        self.backend = backend
+        self.keeper = keeper
+        self.skips = skips
+        self.settings = settings
+        self.run_flow = run_flow
+        self.token = token
+        self.gate = gate
+        self.report: FlowReport | None = None
+
+    @property
+    def flow_id(self) -> str:
+        return self.token.flow_id
+
+    def __call__(self) -> None:
+        try:
+            release = self._run()
+        finally:
+            self.keeper.untrack(self.flow_id)
+        if release and not self.gate.lost:
+            self.release()
+
+    def _run(self) -> bool:
+        """Run the flow; True if the claim should be released afterwards."""
+        try:
+            self.report = self.run_flow(
+                self.backend, self.token, replica_id=self.settings.replica_id,
+                allow=self.settings.allow, gate=self.gate,
+                max_workers=self.settings.max_workers, max_takeovers=self.settings.max_takeovers,
+            )
+        except DefinitionError as err:  # includes FactoryError, FactoryNotAllowed
+            self._decline(err)
+        except CorruptRecord as err:
+            self._skip(f"corrupt record: {err}", logging.ERROR)
+        except ClaimLost as err:
+            self.gate.lose(f"claim lost: {err}")
+        except BackendUnavailable as err:
+            self._log(logging.WARNING, "backend unavailable while running flow %s: %s", err)
+        except Exception as err:  # a bug must cost one flow, never the replica
+            log.exception("flow %s failed unexpectedly in replica %s", self.flow_id,
+                          self.settings.replica_id, extra=self._extra())
+            self.skips.add(self.flow_id, self.settings.error_backoff, f"{type(err).__name__}: {err}")
+        else:
+            self._log_outcome()
+        return not self.gate.lost
+
+    def _log_outcome(self) -> None:
+        if self.gate.lost:
+            self._log(logging.WARNING, "flow %s: gave up the claim: %s", self.gate.lost_reason)
+        elif self.report is not None:
+            self._log(logging.INFO, "flow %s: run ended in state %s", self.report.state)
+
+    def _decline(self, err: FlowbatonError) -> None:
+        reason = f"{type(err).__name__}: {err}"
+        self._log(logging.WARNING, "declining flow %s: %s", reason)
+        self.skips.add(self.flow_id, self.settings.decline_backoff, reason)
+        try:
+            self.backend.record_decline(self.flow_id, Decline(self.settings.replica_id, reason, time.time()))
+        except FlowbatonError as rec_err:
+            self._log(logging.WARNING, "could not record the decline of flow %s: %s", rec_err)
+
+    def _skip(self, reason: str, level: int) -> None:
+        self._log(level, "skipping flow %s: %s", reason)
+        self.skips.add(self.flow_id, self.settings.error_backoff, reason)
+
+    def release(self) -> None:
+        """Hand the flow back now; another replica need not wait for the lease."""
+        try:
+            self.backend.release(self.token)
+        except ClaimLost as err:
+            self._log(logging.INFO, "flow %s: claim already gone at release: %s", err)
+        except FlowbatonError as err:
+            self._log(logging.WARNING, "flow %s: release failed, the lease will expire: %s", err)
+        else:
+            self._log(logging.INFO, "released flow %s")
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        """``message`` starts with the flow id's ``%s``; replica and epoch follow."""
+        log.log(level, message + " [replica %s epoch %d]", self.flow_id, *args,
+                self.settings.replica_id, self.token.epoch, extra=self._extra())
+
+    def _extra(self) -> dict[str, object]:
+        return {"flow_id": self.flow_id, "replica_id": self.settings.replica_id, "epoch": self.token.epoch}

@@ -1,0 +1,216 @@
+"""The replica in one process on ``memory://``: claim loop, slots, declines,
+corrupt records, graceful stop. Real engine, real flows; conditions are
+awaited with deadlines."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flowbaton.backends.errors import FlowNotFound
+from flowbaton.backends.memory import MemoryBackend
+from flowbaton.backends.records import ClaimToken
+from flowbaton.backends.states import HELD, PENDING, SUCCESS
+from flowbaton.coordinator import Coordinator
+from flowbaton.coordinator.claimloop import ClaimLoop
+from flowbaton.coordinator.skiplist import SkipList
+from flowbaton.engine import FlowReport, Gate, load_report
+
+STEPS = "tests.coord_flows:steps"
+
+
+def until(check: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def store() -> MemoryBackend:
+    return MemoryBackend()
+
+
+@pytest.fixture
+def coords() -> Iterator[list[Coordinator]]:
+    made: list[Coordinator] = []
+    yield made
+    for coord in made:
+        coord.close()
+
+
+def replica(store: MemoryBackend, coords: list[Coordinator], **kw: Any) -> Coordinator:
+    kw.setdefault("allow", ["tests."])
+    kw.setdefault("lease", 2.0)
+    coord = Coordinator(store, **kw)
+    coords.append(coord)
+    return coord
+
+
+def submit(coord: Coordinator, ledger: Path, n: int = 3, pause: float = 0.01) -> str:
+    return coord.submit(STEPS, kwargs={"n": n}, inputs={"ledger": str(ledger), "pause": pause})
+
+
+class Blocking:
+    """A stand-in for run_flow that holds each flow until its gate stops."""
+
+    def __init__(self) -> None:
+        self.gates: dict[str, Gate] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, backend: Any, token: ClaimToken, *, gate: Gate, **_: Any) -> FlowReport:
+        with self.lock:
+            self.gates[token.flow_id] = gate
+        while not (gate.stopped or gate.lost):
+            gate.wait(0.05)
+        return load_report(backend, token.flow_id)
+
+
+def test_submitted_flows_run_to_success(
+    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+) -> None:
+    coord = replica(store, coords).start(concurrency=2)
+    ids = [submit(coord, tmp_path / "ledger") for _ in range(5)]
+    reports = [coord.wait(fid, timeout=10) for fid in ids]
+    assert [r.state for r in reports] == [SUCCESS] * 5
+    assert store.list_claims() == []
+    lines = (tmp_path / "ledger").read_text().splitlines()
+    assert len(lines) == 15 and all(line.endswith(coord.replica_id) for line in lines)
+
+
+def test_presence_is_registered_and_removed_on_stop(store: MemoryBackend, coords: list[Coordinator]) -> None:
+    coord = replica(store, coords, replica_id="r-presence").start()
+    [info] = store.list_replicas()
+    assert (info.replica_id, info.allow) == ("r-presence", ["tests."])
+    coord.stop()
+    assert store.list_replicas() == []
+
+
+def test_concurrency_bounds_the_flows_run_at_once(
+    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+) -> None:
+    runner = Blocking()
+    coord = replica(store, coords, run_flow=runner).start(concurrency=2)
+    ids = [submit(coord, tmp_path / "l") for _ in range(5)]
+    until(lambda: len(runner.gates) == 2, what="two flows running")
+    time.sleep(3 * coord.poll_interval)  # a few polls later, still only two
+    assert len(coord.running()) == 2 and len(store.list_claims()) == 2
+    assert set(runner.gates) <= set(ids)
+
+
+def test_graceful_stop_releases_claims_at_once(
+    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+) -> None:
+    runner = Blocking()
+    coord = replica(store, coords, run_flow=runner, lease=30.0).start(concurrency=3)
+    for _ in range(3):
+        submit(coord, tmp_path / "l")
+    until(lambda: len(store.list_claims()) == 3, what="three claims")
+    coord.stop()
+    assert store.list_claims() == []  # not 30 s later: now
+    assert all(g.stopped and not g.lost for g in runner.gates.values())
+
+
+def test_two_replicas_share_the_work(
+    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+) -> None:
+    a = replica(store, coords, replica_id="a").start(concurrency=2)
+    b = replica(store, coords, replica_id="b").start(concurrency=2)
+    ids = [submit(a, tmp_path / "ledger", n=2, pause=0.05) for _ in range(12)]
+    assert all(a.wait(fid, timeout=20).state == SUCCESS for fid in ids)
+    owners = {line.split()[4] for line in (tmp_path / "ledger").read_text().splitlines()}
+    assert owners == {"a", "b"}
+    assert b.running() == set()
+
+
+def test_a_flow_not_allowed_here_is_declined_and_left_pending(
+    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+) -> None:
+    coord = replica(store, coords, replica_id="picky", allow=["elsewhere."]).start()
+    fid = submit(coord, tmp_path / "l")
+    until(lambda: store.load_declines(fid), what="a decline")
+    [decline] = store.load_declines(fid)
+    assert decline.replica_id == "picky" and "FactoryNotAllowed" in decline.reason
+    assert "elsewhere." in decline.reason
+    assert store.load_flow(fid).state == PENDING and store.current_claim(fid) is None
+    assert coord.skips.skipped(fid)
+    # a replica that may run it does so
+    other = replica(store, coords, replica_id="able").start()
+    assert other.wait(fid, timeout=10).state == SUCCESS
+
+
+def test_a_corrupt_flow_is_skipped_and_others_still_run(
+    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+) -> None:
+    coord = replica(store, coords)
+    bad = submit(coord, tmp_path / "l")
+    store._flows[bad].flow = '{"id": "' + bad + '", "state": "PENDING"}'  # fields missing
+    coord.start()
+    good = submit(coord, tmp_path / "l")
+    assert coord.wait(good, timeout=10).state == SUCCESS
+    until(lambda: coord.skips.skipped(bad), what="the corrupt flow skipped")
+    assert "corrupt" in coord.skips.reasons()[bad]
+    assert store.current_claim(bad) is None
+
+
+def test_an_unexpected_runner_error_costs_one_flow_not_the_replica(
+    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+) -> None:
+    calls: list[str] = []
+
+    def explode(backend: Any, token: ClaimToken, **_: Any) -> FlowReport:
+        calls.append(token.flow_id)
+        raise ZeroDivisionError("bug")
+
+    coord = replica(store, coords, run_flow=explode).start()
+    ids = [submit(coord, tmp_path / "l") for _ in range(3)]
+    until(lambda: all(coord.skips.skipped(f) for f in ids), what="all three tried")
+    assert sorted(calls) == sorted(ids) and store.list_claims() == []
+
+
+def test_wait_times_out_and_reports_held_flows(
+    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+) -> None:
+    coord = replica(store, coords)
+    fid = submit(coord, tmp_path / "l")
+    with pytest.raises(TimeoutError, match=fid):
+        coord.wait(fid, timeout=0.1)
+    token = store.claim(fid, "op", 5.0)
+    flow = store.load_flow(fid)
+    flow.state, flow.reason = HELD, "operator says no"
+    store.save_flow(token, flow)
+    assert coord.wait(fid, timeout=1).reason == "operator says no"
+    with pytest.raises(FlowNotFound):
+        coord.wait("nope", timeout=1)
+
+
+def test_poll_once_skips_flows_claimed_elsewhere(store: MemoryBackend, tmp_path: Path) -> None:
+    coord = Coordinator(store, allow=["tests."])
+    ids = [submit(coord, tmp_path / "l") for _ in range(4)]
+    store.claim(ids[0], "someone", 10.0)
+    launched: list[str] = []
+    loop = ClaimLoop(store, "me", 2.0, skips=SkipList(), free_slots=lambda: 10, running=set,
+                     launch=lambda token, _: launched.append(token.flow_id) is None, poll_interval=0.1)
+    assert loop.poll_once() == 3
+    assert sorted(launched) == sorted(ids[1:])
+    assert loop.poll_once() == 0  # all claimed now
+
+
+def test_an_idle_replica_polls_once_per_interval(store: MemoryBackend, coords: list[Coordinator]) -> None:
+    calls = []
+    original = store.find_runnable
+
+    def counting(limit: int) -> list[str]:
+        calls.append(time.monotonic())
+        return original(limit)
+
+    store.find_runnable = counting  # type: ignore[method-assign]
+    coord = replica(store, coords, poll_interval=0.1).start()
+    time.sleep(1.0)
+    coord.stop()
+    assert 5 <= len(calls) <= 14
