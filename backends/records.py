@@ -8,7 +8,7 @@ naming where it was found, never a ``KeyError`` deep in a replica.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import CorruptRecord
@@ -86,7 +86,8 @@ class FlowDetail:
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
-        return dumps(asdict(self))
+        # Fields hold only JSON values already, so no deep copy (asdict) is needed.
+        return dumps(self.__dict__)
 
     @classmethod
     def from_json(cls, raw: str | bytes, where: str) -> FlowDetail:
@@ -130,7 +131,8 @@ class TaskDetail:
     meta: dict[str, JSON] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return dumps(asdict(self))
+        # Fields hold only JSON values already, so no deep copy (asdict) is needed.
+        return dumps(self.__dict__)
 
     @classmethod
     def from_json(cls, raw: str | bytes, where: str) -> TaskDetail:
@@ -210,7 +212,8 @@ class ReplicaInfo:
     seen_at: float = 0.0
 
     def to_json(self) -> str:
-        return dumps(asdict(self))
+        # Fields hold only JSON values already, so no deep copy (asdict) is needed.
+        return dumps(self.__dict__)
 
     @classmethod
     def from_json(cls, raw: str | bytes, where: str) -> ReplicaInfo:
@@ -235,7 +238,8 @@ class Decline:
     at: float
 
     def to_json(self) -> str:
-        return dumps(asdict(self))
+        # Fields hold only JSON values already, so no deep copy (asdict) is needed.
+        return dumps(self.__dict__)
 
     @classmethod
     def from_json(cls, raw: str | bytes, where: str) -> Decline:

@@ -7,6 +7,7 @@ deploys, so it must not depend on anything but the code: the explicit
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,6 +74,13 @@ def _provides_tuple(provides: str | Sequence[str] | None) -> tuple[str, ...]:
 def signature_needs(fn: Callable[..., Any], skip: int = 0) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(required, optional) parameter names of ``fn``; the first ``skip``
     positional parameters are not data (``self``, ``result``)."""
+    if inspect.ismethod(fn):  # one cache entry per class, not per instance
+        return _needs(fn.__func__, skip + 1)
+    return _needs(fn, skip)
+
+
+@functools.lru_cache(maxsize=4096)
+def _needs(fn: Callable[..., Any], skip: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     params = list(inspect.signature(fn).parameters.values())[skip:]
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     named = [p for p in params if p.kind in kinds]
