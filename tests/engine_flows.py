@@ -121,10 +121,15 @@ def changing() -> Flow:
     ids = DEPLOY.get("ids", ["a", "b", "c"])
     versions = DEPLOY.get("versions", {})
     policies = DEPLOY.get("policies", {})
+    classes = DEPLOY.get("classes", {})
     return Linear("changing", *[
-        Tracked(id=i, version=versions.get(i, "1.0"), on_version_change=policies.get(i, "fail"))
+        classes.get(i, Tracked)(id=i, version=versions.get(i, "1.0"), on_version_change=policies.get(i, "fail"))
         for i in ids
     ])
+
+
+class RenamedTracked(Tracked):
+    """What a refactor might turn a task class into; keeps its explicit id."""
 
 
 def double(x: Any) -> Any:

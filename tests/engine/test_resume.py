@@ -94,13 +94,10 @@ def test_unmatched_stored_task_is_kept_never_run_and_reported(backend: Backend) 
 
 def test_renamed_callable_with_the_same_explicit_id_is_matched(backend: Backend) -> None:
     flow_id = crashed_after_a(backend, running=None)
-
-    class Renamed(ef.Tracked):
-        """Different class, same explicit id 'a'."""
-
-    ef.DEPLOY["ids"] = ["a", "b", "c"]
+    ef.DEPLOY["classes"] = {"a": ef.RenamedTracked, "b": ef.RenamedTracked}
     report = run_once(backend, flow_id)
-    assert report.state == SUCCESS and "a" not in ef.CALLS
+    assert report.state == SUCCESS and ef.CALLS == ["b", "c"]
+    assert report.results["a"] == "a@stored" and report.unmatched == []
 
 
 def test_minor_version_change_reuses(backend: Backend) -> None:
