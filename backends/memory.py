@@ -7,6 +7,7 @@ a value that would not survive a real backend does not survive here either.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 import uuid
@@ -15,12 +16,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .base import Backend
-from .errors import ClaimHeld, ClaimLost, FlowExists, FlowNotFound
+from .errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
 from .options import parse_options
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from .states import RUNNABLE_FLOW_STATES
 
 __all__ = ["MemoryBackend"]
+
+_LOG = logging.getLogger("flowbaton.backends.memory")
 
 
 @dataclass
@@ -36,6 +39,7 @@ class _Stored:
     flow: str
     tasks: dict[str, str]
     declines: dict[str, str]
+    runnable: bool  # the index shared drivers keep: discovery never decodes records
     epoch: int = 0
     claim: _Claim | None = None
 
@@ -88,7 +92,8 @@ class MemoryBackend(Backend):
         with self._lock:
             if flow.id in self._flows:
                 raise FlowExists(f"flow {flow.id!r} already exists in {self.url}")
-            self._flows[flow.id] = _Stored(flow.to_json(), {}, {})
+            runnable = flow.state in RUNNABLE_FLOW_STATES
+            self._flows[flow.id] = _Stored(flow.to_json(), {}, {}, runnable)
             self._created[flow.id] = next(self._order)
             self._lock.notify_all()
 
@@ -109,7 +114,12 @@ class MemoryBackend(Backend):
         with self._lock:
             ids = sorted(self._flows, key=self._created.__getitem__)
             raws = [(i, self._flows[i].flow) for i in ids]
-        flows = [FlowDetail.from_json(raw, f"{self.url} flow {i}") for i, raw in raws]
+        flows = []
+        for flow_id, raw in raws:
+            try:
+                flows.append(FlowDetail.from_json(raw, f"{self.url} flow {flow_id}"))
+            except CorruptRecord as err:
+                _LOG.warning("list_flows skips flow %r: %s", flow_id, err)
         return [f for f in flows if states is None or f.state in states]
 
     def delete_flow(self, token: ClaimToken) -> None:
@@ -169,7 +179,9 @@ class MemoryBackend(Backend):
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
         raw = flow.to_json()
         with self._lock:
-            self._check(token).flow = raw
+            stored = self._check(token)
+            stored.flow = raw
+            stored.runnable = flow.state in RUNNABLE_FLOW_STATES
 
     # -------------------------------------------------------------- discovery
 
@@ -180,13 +192,9 @@ class MemoryBackend(Backend):
                 if len(found) >= limit:
                     break
                 stored = self._flows[flow_id]
-                if self._live_claim(stored) is None and self._state(stored) in RUNNABLE_FLOW_STATES:
+                if stored.runnable and self._live_claim(stored) is None:
                     found.append(flow_id)
         return found
-
-    @staticmethod
-    def _state(stored: _Stored) -> str:
-        return FlowDetail.from_json(stored.flow, "memory").state
 
     def wait_for_work(self, timeout: float) -> bool:
         with self._lock:

@@ -1,0 +1,522 @@
+"""``sqlite:///relative.db`` or ``sqlite:////abs/path.db``: flows on one host.
+
+Several processes and threads of one host share the file. The path follows the
+SQLAlchemy convention: the part after ``sqlite:///`` is the path, so a fourth
+slash makes it absolute. Options: ``busy_timeout`` (seconds a write waits for
+another process's transaction, default 5) and ``synchronous`` (``NORMAL``, the
+default: with WAL a power loss may drop the last commits but never corrupts;
+``FULL``: fsync every commit).
+
+Why it is built this way:
+
+- WAL journal: readers never wait for a writer, so loads and operator reads go
+  on while another process writes.
+- Two connections per backend object, a writer and a reader, each behind its
+  own lock. Threads of one process queue on a Python lock (microseconds)
+  rather than in SQLite's busy handler, which sleeps in millisecond steps; the
+  busy handler only arbitrates between processes, and when it gives up the
+  caller gets ``BackendUnavailable`` instead of a hang.
+- A fenced write that touches one table is ONE statement whose WHERE clause
+  checks the claim. A write statement in autocommit mode takes the write lock
+  before it reads anything, so the check and the write form one IMMEDIATE
+  transaction without extra round trips. Writes over several tables (claim,
+  delete) use an explicit ``BEGIN IMMEDIATE``. Every transaction is tiny: a
+  process stopped inside one blocks every writer on the host.
+- Expiry is wall-clock ``time.time()`` (injectable): processes compare it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
+
+from .base import Backend
+from .errors import (
+    BackendUnavailable,
+    BadBackendURL,
+    ClaimHeld,
+    ClaimLost,
+    CorruptRecord,
+    FlowExists,
+    FlowNotFound,
+)
+from .options import Option, parse_options
+from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from .states import RUNNABLE_FLOW_STATES
+
+__all__ = ["SCHEMA_VERSION", "SQLiteBackend"]
+
+_LOG = logging.getLogger("flowbaton.backends.sqlite")
+
+#: Stored in ``PRAGMA user_version``; a newer file is refused, not guessed at.
+SCHEMA_VERSION = 1
+
+_OPTIONS = {
+    "busy_timeout": Option(float, 5.0, "seconds a write waits for another process's lock"),
+    "synchronous": Option(
+        str, "NORMAL", "NORMAL (WAL, no fsync per commit) or FULL", ("NORMAL", "FULL")
+    ),
+}
+
+# flows.seq (AUTOINCREMENT) orders "oldest first" and never reuses a number;
+# flows.last_epoch outlives released claims so every claim gets a larger epoch.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS flows (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL,
+        runnable INTEGER NOT NULL,
+        last_epoch INTEGER NOT NULL DEFAULT 0,
+        record TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS flows_by_state ON flows (state)",
+    "CREATE INDEX IF NOT EXISTS flows_runnable ON flows (runnable)",
+    """CREATE TABLE IF NOT EXISTS tasks (
+        flow_id TEXT NOT NULL, task_id TEXT NOT NULL, record TEXT NOT NULL,
+        PRIMARY KEY (flow_id, task_id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS claims (
+        flow_id TEXT PRIMARY KEY, claim_id TEXT NOT NULL, epoch INTEGER NOT NULL,
+        claimed_at REAL NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS claims_by_expiry ON claims (expires_at)",
+    """CREATE TABLE IF NOT EXISTS declines (
+        flow_id TEXT NOT NULL, replica_id TEXT NOT NULL, record TEXT NOT NULL,
+        PRIMARY KEY (flow_id, replica_id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS replicas (
+        replica_id TEXT PRIMARY KEY, record TEXT NOT NULL,
+        expires_at REAL NOT NULL) WITHOUT ROWID""",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+
+_CURRENT = (
+    "flow_id = :flow_id AND claim_id = :claim_id AND epoch = :epoch AND expires_at > :now"
+)
+_CLAIM_IS_CURRENT = f"EXISTS (SELECT 1 FROM claims WHERE {_CURRENT})"
+
+_INSERT_FLOW = (
+    "INSERT INTO flows (id, state, runnable, record) VALUES (:id, :state, :runnable, :record)"
+)
+_SELECT_FLOW = "SELECT record FROM flows WHERE id = :flow_id"
+_SELECT_TASKS = (
+    "SELECT t.task_id, t.record FROM flows f LEFT JOIN tasks t ON t.flow_id = f.id"
+    " WHERE f.id = :flow_id"
+)
+_SAVE_TASK = (
+    "INSERT OR REPLACE INTO tasks (flow_id, task_id, record)"
+    f" SELECT :flow_id, :task_id, :record WHERE {_CLAIM_IS_CURRENT}"
+)
+_SAVE_FLOW = (
+    "UPDATE flows SET record = :record, state = :state, runnable = :runnable"
+    f" WHERE id = :flow_id AND {_CLAIM_IS_CURRENT}"
+)
+_RENEW = f"UPDATE claims SET expires_at = :expires_at WHERE {_CURRENT}"
+_RELEASE = f"DELETE FROM claims WHERE {_CURRENT}"
+_CHECK_CLAIM = f"SELECT {_CLAIM_IS_CURRENT}"
+_DELETE_FLOW = tuple(
+    f"DELETE FROM {table} WHERE {column} = :flow_id"
+    for table, column in (("tasks", "flow_id"), ("declines", "flow_id"),
+                          ("claims", "flow_id"), ("flows", "id"))
+)
+_SELECT_FOR_CLAIM = (
+    "SELECT f.last_epoch, c.claim_id, c.expires_at FROM flows f"
+    " LEFT JOIN claims c ON c.flow_id = f.id WHERE f.id = :flow_id"
+)
+_BUMP_EPOCH = "UPDATE flows SET last_epoch = :epoch WHERE id = :flow_id"
+_PUT_CLAIM = (
+    "INSERT OR REPLACE INTO claims (flow_id, claim_id, epoch, claimed_at, expires_at)"
+    " VALUES (:flow_id, :claim_id, :epoch, :now, :expires_at)"
+)
+_CLAIM_COLUMNS = "flow_id, claim_id, epoch, claimed_at, expires_at"
+_SELECT_CLAIM = (
+    f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE flow_id = :flow_id AND expires_at > :now"
+)
+_SELECT_CLAIMS = f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE expires_at > :now ORDER BY flow_id"
+# Walks the runnable index in creation order and probes the claims primary
+# key: terminal flows are never read, and no record is decoded.
+_FIND_RUNNABLE = (
+    "SELECT f.id FROM flows f LEFT JOIN claims c ON c.flow_id = f.id"
+    " WHERE f.runnable = 1 AND (c.flow_id IS NULL OR c.expires_at <= :now)"
+    " ORDER BY f.seq LIMIT :limit"
+)
+_RECORD_DECLINE = (
+    "INSERT OR REPLACE INTO declines (flow_id, replica_id, record)"
+    " SELECT :flow_id, :replica_id, :record WHERE EXISTS (SELECT 1 FROM flows WHERE id = :flow_id)"
+)
+_SELECT_DECLINES = (
+    "SELECT d.replica_id, d.record FROM flows f LEFT JOIN declines d ON d.flow_id = f.id"
+    " WHERE f.id = :flow_id ORDER BY d.replica_id"
+)
+_PUT_REPLICA = (
+    "INSERT OR REPLACE INTO replicas (replica_id, record, expires_at)"
+    " VALUES (:replica_id, :record, :expires_at)"
+)
+_HEARTBEAT = "UPDATE replicas SET expires_at = :expires_at WHERE replica_id = :replica_id"
+_UNREGISTER = "DELETE FROM replicas WHERE replica_id = :replica_id"
+_SELECT_REPLICAS = (
+    "SELECT replica_id, record FROM replicas WHERE expires_at > :now ORDER BY replica_id"
+)
+
+# Messages of a file that is damaged or not SQLite at all: data to look at,
+# not an outage to retry.
+_CORRUPT_MARKERS = ("malformed", "not a database", "file is encrypted")
+
+
+def _path_from_url(url: str) -> str:
+    """The database file a URL names, made absolute now so a later chdir
+    cannot move it."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc:
+        raise BadBackendURL(
+            f"{url!r}: expected sqlite:///relative.db or sqlite:////absolute/path.db (no host)"
+        )
+    path = unquote(parts.path[1:])
+    if not path or path == ":memory:" or path.startswith("file:"):
+        raise BadBackendURL(
+            f"{url!r}: name a database file; an in-memory SQLite database cannot be "
+            "shared between connections (use memory:// instead)"
+        )
+    return os.path.abspath(path)
+
+
+def _is_busy(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and "locked" in str(err)
+
+
+def _runnable(state: str) -> int:
+    return int(state in RUNNABLE_FLOW_STATES)
+
+
+def _claim_info(row: Any) -> ClaimInfo:
+    flow_id, claim_id, epoch, claimed_at, expires_at = row
+    owner = claim_id.rsplit("#", 1)[0]
+    return ClaimInfo(flow_id, owner, claim_id, epoch, claimed_at, expires_at)
+
+
+class SQLiteBackend(Backend):
+    """Records and claims in one SQLite file (WAL), shared by the host's processes."""
+
+    schemes = ("sqlite",)
+    capabilities = frozenset({"shared"})
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout: float = 5.0,
+        synchronous: str = "NORMAL",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise BadBackendURL(f"option 'synchronous': {synchronous!r} is not one of NORMAL, FULL")
+        self.url = url
+        self.path = _path_from_url(url)
+        self._busy_timeout = busy_timeout
+        self._synchronous = synchronous
+        self._clock = clock
+        self._closed = threading.Event()
+        self._setup_connections()
+        self._prepare_file()
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> SQLiteBackend:
+        parsed = parse_options(urlsplit(url).query, _OPTIONS, options)
+        return cls(url, busy_timeout=parsed["busy_timeout"], synchronous=parsed["synchronous"])
+
+    # ------------------------------------------------------------ connections
+
+    def _setup_connections(self) -> None:
+        self._pid = os.getpid()
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._writer = self._connect()
+        self._reader = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection in autocommit mode (we issue BEGIN ourselves); it is
+        used by one thread at a time, under its lock."""
+        with self._translated("open"):
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None,
+                check_same_thread=False, cached_statements=64,
+            )
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return conn
+
+    def _prepare_file(self) -> None:
+        with self._translated("prepare"):
+            self._enable_wal()
+            version = self._writer.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                self._create_schema()
+
+    def _enable_wal(self) -> None:
+        """Switch the file to WAL (persistent, so usually a no-op). The switch
+        needs a moment of exclusive access; processes opening the file at once
+        may see 'locked', so retry it within the busy timeout."""
+        retrying = Retrying(
+            retry=retry_if_exception(_is_busy), stop=stop_after_delay(self._busy_timeout),
+            wait=wait_random(0.005, 0.05), reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise BackendUnavailable(f"sqlite {self.path}: cannot use WAL journal (got {mode!r})")
+
+    def _create_schema(self) -> None:
+        with self._transaction("create schema") as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise CorruptRecord(
+                    self.path, f"schema version {version} is newer than this flowbaton "
+                    f"understands ({SCHEMA_VERSION}); upgrade flowbaton",
+                )
+            for statement in _SCHEMA:
+                conn.execute(statement)
+
+    def _check_process(self) -> None:
+        """A forked child must not use its parent's connections (SQLite's
+        rule) nor locks another thread may have held at fork time: it opens
+        its own. The inherited connections are left unclosed on purpose."""
+        if self._closed.is_set():
+            raise BackendUnavailable(f"sqlite {self.path}: backend is closed")
+        if self._pid != os.getpid():
+            self._inherited = (self._writer, self._reader)
+            self._setup_connections()
+
+    @contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        """Turn sqlite3 errors into ours, naming the file and the operation."""
+        try:
+            yield
+        except sqlite3.Error as err:
+            if any(marker in str(err) for marker in _CORRUPT_MARKERS):
+                raise CorruptRecord(self.path, f"{what}: {err}") from err
+            hint = f" (busy_timeout={self._busy_timeout}s)" if _is_busy(err) else ""
+            raise BackendUnavailable(f"sqlite {self.path}: {what}: {err}{hint}") from err
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
+        self._check_process()
+        with self._write_lock, self._translated(what):
+            yield self._writer
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[sqlite3.Connection]:
+        self._check_process()
+        with self._read_lock, self._translated(what):
+            yield self._reader
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` takes the write lock first, so nothing read
+        inside can be changed by another process before COMMIT. Any failure
+        (ours or SQLite's, COMMIT included) rolls back."""
+        with self._writing(what) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+
+    def _fence(self, token: ClaimToken, **extra: object) -> dict[str, object]:
+        now = self._clock()
+        return {"flow_id": token.flow_id, "claim_id": token.claim_id,
+                "epoch": token.epoch, "now": now, **extra}
+
+    def _fenced(self, sql: str, token: ClaimToken, what: str, **extra: object) -> None:
+        """One conditional statement; no row changed means the token is not current."""
+        with self._writing(what) as conn:
+            changed = conn.execute(sql, self._fence(token, **extra)).rowcount
+        if changed == 0:
+            raise self._claim_lost(token)
+
+    @staticmethod
+    def _claim_lost(token: ClaimToken) -> ClaimLost:
+        return ClaimLost(
+            f"claim {token.claim_id}@{token.epoch} on flow {token.flow_id} is not current"
+        )
+
+    def _where(self, table: str, **key: str) -> str:
+        names = " ".join(f"{name}={value!r}" for name, value in key.items())
+        return f"{self.path} table {table} {names}"
+
+    # ------------------------------------------------------------------ flows
+
+    def create_flow(self, flow: FlowDetail) -> None:
+        row = {"id": flow.id, "state": flow.state, "runnable": _runnable(flow.state),
+               "record": flow.to_json()}
+        with self._writing(f"create flow {flow.id!r}") as conn:
+            try:
+                conn.execute(_INSERT_FLOW, row)
+            except sqlite3.IntegrityError:
+                raise FlowExists(f"flow {flow.id!r} already exists in {self.path}") from None
+
+    def load_flow(self, flow_id: str) -> FlowDetail:
+        with self._reading(f"load flow {flow_id!r}") as conn:
+            row = conn.execute(_SELECT_FLOW, {"flow_id": flow_id}).fetchone()
+        if row is None:
+            raise FlowNotFound(f"no flow {flow_id!r} in {self.path}")
+        return FlowDetail.from_json(row[0], self._where("flows", id=flow_id))
+
+    def load_tasks(self, flow_id: str) -> dict[str, TaskDetail]:
+        with self._reading(f"load tasks of {flow_id!r}") as conn:
+            rows = conn.execute(_SELECT_TASKS, {"flow_id": flow_id}).fetchall()
+        if not rows:
+            raise FlowNotFound(f"no flow {flow_id!r} in {self.path}")
+        where = self._where
+        return {
+            task_id: TaskDetail.from_json(raw, where("tasks", flow_id=flow_id, task_id=task_id))
+            for task_id, raw in rows
+            if task_id is not None
+        }
+
+    def list_flows(self, states: Collection[str] | None = None) -> list[FlowDetail]:
+        rows = self._flow_rows(states)
+        flows: list[FlowDetail] = []
+        for flow_id, raw in rows:
+            try:
+                flows.append(FlowDetail.from_json(raw, self._where("flows", id=flow_id)))
+            except CorruptRecord as err:
+                _LOG.warning("list_flows skips flow %r: %s", flow_id, err)
+        return flows
+
+    def _flow_rows(self, states: Collection[str] | None) -> list[Any]:
+        wanted = sorted(states) if states is not None else []
+        where = f"WHERE state IN ({', '.join('?' * len(wanted))})" if states is not None else ""
+        sql = f"SELECT id, record FROM flows {where} ORDER BY seq"
+        with self._reading("list flows") as conn:
+            return conn.execute(sql, wanted).fetchall()
+
+    def delete_flow(self, token: ClaimToken) -> None:
+        with self._transaction(f"delete flow {token.flow_id!r}") as conn:
+            if not conn.execute(_CHECK_CLAIM, self._fence(token)).fetchone()[0]:
+                raise self._claim_lost(token)
+            for statement in _DELETE_FLOW:
+                conn.execute(statement, {"flow_id": token.flow_id})
+
+    # ----------------------------------------------------------------- claims
+
+    def claim(self, flow_id: str, owner: str, lease: float, *, force: bool = False) -> ClaimToken:
+        claim_id = f"{owner}#{uuid.uuid4().hex[:12]}"
+        with self._transaction(f"claim flow {flow_id!r}") as conn:
+            now = self._clock()  # read under the write lock: the wait is not counted
+            row = conn.execute(_SELECT_FOR_CLAIM, {"flow_id": flow_id}).fetchone()
+            if row is None:
+                raise FlowNotFound(f"no flow {flow_id!r} in {self.path}")
+            last_epoch, holder, expires_at = row
+            if holder is not None and expires_at > now and not force:
+                raise ClaimHeld(f"flow {flow_id} is claimed by {holder}")
+            epoch = last_epoch + 1
+            conn.execute(_BUMP_EPOCH, {"flow_id": flow_id, "epoch": epoch})
+            conn.execute(_PUT_CLAIM, {"flow_id": flow_id, "claim_id": claim_id, "epoch": epoch,
+                                      "now": now, "expires_at": now + lease})
+        return ClaimToken(flow_id, claim_id, epoch)
+
+    def renew(self, token: ClaimToken, lease: float) -> None:
+        expires_at = self._clock() + lease
+        self._fenced(_RENEW, token, f"renew claim on {token.flow_id!r}", expires_at=expires_at)
+
+    def release(self, token: ClaimToken) -> None:
+        self._fenced(_RELEASE, token, f"release claim on {token.flow_id!r}")
+
+    def current_claim(self, flow_id: str) -> ClaimInfo | None:
+        params = {"flow_id": flow_id, "now": self._clock()}
+        with self._reading(f"read claim on {flow_id!r}") as conn:
+            row = conn.execute(_SELECT_CLAIM, params).fetchone()
+        return _claim_info(row) if row is not None else None
+
+    def list_claims(self) -> list[ClaimInfo]:
+        with self._reading("list claims") as conn:
+            rows = conn.execute(_SELECT_CLAIMS, {"now": self._clock()}).fetchall()
+        return [_claim_info(row) for row in rows]
+
+    # ---------------------------------------------------------- fenced writes
+
+    def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
+        record = task.to_json()
+        self._fenced(_SAVE_TASK, token, f"save task {task.task_id!r} of {token.flow_id!r}",
+                     task_id=task.task_id, record=record)
+
+    def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
+        record = flow.to_json()
+        self._fenced(_SAVE_FLOW, token, f"save flow {token.flow_id!r}", record=record,
+                     state=flow.state, runnable=_runnable(flow.state))
+
+    # -------------------------------------------------------------- discovery
+
+    def find_runnable(self, limit: int) -> list[str]:
+        params = {"now": self._clock(), "limit": limit}
+        with self._reading("find runnable flows") as conn:
+            return [row[0] for row in conn.execute(_FIND_RUNNABLE, params).fetchall()]
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """No change notification between processes: wait out the timeout
+        (ended early by ``close``) and let the caller poll."""
+        self._closed.wait(timeout)
+        return False
+
+    # --------------------------------------------------------------- declines
+
+    def record_decline(self, flow_id: str, decline: Decline) -> None:
+        row = {"flow_id": flow_id, "replica_id": decline.replica_id, "record": decline.to_json()}
+        with self._writing(f"record decline on {flow_id!r}") as conn:
+            changed = conn.execute(_RECORD_DECLINE, row).rowcount
+        if changed == 0:
+            raise FlowNotFound(f"no flow {flow_id!r} in {self.path}")
+
+    def load_declines(self, flow_id: str) -> list[Decline]:
+        with self._reading(f"load declines of {flow_id!r}") as conn:
+            rows = conn.execute(_SELECT_DECLINES, {"flow_id": flow_id}).fetchall()
+        if not rows:
+            raise FlowNotFound(f"no flow {flow_id!r} in {self.path}")
+        return [
+            Decline.from_json(raw, self._where("declines", flow_id=flow_id, replica_id=replica))
+            for replica, raw in rows
+            if replica is not None
+        ]
+
+    # --------------------------------------------------------------- replicas
+
+    def register_replica(self, info: ReplicaInfo, lease: float) -> None:
+        info.seen_at = self._clock()
+        row = {"replica_id": info.replica_id, "record": info.to_json(),
+               "expires_at": info.seen_at + lease}
+        with self._writing(f"register replica {info.replica_id!r}") as conn:
+            conn.execute(_PUT_REPLICA, row)
+
+    def heartbeat_replica(self, replica_id: str, lease: float) -> None:
+        row = {"replica_id": replica_id, "expires_at": self._clock() + lease}
+        with self._writing(f"heartbeat replica {replica_id!r}") as conn:
+            conn.execute(_HEARTBEAT, row)
+
+    def unregister_replica(self, replica_id: str) -> None:
+        with self._writing(f"unregister replica {replica_id!r}") as conn:
+            conn.execute(_UNREGISTER, {"replica_id": replica_id})
+
+    def list_replicas(self) -> list[ReplicaInfo]:
+        with self._reading("list replicas") as conn:
+            rows = conn.execute(_SELECT_REPLICAS, {"now": self._clock()}).fetchall()
+        return [ReplicaInfo.from_json(raw, self._where("replicas", replica_id=rid))
+                for rid, raw in rows]
+
+    # -------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        for lock, conn in ((self._write_lock, self._writer), (self._read_lock, self._reader)):
+            with lock, suppress(sqlite3.Error):
+                conn.close()

@@ -1,0 +1,70 @@
+"""Shared pieces of the contract suite: record factories and waits with deadlines."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flowbaton.backends import Backend, open_backend
+from flowbaton.backends.records import FlowDetail, TaskDetail
+
+LEASE = 30.0  # a claim that outlives any test
+SHORT_LEASE = 0.3  # a claim a test waits out
+DEADLINE = 5.0  # how long a test waits for a condition before failing
+
+# JSON values that break naive storage: unicode outside the BMP, escapes,
+# NUL, integers beyond 2**53, tiny and huge floats, empty containers.
+AWKWARD_JSON: dict[str, Any] = {
+    "unicode": "héllo ✓ 𝄞 中文",
+    "escapes": 'quote " backslash \\ newline \n tab \t nul \x00',
+    "big_int": 2**63 + 1,
+    "neg": -(2**70),
+    "floats": [0.1, 1e-300, 1e300, -2.5],
+    "flags": [True, False, None],
+    "empty": {"list": [], "dict": {}, "str": ""},
+    "nested": {"a": [{"b": [1, [2, [3]]]}]},
+    "keys with / and : and {}": 1,
+}
+
+
+def make_flow(flow_id: str = "flow-1", **fields: Any) -> FlowDetail:
+    fields.setdefault("created_at", time.time())
+    fields.setdefault("updated_at", fields["created_at"])
+    return FlowDetail(id=flow_id, name=f"name of {flow_id}", factory="pkg.mod:build", **fields)
+
+
+def make_task(task_id: str = "pkg.mod.task", **fields: Any) -> TaskDetail:
+    return TaskDetail(task_id=task_id, **fields)
+
+
+def wait_until(
+    condition: Callable[[], object], what: str, timeout: float = DEADLINE
+) -> None:
+    """Poll ``condition`` until true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def wait_past(wall_time: float) -> None:
+    """Wait until the wall clock passes ``wall_time``: used only to prove
+    that something did NOT expire by then."""
+    wait_until(lambda: time.time() > wall_time, f"wall clock past {wall_time}")
+
+
+@contextmanager
+def second_backend(url: str, backend: Backend) -> Iterator[Backend]:
+    """Another client of the same store: a new object where the store is
+    shared between objects, else the same object (memory:// lives in one)."""
+    if "shared" not in backend.capabilities:
+        yield backend
+        return
+    other = open_backend(url)
+    try:
+        yield other
+    finally:
+        other.close()

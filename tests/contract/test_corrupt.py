@@ -1,0 +1,71 @@
+"""Contract: a damaged record is named, never hides the others."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from flowbaton.backends import Backend
+from flowbaton.backends.errors import CorruptRecord
+
+from .corrupt import corrupt_flow, corrupt_task
+from .helpers import LEASE, make_flow, make_task
+
+GARBAGE = ["{not json", "[1, 2]", '{"id": "x"}', '{"state": "NO_SUCH_STATE"}']
+
+
+def _seed(backend: Backend) -> None:
+    for flow_id in ("good-1", "bad-flow", "good-2"):
+        backend.create_flow(make_flow(flow_id))
+    token = backend.claim("bad-flow", "r1", LEASE)
+    backend.save_task(token, make_task("good-task"))
+    backend.save_task(token, make_task("bad/task ✓"))
+    backend.release(token)  # unclaimed, so discovery meets the damaged record too
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+def test_corrupt_flow_is_named_on_load(backend_url: str, backend: Backend, garbage: str) -> None:
+    _seed(backend)
+    corrupt_flow(backend_url, "bad-flow", backend=backend, garbage=garbage)
+    with pytest.raises(CorruptRecord) as caught:
+        backend.load_flow("bad-flow")
+    assert "bad-flow" in str(caught.value)
+
+
+def test_list_flows_skips_corrupt_flow_with_warning(
+    backend_url: str, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    _seed(backend)
+    corrupt_flow(backend_url, "bad-flow", backend=backend)
+    with caplog.at_level(logging.WARNING, logger="flowbaton"):
+        flows = backend.list_flows()
+    assert [f.id for f in flows] == ["good-1", "good-2"]
+    assert any("bad-flow" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert [f.id for f in backend.list_flows(states={"PENDING"})] == ["good-1", "good-2"]
+
+
+def test_corrupt_flow_does_not_block_discovery(backend_url: str, backend: Backend) -> None:
+    _seed(backend)
+    corrupt_flow(backend_url, "bad-flow", backend=backend)
+    found = backend.find_runnable(10)
+    assert found[:1] == ["good-1"] and "good-2" in found
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+def test_corrupt_task_is_named_on_load(backend_url: str, backend: Backend, garbage: str) -> None:
+    _seed(backend)
+    corrupt_task(backend_url, "bad-flow", "bad/task ✓", backend=backend, garbage=garbage)
+    with pytest.raises(CorruptRecord) as caught:
+        backend.load_tasks("bad-flow")
+    assert "bad-flow" in str(caught.value)
+    assert "bad/task ✓" in str(caught.value)
+    assert backend.load_flow("bad-flow").id == "bad-flow"
+
+
+def test_corrupt_task_can_be_overwritten_by_its_owner(backend_url: str, backend: Backend) -> None:
+    """The runner repairs a damaged detail by saving it again."""
+    _seed(backend)
+    corrupt_task(backend_url, "bad-flow", "bad/task ✓", backend=backend)
+    token = backend.claim("bad-flow", "r2", LEASE)
+    backend.save_task(token, make_task("bad/task ✓", attempts=2))
+    assert backend.load_tasks("bad-flow")["bad/task ✓"].attempts == 2

@@ -1,0 +1,134 @@
+"""Contract: flow records (create, load, list, delete)."""
+
+from __future__ import annotations
+
+import pytest
+from flowbaton.backends import Backend
+from flowbaton.backends.errors import ClaimLost, FlowExists, FlowNotFound
+from flowbaton.backends.records import FlowDetail
+from flowbaton.backends.states import FLOW_STATES, HELD, PENDING, RUNNING, SUCCESS
+
+from .helpers import AWKWARD_JSON, LEASE, make_flow, make_task
+
+
+def test_create_then_load_round_trips_every_field(backend: Backend) -> None:
+    flow = make_flow(
+        args=[1, "two", AWKWARD_JSON], kwargs={"k": AWKWARD_JSON}, inputs=dict(AWKWARD_JSON),
+        meta={"resume": {"added": ["x"]}}, reason="why", owner="r1", epoch=3,
+        created_at=1700000000.123456, updated_at=1700000001.5,
+    )
+    backend.create_flow(flow)
+    assert backend.load_flow(flow.id) == flow
+
+
+def test_create_existing_id_raises_and_keeps_the_first(backend: Backend) -> None:
+    first = make_flow("f", inputs={"v": 1})
+    backend.create_flow(first)
+    with pytest.raises(FlowExists):
+        backend.create_flow(make_flow("f", inputs={"v": 2}))
+    assert backend.load_flow("f") == first
+
+
+def test_missing_flow_raises_flow_not_found(backend: Backend) -> None:
+    with pytest.raises(FlowNotFound):
+        backend.load_flow("nope")
+    with pytest.raises(FlowNotFound):
+        backend.load_tasks("nope")
+    with pytest.raises(FlowNotFound):
+        backend.claim("nope", "r1", LEASE)
+
+
+def test_list_flows_oldest_first(backend: Backend) -> None:
+    # Created with decreasing timestamps: the order is creation order in the
+    # store, not the record's clock (replicas' clocks differ).
+    ids = [f"flow-{n}" for n in (3, 1, 2, 10, 0)]
+    for n, flow_id in enumerate(ids):
+        backend.create_flow(make_flow(flow_id, created_at=1000.0 - n))
+    assert [f.id for f in backend.list_flows()] == ids
+
+
+def test_list_flows_empty_store(backend: Backend) -> None:
+    assert backend.list_flows() == []
+    assert backend.find_runnable(10) == []
+    assert backend.list_claims() == []
+
+
+def test_list_flows_filters_by_state(backend: Backend) -> None:
+    for flow_id in ("a", "b", "c", "d"):
+        backend.create_flow(make_flow(flow_id))
+    for flow_id, state in (("b", SUCCESS), ("c", HELD)):
+        token = backend.claim(flow_id, "r1", LEASE)
+        backend.save_flow(token, make_flow(flow_id, state=state))
+    assert [f.id for f in backend.list_flows(states={PENDING})] == ["a", "d"]
+    assert [f.id for f in backend.list_flows(states=[SUCCESS, HELD])] == ["b", "c"]
+    assert backend.list_flows(states=[RUNNING]) == []
+    assert backend.list_flows(states=()) == []
+    assert len(backend.list_flows(states=FLOW_STATES)) == 4
+
+
+def test_save_flow_replaces_the_record(backend: Backend) -> None:
+    backend.create_flow(make_flow("f"))
+    token = backend.claim("f", "r1", LEASE)
+    updated = make_flow("f", state=RUNNING, owner="r1", epoch=token.epoch, meta={"m": [1]})
+    backend.save_flow(token, updated)
+    assert backend.load_flow("f") == updated
+    assert [f.state for f in backend.list_flows()] == [RUNNING]
+
+
+def test_delete_flow_removes_flow_tasks_declines_and_claim(backend: Backend) -> None:
+    from flowbaton.backends.records import Decline
+
+    backend.create_flow(make_flow("f"))
+    backend.create_flow(make_flow("f-other"))
+    backend.record_decline("f", Decline("r2", "no code", 1.0))
+    token = backend.claim("f", "r1", LEASE)
+    backend.save_task(token, make_task("t"))
+    backend.delete_flow(token)
+    with pytest.raises(FlowNotFound):
+        backend.load_flow("f")
+    assert backend.current_claim("f") is None
+    assert [f.id for f in backend.list_flows()] == ["f-other"]
+    assert backend.find_runnable(10) == ["f-other"]
+    _recreated_is_empty(backend)
+
+
+def _recreated_is_empty(backend: Backend) -> None:
+    """Nothing of a deleted flow leaks into a new flow with the same id."""
+    backend.create_flow(make_flow("f"))
+    assert backend.load_tasks("f") == {}
+    assert backend.load_declines("f") == []
+    token = backend.claim("f", "r3", LEASE)
+    assert token.epoch >= 1
+    assert backend.current_claim("f") is not None
+
+
+def test_delete_flow_with_stale_token_changes_nothing(backend: Backend) -> None:
+    backend.create_flow(make_flow("f"))
+    stale = backend.claim("f", "r1", LEASE)
+    backend.save_task(stale, make_task("t"))
+    backend.release(stale)
+    with pytest.raises(ClaimLost):
+        backend.delete_flow(stale)
+    assert backend.load_flow("f").id == "f"
+    assert set(backend.load_tasks("f")) == {"t"}
+
+
+def test_flows_are_independent_of_similar_ids(backend: Backend) -> None:
+    """Ids that prefix each other must not share keys (globs, prefixes)."""
+    for flow_id in ("f1", "f10", "f1x"):
+        backend.create_flow(make_flow(flow_id))
+        token = backend.claim(flow_id, "r1", LEASE)
+        backend.save_task(token, make_task(f"task-of-{flow_id}"))
+    assert set(backend.load_tasks("f1")) == {"task-of-f1"}
+    token = backend.claim("f1", "r2", LEASE, force=True)
+    backend.delete_flow(token)
+    assert set(backend.load_tasks("f10")) == {"task-of-f10"}
+    assert [f.id for f in backend.list_flows()] == ["f10", "f1x"]
+
+
+def test_load_flow_returns_a_fresh_object(backend: Backend) -> None:
+    flow = make_flow("f", inputs={"a": [1]})
+    backend.create_flow(flow)
+    flow.inputs["a"].append(2)  # mutating the caller's object changes nothing stored
+    loaded: FlowDetail = backend.load_flow("f")
+    assert loaded.inputs == {"a": [1]}
