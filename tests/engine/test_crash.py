@@ -15,7 +15,6 @@ from flowbaton.backends import open_backend
 from flowbaton.backends.errors import ClaimHeld
 from flowbaton.backends.states import SUCCESS
 from flowbaton.engine import run_flow
-
 from tests.engine.helpers import release_quietly, submit
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from flowbaton.backends import Backend
 from flowbaton.backends.records import TaskDetail
 from flowbaton.backends.states import HELD, REVERTED, REVERTING, RUNNING, SUCCESS
 from flowbaton.engine import DECISIONS_KEY, Gate, plan_flow, plan_resume, rebuild
 from flowbaton.engine.lifecycle import _start
 from flowbaton.engine.runner import FlowRun
-
 from tests import engine_flows as ef
 from tests.engine.helpers import fake_crash, run_once, submit
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from flowbaton.backends import Backend
 from flowbaton.backends.states import FAILURE, REVERTED, SUCCESS
 from flowbaton.engine import register_codec
-
 from tests import engine_flows as ef
 from tests.engine.helpers import run_once, submit
 
