@@ -1,0 +1,132 @@
+"""``flowbaton``: run a replica, submit flows, and look at them.
+
+The parser and the error policy live here; commands are in
+``cli_commands``, rendering in ``cli_views``. Any bad input (unknown flow,
+unreachable backend, malformed JSON, bad URL) ends with one line on stderr
+and exit status 2, so scripts can tell "you asked wrongly" from "it failed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from ..backends import DEFAULT_URL
+from ..backends.errors import FlowbatonError
+from ..backends.states import FLOW_STATES
+from .cli_commands import UsageError, cmd_claims, cmd_demo, cmd_flows, cmd_replica, cmd_show, cmd_submit
+
+__all__ = ["main", "build_parser"]
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _backend_option(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--backend", metavar="URL", default=default,
+                        help=f"backend URL (default: $FLOWBATON_BACKEND, else {DEFAULT_URL})")
+
+
+def _positive(kind: type[float]) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _state(text: str) -> str:
+    state = text.upper()
+    if state not in FLOW_STATES:
+        raise argparse.ArgumentTypeError(f"unknown state {text!r} (one of {', '.join(sorted(FLOW_STATES))})")
+    return state
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="flowbaton", description="Flows that survive the death of the server running them.")
+    _backend_option(parser, None)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    _add_replica(sub)
+    _add_submit(sub)
+    _add_listing(sub)
+    demo = sub.add_parser("demo", help="watch a replica die with SIGKILL and another finish its flow")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _command(sub: argparse._SubParsersAction[_Parser], name: str, help_text: str) -> _Parser:
+    cmd = sub.add_parser(name, help=help_text, description=help_text)
+    _backend_option(cmd, argparse.SUPPRESS)  # accepted before or after the command
+    return cmd
+
+
+def _add_replica(sub: argparse._SubParsersAction[_Parser]) -> None:
+    cmd = _command(sub, "replica", "run a replica until SIGTERM/SIGINT (then hand flows over gracefully)")
+    cmd.add_argument("--allow", action="append", required=True, metavar="PREFIX",
+                     help="module prefix whose factories this replica may import (repeatable)")
+    cmd.add_argument("--concurrency", type=_positive(int), default=4, help="flows run at once (default 4)")
+    cmd.add_argument("--replica-id", default=None, help="default: host-pid-random")
+    cmd.add_argument("--lease", type=_positive(float), default=10.0,
+                     help="seconds after this replica dies before its flows are taken over (default 10)")
+    cmd.set_defaults(func=cmd_replica)
+
+
+def _add_submit(sub: argparse._SubParsersAction[_Parser]) -> None:
+    cmd = _command(sub, "submit", "store a new flow; prints its id")
+    cmd.add_argument("factory", metavar="FACTORY", help="package.module:function returning the flow")
+    cmd.add_argument("--args", metavar="JSON", help="factory positional arguments, a JSON list")
+    cmd.add_argument("--kwargs", metavar="JSON", help="factory keyword arguments, a JSON object")
+    cmd.add_argument("--inputs", metavar="JSON", help="initial flow inputs, a JSON object")
+    cmd.add_argument("--name", help="a name for people (default: the flow's own name)")
+    cmd.add_argument("--wait", action="store_true", help="wait until the flow ends; exit 1 unless SUCCESS")
+    cmd.add_argument("--timeout", type=_positive(float), default=None, help="with --wait: give up after S seconds")
+    cmd.set_defaults(func=cmd_submit)
+
+
+def _add_listing(sub: argparse._SubParsersAction[_Parser]) -> None:
+    flows = _command(sub, "flows", "list stored flows")
+    flows.add_argument("--state", type=_state, help="only flows in this state")
+    flows.add_argument("--json", action="store_true", help="one JSON document")
+    flows.set_defaults(func=cmd_flows)
+    show = _command(sub, "show", "one flow: its record, tasks, owner, declines")
+    show.add_argument("flow_id", metavar="FLOW_ID")
+    show.add_argument("--json", action="store_true", help="one JSON document")
+    show.set_defaults(func=cmd_show)
+    claims = _command(sub, "claims", "live claims: which replica runs which flow")
+    claims.add_argument("--json", action="store_true", help="one JSON document")
+    claims.set_defaults(func=cmd_claims)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Like `python -m`, find factories in the current directory: the console
+    # script alone would only see installed packages.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        code: int = args.func(args)
+    except (FlowbatonError, UsageError) as err:
+        print(f"flowbaton: {_one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
