@@ -304,15 +304,29 @@ class SQLiteBackend(Backend):
             raise BackendUnavailable(f"sqlite {self.path}: {what}: {err}{hint}") from err
 
     @contextmanager
+    def _locked(self, lock: threading.Lock, what: str) -> Iterator[None]:
+        """Threads queued behind one stuck in SQLite's busy wait give up
+        after the same timeout, instead of each adding a full wait of its own."""
+        if not lock.acquire(timeout=self._busy_timeout):
+            raise BackendUnavailable(
+                f"sqlite {self.path}: {what}: another thread of this process has waited "
+                f"longer than busy_timeout={self._busy_timeout}s for the database"
+            )
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextmanager
     def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
         self._check_process()
-        with self._write_lock, self._translated(what):
+        with self._locked(self._write_lock, what), self._translated(what):
             yield self._writer
 
     @contextmanager
     def _reading(self, what: str) -> Iterator[sqlite3.Connection]:
         self._check_process()
-        with self._read_lock, self._translated(what):
+        with self._locked(self._read_lock, what), self._translated(what):
             yield self._reader
 
     @contextmanager
@@ -331,6 +345,10 @@ class SQLiteBackend(Backend):
                         conn.execute("ROLLBACK")
 
     def _fence(self, token: ClaimToken, **extra: object) -> dict[str, object]:
+        # ``now`` is read before SQLite's busy wait, so a write may pass the
+        # expiry check up to busy_timeout late. That is safe: it only passes if
+        # the claim row is still ours, i.e. nobody has taken the flow over yet,
+        # and a takeover is serialised after it and reads what it wrote.
         now = self._clock()
         return {"flow_id": token.flow_id, "claim_id": token.claim_id,
                 "epoch": token.epoch, "now": now, **extra}

@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+
 from flowbaton.backends import ClaimToken, open_backend
 from flowbaton.backends.errors import (
     BackendUnavailable,
@@ -26,7 +28,6 @@ from flowbaton.backends.errors import (
 from flowbaton.backends.records import Decline, FlowDetail
 from flowbaton.backends.sqlite import SCHEMA_VERSION, SQLiteBackend
 from flowbaton.backends.states import SUCCESS
-
 from tests.contract.helpers import LEASE, make_flow, make_task
 
 # Holds a write transaction on the file until killed, like a process stopped
@@ -199,6 +200,32 @@ def _all_writes_unavailable(backend: SQLiteBackend, token: ClaimToken, db: Path)
 
 
 @pytest.mark.slow
+def test_queued_threads_give_up_within_the_busy_timeout(backend: SQLiteBackend, db: Path) -> None:
+    """Six threads behind a stuck writer: each waits at most about one
+    busy_timeout in all, not one per thread ahead of it."""
+    token = _claimed(backend)
+    outcomes: list[BaseException | None] = []
+
+    def write(n: int) -> None:
+        try:
+            backend.save_task(token, make_task(f"t{n}"))
+            outcomes.append(None)
+        except BaseException as err:
+            outcomes.append(err)
+
+    with _lock_held_elsewhere(db):
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+        start = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        elapsed = time.monotonic() - start
+    assert len(outcomes) == 6 and all(isinstance(o, BackendUnavailable) for o in outcomes)
+    assert elapsed < 2.0, elapsed  # 6 x 0.5 s if every thread waited its own turn
+
+
+@pytest.mark.slow
 def test_a_replica_can_start_while_another_process_holds_the_lock(backend: SQLiteBackend, db: Path) -> None:
     token = _claimed(backend)
     with _lock_held_elsewhere(db), open_backend(f"sqlite:///{db}?busy_timeout=0.5") as late:
@@ -297,3 +324,32 @@ def test_forked_child_opens_its_own_connections(backend: SQLiteBackend) -> None:
     assert child.exitcode == 0
     assert set(backend.load_tasks("f")) == {"from-child"}
     backend.save_task(token, make_task("from-parent"))
+
+
+def _open_and_create(url: str, flow_id: str, barrier: Any, results: Any) -> None:
+    try:
+        barrier.wait(timeout=60)
+        with open_backend(url) as backend:
+            backend.create_flow(make_flow(flow_id))
+        results.put("ok")
+    except Exception as err:  # reported to the parent, which fails the test
+        results.put(repr(err))
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_file_at_once(db: Path) -> None:
+    """The first open switches the file to WAL and creates the schema; racing
+    first opens must all succeed."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_open_and_create, args=(f"sqlite:///{db}", f"f{n}", barrier, results))
+             for n in range(4)]
+    for proc in procs:
+        proc.start()
+    try:
+        assert [results.get(timeout=60) for _ in procs] == ["ok"] * 4
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+    with open_backend(f"sqlite:///{db}") as backend:
+        assert sorted(f.id for f in backend.list_flows()) == ["f0", "f1", "f2", "f3"]

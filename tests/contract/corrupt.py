@@ -85,9 +85,10 @@ def _zookeeper(
     url: str, backend: Backend | None, flow_id: str, task_id: str | None, garbage: str
 ) -> None:
     """Set the flow's (or task's) znode data from a separate kazoo client."""
+    from kazoo.client import KazooClient
+
     from flowbaton.backends.zookeeper.layout import Layout
     from flowbaton.backends.zookeeper.settings import Settings
-    from kazoo.client import KazooClient
 
     settings = Settings.from_url(url, {})
     paths = Layout(settings.chroot)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from flowbaton.backends import Backend
 from flowbaton.backends.errors import ClaimHeld
 

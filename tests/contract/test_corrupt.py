@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from flowbaton.backends import Backend
 from flowbaton.backends.errors import CorruptRecord
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from flowbaton.backends import Backend
 from flowbaton.backends.errors import FlowNotFound
 from flowbaton.backends.records import Decline, ReplicaInfo
 
 from .faults import lose_presence
-from .helpers import LEASE, SHORT_LEASE, make_flow, wait_past
+from .helpers import LEASE, SHORT_LEASE, make_flow, second_backend, wait_past
 
 
 def _replica(replica_id: str, **fields: object) -> ReplicaInfo:
@@ -74,11 +75,14 @@ def test_register_again_replaces(backend: Backend) -> None:
     assert [r.version for r in backend.list_replicas()] == ["2.0"]
 
 
-def test_replica_expires_without_heartbeat(backend: Backend) -> None:
-    backend.register_replica(_replica("gone"), SHORT_LEASE)
-    backend.register_replica(_replica("stays"), LEASE)
-    lose_presence(backend, "gone")
-    assert [r.replica_id for r in backend.list_replicas()] == ["stays"]
+def test_replica_expires_without_heartbeat(backend_url: str, backend: Backend) -> None:
+    # "stays" lives in another client: on session backends presence dies
+    # with the whole session of the client that registered it.
+    with second_backend(backend_url, backend) as other:
+        other.register_replica(_replica("stays"), LEASE)
+        backend.register_replica(_replica("gone"), SHORT_LEASE)
+        lose_presence(backend, "gone")
+        assert [r.replica_id for r in other.list_replicas()] == ["stays"]
 
 
 def test_heartbeat_keeps_replica_alive(backend: Backend) -> None:

@@ -6,11 +6,12 @@ import threading
 import time
 
 import pytest
+
 from flowbaton.backends import Backend
 from flowbaton.backends.states import FLOW_STATES, RUNNABLE_FLOW_STATES, SUCCESS
 
 from .faults import lose_claim
-from .helpers import LEASE, SHORT_LEASE, make_flow
+from .helpers import LEASE, SHORT_LEASE, make_flow, second_backend
 
 
 def _create(backend: Backend, *ids: str) -> None:
@@ -39,13 +40,14 @@ def test_claimed_flows_are_not_found(backend: Backend) -> None:
     assert backend.find_runnable(1) == ["b"]
 
 
-def test_orphan_with_expired_claim_is_found_again(backend: Backend) -> None:
+def test_orphan_with_expired_claim_is_found_again(backend_url: str, backend: Backend) -> None:
     _create(backend, "a", "b")
-    backend.claim("a", "r1", SHORT_LEASE)
-    backend.claim("b", "r1", LEASE)
-    assert backend.find_runnable(10) == []
-    lose_claim(backend, "a")
-    assert backend.find_runnable(10) == ["a"]
+    with second_backend(backend_url, backend) as other:
+        other.claim("b", "r2", LEASE)  # another client: a session backend loses only "a"
+        backend.claim("a", "r1", SHORT_LEASE)
+        assert backend.find_runnable(10) == []
+        lose_claim(backend, "a")
+        assert backend.find_runnable(10) == ["a"]
 
 
 @pytest.mark.parametrize("state", sorted(FLOW_STATES))

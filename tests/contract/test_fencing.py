@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+
 from flowbaton.backends import Backend, ClaimToken
 from flowbaton.backends.errors import ClaimLost
 from flowbaton.backends.states import RUNNING, SUCCESS

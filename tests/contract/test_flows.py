@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from flowbaton.backends import Backend
 from flowbaton.backends.errors import ClaimLost, FlowExists, FlowNotFound
 from flowbaton.backends.records import FlowDetail

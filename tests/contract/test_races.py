@@ -8,6 +8,7 @@ import threading
 from contextlib import ExitStack
 
 import pytest
+
 from flowbaton.backends import Backend, ClaimToken, open_backend
 from flowbaton.backends.errors import ClaimHeld
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from flowbaton.backends import Backend, ClaimToken
 from flowbaton.backends.states import FAILURE, RUNNING, SUCCESS
 

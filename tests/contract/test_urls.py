@@ -6,6 +6,7 @@ import importlib
 from types import ModuleType
 
 import pytest
+
 from flowbaton.backends import open_backend
 from flowbaton.backends.errors import BadBackendURL, MissingDriver
 
