@@ -121,9 +121,13 @@ class Demo:
 
     def narrate(self, name: str, line: str) -> None:
         """Replica log lines worth telling: claims (with their epoch) and errors."""
+        epoch = line.rsplit("epoch", 1)[-1].strip().rstrip("]")
         if "claimed flow" in line:
-            epoch = line.rsplit("epoch", 1)[-1].split()[0].rstrip("]")
             say(f"  {name} claimed the flow (fencing epoch {epoch})")
+        elif "took over flow" in line:
+            previous = line.split(" from ", 1)[1].split(",", 1)[0]
+            say(f"  {name} took the flow over from {previous} (fencing epoch {epoch}): "
+                "finished steps are reused, the one in doubt runs again")
         elif " ERROR " in line or "Traceback" in line:
             say(f"  {name}: {line}")
 

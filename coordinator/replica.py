@@ -235,13 +235,7 @@ class Coordinator:
                 thread.start()
         if not accepted:
             worker.release()
-            return False
-        self._log_claim(token)
-        return True
-
-    def _log_claim(self, token: ClaimToken) -> None:
-        log.info("claimed flow %s at epoch %d [replica %s]", token.flow_id, token.epoch, self.replica_id,
-                 extra={"flow_id": token.flow_id, "replica_id": self.replica_id, "epoch": token.epoch})
+        return accepted
 
     def _work(self, worker: FlowWorker) -> None:
         try:

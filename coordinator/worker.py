@@ -86,6 +86,7 @@ class FlowWorker:
 
     def _run(self) -> bool:
         """Run the flow; True if the claim should be released afterwards."""
+        self._log_claim()
         try:
             self.report = self.run_flow(
                 self.backend, self.token, replica_id=self.settings.replica_id,
@@ -107,6 +108,18 @@ class FlowWorker:
         else:
             self._log_outcome()
         return not self.gate.lost
+
+    def _log_claim(self) -> None:
+        """Say whether this claim is a takeover: the flow record still names
+        an owner that never released it (it died or was fenced)."""
+        try:
+            previous = self.backend.load_flow(self.flow_id).owner
+        except FlowbatonError:
+            previous = None  # run_flow reads it again and deals with errors
+        if previous is not None:
+            self._log(logging.WARNING, "took over flow %s from %s, which never released it", previous)
+        else:
+            self._log(logging.INFO, "claimed flow %s")
 
     def _log_outcome(self) -> None:
         if self.gate.lost:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from flowbaton.backends import CONNECTED, LOST, SUSPENDED
 from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import FlowDetail, ReplicaInfo

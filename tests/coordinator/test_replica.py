@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from flowbaton.backends.errors import FlowNotFound
 from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import ClaimToken
@@ -194,8 +195,13 @@ def test_poll_once_skips_flows_claimed_elsewhere(store: MemoryBackend, tmp_path:
     ids = [submit(coord, tmp_path / "l") for _ in range(4)]
     store.claim(ids[0], "someone", 10.0)
     launched: list[str] = []
+
+    def launch(token: ClaimToken, sent_at: float) -> bool:
+        launched.append(token.flow_id)
+        return True
+
     loop = ClaimLoop(store, "me", 2.0, skips=SkipList(), free_slots=lambda: 10, running=set,
-                     launch=lambda token, _: launched.append(token.flow_id) is None, poll_interval=0.1)
+                     launch=launch, poll_interval=0.1)
     assert loop.poll_once() == 3
     assert sorted(launched) == sorted(ids[1:])
     assert loop.poll_once() == 0  # all claimed now
