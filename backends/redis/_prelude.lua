@@ -1,0 +1,23 @@
+-- Shared helpers, prepended by scripts.py to every script that names them.
+
+-- Is the claim stored at claim_key exactly this token, claim id AND epoch?
+-- The epoch alone is not enough: after a failover lost an INCR, the new
+-- primary can hand the same epoch to a second claimer.
+local function is_current(claim_key, claim_id, epoch)
+  local raw = redis.call('GET', claim_key)
+  if not raw then return false end
+  local ok, claim = pcall(cjson.decode, raw)
+  if not ok or type(claim) ~= 'table' then return false end
+  return claim.claim_id == claim_id and claim.epoch == tonumber(epoch)
+end
+
+-- The flow's state: '' when the record is missing, '?' when unreadable.
+local function flow_state(flow_key)
+  local raw = redis.call('GET', flow_key)
+  if not raw then return '' end
+  local ok, flow = pcall(cjson.decode, raw)
+  if ok and type(flow) == 'table' and type(flow.state) == 'string' then
+    return flow.state
+  end
+  return '?'
+end

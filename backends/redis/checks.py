@@ -1,0 +1,74 @@
+# mypy: disable-error-code="no-untyped-call"
+# (redis-py leaves a few entry points unannotated; types-redis annotates them.)
+"""Server settings that can lose claims or data, found at connect time.
+
+A claim is a key with a TTL. ``maxmemory-policy`` other than ``noeviction``
+lets Redis evict it (or a task record) under memory pressure; with
+persistence off a restart forgets every claim and record; and writing to a
+replica endpoint fails (READONLY) or, with a writable replica, is lost at the
+next resync. CONFIG may be renamed or refused by ACLs (managed services):
+then we say we could not check instead of staying silent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.exceptions as rex
+
+from ._types import Client
+
+__all__ = ["server_warnings"]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def server_warnings(client: Client, where: str) -> list[str]:
+    """Plain-language warnings about ``client``'s server (may raise RedisError
+    for connection problems; the caller retries)."""
+    return _config_warnings(client, where) + _role_warnings(client, where)
+
+
+def _config(client: Client, name: str) -> str:
+    reply = client.config_get(name)
+    return next((_text(v) for k, v in reply.items() if _text(k) == name), "")
+
+
+def _config_warnings(client: Client, where: str) -> list[str]:
+    try:
+        policy = _config(client, "maxmemory-policy")
+        appendonly = _config(client, "appendonly")
+        save = _config(client, "save")
+    except rex.ResponseError as err:  # unknown command (renamed) or NOPERM
+        return [
+            f"{where}: cannot read the server configuration (CONFIG GET refused: {err}); "
+            "make sure maxmemory-policy is noeviction and persistence is on"
+        ]
+    found = []
+    if policy and policy != "noeviction":
+        found.append(
+            f"{where}: maxmemory-policy is {policy}: Redis may evict claim keys "
+            "and records under memory pressure; use noeviction"
+        )
+    if appendonly == "no" and not save.strip():
+        found.append(
+            f"{where}: persistence is off (appendonly no, save \"\"): a restart "
+            "loses every claim and record"
+        )
+    return found
+
+
+def _role_warnings(client: Client, where: str) -> list[str]:
+    try:
+        role = client.execute_command("ROLE")
+    except rex.ResponseError as err:
+        return [f"{where}: cannot check the server role (ROLE refused: {err})"]
+    name = _text(role[0]) if role else "unknown"
+    if name != "master":
+        return [
+            f"{where}: connected to a replica (ROLE is {name}), not a primary: writes "
+            "fail or are lost; point the URL at the primary or use redis+sentinel://"
+        ]
+    return []

@@ -1,0 +1,186 @@
+# mypy: disable-error-code="no-untyped-call"
+# (redis-py leaves a few entry points unannotated; types-redis annotates them.)
+"""One redis-py client, the retry policy, and error translation.
+
+Every call into redis-py goes through ``Connection.run``: transient errors
+(connection reset, timeout, LOADING, READONLY after a failover, NOSCRIPT)
+are retried with tenacity until ``retry_deadline``; what is left becomes a
+flowbaton error with the cause chained. No redis exception leaves here.
+
+redis-py's own retries are switched off: an operation must know whether an
+earlier attempt may have reached the server (``retried``) to resolve the
+ambiguity by reading back, and that is only possible if we own the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis.exceptions as rex
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
+
+from ..errors import BackendUnavailable, CorruptRecord, FlowbatonError
+from ._types import Client, Pipe
+from .scripts import load_all
+from .url import Target
+
+__all__ = ["Connection", "execute", "is_transient"]
+
+log = logging.getLogger("flowbaton.backends.redis")
+
+T = TypeVar("T")
+Op = Callable[[Client, bool], T]
+
+# Connection errors that retrying cannot fix.
+_PERMANENT = (rex.AuthenticationError, rex.AuthorizationError)
+_TRANSIENT = (
+    rex.ConnectionError,  # includes BusyLoadingError (LOADING) and MasterNotFoundError
+    rex.TimeoutError,
+    rex.ReadOnlyError,  # we talk to a demoted primary: reconnect and retry
+    rex.NoScriptError,  # script cache empty after restart/failover: load and retry
+    rex.TryAgainError,
+    rex.MasterDownError,  # replica lost its primary (replica-serve-stale-data no)
+)
+
+
+def is_transient(err: BaseException) -> bool:
+    return isinstance(err, _TRANSIENT) and not isinstance(err, _PERMANENT)
+
+
+def execute(pipe: Pipe) -> list[Any]:
+    """Run a pipeline; raise its first error only after reading every reply,
+    so the connection stays in step and the caller's retry sees the cause."""
+    replies: list[Any] = pipe.execute(raise_on_error=False)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+class Connection:
+    """A redis-py client for one ``Target`` with our retry loop around it."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.where = target.describe()
+        self.deadline: float = target.options["retry_deadline"]
+        self._sentinel: Sentinel | None = None
+        self.redis = self._connect(target)
+
+    def _connect(self, target: Target) -> Client:
+        kwargs = _client_kwargs(target)
+        if target.scheme != "redis+sentinel":
+            host, port = target.hosts[0]
+            client: Client = Redis(host=host, port=port, **kwargs)
+            return client
+        self._sentinel = Sentinel(
+            list(target.hosts), sentinel_kwargs=_sentinel_kwargs(target), **kwargs
+        )
+        assert target.service is not None
+        primary: Client = self._sentinel.master_for(target.service, **kwargs)
+        return primary
+
+    def run(self, what: str, op: Op[T]) -> T:
+        """Call ``op(client, retried)`` until it succeeds or the deadline.
+
+        ``retried`` is True on every attempt after a transient error: the
+        earlier attempt may have been applied, the reply lost.
+        """
+        try:
+            for attempt in self._retrying(what):
+                with attempt:
+                    return op(self.redis, attempt.retry_state.attempt_number > 1)
+        except rex.RedisError as err:
+            raise self._translate(what, err) from err
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _retrying(self, what: str) -> Retrying:
+        return Retrying(
+            stop=stop_after_delay(self.deadline),
+            wait=wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05),
+            retry=retry_if_exception(is_transient),
+            before_sleep=lambda state: self._before_retry(what, state),
+            reraise=True,
+        )
+
+    def _before_retry(self, what: str, state: RetryCallState) -> None:
+        err = state.outcome.exception() if state.outcome else None
+        log.warning("%s on %s: attempt %d failed (%s), retrying",
+                    what, self.where, state.attempt_number, err)
+        if isinstance(err, rex.ReadOnlyError):
+            # The server we were connected to is now a replica (failover):
+            # drop every pooled connection so the next one finds the primary.
+            self.redis.connection_pool.disconnect()
+        if isinstance(err, rex.NoScriptError):
+            self.try_load_scripts()
+
+    def try_load_scripts(self) -> bool:
+        """Load the Lua scripts; False (and a retry later) if Redis is away."""
+        try:
+            load_all(self.redis)
+        except rex.RedisError as err:
+            log.debug("loading scripts into %s failed: %s", self.where, err)
+            return False
+        return True
+
+    def _translate(self, what: str, err: rex.RedisError) -> FlowbatonError:
+        if isinstance(err, rex.ResponseError) and str(err).startswith("WRONGTYPE"):
+            return CorruptRecord(f"{self.where} ({what})", f"a key holds the wrong Redis type: {err}")
+        if is_transient(err):
+            message = f"{what}: Redis at {self.where} unavailable for {self.deadline:g}s: {err}"
+        else:
+            message = f"{what}: Redis at {self.where} refused: {err}"
+        log.warning("%s", message)
+        return BackendUnavailable(message)
+
+    def close(self) -> None:
+        self.redis.close()
+        self.redis.connection_pool.disconnect()
+        for sentinel in self._sentinel.sentinels if self._sentinel else []:
+            sentinel.close()
+
+
+def _client_kwargs(target: Target) -> dict[str, Any]:
+    opts = target.options
+    kwargs: dict[str, Any] = {
+        "db": target.db,
+        "username": target.username,
+        "password": target.password,
+        "socket_timeout": opts["socket_timeout"],
+        "socket_connect_timeout": opts["socket_connect_timeout"],
+        "retry": Retry(NoBackoff(), 0),  # our loop retries, see module doc
+        "client_name": "flowbaton",
+    }
+    if target.scheme == "rediss":
+        kwargs.update(
+            ssl=True,
+            ssl_cert_reqs=opts["ssl_cert_reqs"],
+            ssl_ca_certs=opts["ssl_ca_certs"] or None,
+            ssl_certfile=opts["ssl_certfile"] or None,
+            ssl_keyfile=opts["ssl_keyfile"] or None,
+        )
+    return kwargs
+
+
+def _sentinel_kwargs(target: Target) -> dict[str, Any]:
+    opts = target.options
+    return {
+        "username": opts["sentinel_username"] or None,
+        "password": opts["sentinel_password"] or None,
+        "socket_timeout": opts["socket_timeout"],
+        "socket_connect_timeout": opts["socket_connect_timeout"],
+        "retry": Retry(NoBackoff(), 0),
+    }

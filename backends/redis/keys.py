@@ -1,0 +1,130 @@
+"""Key layout: every key of one flow shares a hash tag, indexes share another.
+
+A flow ``f`` under prefix ``fb`` lives in ``fb:{f}:flow``, ``fb:{f}:tasks``,
+``fb:{f}:claim``, ``fb:{f}:epoch`` and ``fb:{f}:declines``. Redis Cluster
+hashes only the text between the first ``{`` and the next ``}``, so all of
+them map to one slot and a Lua script may touch them together. Flow ids are
+escaped inside the braces: a ``}`` in an id would otherwise end the tag early
+and scatter the flow over slots.
+
+The global indexes (runnable flows, creation order, live leases, replicas)
+share the tag ``{<prefix>}`` and so live in one slot of their own; no script
+ever touches a flow key and an index key together (that would be CROSSSLOT on
+a cluster), which is why the indexes are hints and the flow scripts the truth.
+
+Ids and task ids travel as bytes with ``surrogatepass`` so that any Python
+string, even one with a lone surrogate, is a safe key part or hash field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import BadBackendURL
+
+__all__ = ["FlowKeys", "IndexKeys", "escape", "to_bytes", "from_bytes", "check_prefix"]
+
+# Characters that would break the hash tag or the escaping itself.
+_ESCAPED = {"%": "%25", "{": "%7B", "}": "%7D"}
+
+
+def to_bytes(text: str) -> bytes:
+    """Encode an id or task id for Redis; total over every Python string."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def from_bytes(raw: bytes) -> str:
+    """Inverse of ``to_bytes``."""
+    return raw.decode("utf-8", "surrogatepass")
+
+
+def escape(flow_id: str) -> str:
+    """Injective escaping of a flow id for use inside a hash tag.
+
+    ``%``, ``{`` and ``}`` become ``%XX``; a lone surrogate (which UTF-8
+    cannot carry) becomes ``%uXXXX``. An empty id becomes ``%`` followed by
+    nothing else, so the tag is never empty (an empty ``{}`` is no tag at all).
+    """
+    if not flow_id:
+        return "%"
+    return "".join(_escape_char(ch) for ch in flow_id)
+
+
+def _escape_char(ch: str) -> str:
+    if ch in _ESCAPED:
+        return _ESCAPED[ch]
+    if 0xD800 <= ord(ch) <= 0xDFFF:
+        return f"%u{ord(ch):04X}"
+    return ch
+
+
+def check_prefix(prefix: str) -> str:
+    """A prefix must not contain braces: it would become the hash tag."""
+    if not prefix or "{" in prefix or "}" in prefix:
+        raise BadBackendURL(f"option 'prefix': {prefix!r} must be non-empty and without braces")
+    return prefix
+
+
+@dataclass(frozen=True)
+class FlowKeys:
+    """The keys of one flow, all in the slot of ``{escaped flow id}``."""
+
+    flow_id: str
+    flow: str
+    tasks: str
+    claim: str
+    epoch: str
+    declines: str
+
+    @classmethod
+    def of(cls, prefix: str, flow_id: str) -> FlowKeys:
+        base = f"{prefix}:{{{escape(flow_id)}}}:"
+        return cls(
+            flow_id=flow_id,
+            flow=base + "flow",
+            tasks=base + "tasks",
+            claim=base + "claim",
+            epoch=base + "epoch",
+            declines=base + "declines",
+        )
+
+    @property
+    def member(self) -> bytes:
+        """The flow id as stored in the index sorted sets."""
+        return to_bytes(self.flow_id)
+
+    def all(self) -> list[str]:
+        return [self.flow, self.tasks, self.claim, self.epoch, self.declines]
+
+
+@dataclass(frozen=True)
+class IndexKeys:
+    """Global indexes, one slot: ``<prefix>:index:{<prefix>}:<name>``.
+
+    ``runnable``: zset flow id -> ms when it may next be taken (0 = unclaimed).
+    ``created``: zset flow id -> creation sequence (from ``seq``).
+    ``leases``: zset flow id -> claim expiry ms, for ``list_claims``.
+    ``replicas``: hash replica id -> JSON; ``replica_expiry``: zset id -> ms.
+    ``signal``: pub/sub channel announcing new work.
+    """
+
+    runnable: str
+    created: str
+    seq: str
+    leases: str
+    replicas: str
+    replica_expiry: str
+    signal: str
+
+    @classmethod
+    def of(cls, prefix: str) -> IndexKeys:
+        base = f"{prefix}:index:{{{prefix}}}:"
+        return cls(
+            runnable=base + "runnable",
+            created=base + "created",
+            seq=base + "seq",
+            leases=base + "leases",
+            replicas=base + "replicas",
+            replica_expiry=base + "replica_expiry",
+            signal=base + "signal",
+        )

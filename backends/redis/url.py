@@ -1,0 +1,110 @@
+"""What a Redis URL names: servers, database, credentials and options.
+
+``redis://[[user]:password@]host:6379/0``, ``rediss://...`` (TLS) and
+``redis+sentinel://[[user]:password@]h1:26379,h2:26379/mymaster/0``. The
+credentials of a sentinel URL are those of the Redis servers; the sentinels'
+own come from the ``sentinel_username``/``sentinel_password`` options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..errors import BadBackendURL
+from ..options import Option, parse_options
+from .keys import check_prefix
+
+__all__ = ["OPTIONS", "Target", "parse_url"]
+
+OPTIONS: dict[str, Option] = {
+    "prefix": Option(str, "fb", "prefix of every key: the namespace"),
+    "socket_timeout": Option(float, 5.0, "seconds to wait for one reply"),
+    "socket_connect_timeout": Option(float, 5.0, "seconds to wait for a connection"),
+    "retry_deadline": Option(
+        float, 10.0, "seconds to retry transient errors before BackendUnavailable"
+    ),
+    "ssl_ca_certs": Option(str, "", "CA bundle for rediss://"),
+    "ssl_certfile": Option(str, "", "client certificate for rediss://"),
+    "ssl_keyfile": Option(str, "", "client key for rediss://"),
+    "ssl_cert_reqs": Option(
+        str, "required", "server certificate check", ("none", "optional", "required")
+    ),
+    "sentinel_username": Option(str, "", "ACL user of the sentinels"),
+    "sentinel_password": Option(str, "", "password of the sentinels"),
+}
+
+_DEFAULT_PORT = {"redis": 6379, "rediss": 6379, "redis+sentinel": 26379}
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    hosts: tuple[tuple[str, int], ...]
+    service: str | None  # sentinel master name
+    db: int
+    username: str | None
+    password: str | None
+    options: dict[str, Any]
+
+    def describe(self) -> str:
+        """The URL without credentials, for messages and logs."""
+        hosts = ",".join(f"{host}:{port}" for host, port in self.hosts)
+        service = f"/{self.service}" if self.service else ""
+        return f"{self.scheme}://{hosts}{service}/{self.db}"
+
+
+def parse_url(url: str, overrides: dict[str, Any] | None = None) -> Target:
+    parts = urlsplit(url)
+    if parts.scheme not in _DEFAULT_PORT:
+        raise BadBackendURL(f"not a Redis URL: {url!r}")
+    options = parse_options(parts.query, OPTIONS, overrides)
+    check_prefix(options["prefix"])
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username, password = _credentials(userinfo)
+    hosts = _hosts(hostlist, _DEFAULT_PORT[parts.scheme], url)
+    segments = [s for s in parts.path.split("/") if s]
+    service = None
+    if parts.scheme == "redis+sentinel":
+        if not segments:
+            raise BadBackendURL(f"{url!r}: name the sentinel service, e.g. /mymaster/0")
+        service, segments = unquote(segments[0]), segments[1:]
+    return Target(parts.scheme, hosts, service, _db(segments, url), username, password, options)
+
+
+def _credentials(userinfo: str) -> tuple[str | None, str | None]:
+    if not userinfo:
+        return None, None
+    user, sep, password = userinfo.partition(":")
+    return (unquote(user) or None), (unquote(password) if sep else None)
+
+
+def _hosts(hostlist: str, default_port: int, url: str) -> tuple[tuple[str, int], ...]:
+    hosts = tuple(_host(item, default_port, url) for item in hostlist.split(",") if item)
+    if not hosts:
+        raise BadBackendURL(f"{url!r} names no host")
+    return hosts
+
+
+def _host(item: str, default_port: int, url: str) -> tuple[str, int]:
+    if item.startswith("["):  # [ipv6]:port
+        host, _, rest = item[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif item.count(":") == 1:
+        host, _, port_text = item.partition(":")
+    else:
+        host, port_text = item, ""
+    try:
+        return host, int(port_text) if port_text else default_port
+    except ValueError:
+        raise BadBackendURL(f"{url!r}: bad port in {item!r}") from None
+
+
+def _db(segments: list[str], url: str) -> int:
+    if len(segments) > 1:
+        raise BadBackendURL(f"{url!r}: unexpected path {'/'.join(segments)!r}")
+    try:
+        return int(segments[0]) if segments else 0
+    except ValueError:
+        raise BadBackendURL(f"{url!r}: database must be a number, not {segments[0]!r}") from None

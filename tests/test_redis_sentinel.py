@@ -1,0 +1,52 @@
+"""Redis driver behind Sentinel: the primary dies mid-use, a replica is
+promoted, and the same backend object carries on within its retry deadline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from flowbaton.backends import open_backend
+from flowbaton.backends.states import RUNNING, SUCCESS
+from tests.contract.helpers import LEASE, make_flow, make_task
+from tests.servers.redis import SentinelCluster
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+RETRY_DEADLINE = 30.0
+
+
+def test_failover_mid_use(redis_sentinel_cluster: SentinelCluster) -> None:
+    cluster = redis_sentinel_cluster
+    backend = open_backend(
+        cluster.url(namespace="s", retry_deadline=RETRY_DEADLINE),
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+    )
+    try:
+        assert backend.warnings() == []
+        backend.create_flow(make_flow("f"))
+        token = backend.claim("f", "r1", LEASE)
+        backend.save_task(token, make_task("a", state=SUCCESS, result=1))
+        backend.save_task(token, make_task("b", state=RUNNING))
+        cluster.wait_replicated()
+
+        old = cluster.kill_primary()
+        started = time.monotonic()
+        # No waiting for the failover here: the driver's retries must ride it out.
+        backend.renew(token, LEASE)
+        backend.save_task(token, make_task("b", state=SUCCESS, result=2))
+        elapsed = time.monotonic() - started
+        assert elapsed < RETRY_DEADLINE
+        assert cluster.wait_for_failover(old, deadline=5) != old
+
+        tasks = backend.load_tasks("f")
+        assert (tasks["a"].result, tasks["b"].result) == (1, 2)
+        backend.save_flow(token, make_flow("f", state=SUCCESS))
+        backend.release(token)
+        backend.create_flow(make_flow("g"))
+        assert backend.find_runnable(10) == ["g"]
+        assert backend.warnings() == []
+    finally:
+        backend.close()
