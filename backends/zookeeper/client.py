@@ -1,0 +1,374 @@
+"""One kazoo session: connection, ACLs, bounded requests, retries, and the
+translation of every kazoo exception into the flowbaton error tree.
+
+Everything above this module sees ``Op``/``Outcome``/``Node`` values and
+flowbaton errors only. Requests use kazoo's async API and wait with a
+timeout, because a request queued while the connection is down would
+otherwise wait for a reconnect forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import (
+    BadVersionError,
+    ConnectionClosedError,
+    ConnectionLoss,
+    KazooException,
+    NoAuthError,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    OperationTimeoutError,
+    RequestTimeoutError,
+    RolledBackError,
+    RuntimeInconsistency,
+    SessionExpiredError,
+    SessionMovedError,
+    ThrottledOpError,
+)
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KazooState
+from kazoo.security import make_acl, make_digest_acl
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from ..base import CONNECTED, LOST, SUSPENDED
+from ..errors import BackendUnavailable
+from .settings import Settings
+
+__all__ = ["Again", "Session", "Op", "Outcome", "Node", "Stat"]
+
+T = TypeVar("T")
+
+
+class Again(Exception):
+    """Raised by a step that lost a race (a concurrent change between its read
+    and its ``multi``): the retry loop runs the step again."""
+
+
+# Errors after which the same request may simply be tried again. A
+# SessionExpiredError on a read is transient too: kazoo opens a new session.
+_TRANSIENT = (
+    ConnectionLoss,
+    OperationTimeoutError,
+    SessionExpiredError,
+    SessionMovedError,
+    RequestTimeoutError,
+    ThrottledOpError,
+    KazooTimeoutError,
+    Again,
+)
+_KAZOO_STATES = {KazooState.SUSPENDED: SUSPENDED, KazooState.LOST: LOST, KazooState.CONNECTED: CONNECTED}
+_ERRORS = {
+    NoNodeError: "no_node",
+    NodeExistsError: "node_exists",
+    BadVersionError: "bad_version",
+    NotEmptyError: "not_empty",
+}
+
+
+def _transient(err: BaseException) -> bool:
+    # ConnectionClosedError subclasses SessionExpiredError but means close():
+    # retrying it would only burn the deadline.
+    return isinstance(err, _TRANSIENT) and not isinstance(err, ConnectionClosedError)
+
+
+class Stat(NamedTuple):
+    version: int
+    czxid: int
+    ephemeral_owner: int
+
+
+class Node(NamedTuple):
+    data: bytes
+    stat: Stat
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation of a ``multi``: create, set, delete or check."""
+
+    kind: str
+    path: str
+    data: bytes = b""
+    version: int = -1
+    ephemeral: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A committed (``ok``) or rolled back ``multi``: which op failed and why
+    (``no_node``, ``node_exists``, ``bad_version``, ``not_empty``)."""
+
+    ok: bool
+    failed: int = -1
+    error: str = ""
+    stats: tuple[Stat | None, ...] = ()
+
+    def failed_at(self, index: int, error: str) -> bool:
+        return not self.ok and self.failed == index and self.error == error
+
+
+def _stat(raw: Any) -> Stat:
+    return Stat(raw.version, raw.czxid, raw.ephemeralOwner)
+
+
+def _acl(settings: Settings) -> list[Any] | None:
+    """Creator (by digest) may do everything; the world may read, so that
+    ``zkCli.sh get`` works for operators. None: ZooKeeper's open ACL."""
+    if settings.username is None:
+        return None
+    owner = make_digest_acl(settings.username, settings.password or "", all=True)
+    return [owner, make_acl("world", "anyone", read=True)]
+
+
+class _KazooLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """kazoo's own logger, muted below ERROR once we close on purpose: an
+    abandoned connection otherwise logs "Connection dropped" and "Failed
+    connecting" warnings for what is an orderly shutdown."""
+
+    muted = False
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not (self.muted and level < logging.ERROR):
+            super().log(level, msg, *args, **kwargs)
+
+
+class Session:
+    """A started KazooClient plus retry and translation around it."""
+
+    def __init__(self, settings: Settings, on_state: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.acl = _acl(settings)
+        auth = [("digest", f"{settings.username}:{settings.password or ''}")] if self.acl else None
+        self._log = _KazooLog(logging.getLogger("kazoo.client"), {})
+        self.client = KazooClient(
+            logger=self._log,
+            hosts=settings.hosts,
+            timeout=settings.session_timeout,
+            auth_data=auth,
+            default_acl=self.acl,
+            **settings.tls,
+        )
+        self._on_state = on_state
+        self._local = threading.local()
+        self.client.add_listener(self._kazoo_state)
+
+    def start(self) -> None:
+        try:
+            self.client.start(timeout=self.settings.connect_timeout)
+        except (KazooTimeoutError, KazooException, OSError) as err:
+            self.close()
+            raise BackendUnavailable(
+                f"no ZooKeeper session with {self.settings.hosts} within "
+                f"{self.settings.connect_timeout:g}s: {err!r}"
+            ) from err
+
+    def close(self) -> None:
+        """End the session now: the server deletes our ephemerals at once."""
+        self._log.muted = True
+        try:
+            self.client.stop()
+        finally:
+            self.client.close()
+
+    def abandon(self) -> None:
+        """Drop the connection *without* ending the session, as a crash
+        would: the claims stay held until the session times out, so another
+        replica cannot start a flow whose task may still be running here.
+
+        kazoo has no public call for this; we stop its reconnect loop, break
+        the socket and wait for its thread. Should kazoo's internals differ,
+        fall back to ending the session (claims vanish at once: safe for
+        fencing, only earlier takeover)."""
+        client = self.client
+        connection = getattr(client, "_connection", None)
+        sock = getattr(connection, "_socket", None)
+        stopped = getattr(client, "_stopped", None)
+        if sock is None or stopped is None or stopped.is_set():
+            self.close()
+            return
+        self._log.muted = True
+        stopped.set()  # no reconnect, and stop() will not send closeSession
+        with contextlib.suppress(OSError):  # already broken: the loop ends anyway
+            sock.shutdown(socket.SHUT_RDWR)
+        try:
+            client._safe_close()
+        finally:
+            client.close()
+
+    def _kazoo_state(self, state: str) -> None:
+        # Runs on kazoo's connection thread: only hand the event on.
+        self._on_state(_KAZOO_STATES.get(state, state))
+
+    @property
+    def session_id(self) -> int:
+        session_id: int = self.client.client_id[0] if self.client.client_id else 0
+        return session_id
+
+    # ------------------------------------------------------------ retrying
+
+    def run(self, what: str, step: Callable[[bool], T]) -> T:
+        """Run ``step(again)`` until it returns, retrying transient errors
+        until ``retry_deadline``; ``again`` is True from the second attempt
+        on, so a step can first resolve what an ambiguous attempt did."""
+        deadline = time.monotonic() + self.settings.retry_deadline
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            return step(attempts > 1)
+
+        retrying = Retrying(
+            stop=stop_after_delay(self.settings.retry_deadline),
+            wait=wait_exponential(multiplier=0.02, max=0.5),
+            retry=retry_if_exception(_transient),
+            reraise=True,
+        )
+        self._local.deadline = deadline
+        try:
+            return retrying(attempt)
+        except KazooException as err:
+            raise self._translate(what, err) from err
+        except KazooTimeoutError as err:
+            raise self._translate(what, err) from err
+        except Again as err:
+            raise BackendUnavailable(f"ZooKeeper {what}: kept losing races ({err})") from err
+        finally:
+            self._local.deadline = None
+
+    def _translate(self, what: str, err: BaseException) -> BackendUnavailable:
+        hosts = self.settings.hosts
+        if isinstance(err, ConnectionClosedError):
+            return BackendUnavailable(f"ZooKeeper {what}: the backend is closed")
+        if isinstance(err, NoAuthError):
+            return BackendUnavailable(
+                f"ZooKeeper {hosts} refused {what} (ACL): wrong or missing user:password in the URL?"
+            )
+        if _transient(err):
+            return BackendUnavailable(
+                f"ZooKeeper {hosts}: {what} failed for {self.settings.retry_deadline:g}s ({err!r})"
+            )
+        return BackendUnavailable(f"ZooKeeper {hosts}: {what} failed ({err!r})")
+
+    def _ready(self) -> None:
+        """Refuse to queue a request while disconnected. kazoo fails what is
+        queued when the connection drops, but keeps what is queued *after*
+        that and sends it on reconnect: a write its caller has already given
+        up on (BackendUnavailable) would then land late."""
+        if not self.client.connected:
+            raise ConnectionLoss("not connected to ZooKeeper")
+
+    def _wait(self, result: Any) -> Any:
+        """One request's answer, never waiting past the call's deadline."""
+        timeout = self.settings.operation_timeout
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is not None:
+            timeout = max(0.05, min(timeout, deadline - time.monotonic()))
+        return result.get(timeout=timeout)
+
+    # ---------------------------------------------------------------- reads
+
+    def get(self, path: str) -> Node | None:
+        return self.get_many([path])[0]
+
+    def get_many(self, paths: Sequence[str]) -> list[Node | None]:
+        """Pipelined reads: all requests go out before the first answer is awaited."""
+        self._ready()
+        pending = [self.client.get_async(path) for path in paths]
+        return [self._node(result) for result in pending]
+
+    def _node(self, result: Any) -> Node | None:
+        try:
+            data, stat = self._wait(result)
+        except NoNodeError:
+            return None
+        return Node(data or b"", _stat(stat))
+
+    def exists_many(self, paths: Sequence[str]) -> list[Stat | None]:
+        self._ready()
+        pending = [self.client.exists_async(path) for path in paths]
+        stats = [self._wait(result) for result in pending]
+        return [None if stat is None else _stat(stat) for stat in stats]
+
+    def children_many(self, paths: Sequence[str]) -> list[list[str] | None]:
+        self._ready()
+        pending = [self.client.get_children_async(path) for path in paths]
+        return [self._children(result) for result in pending]
+
+    def _children(self, result: Any) -> list[str] | None:
+        try:
+            names: list[str] = self._wait(result)
+        except NoNodeError:
+            return None
+        return names
+
+    # --------------------------------------------------------------- writes
+
+    def commit(self, ops: Sequence[Op]) -> Outcome:
+        """One ``multi``: all ops or none. The failing op is reported, not raised."""
+        self._ready()
+        txn = self.client.transaction()
+        for op in ops:
+            if op.kind == "create":
+                txn.create(op.path, op.data, ephemeral=op.ephemeral)
+            elif op.kind == "set":
+                txn.set_data(op.path, op.data, op.version)
+            elif op.kind == "delete":
+                txn.delete(op.path, op.version)
+            else:
+                txn.check(op.path, op.version)
+        return self._outcome(self._wait(txn.commit_async()))
+
+    @staticmethod
+    def _outcome(results: list[Any]) -> Outcome:
+        for index, result in enumerate(results):
+            if isinstance(result, (RolledBackError, RuntimeInconsistency)):
+                continue
+            if isinstance(result, Exception):
+                if type(result) not in _ERRORS:
+                    raise result
+                return Outcome(False, index, _ERRORS[type(result)])
+        stats = tuple(_stat(r) if hasattr(r, "czxid") else None for r in results)
+        return Outcome(True, stats=stats)
+
+    def ensure_paths(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            self._ready()
+            self._wait(self.client.ensure_path_async(path, acl=self.acl))
+
+    def create(self, path: str, data: bytes, *, ephemeral: bool = False) -> bool:
+        """Create one znode; False if it already exists."""
+        self._ready()
+        try:
+            self._wait(self.client.create_async(path, data, acl=self.acl, ephemeral=ephemeral))
+        except NodeExistsError:
+            return False
+        return True
+
+    def set(self, path: str, data: bytes) -> bool:
+        """Replace a znode's data; False if it does not exist."""
+        self._ready()
+        try:
+            self._wait(self.client.set_async(path, data))
+        except NoNodeError:
+            return False
+        return True
+
+    def delete(self, path: str) -> bool:
+        self._ready()
+        try:
+            self._wait(self.client.delete_async(path))
+        except NoNodeError:
+            return False
+        return True

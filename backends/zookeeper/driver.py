@@ -1,0 +1,570 @@
+"""``zookeeper://``: flows, fenced claims and discovery on a ZooKeeper ensemble.
+
+Fencing. ``epochs/<flow>`` is persistent; every claim bumps its version in
+the same ``multi`` that creates the ephemeral ``claims/<flow>`` and the
+ephemeral holder marker ``epochs/<flow>/<claim id>``, so the version is the
+epoch. Every fenced write is a ``multi`` that starts with
+``check(epochs/<flow>, version=epoch)`` (nobody claimed since) and
+``check(epochs/<flow>/<claim id>)`` (this very claim id still holds: not
+released, not forced out, not expired with our session). The pair compares
+the whole token inside ZooKeeper, which a ``check`` on data cannot do. A
+flow purged and re-submitted under the same id restarts its epoch at 1, but
+its holder markers carry fresh claim ids, so a stale token never matches.
+The claim znode's own version is never checked (a re-created node restarts
+at 0).
+
+The lease is the session: ``lease`` arguments are ignored; ``from_url(...,
+lease=)`` sets the session timeout unless the URL gives ``session_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Collection
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..base import CONNECTED, LOST, Backend, StateListener
+from ..errors import (
+    BackendUnavailable,
+    ClaimHeld,
+    ClaimLost,
+    CorruptRecord,
+    FlowbatonError,
+    FlowExists,
+    FlowNotFound,
+)
+from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from ..states import RUNNABLE_FLOW_STATES
+from .client import Again, Node, Op, Outcome, Session
+from .codec import claim_holder, claim_record, parse_claim, sized
+from .events import EventDispatcher
+from .layout import Layout, decode_name
+from .settings import Settings
+from .watch import WorkSignal
+
+__all__ = ["ZooKeeperBackend"]
+
+log = logging.getLogger(__name__)
+
+
+def _check(path: str, version: int = -1) -> Op:
+    return Op("check", path, version=version)
+
+
+def _create(path: str, data: bytes = b"", *, ephemeral: bool = False) -> Op:
+    return Op("create", path, data, ephemeral=ephemeral)
+
+
+def _set(path: str, data: bytes, version: int = -1) -> Op:
+    return Op("set", path, data, version=version)
+
+
+def _delete(path: str) -> Op:
+    return Op("delete", path)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    user, at, hosts = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    netloc = f"{user.partition(':')[0]}:***@{hosts}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class ZooKeeperBackend(Backend):
+    """Records and claims in one chroot of a ZooKeeper ensemble."""
+
+    schemes = ("zookeeper",)
+    capabilities = frozenset({"shared", "session", "watch"})
+
+    _FENCE_OPS = 2  # every fenced multi starts with the two checks of _fence()
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = _redact(url)
+        self._settings = settings
+        self._paths = Layout(settings.chroot)
+        self._lock = threading.Lock()
+        self._known_tasks: dict[str, set[str]] = {}  # flow -> task znodes known to exist
+        self._in_doubt: dict[str, str] = {}  # flow -> claim id whose claim call failed
+        self._replicas: dict[str, bytes] = {}  # registered here: re-created after a LOST
+        self._marker_czxid: dict[str, int] = {}  # runnable marker -> creation zxid
+        self._events = EventDispatcher(f"flowbaton-zk-events-{settings.chroot}")
+        self._events.add_hook(self._on_session_event)
+        self._zk = Session(settings, self._events.kazoo_state)
+        self._work = WorkSignal(self._zk.client, self._paths.claims, self._paths.signal)
+        try:
+            self._zk.start()
+            self._zk.run("create the layout", self._ensure_layout)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> ZooKeeperBackend:
+        return cls(url, Settings.from_url(url, dict(options)))
+
+    @property
+    def kazoo(self) -> Any:
+        """The underlying KazooClient, for tests and tools (fault injection)."""
+        return self._zk.client
+
+    def _ensure_layout(self, again: bool) -> None:
+        if self._zk.exists_many([self._paths.signal])[0] is not None:
+            return
+        self._zk.ensure_paths([self._paths.root, *self._paths.folders()])
+        self._zk.create(self._paths.signal, b"")
+
+    # ------------------------------------------------------------ helpers
+
+    def _where(self, what: str, path: str) -> str:
+        """Names a record for CorruptRecord: by its ids and its znode path."""
+        return f"{what} (znode {path} on {self._settings.hosts})"
+
+    def _fence(self, token: ClaimToken) -> list[Op]:
+        """The two checks that make a ``multi`` conditional on ``token``."""
+        paths = self._paths
+        return [
+            _check(paths.epoch(token.flow_id), token.epoch),
+            _check(paths.holder(token.flow_id, token.claim_id)),
+        ]
+
+    def _fenced(self, token: ClaimToken, ops: list[Op]) -> Outcome:
+        """Commit ``fence + ops``; ClaimLost if the fence failed. Other
+        failures are returned, indexed within ``ops``."""
+        outcome = self._zk.commit(self._fence(token) + ops)
+        if not outcome.ok and outcome.failed < self._FENCE_OPS:
+            self._forget_flow(token.flow_id)
+            raise ClaimLost(
+                f"claim {token.claim_id}@{token.epoch} on flow {token.flow_id} is not current"
+            )
+        if outcome.ok:
+            return outcome
+        return Outcome(False, outcome.failed - self._FENCE_OPS, outcome.error)
+
+    def _forget_flow(self, flow_id: str) -> None:
+        with self._lock:
+            self._known_tasks.pop(flow_id, None)
+
+    def _on_session_event(self, state: str) -> None:
+        """Worker-thread housekeeping. LOST: our ephemerals (claims, presence)
+        are gone, and so is any claim whose outcome was in doubt."""
+        if state == LOST:
+            with self._lock:
+                self._known_tasks.clear()
+                self._in_doubt.clear()
+        if state in (LOST, CONNECTED):
+            self._work.wake()  # watches may have been missed: rescan
+
+    # -------------------------------------------------------------- flows
+
+    def create_flow(self, flow: FlowDetail) -> None:
+        data = sized(flow.to_json(), self._settings.max_record_bytes, f"flow {flow.id!r}")
+        self._zk.run(f"create flow {flow.id}", lambda again: self._create_flow(flow, data, again))
+
+    def _create_flow(self, flow: FlowDetail, data: bytes, again: bool) -> None:
+        # One multi, O(1) in the number of stored flows. Setting /signal wakes
+        # idle replicas through one data watch, not a re-listing of flows.
+        paths = self._paths
+        if again and self._flow_data_is(flow.id, data):
+            return  # an ambiguous earlier attempt did create it
+        ops = [
+            _create(paths.flow(flow.id), data),
+            _create(paths.tasks(flow.id)),
+            _create(paths.declines(flow.id)),
+            _create(paths.epoch(flow.id)),
+            _set(paths.signal, b""),
+        ]
+        if flow.state in RUNNABLE_FLOW_STATES:
+            ops.append(_create(paths.runnable_marker(flow.id)))
+        outcome = self._zk.commit(ops)
+        if outcome.failed_at(0, "node_exists"):
+            raise FlowExists(f"flow {flow.id!r} already exists in {self.url}")
+        if outcome.failed_at(3, "node_exists"):
+            # An epoch znode outlived its flow (hand-edited tree): keep
+            # counting up from it rather than restart epochs at 0.
+            ops[3] = _set(paths.epoch(flow.id), b"")
+            outcome = self._zk.commit(ops)
+        if not outcome.ok:
+            where = self._where(f"flow {flow.id!r}", ops[outcome.failed].path)
+            raise CorruptRecord(where, f"layout is inconsistent, cannot create: {outcome.error}")
+
+    def _flow_data_is(self, flow_id: str, data: bytes) -> bool:
+        node = self._zk.get(self._paths.flow(flow_id))
+        return node is not None and node.data == data
+
+    def load_flow(self, flow_id: str) -> FlowDetail:
+        path = self._paths.flow(flow_id)
+        node = self._zk.run(f"load flow {flow_id}", lambda again: self._zk.get(path))
+        if node is None:
+            raise FlowNotFound(f"no flow {flow_id!r} in {self.url}")
+        return FlowDetail.from_json(node.data, self._where(f"flow {flow_id!r}", path))
+
+    def load_tasks(self, flow_id: str) -> dict[str, TaskDetail]:
+        folder = self._paths.tasks(flow_id)
+        names, nodes = self._zk.run(f"load tasks of {flow_id}", lambda again: self._read_folder(folder))
+        if names is None:
+            raise FlowNotFound(f"no flow {flow_id!r} in {self.url}")
+        tasks: dict[str, TaskDetail] = {}
+        for name, node in zip(names, nodes, strict=True):
+            if node is not None:
+                task_id = decode_name(name)
+                where = self._where(f"task {task_id!r} of flow {flow_id!r}", f"{folder}/{name}")
+                tasks[task_id] = self._task(where, task_id, node)
+        with self._lock:
+            self._known_tasks[flow_id] = {f"{folder}/{name}" for name in names}
+        return tasks
+
+    @staticmethod
+    def _task(where: str, task_id: str, node: Node) -> TaskDetail:
+        task = TaskDetail.from_json(node.data, where)
+        if task.task_id != task_id:
+            raise CorruptRecord(where, f"record is for task {task.task_id!r}")
+        return task
+
+    def _read_folder(self, folder: str) -> tuple[list[str] | None, list[Node | None]]:
+        names = self._zk.children_many([folder])[0]
+        if names is None:
+            return None, []
+        return names, self._zk.get_many([f"{folder}/{name}" for name in names])
+
+    def list_flows(self, states: Collection[str] | None = None) -> list[FlowDetail]:
+        folder = self._paths.flows
+        names, nodes = self._zk.run("list flows", lambda again: self._read_folder(folder))
+        found: list[tuple[int, FlowDetail]] = []
+        for name, node in zip(names or [], nodes, strict=True):
+            where = self._where(f"flow {decode_name(name)!r}", f"{folder}/{name}")
+            flow = self._readable(FlowDetail, where, node)
+            if flow is not None and node is not None and (states is None or flow.state in states):
+                found.append((node.stat.czxid, flow))
+        # Oldest first by the store's own order (creation zxid), not by the
+        # records' created_at: replicas' clocks differ.
+        found.sort(key=lambda item: item[0])
+        return [flow for _, flow in found]
+
+    @staticmethod
+    def _readable(kind: Any, where: str, node: Node | None) -> Any:
+        """A record from a listing; a corrupt one is logged and skipped."""
+        if node is None:
+            return None  # deleted between the listing and the read
+        try:
+            return kind.from_json(node.data, where)
+        except CorruptRecord as err:
+            log.warning("skipping %s", err)
+            return None
+
+    def delete_flow(self, token: ClaimToken) -> None:
+        self._zk.run(f"delete flow {token.flow_id}", lambda again: self._delete_flow(token, again))
+        self._forget_flow(token.flow_id)
+
+    def _delete_flow(self, token: ClaimToken, again: bool) -> None:
+        paths, flow_id = self._paths, token.flow_id
+        if again and self._zk.get(paths.flow(flow_id)) is None:
+            return  # an ambiguous earlier attempt did delete it
+        folders = [paths.tasks(flow_id), paths.declines(flow_id), paths.epoch(flow_id)]
+        listings = self._zk.children_many(folders)
+        marker = self._zk.exists_many([paths.runnable_marker(flow_id)])[0]
+        ops = [_delete(f"{folder}/{name}") for folder, names in zip(folders, listings, strict=True)
+               for name in names or []]
+        ops += [_delete(folder) for folder, names in zip(folders, listings, strict=True) if names is not None]
+        ops += [_delete(paths.flow(flow_id)), _delete(paths.claim(flow_id))]
+        ops += [_delete(paths.runnable_marker(flow_id))] if marker is not None else []
+        if not self._fenced(token, ops).ok:
+            raise Again("flow changed while being deleted (a decline arrived?)")
+
+    # ------------------------------------------------------------- claims
+
+    def claim(self, flow_id: str, owner: str, lease: float, *, force: bool = False) -> ClaimToken:
+        self._settle_in_doubt()
+        claim_id = f"{owner}#{uuid.uuid4().hex[:12]}"
+        try:
+            return self._zk.run(
+                f"claim flow {flow_id}", lambda again: self._claim(flow_id, claim_id, owner, force)
+            )
+        except BackendUnavailable:
+            # The multi may have landed, or may still land (kazoo sends queued
+            # requests on reconnect): remember it, release it later if so.
+            with self._lock:
+                self._in_doubt[flow_id] = claim_id
+            raise
+
+    def _claim(self, flow_id: str, claim_id: str, owner: str, force: bool) -> ClaimToken:
+        paths = self._paths
+        held, epoch = self._zk.get_many([paths.claim(flow_id), paths.epoch(flow_id)])
+        holder = claim_holder(held.data) if held is not None else None
+        if held is not None and holder == claim_id:
+            # A connection loss hid the outcome of our previous attempt: it
+            # landed. Resolved by reading back, never by claiming twice.
+            where = self._where(f"claim of flow {flow_id!r}", paths.claim(flow_id))
+            return ClaimToken(flow_id, claim_id, parse_claim(flow_id, held.data, where).epoch)
+        if held is not None and not force:
+            raise ClaimHeld(f"flow {flow_id} is claimed by {holder or 'an unreadable claim'}")
+        if epoch is None:
+            raise FlowNotFound(f"no flow {flow_id!r} in {self.url}")
+        token = ClaimToken(flow_id, claim_id, epoch.stat.version + 1)
+        record = claim_record(claim_id, token.epoch, owner)
+        ops = self._evict(flow_id) if held is not None else []
+        ops += [
+            _set(paths.epoch(flow_id), claim_id.encode(), epoch.stat.version),
+            _create(paths.claim(flow_id), record, ephemeral=True),
+            _create(paths.holder(flow_id, claim_id), ephemeral=True),
+        ]
+        outcome = self._zk.commit(ops)
+        if not outcome.ok:
+            raise Again(f"claim of {flow_id} raced with another ({outcome.error})")
+        self._forget_flow(flow_id)
+        return token
+
+    def _evict(self, flow_id: str) -> list[Op]:
+        """Ops deleting the live claim and its holder marker (force claim);
+        the epoch bump in the same multi fences the evicted holder."""
+        markers = self._zk.children_many([self._paths.epoch(flow_id)])[0] or []
+        ops = [_delete(f"{self._paths.epoch(flow_id)}/{name}") for name in markers]
+        return [_delete(self._paths.claim(flow_id)), *ops]
+
+    def _settle_in_doubt(self) -> None:
+        """Release claims we may hold without knowing it (see ``claim``)."""
+        with self._lock:
+            pending = dict(self._in_doubt)
+        for flow_id, claim_id in pending.items():
+            self._settle_one(flow_id, claim_id)
+
+    def _settle_one(self, flow_id: str, claim_id: str) -> None:
+        try:
+            self._zk.run("settle an in-doubt claim", lambda again: self._settle(flow_id, claim_id))
+        except FlowbatonError as err:
+            log.warning("cannot settle in-doubt claim %s on %s yet: %s", claim_id, flow_id, err)
+            return
+        with self._lock:
+            if self._in_doubt.get(flow_id) == claim_id:
+                del self._in_doubt[flow_id]
+
+    def _settle(self, flow_id: str, claim_id: str) -> None:
+        node = self._zk.get(self._paths.claim(flow_id))
+        if node is None or claim_holder(node.data) != claim_id:
+            return
+        where = self._where(f"claim of flow {flow_id!r}", self._paths.claim(flow_id))
+        token = ClaimToken(flow_id, claim_id, parse_claim(flow_id, node.data, where).epoch)
+        self._zk.commit([*self._fence(token), *self._unclaim(token)])
+
+    def renew(self, token: ClaimToken, lease: float) -> None:
+        # The session is the lease; renewing = proving, in one read, that the
+        # claim znode still exists, names this token and belongs to our session.
+        path = self._paths.claim(token.flow_id)
+        node = self._zk.run(f"renew claim on {token.flow_id}", lambda again: self._zk.get(path))
+        if node is None or node.stat.ephemeral_owner != self._zk.session_id:
+            raise ClaimLost(f"claim {token.claim_id}@{token.epoch} on flow {token.flow_id} is gone")
+        info = parse_claim(token.flow_id, node.data, self._where(f"claim of flow {token.flow_id!r}", path))
+        if (info.claim_id, info.epoch) != (token.claim_id, token.epoch):
+            raise ClaimLost(f"flow {token.flow_id} is now claimed by {info.token}, not {token.claim_id}")
+
+    def release(self, token: ClaimToken) -> None:
+        self._zk.run(f"release flow {token.flow_id}", lambda again: self._release(token, again))
+        self._forget_flow(token.flow_id)
+
+    def _release(self, token: ClaimToken, again: bool) -> None:
+        if again:
+            node = self._zk.get(self._paths.claim(token.flow_id))
+            if node is None or claim_holder(node.data) != token.claim_id:
+                return  # an ambiguous earlier attempt did release it
+        self._fenced(token, self._unclaim(token))
+
+    def _unclaim(self, token: ClaimToken) -> list[Op]:
+        return [_delete(self._paths.claim(token.flow_id)), _delete(self._paths.holder(token.flow_id, token.claim_id))]
+
+    def current_claim(self, flow_id: str) -> ClaimInfo | None:
+        path = self._paths.claim(flow_id)
+        node = self._zk.run(f"read claim of {flow_id}", lambda again: self._zk.get(path))
+        if node is None:
+            return None
+        return parse_claim(flow_id, node.data, self._where(f"claim of flow {flow_id!r}", path))
+
+    def list_claims(self) -> list[ClaimInfo]:
+        folder = self._paths.claims
+        names, nodes = self._zk.run("list claims", lambda again: self._read_folder(folder))
+        claims: list[ClaimInfo] = []
+        for name, node in zip(names or [], nodes, strict=True):
+            if node is None:
+                continue
+            try:
+                flow_id = decode_name(name)
+                where = self._where(f"claim of flow {flow_id!r}", f"{folder}/{name}")
+                claims.append(parse_claim(flow_id, node.data, where))
+            except CorruptRecord as err:
+                log.warning("skipping %s", err)
+        return claims
+
+    # ------------------------------------------------------- fenced writes
+
+    def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
+        what = f"task {task.task_id!r} of flow {token.flow_id}"
+        data = sized(task.to_json(), self._settings.max_record_bytes, what)
+        path = self._paths.task(token.flow_id, task.task_id)
+        self._zk.run(f"save {what}", lambda again: self._save_task(token, path, data))
+
+    def _save_task(self, token: ClaimToken, path: str, data: bytes) -> None:
+        # One multi when we know whether the znode exists (load_tasks and
+        # earlier saves tell us); a wrong guess costs one more.
+        with self._lock:
+            exists = path in self._known_tasks.get(token.flow_id, ())
+        for _ in range(2):
+            outcome = self._fenced(token, [_set(path, data) if exists else _create(path, data)])
+            if outcome.ok:
+                with self._lock:
+                    self._known_tasks.setdefault(token.flow_id, set()).add(path)
+                return
+            if not exists and outcome.error == "no_node":
+                folder = path.rsplit("/", 1)[0]
+                raise CorruptRecord(self._where(f"flow {token.flow_id!r}", folder), "tasks folder is missing")
+            if outcome.error not in ("no_node", "node_exists"):
+                break
+            exists = outcome.error == "node_exists"
+        raise Again(f"task znode {path} keeps changing")
+
+    def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
+        data = sized(flow.to_json(), self._settings.max_record_bytes, f"flow {token.flow_id!r}")
+        runnable = flow.state in RUNNABLE_FLOW_STATES
+        self._zk.run(f"save flow {token.flow_id}", lambda again: self._save_flow(token, data, runnable))
+
+    def _save_flow(self, token: ClaimToken, data: bytes, runnable: bool) -> None:
+        # The runnable marker follows the state in the same multi. First guess:
+        # it is there when runnable (check), and goes when not (delete); on
+        # "no node", the other variant (create + signal, or nothing).
+        paths = self._paths
+        marker = paths.runnable_marker(token.flow_id)
+        variants = (
+            [[_check(marker)], [_create(marker), _set(paths.signal, b"")]]
+            if runnable
+            else [[_delete(marker)], []]
+        )
+        for extra in variants:
+            outcome = self._fenced(token, [_set(paths.flow(token.flow_id), data), *extra])
+            if outcome.ok:
+                return
+            if outcome.failed == 0:
+                raise FlowNotFound(f"no flow {token.flow_id!r} in {self.url}")
+        raise Again(f"runnable marker of {token.flow_id} keeps changing")
+
+    # ---------------------------------------------------------- discovery
+
+    def find_runnable(self, limit: int) -> list[str]:
+        # Runnable markers minus live claims: two listings, whatever the
+        # number of finished flows. Oldest first = by the marker's creation
+        # zxid (cached per marker, so a poll only stats markers it has not seen).
+        self._settle_in_doubt()
+        self._work.clear()
+        self._work.arm()
+        folders = [self._paths.runnable, self._paths.claims]
+        runnable, claimed = self._zk.run("find runnable flows", lambda again: self._zk.children_many(folders))
+        candidates = set(runnable or []) - set(claimed or [])
+        order = self._zk.run("order runnable flows", lambda again: self._oldest_first(candidates))
+        alive = set(runnable or [])
+        with self._lock:  # keep the cache to markers that still exist
+            self._marker_czxid = {n: z for n, z in self._marker_czxid.items() if n in alive}
+        return [decode_name(name) for name in order[: max(limit, 0)]]
+
+    def _oldest_first(self, names: set[str]) -> list[str]:
+        with self._lock:
+            unseen = [name for name in names if name not in self._marker_czxid]
+        stats = self._zk.exists_many([f"{self._paths.runnable}/{name}" for name in unseen])
+        with self._lock:
+            self._marker_czxid.update({n: s.czxid for n, s in zip(unseen, stats, strict=True) if s is not None})
+            known = {n: self._marker_czxid[n] for n in names if n in self._marker_czxid}
+        return sorted(known, key=known.__getitem__)
+
+    def wait_for_work(self, timeout: float) -> bool:
+        return self._work.wait(timeout)
+
+    # ----------------------------------------------------------- declines
+
+    def record_decline(self, flow_id: str, decline: Decline) -> None:
+        path = self._paths.decline(flow_id, decline.replica_id)
+        data = sized(decline.to_json(), self._settings.max_record_bytes, f"decline of {flow_id}")
+        self._zk.run(f"record decline of {flow_id}", lambda again: self._upsert(path, data, flow_id))
+
+    def _upsert(self, path: str, data: bytes, flow_id: str) -> None:
+        outcome = self._zk.commit([_create(path, data)])
+        if outcome.failed_at(0, "node_exists") and self._zk.set(path, data):
+            return
+        if outcome.failed_at(0, "no_node"):
+            raise FlowNotFound(f"no flow {flow_id!r} in {self.url}")
+        if not outcome.ok:
+            raise Again(f"{path} vanished while being replaced")
+
+    def load_declines(self, flow_id: str) -> list[Decline]:
+        folder = self._paths.declines(flow_id)
+        names, nodes = self._zk.run(f"load declines of {flow_id}", lambda again: self._read_folder(folder))
+        if names is None:
+            raise FlowNotFound(f"no flow {flow_id!r} in {self.url}")
+        found = [
+            Decline.from_json(node.data, self._where(f"decline of flow {flow_id!r}", f"{folder}/{name}"))
+            for name, node in zip(names, nodes, strict=True)
+            if node is not None
+        ]
+        return sorted(found, key=lambda decline: decline.at)
+
+    # ----------------------------------------------------------- replicas
+
+    def register_replica(self, info: ReplicaInfo, lease: float) -> None:
+        info.seen_at = time.time()
+        data = sized(info.to_json(), self._settings.max_record_bytes, f"replica {info.replica_id!r}")
+        with self._lock:
+            self._replicas[info.replica_id] = data
+        path = self._paths.replica(info.replica_id)
+        self._zk.run(f"register replica {info.replica_id}", lambda again: self._present(path, data))
+
+    def _present(self, path: str, data: bytes) -> None:
+        """Our ephemeral presence znode with ``data``. A node left by an older
+        session of the same replica id is replaced, else it would vanish
+        with that session and take our presence with it."""
+        node = self._zk.get(path)
+        if node is None:
+            ops = [_create(path, data, ephemeral=True)]
+        elif node.stat.ephemeral_owner == self._zk.session_id:
+            ops = [_set(path, data)]
+        else:
+            ops = [_delete(path), _create(path, data, ephemeral=True)]
+        if not self._zk.commit(ops).ok:
+            raise Again(f"{path} changed while being registered")
+
+    def heartbeat_replica(self, replica_id: str, lease: float) -> None:
+        # Presence is the session; a heartbeat only re-creates the znode
+        # after a session loss took it away.
+        path = self._paths.replica(replica_id)
+        with self._lock:
+            data = self._replicas.get(replica_id)
+        stat = self._zk.run(f"heartbeat {replica_id}", lambda again: self._zk.exists_many([path])[0])
+        if stat is None and data is not None:
+            self._zk.run(f"re-register {replica_id}", lambda again: self._present(path, data))
+
+    def unregister_replica(self, replica_id: str) -> None:
+        with self._lock:
+            self._replicas.pop(replica_id, None)
+        path = self._paths.replica(replica_id)
+        self._zk.run(f"unregister {replica_id}", lambda again: self._zk.delete(path))
+
+    def list_replicas(self) -> list[ReplicaInfo]:
+        folder = self._paths.replicas
+        names, nodes = self._zk.run("list replicas", lambda again: self._read_folder(folder))
+        pairs = zip(names or [], nodes, strict=True)
+        found = [
+            self._readable(ReplicaInfo, self._where(f"replica {decode_name(name)!r}", f"{folder}/{name}"), node)
+            for name, node in pairs
+        ]
+        return [info for info in found if info is not None]
+
+    # ---------------------------------------------------------- lifecycle
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        self._events.add_listener(listener)
+
+    def close(self) -> None:
+        """Claims are not released: the session is left to time out, exactly
+        as if this process had crashed (release() first for a hand-over)."""
+        self._work.close()
+        self._events.close()
+        self._zk.abandon()

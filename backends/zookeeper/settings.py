@@ -1,0 +1,101 @@
+"""``zookeeper://[user:pass@]h1:2181,h2:2181/chroot?options`` -> typed settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..errors import BadBackendURL
+from ..options import Option, parse_options
+from .layout import normalize_chroot
+
+__all__ = ["Settings", "OPTIONS", "DEFAULT_SESSION_TIMEOUT"]
+
+DEFAULT_SESSION_TIMEOUT = 10.0
+
+OPTIONS: dict[str, Option] = {
+    "session_timeout": Option(
+        float, None, "seconds; how long after a replica dies its claims vanish (server clamps)"
+    ),
+    "lease": Option(float, None, "seconds; sets the session timeout when session_timeout is not given"),
+    "connect_timeout": Option(float, 5.0, "seconds to wait for the first session"),
+    "operation_timeout": Option(float, 5.0, "seconds one request may take before it is retried"),
+    "retry_deadline": Option(float, 10.0, "seconds transient errors are retried, then BackendUnavailable"),
+    "max_record_bytes": Option(int, 1_000_000, "largest record written (server's jute.maxbuffer ~1 MiB)"),
+    "use_ssl": Option(bool, False, "TLS to the servers"),
+    "certfile": Option(str, None, "client certificate (PEM) for TLS"),
+    "keyfile": Option(str, None, "client key (PEM) for TLS"),
+    "keyfile_password": Option(str, None, "password of the TLS key"),
+    "ca": Option(str, None, "CA bundle (PEM) to verify the servers"),
+    "verify_certs": Option(bool, True, "verify the servers' certificates"),
+    "check_hostname": Option(bool, False, "check the servers' certificate host names"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    hosts: str
+    chroot: str
+    username: str | None
+    password: str | None
+    session_timeout: float
+    connect_timeout: float
+    operation_timeout: float
+    retry_deadline: float
+    max_record_bytes: int
+    tls: dict[str, Any]
+
+    @classmethod
+    def from_url(cls, url: str, overrides: dict[str, object]) -> Settings:
+        parts = urlsplit(url)
+        if parts.scheme != "zookeeper":
+            raise BadBackendURL(f"not a zookeeper:// URL: {url!r}")
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        if not hosts:
+            raise BadBackendURL(f"zookeeper:// URL names no server: {url!r}")
+        opts = parse_options(parts.query, OPTIONS, overrides)
+        username, password = _credentials(userinfo)
+        return cls(
+            hosts=hosts,
+            chroot=normalize_chroot(parts.path),
+            username=username,
+            password=password,
+            session_timeout=_session_timeout(opts),
+            connect_timeout=_positive(opts, "connect_timeout"),
+            operation_timeout=_positive(opts, "operation_timeout"),
+            retry_deadline=_positive(opts, "retry_deadline"),
+            max_record_bytes=int(opts["max_record_bytes"]),
+            tls=_tls(opts),
+        )
+
+
+def _credentials(userinfo: str) -> tuple[str | None, str | None]:
+    if not userinfo:
+        return None, None
+    user, sep, password = userinfo.partition(":")
+    if not user or not sep:
+        raise BadBackendURL("zookeeper:// credentials must be user:password (digest auth)")
+    return unquote(user), unquote(password)
+
+
+def _positive(opts: dict[str, Any], name: str) -> float:
+    value = float(opts[name])
+    if value <= 0:
+        raise BadBackendURL(f"option {name!r} must be > 0, got {value}")
+    return value
+
+
+def _session_timeout(opts: dict[str, Any]) -> float:
+    """``session_timeout`` wins; else the coordinator's ``lease``; else 10 s."""
+    for name in ("session_timeout", "lease"):
+        if opts[name] is not None:
+            return _positive(opts, name)
+    return DEFAULT_SESSION_TIMEOUT
+
+
+def _tls(opts: dict[str, Any]) -> dict[str, Any]:
+    if not opts["use_ssl"]:
+        return {}
+    names = ("certfile", "keyfile", "keyfile_password", "ca", "verify_certs", "check_hostname")
+    return {"use_ssl": True, **{name: opts[name] for name in names}}
