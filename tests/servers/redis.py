@@ -50,21 +50,28 @@ def _with_query(url: str, **params: object) -> str:
 
 def _wait_ping(host: str, port: int, deadline: float, alive: Callable[[], str | None]) -> None:
     """PING until the server answers; fail early if its process died."""
+    problem = _await_ping(host, port, deadline, alive)
+    if problem:
+        pytest.fail(problem or "redis-server did not start")
+
+
+def _await_ping(host: str, port: int, deadline: float, alive: Callable[[], str | None]) -> str | None:
+    """None once the server answers PING, else what went wrong."""
     last: Exception | None = None
     while time.monotonic() < deadline:
         problem = alive()
         if problem:
-            pytest.fail(problem)
+            return problem
         client = redis.Redis(host=host, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
         try:
             if client.ping():
-                return
+                return None
         except redis.RedisError as err:
             last = err
         finally:
             client.close()
         time.sleep(0.05)
-    pytest.fail(f"redis on {host}:{port} did not answer PING in time: {last}")
+    return f"redis on {host}:{port} did not answer PING in time: {last}"
 
 
 class LocalRedis:
@@ -78,6 +85,8 @@ class LocalRedis:
         self.port = free_port()
         self.host = "127.0.0.1"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._paused = False
+        self._started_once = False
 
     # ----------------------------------------------------------- lifecycle
 
@@ -97,16 +106,29 @@ class LocalRedis:
         return path
 
     def start(self, deadline: float = 15.0, extra_args: list[str] | None = None) -> None:
+        """Start (no-op if running). The first start moves to another free
+        port if another process took ours in between; restarts never move."""
         if self.running():
             return
-        conf = self._write_config(extra_args or [])
+        for _ in range(3 if not self._started_once else 1):
+            self._spawn(extra_args or [])
+            problem = _await_ping(self.host, self.port, time.monotonic() + deadline, self._died)
+            if problem is None:
+                self._started_once = True
+                return
+            if "Address already in use" not in problem or self._started_once:
+                break
+            self.port = free_port()
+        pytest.fail(problem or "redis-server did not start")
+
+    def _spawn(self, extra_args: list[str]) -> None:
+        conf = self._write_config(extra_args)
         self.proc = subprocess.Popen(
-            [self.binary, str(conf), *(extra_args or [])],
+            [self.binary, str(conf), *extra_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        _wait_ping(self.host, self.port, time.monotonic() + deadline, self._died)
 
     def _died(self) -> str | None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -155,7 +177,7 @@ class LocalRedis:
         self._paused = False
 
     def resume_if_paused(self) -> None:
-        if getattr(self, "_paused", False):
+        if self._paused:
             self.resume()
 
     def close(self) -> None:
@@ -212,6 +234,7 @@ class ContainerRedis(LocalRedis):
     def __init__(self) -> None:
         from testcontainers.core.container import DockerContainer
 
+        self._paused = False
         self.host = "127.0.0.1"
         self.port = free_port()
         command = " ".join(f"--{key} {value}" for key, value in BASE_CONFIG.items())
@@ -251,9 +274,11 @@ class ContainerRedis(LocalRedis):
 
     def pause(self) -> None:
         self._docker().pause()
+        self._paused = True
 
     def resume(self) -> None:
         self._docker().unpause()
+        self._paused = False
 
     def close(self) -> None:
         self.container.stop()
@@ -310,7 +335,7 @@ class SentinelCluster:
             f"sentinel parallel-syncs {name}": "1",
         }
 
-    def _sentinel_client(self, sentinel: LocalRedis) -> redis.Redis[bytes]:
+    def _sentinel_client(self, sentinel: LocalRedis) -> redis.Redis[str]:
         return redis.Redis(host="127.0.0.1", port=sentinel.port, socket_timeout=2,
                            decode_responses=True)
 
