@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..backends.base import CONNECTED, LOST, SUSPENDED, Backend
 from ..backends.errors import BackendUnavailable, ClaimLost, FlowbatonError
-from ..backends.records import ClaimToken
+from ..backends.records import ClaimToken, ReplicaInfo
 from ..engine.gate import Gate
 
 __all__ = ["LeasedGate", "LeaseKeeper", "default_margin"]
@@ -73,7 +73,7 @@ class LeaseKeeper:
         replica_id: str,
         lease: float,
         *,
-        presence: bool = True,
+        presence: ReplicaInfo | None = None,
         clock: Clock = time.monotonic,
         margin: float | None = None,
     ) -> None:
@@ -83,6 +83,7 @@ class LeaseKeeper:
         self.interval = lease / 3
         self.margin = default_margin(lease) if margin is None else margin
         self._presence = presence
+        self._presence_until = -math.inf  # monotonic: our presence may have expired after this
         self._clock = clock
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
@@ -129,7 +130,7 @@ class LeaseKeeper:
             # claim survived; only then may a paused runner go on.
             if self._renew(held) and held.gate.paused and not self._suspended:
                 held.gate.resume()
-        if self._presence:
+        if self._presence is not None:
             self._heartbeat_presence()
 
     def _renew(self, held: _Held) -> bool:
@@ -160,9 +161,24 @@ class LeaseKeeper:
         held.gate.lose(reason)
         return False
 
+    def register(self) -> None:
+        """Announce the replica now (raises if the backend is unreachable)."""
+        assert self._presence is not None
+        sent = self._clock()
+        self.backend.register_replica(self._presence, self.lease)
+        self._presence_until = sent + self.lease - self.margin
+
     def _heartbeat_presence(self) -> None:
+        # A presence that may have expired (process stopped, backend away,
+        # session lost) is announced again in full: a bare heartbeat does not
+        # bring back a record the backend already dropped.
+        sent = self._clock()
         try:
-            self.backend.heartbeat_replica(self.replica_id, self.lease)
+            if sent > self._presence_until:
+                self.register()
+            else:
+                self.backend.heartbeat_replica(self.replica_id, self.lease)
+                self._presence_until = sent + self.lease - self.margin
         except FlowbatonError as err:
             log.warning("presence heartbeat of replica %s failed: %s", self.replica_id, err,
                         extra={"replica_id": self.replica_id})
@@ -181,6 +197,7 @@ class LeaseKeeper:
                 held.gate.pause()
         elif state == LOST:
             log.warning("backend session lost: every claim is gone", extra={"replica_id": self.replica_id})
+            self._presence_until = -math.inf  # the presence went with the session
             for held in self._snapshot():
                 held.gate.lose("backend session lost")
         elif state == CONNECTED:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..backends import open_backend
 from ..backends.base import Backend
 from ..backends.errors import ClaimHeld, ClaimLost, FactoryError, FlowNotFound
 from ..backends.records import ClaimToken, FlowDetail
@@ -23,6 +22,7 @@ from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine import FlowReport, factory_name, load_report, new_flow_detail, run_flow
 from .identity import default_replica_id
 from .lease import LeasedGate, LeaseKeeper
+from .opening import open_with_lease
 
 __all__ = ["run"]
 
@@ -50,7 +50,7 @@ def run(
     ``factory``. Raises ``ClaimHeld`` while another process runs the flow,
     ``ClaimLost`` if the claim was lost mid-run (the flow stays resumable).
     """
-    store = backend if isinstance(backend, Backend) else open_backend(backend)
+    store = backend if isinstance(backend, Backend) else open_with_lease(backend, lease)
     try:
         flow = _create_or_load(store, factory, args, kwargs, inputs, name, flow_id)
         if flow.state not in RUNNABLE_FLOW_STATES:
@@ -108,7 +108,7 @@ def _claim_and_run(store: Backend, flow_id: str, allow: list[str], lease: float,
             f"once that run stops or its lease ({lease:g}s) runs out"
         ) from err
     gate = LeasedGate()
-    keeper = LeaseKeeper(store, replica_id, lease, presence=False)
+    keeper = LeaseKeeper(store, replica_id, lease)
     keeper.track(token, gate, sent_at)
     keeper.start()
     try:

@@ -17,14 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
-from ..backends import open_backend
 from ..backends.base import Backend
-from ..backends.errors import FlowbatonError
+from ..backends.errors import FactoryError, FlowbatonError
 from ..backends.records import ClaimToken
 from ..engine import FlowReport, new_flow_detail, run_flow
 from .claimloop import ClaimLoop, default_poll_interval
 from .identity import default_replica_id, replica_info
 from .lease import LeasedGate, LeaseKeeper
+from .opening import open_with_lease
 from .skiplist import SkipList
 from .waiting import wait_for_flow
 from .worker import FlowWorker, RunFlow, WorkerSettings
@@ -47,7 +47,7 @@ def connect(
     ``allow`` lists the module prefixes whose factories this replica may
     import; ``None`` imports any (only for trusted stores)."""
     owned = not isinstance(url, Backend)
-    backend = url if isinstance(url, Backend) else open_backend(url)
+    backend = url if isinstance(url, Backend) else open_with_lease(url, lease)
     return Coordinator(backend, replica_id=replica_id, allow=allow, lease=lease,
                        max_takeovers=max_takeovers, owns_backend=owned, **options)
 
@@ -81,7 +81,8 @@ class Coordinator:
         self._run_flow = run_flow
         self._clock = clock
         self.skips = SkipList(clock)
-        self.keeper = LeaseKeeper(backend, self.replica_id, lease, clock=clock)
+        self.keeper = LeaseKeeper(backend, self.replica_id, lease, clock=clock,
+                                  presence=replica_info(self.replica_id, self.allow))
         self._lock = threading.Lock()
         self._workers: dict[str, tuple[FlowWorker, threading.Thread]] = {}
         self._concurrency = 0
@@ -128,11 +129,21 @@ class Coordinator:
         """Run flows on background threads, up to ``concurrency`` at once."""
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
+        if self.allow is None:
+            # Factory names come from shared storage: untrusted input. A
+            # replica imports only what its operator allowed.
+            raise FactoryError("a replica needs allow=[...]: the module prefixes whose factories it may "
+                               "import, e.g. connect(url, allow=['myservice.'])")
         with self._lock:
             if self._started:
                 raise FlowbatonError(f"replica {self.replica_id} is already started")
             self._concurrency, self._started, self._stopping = concurrency, True, False
-        self.backend.register_replica(replica_info(self.replica_id, self.allow), self.lease)
+        try:
+            self.keeper.register()
+        except BaseException:
+            with self._lock:
+                self._started = False
+            raise
         self.keeper.start()
         self.loop.start()
         log.info("replica %s started (lease %.1fs, concurrency %d, allow %s)", self.replica_id,

@@ -28,6 +28,7 @@ from ..backends.errors import (
     FlowbatonError,
 )
 from ..backends.records import ClaimToken, Decline
+from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine.gate import Gate
 from ..engine.report import FlowReport
 from .lease import LeaseKeeper
@@ -124,6 +125,10 @@ class FlowWorker:
     def _log_outcome(self) -> None:
         if self.gate.lost:
             self._log(logging.WARNING, "flow %s: gave up the claim: %s", self.gate.lost_reason)
+        elif self.report is not None and self.report.state in RUNNABLE_FLOW_STATES and not self.gate.stopped:
+            # The engine returned without finishing or being asked to stop:
+            # claiming it again at once would spin. Leave it for a while.
+            self._skip(f"run returned in state {self.report.state} without an end", logging.WARNING)
         elif self.report is not None:
             self._log(logging.INFO, "flow %s: run ended in state %s", self.report.state)
 

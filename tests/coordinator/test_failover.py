@@ -129,7 +129,8 @@ def test_a_zombie_owner_writes_nothing_and_starts_nothing(cluster: Cluster) -> N
     assert final["s1"].epoch > zombie_epoch and final["s1"].state == SUCCESS  # the in-doubt task, re-run
     flow = cluster.backend.load_flow(flow_id)
     assert flow.state == SUCCESS and flow.epoch > zombie_epoch
-    assert cluster.replicas[zombie].alive()  # fenced, not crashed
+    assert cluster.replicas[zombie].alive()  # fenced, not crashed, and back in service:
+    until(lambda: zombie in {r.replica_id for r in cluster.backend.list_replicas()}, 10, "the zombie's presence")
 
 
 def test_three_replicas_share_thirty_flows(cluster: Cluster) -> None:

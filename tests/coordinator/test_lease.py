@@ -30,7 +30,7 @@ def backend(clock: FakeClock) -> StubBackend:
 
 
 def keep(backend: StubBackend, clock: FakeClock) -> tuple[LeaseKeeper, LeasedGate, object]:
-    keeper = LeaseKeeper(backend, "r1", LEASE, clock=clock, presence=False)
+    keeper = LeaseKeeper(backend, "r1", LEASE, clock=clock)
     gate = LeasedGate(clock)
     token = backend.claim("f1", "r1", LEASE)
     keeper.track(token, gate, clock())
@@ -125,11 +125,22 @@ def test_session_lost_loses_every_gate(backend: StubBackend, clock: FakeClock) -
 
 def test_presence_is_heartbeaten(clock: FakeClock) -> None:
     store = MemoryBackend(clock=clock)
-    store.register_replica(ReplicaInfo("r1", "h", 1, 0.0, "0"), LEASE)
-    keeper = LeaseKeeper(store, "r1", LEASE, clock=clock)
+    keeper = LeaseKeeper(store, "r1", LEASE, clock=clock, presence=ReplicaInfo("r1", "h", 1, 0.0, "0"))
+    keeper.register()
     for _ in range(5):
         clock.advance(LEASE / 3)
         keeper.beat()
+    assert [r.replica_id for r in store.list_replicas()] == ["r1"]
+
+
+def test_an_expired_presence_is_announced_again(clock: FakeClock) -> None:
+    # e.g. the process was stopped past its lease, or the session was lost
+    store = MemoryBackend(clock=clock)
+    keeper = LeaseKeeper(store, "r1", LEASE, clock=clock, presence=ReplicaInfo("r1", "h", 1, 0.0, "0"))
+    keeper.register()
+    clock.advance(LEASE * 2)
+    assert store.list_replicas() == []
+    keeper.beat()
     assert [r.replica_id for r in store.list_replicas()] == ["r1"]
 
 
@@ -137,7 +148,7 @@ def test_the_thread_renews_on_its_own() -> None:
     store = MemoryBackend()
     store.create_flow(FlowDetail(id="f1", name="f1", factory="m:f"))
     lease = 0.6
-    keeper = LeaseKeeper(store, "r1", lease, presence=False)
+    keeper = LeaseKeeper(store, "r1", lease)
     gate = LeasedGate()
     keeper.track(store.claim("f1", "r1", lease), gate, time.monotonic())
     keeper.start()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from flowbaton.backends.errors import FlowNotFound
+from flowbaton.backends.errors import FactoryError, FlowNotFound
 from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import ClaimToken
 from flowbaton.backends.states import HELD, PENDING, SUCCESS
@@ -172,6 +172,12 @@ def test_an_unexpected_runner_error_costs_one_flow_not_the_replica(
     ids = [submit(coord, tmp_path / "l") for _ in range(3)]
     until(lambda: all(coord.skips.skipped(f) for f in ids), what="all three tried")
     assert sorted(calls) == sorted(ids) and store.list_claims() == []
+
+
+def test_a_replica_refuses_to_start_without_an_allow_list(store: MemoryBackend) -> None:
+    with pytest.raises(FactoryError, match="allow="):
+        Coordinator(store).start()
+    assert store.list_replicas() == []
 
 
 def test_wait_times_out_and_reports_held_flows(
