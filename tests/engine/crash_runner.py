@@ -1,17 +1,15 @@
-"""Run one stored flow in this process, as a replica would; the crash test kills it."""
+"""Run one stored flow in this process through ``flowbaton.run`` (which keeps
+its lease renewed); the crash test kills this process mid-task."""
 
 from __future__ import annotations
 
 import sys
 
-from flowbaton.backends import open_backend
-from flowbaton.engine import run_flow
+import flowbaton
 
 
 def main(url: str, flow_id: str, lease: str) -> None:
-    backend = open_backend(url)
-    token = backend.claim(flow_id, "doomed", float(lease))
-    run_flow(backend, token, replica_id="doomed", allow=["tests."])
+    flowbaton.run("tests.engine_flows:steps", backend=url, flow_id=flow_id, lease=float(lease))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,6 @@ def test_sigkill_mid_flow_then_resume(shared_backend_url: str, tmp_path: Path) -
     assert runs["step-4"] == runs["step-5"] == [(1, False)]
     assert report.results == {f"step-{n}": f"step-{n}" for n in range(6)}
     stored = backend.load_tasks(flow.id)
-    assert stored["step-2"].owner == "doomed" and stored["step-3"].owner == "survivor"
+    assert stored["step-2"].owner not in (None, "survivor") and stored["step-3"].owner == "survivor"
     assert stored["step-3"].epoch > stored["step-2"].epoch
     backend.close()
