@@ -112,6 +112,10 @@ class LeaseKeeper:
         with self._lock:
             return [h.token for h in self._held.values()]
 
+    def _tracked(self, held: _Held) -> bool:
+        with self._lock:
+            return self._held.get(held.token.flow_id) is held
+
     def _snapshot(self) -> list[_Held]:
         with self._lock:
             return list(self._held.values())
@@ -143,6 +147,8 @@ class LeaseKeeper:
         try:
             self.backend.renew(held.token, self.lease)
         except ClaimLost as err:
+            if not self._tracked(held):
+                return False  # released by its worker while we were renewing: fine
             return self._lose(held, f"claim lost on renewal: {err}")
         except BackendUnavailable as err:
             # Not lost yet: the next beat (or the gate's own deadline) fences

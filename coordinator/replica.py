@@ -154,6 +154,22 @@ class Coordinator:
         """Run until SIGTERM or SIGINT, then stop gracefully. A second signal
         gets the default behaviour (the operator insists)."""
         stop = threading.Event()
+        restore = self._handle_stop_signals(stop)
+        try:
+            self.start(concurrency)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            self.stop()
+            for signum, handler in restore.items():
+                signal.signal(signum, handler)
+
+    def _handle_stop_signals(self, stop: threading.Event) -> dict[int, Any]:
+        """Install SIGTERM/SIGINT handlers that set ``stop``; returns the old
+        ones. Only the main thread may: elsewhere the host application owns
+        signals and calls ``stop()`` itself."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             log.info("replica %s got signal %d: stopping gracefully", self.replica_id, signum,
@@ -162,19 +178,7 @@ class Coordinator:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             stop.set()
 
-        # Signals can only be handled on the main thread; elsewhere the host
-        # application owns them and calls stop() itself.
-        main = threading.current_thread() is threading.main_thread()
-        signums = (signal.SIGTERM, signal.SIGINT) if main else ()
-        old = {s: signal.signal(s, on_signal) for s in signums}
-        try:
-            self.start(concurrency)
-            while not stop.wait(0.5):
-                pass
-        finally:
-            self.stop()
-            for signum, handler in old.items():
-                signal.signal(signum, handler)
+        return {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
 
     def stop(self) -> None:
         """Graceful: start no new task, let running tasks finish, release
