@@ -9,6 +9,7 @@ and exit status 2, so scripts can tell "you asked wrongly" from "it failed".
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -118,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # script alone would only see installed packages.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    held = _HeldWarnings() if args.func is not cmd_replica else None
     try:
         code: int = args.func(args)
     except (FlowbatonError, UsageError) as err:
@@ -125,7 +127,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    finally:
+        if held is not None:
+            held.detach()
+    if held is not None:
+        held.show()
     return code
+
+
+class _HeldWarnings(logging.Handler):
+    """Library warnings during a one-shot command, held back: on failure the
+    single error line says it all (a driver's retry-by-retry log would bury
+    it); on success they are shown, e.g. a corrupt record a listing skipped."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self.logger = logging.getLogger("flowbaton")
+        self.logger.addHandler(self)
+        self.logger.propagate = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = _one_line(Exception(record.getMessage()))
+        if message not in self.messages:
+            self.messages.append(message)
+
+    def detach(self) -> None:
+        self.logger.removeHandler(self)
+        self.logger.propagate = True
+
+    def show(self) -> None:
+        for message in self.messages:
+            print(f"flowbaton: warning: {message}", file=sys.stderr)
 
 
 def _one_line(err: BaseException) -> str:

@@ -106,6 +106,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         (f"sqlite:///{tmp_path / 'missing' / 'dir' / 'flows.db'}", "flows"),
         (f"sqlite:///{tmp_path / 'flows.db'}?busy_timeout=soon", "claims"),
         (url, "replica"),  # --allow is required
+        ("redis://127.0.0.1:1/0?retry_deadline=1", "claims"),  # unreachable: retries, then one line
     ]
     for argv in cases:
         result = cli(*argv)
