@@ -51,8 +51,13 @@ def default_url() -> str:
     return os.environ.get("FLOWBATON_BACKEND") or DEFAULT_URL
 
 
-def open_backend(url: str | None = None, **options: Any) -> Backend:
-    """Open the backend a URL names; keyword options override URL options."""
+def open_backend(url: str | None = None, *, lease: float | None = None, **options: Any) -> Backend:
+    """Open the backend a URL names; keyword options override URL options.
+
+    ``lease`` is the replica's lease: drivers whose claims live as long as a
+    client session ("session" capability) size the session with it; for the
+    others a lease is per claim and this argument is not needed.
+    """
     url = url or default_url()
     scheme = urlsplit(url).scheme
     if scheme not in _DRIVERS:
@@ -69,4 +74,6 @@ def open_backend(url: str | None = None, **options: Any) -> Backend:
             f"{scheme}:// needs its client library: pip install 'flowbaton[{extra}]' ({err})"
         ) from err
     driver: type[Backend] = getattr(module, class_name)
+    if lease is not None and "session" in driver.capabilities:
+        options["lease"] = lease
     return driver.from_url(url, **options)

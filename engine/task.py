@@ -11,7 +11,7 @@ import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar, Union, cast
+from typing import Any, ClassVar, TypeVar, Union, cast, overload
 
 from tenacity.stop import stop_base, stop_never
 from tenacity.wait import wait_base, wait_none
@@ -238,8 +238,10 @@ class FunctionTask(Task):
         return self.fn(*args, **kwargs)
 
 
+@overload
 def task(
-    fn: Callable[..., Any] | None = None,
+    fn: Callable[..., Any],
+    /,
     *,
     id: str | None = None,
     version: str = "1.0",
@@ -247,7 +249,34 @@ def task(
     requires: Sequence[str] | None = None,
     retry: Retry | stop_base | None = None,
     on_version_change: VersionPolicy = "fail",
-) -> Any:
+) -> FunctionTask: ...
+
+
+@overload
+def task(
+    fn: None = None,
+    /,
+    *,
+    id: str | None = None,
+    version: str = "1.0",
+    provides: str | Sequence[str] | None = None,
+    requires: Sequence[str] | None = None,
+    retry: Retry | stop_base | None = None,
+    on_version_change: VersionPolicy = "fail",
+) -> Callable[[Callable[..., Any]], FunctionTask]: ...
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    id: str | None = None,
+    version: str = "1.0",
+    provides: str | Sequence[str] | None = None,
+    requires: Sequence[str] | None = None,
+    retry: Retry | stop_base | None = None,
+    on_version_change: VersionPolicy = "fail",
+) -> FunctionTask | Callable[[Callable[..., Any]], FunctionTask]:
     """Make a function a task: ``@task`` or ``@task(id=..., provides=...)``."""
     settings = {
         "id": id,
