@@ -16,6 +16,7 @@ from ..backends.records import ClaimToken, FlowDetail
 from ..backends.states import FAILURE, HELD, PENDING, REVERTED, RUNNABLE_FLOW_STATES, RUNNING, SUCCESS
 from .codec import encode
 from .compiler import CompiledFlow, compile_flow
+from .events import NO_EVENTS, Events
 from .factory import build_flow, check_arguments, factory_name, load_factory
 from .gate import Gate
 from .report import FlowReport
@@ -99,20 +100,22 @@ def run_flow(
     max_workers: int = 8,
     max_takeovers: int | None = 3,
     clock: Callable[[], float] = time.time,
+    events: Events = NO_EVENTS,
 ) -> FlowReport:
-    """Run a flow we hold ``token`` for, from wherever it stopped."""
+    """Run a flow we hold ``token`` for, from wherever it stopped;
+    ``events`` hears of every task and flow outcome (metrics)."""
     flow = backend.load_flow(token.flow_id)
     if flow.state not in RUNNABLE_FLOW_STATES:
         return FlowReport.of(flow, backend.load_tasks(flow.id))
     compiled = rebuild(flow, allow)
     run = FlowRun(backend, token, flow, compiled, {}, replica_id=replica_id,
-                  gate=gate or Gate(), max_workers=max_workers, clock=clock)
+                  gate=gate or Gate(), max_workers=max_workers, clock=clock, events=events)
     try:
         plan = _plan(run)
         if plan is not None and _start(run, plan, max_takeovers):
             run.run(plan)
     except Halt as halt:
-        log.warning("flow %s: claim lost before it started (%s)", flow.id, halt)
+        log.warning("flow %s: claim lost before it started (%s)", flow.id, halt, extra=run.log_fields())
     return FlowReport.of(run.flow, run.details)
 
 
@@ -132,8 +135,9 @@ def _plan(run: FlowRun) -> ResumePlan | None:
 
 
 def _hold(run: FlowRun, reason: str) -> None:
-    log.error("flow %s held: %s", run.flow.id, reason)
+    log.error("flow %s held: %s", run.flow.id, reason, extra={**run.log_fields(), "event": "hold"})
     run.write_flow(state=HELD, reason=reason, owner=None)
+    run.events.on_flow_finished(run.flow.id, HELD, max(0.0, run.flow.updated_at - run.flow.created_at))
 
 
 def _start(run: FlowRun, plan: ResumePlan, max_takeovers: int | None) -> bool:
@@ -175,6 +179,7 @@ def _record_resume(run: FlowRun, meta: dict[str, Any], plan: ResumePlan, takeove
     history = list(meta.get("resumes", []))[-(_HISTORY - 1):]
     meta["resumes"] = [*history, entry]
     meta["diff"] = plan.diff()
-    log.info("flow %s resumed by %s at epoch %d: %s", run.flow.id, run.replica_id, run.token.epoch, plan.diff())
+    log.info("flow %s resumed by %s at epoch %d: %s", run.flow.id, run.replica_id, run.token.epoch, meta["diff"],
+             extra={**run.log_fields(), "event": "resume", "takeover": takeover, "diff": meta["diff"]})
 
 

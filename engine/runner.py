@@ -31,6 +31,7 @@ from .binding import execute_kwargs, provided_values, revert_args
 from .codec import decode, encode
 from .compiler import CompiledFlow
 from .context import TaskContext, task_context
+from .events import NO_EVENTS, TASK_FAILURE, TASK_RETRY, TASK_REVERT, TASK_REVERT_FAILURE, TASK_SUCCESS, Events
 from .gate import Gate
 from .resume import ResumePlan
 from .retry import next_delay
@@ -70,8 +71,10 @@ class FlowRun:
         gate: Gate,
         max_workers: int,
         clock: Callable[[], float] = time.time,
+        events: Events = NO_EVENTS,
     ) -> None:
         self.backend, self.token, self.flow, self.compiled = backend, token, flow, compiled
+        self.events = events
         self.details = details
         self.replica_id, self.gate, self.clock = replica_id, gate, clock
         self.max_workers = max(1, max_workers)
@@ -82,6 +85,7 @@ class FlowRun:
         self._running: dict[Future[Any], str] = {}
         self._inline: list[Outcome] = []
         self._delayed: list[tuple[float, str]] = []
+        self._revert_began: dict[str, float] = {}
 
     # ------------------------------------------------------------ writes
 
@@ -115,7 +119,7 @@ class FlowRun:
         try:
             self._run(plan)
         except Halt as halt:
-            log.warning("flow %s: stopped acting, claim lost (%s)", self.flow.id, halt)
+            log.warning("flow %s: stopped acting, claim lost (%s)", self.flow.id, halt, extra=self.log_fields())
             self._drain_quietly()
         finally:
             if self._pool is not None:
@@ -142,6 +146,15 @@ class FlowRun:
 
     def _finish(self, state: str, reason: str | None) -> None:
         self.write_flow(state=state, reason=reason, owner=None)
+        self.events.on_flow_finished(self.flow.id, state, max(0.0, self.flow.updated_at - self.flow.created_at))
+
+    def log_fields(self, task_id: str | None = None) -> dict[str, object]:
+        """``extra=`` for log records: structured logs name the flow, the
+        replica and the claim's epoch on every line about a run."""
+        fields: dict[str, object] = {"flow_id": self.flow.id, "replica_id": self.replica_id, "epoch": self.token.epoch}
+        if task_id is not None:
+            fields["task_id"] = task_id
+        return fields
 
     def _hand_back(self) -> None:
         """Graceful stop: leave the flow runnable and unowned for the next replica."""
@@ -232,7 +245,9 @@ class FlowRun:
             except FlowbatonError as bad:
                 error = bad
         if error is None:
-            self.write_task(_with(detail, state=SUCCESS, result=stored, finished_at=self.clock()))
+            finished = self.clock()
+            self.write_task(_with(detail, state=SUCCESS, result=stored, finished_at=finished))
+            self.events.on_task_finished(self.flow.id, tid, TASK_SUCCESS, _took(detail, finished))
             self.values.update(provided)
             self.in_doubt.discard(tid)
             schedule.finished(tid)
@@ -247,11 +262,17 @@ class FlowRun:
         if delay is not None:
             # Keep the failure on the RUNNING detail; the next start bumps the attempt.
             self.details[tid] = _with(detail, failure=failure)
-            heapq.heappush(self._delayed, (self.clock() + delay, tid))
-            log.info("flow %s task %s attempt %d failed, retry in %.2fs", self.flow.id, tid, detail.attempts, delay)
+            now = self.clock()
+            heapq.heappush(self._delayed, (now + delay, tid))
+            self.events.on_task_finished(self.flow.id, tid, TASK_RETRY, _took(detail, now))
+            log.info("flow %s task %s attempt %d failed, retry in %.2fs", self.flow.id, tid, detail.attempts, delay,
+                     extra=self.log_fields(tid))
             return
-        self.write_task(_with(detail, state=FAILURE, failure=failure, finished_at=self.clock()))
-        log.warning("flow %s task %s failed for good: %s", self.flow.id, tid, failure["message"])
+        finished = self.clock()
+        self.write_task(_with(detail, state=FAILURE, failure=failure, finished_at=finished))
+        self.events.on_task_finished(self.flow.id, tid, TASK_FAILURE, _took(detail, finished))
+        log.warning("flow %s task %s failed for good: %s", self.flow.id, tid, failure["message"],
+                    extra=self.log_fields(tid))
         self.failed = self.failed or f"task {tid!r} failed: {failure['type']}: {failure['message']}"
         self._delayed.clear()
 
@@ -293,6 +314,7 @@ class FlowRun:
             schedule.reverted(tid)
             return
         self.write_task(_with(detail, state=REVERTING))
+        self._revert_began[tid] = self.clock()  # the stored times are the execute's
         args, kwargs = revert_args(task, decode(detail.result), detail.failure, self.values)
         call = lambda: task.run_revert(args, kwargs)  # noqa: E731
         ctx = TaskContext(self.flow.id, tid, detail.attempts, False, self.replica_id, self.token.epoch)
@@ -300,11 +322,15 @@ class FlowRun:
 
     def _revert_outcome(self, schedule: RevertSchedule, tid: str, error: BaseException | None) -> list[str]:
         detail = self.details[tid]
+        finished = self.clock()
+        took = max(0.0, finished - self._revert_began.pop(tid, finished))
         if error is not None:
             meta = {**detail.meta, "revert_failure": failure_of(error)}
-            self.write_task(_with(detail, state=REVERT_FAILURE, meta=meta, finished_at=self.clock()))
+            self.write_task(_with(detail, state=REVERT_FAILURE, meta=meta, finished_at=finished))
+            self.events.on_task_finished(self.flow.id, tid, TASK_REVERT_FAILURE, took)
             return [tid]
-        self.write_task(_with(detail, state=REVERTED, finished_at=self.clock()))
+        self.write_task(_with(detail, state=REVERTED, finished_at=finished))
+        self.events.on_task_finished(self.flow.id, tid, TASK_REVERT, took)
         schedule.reverted(tid)
         return []
 
@@ -318,6 +344,11 @@ class FlowRun:
 def _in_context(ctx: TaskContext | None, call: Callable[[], Any]) -> Any:
     with task_context(ctx):
         return call()
+
+
+def _took(detail: TaskDetail, finished: float) -> float:
+    """Seconds of this attempt: from its start as stored to ``finished``."""
+    return max(0.0, finished - (detail.started_at or finished))
 
 
 def _with(detail: TaskDetail, **changes: Any) -> TaskDetail:
