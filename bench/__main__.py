@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--tasks", type=int, default=200, help="persistence: no-op tasks per flow (default 200)")
     parser.add_argument("--leases", default="4,10", help="failover: leases / session timeouts in seconds")
+    parser.add_argument("--zombies", type=int, default=2, help="zombie: trials per backend per pair (default 2)")
     parser.add_argument("--flows", type=int, default=10_000, help="board scale: flowbaton flows (default 10,000)")
     parser.add_argument("--taskflow-jobs", type=int, default=2_000,
                         help="board scale: TaskFlow jobs (default 2,000: posting 10,000 takes too long)")

@@ -91,7 +91,7 @@ def _met(figure: Figure) -> str:
         return ""
     met = figure.target.met(figure)
     verdict = {True: "met", False: "MISSED", None: "no data"}[met]
-    return f"{figure.target.text()}: {verdict}"
+    return f"{figure.target.text()}: {verdict}{figure.target.misses(figure)}"
 
 
 def render(figures: list[Figure], env: dict[str, Any], notes: list[str]) -> str:

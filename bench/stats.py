@@ -27,24 +27,36 @@ def median(values: list[Value]) -> float | None:
 @dataclass(frozen=True)
 class Target:
     """A goal from the issue: ``kind`` is "ratio>=" (median pair ratio),
-    "fb<=" or "fb==" (flowbaton's median)."""
+    "fb<=" (flowbaton's median) or "fb==" (flowbaton's value in every pair:
+    a safety property holds always or not at all, so no median hides a
+    single failure)."""
 
     kind: str
     bound: float
 
     def met(self, figure: Figure) -> bool | None:
+        if self.kind == "fb==":
+            known = [v for v in figure.values["flowbaton"] if v is not None]
+            return all(v == self.bound for v in known) if known else None
         value = figure.ratio() if self.kind == "ratio>=" else figure.median("flowbaton")
         if value is None:
             return None
         if self.kind == "ratio>=":
             return value >= self.bound
-        if self.kind == "fb<=":
-            return value <= self.bound
-        return value == self.bound
+        return value <= self.bound
 
     def text(self) -> str:
         return {"ratio>=": f"ratio >= {self.bound:g}", "fb<=": f"flowbaton <= {self.bound:g}",
-                "fb==": f"flowbaton = {self.bound:g}"}[self.kind]
+                "fb==": f"flowbaton = {self.bound:g} in every pair"}[self.kind]
+
+    def misses(self, figure: Figure) -> str:
+        """For "fb==": which pairs missed, e.g. "2 of 5 pairs: 1, 1"."""
+        if self.kind != "fb==":
+            return ""
+        bad = [v for v in figure.values["flowbaton"] if v is not None and v != self.bound]
+        if not bad:
+            return ""
+        return f" ({len(bad)} of {len(figure.values['flowbaton'])} pairs: {', '.join(f'{v:g}' for v in bad)})"
 
 
 @dataclass

@@ -5,7 +5,9 @@ tasks (see ``trials.py`` for what is measured and how).
 Per pair, all trials of flowbaton run as one group, then all of TaskFlow:
 SIGKILL on ZooKeeper and Redis at leases of 4 s and 10 s (TaskFlow: the
 session timeout of its ZooKeeper jobboard, the claim expiry on its Redis
-jobboard), SIGTERM on both, SIGSTOP/SIGCONT on both at 4 s. TaskFlow's
+jobboard), SIGTERM on both, SIGSTOP/SIGCONT on both at 4 s (``--zombies`` trials per
+backend, summed: the zombie window is a race, one trial a pair would
+mostly miss it). TaskFlow's
 group also runs its stock Redis conductor (claims without expiry) once,
 paired with flowbaton's Redis kill at 4 s.
 """
@@ -34,15 +36,19 @@ def _trials(ctx: Context, side: Side, leases: list[float]) -> dict[str, Trial]:
     for backend in BACKENDS:
         for lease in leases:
             trials[f"kill.{backend}.{lease:g}"] = trial("kill", backend, lease, "kill")
+            # Completed-task re-runs after a kill are counted on the first lease only (the others would
+            # keep the group waiting for their survivors to finish).
+            trials[f"kill.{backend}.{lease:g}"].reruns = lease == leases[0]
         trials[f"term.{backend}"] = trial("term", backend, TERM_LEASE, "term")
-        trials[f"zombie.{backend}"] = trial("zombie", backend, ZOMBIE_LEASE, "zombie")
+        for n in range(int(ctx.args.zombies)):
+            trials[f"zombie.{backend}.{n}"] = trial("zombie", backend, ZOMBIE_LEASE, "zombie")
     if side.name == "taskflow":
         trials["stock"] = trial("stock", "redis", leases[0], "kill", expiry=False)
         trials["stock"].cap = STOCK_CAP
     return trials
 
 
-def _figures(leases: list[float]) -> dict[str, Figure]:
+def _figures(leases: list[float], zombies: int) -> dict[str, Figure]:
     figures: dict[str, Figure] = {}
     for backend, name in BACKENDS.items():
         for lease in leases:
@@ -52,52 +58,64 @@ def _figures(leases: list[float]) -> dict[str, Figure]:
         figures[f"term.{backend}"] = Figure(f"failover.term.{backend}", f"SIGTERM → survivor's first task, {name}",
                                             "s", Target("fb<=", 0.5))
         figures[f"zombie.{backend}"] = Figure(f"zombie.{backend}.starts", f"zombie: tasks started after SIGCONT, "
-                                              f"{name}", "tasks", Target("fb==", 0))
+                                              f"{name} ({zombies} trials a pair, summed)", "tasks", Target("fb==", 0))
         figures[f"zombie.{backend}.reruns"] = Figure(f"zombie.{backend}.reruns", f"zombie: completed tasks run "
-                                                     f"again, {name}", "tasks", Target("fb==", 0))
-    figures["kill.reruns"] = Figure("failover.kill.reruns", "kill -9: completed tasks run again (all kill trials)",
-                                    "tasks", Target("fb==", 0))
+                                                     f"again, {name} ({zombies} trials a pair, summed)", "tasks",
+                                                     Target("fb==", 0))
+        figures[f"zombie.{backend}.twice"] = Figure(f"zombie.{backend}.run_twice", f"zombie: tasks run more than "
+                                                    f"once (in-doubt re-runs included), {name}", "tasks")
+    figures["kill.reruns"] = Figure("failover.kill.reruns", f"kill -9: completed tasks run again (lease {leases[0]:g} "
+                                    "s, both backends)", "tasks", Target("fb==", 0))
     figures["stock"] = Figure("failover.kill.redis.stock", f"kill -9 → first task, Redis, TaskFlow stock conductor "
                               f"(no claim expiry) vs flowbaton lease {leases[0]:g} s", "s")
     return figures
 
 
 def _sources(leases: list[float]) -> dict[str, tuple[str, str]]:
-    """Figure key -> (trial key, result field)."""
+    """Figure key -> (trial key prefix, result field); the values of every
+    trial whose key starts with the prefix are summed."""
     sources: dict[str, tuple[str, str]] = {}
     for backend in BACKENDS:
         for lease in leases:
             sources[f"kill.{backend}.{lease:g}"] = (f"kill.{backend}.{lease:g}", "takeover")
         sources[f"term.{backend}"] = (f"term.{backend}", "takeover")
-        sources[f"zombie.{backend}"] = (f"zombie.{backend}", "zombie_starts")
-        sources[f"zombie.{backend}.reruns"] = (f"zombie.{backend}", "reruns")
+        sources[f"zombie.{backend}"] = (f"zombie.{backend}.", "zombie_starts")
+        sources[f"zombie.{backend}.reruns"] = (f"zombie.{backend}.", "reruns")
+        sources[f"zombie.{backend}.twice"] = (f"zombie.{backend}.", "twice")
+    sources["kill.reruns"] = ("kill.", "reruns")
     return sources
 
 
-def _value(trial: Trial, field: str) -> float | None:
-    value = trial.result.get(field)
-    return None if value is None else float(value)
+def _under(key: str, prefix: str) -> bool:
+    """``prefix`` ending in a dot is a group of trials; otherwise one trial."""
+    return key.startswith(prefix) if prefix.endswith(".") else key == prefix
 
 
-def _reruns(trials: list[Trial]) -> float | None:
-    known = [trial.result["reruns"] for trial in trials if trial.result.get("reruns") is not None]
+def _sum(trials: dict[str, Trial], prefix: str, field: str) -> float | None:
+    """Sum of ``field`` over the trials under ``prefix``; None if none has it."""
+    known = [trial.result[field] for key, trial in trials.items()
+             if _under(key, prefix) and trial.result.get(field) is not None]
     return float(sum(known)) if known else None
 
 
+def _errors(figure: Figure, side: str, trials: dict[str, Trial], prefix: str) -> None:
+    for key, trial in trials.items():
+        if _under(key, prefix) and "error" in trial.result:
+            figure.errors.append(f"{side}: {trial.result['error']}")
+
+
 def _record(figures: dict[str, Figure], fb: dict[str, Trial], tf: dict[str, Trial], leases: list[float]) -> None:
-    for key, (trial_key, field) in _sources(leases).items():
-        figures[key].add(_value(fb[trial_key], field), _value(tf[trial_key], field))
-        for side, trial in (("flowbaton", fb[trial_key]), ("taskflow", tf[trial_key])):
-            if "error" in trial.result:
-                figures[key].errors.append(f"{side}: {trial.result['error']}")
-    kills = [key for key in fb if key.startswith("kill.")]
-    figures["kill.reruns"].add(_reruns([fb[k] for k in kills]), _reruns([tf[k] for k in kills]))
-    figures["stock"].add(_value(fb[f"kill.redis.{leases[0]:g}"], "takeover"), _value(tf["stock"], "takeover"))
+    for key, (prefix, field) in _sources(leases).items():
+        figures[key].add(_sum(fb, prefix, field), _sum(tf, prefix, field))
+        _errors(figures[key], "flowbaton", fb, prefix)
+        _errors(figures[key], "taskflow", tf, prefix)
+    first = f"kill.redis.{leases[0]:g}"
+    figures["stock"].add(_sum(fb, first, "takeover"), _sum(tf, "stock", "takeover"))
 
 
 def run(ctx: Context) -> list[Figure]:
     leases = [float(x) for x in str(ctx.args.leases).split(",")]
-    figures = _figures(leases)
+    figures = _figures(leases, int(ctx.args.zombies))
     fb_side = FlowbatonSide(ctx.servers)
     tf_side = TaskflowSide(ctx.servers, ctx.taskflow_python, ctx.logs)
     try:

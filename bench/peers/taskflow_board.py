@@ -7,7 +7,7 @@
 detail and factory details saved to ZooKeeper persistence, then the job),
 timed from the first to the last. ``probe`` is a fresh process: from
 connecting persistence and board to a stock blocking conductor's first
-successful claim, its resident memory a second later, then a fresh board's
+successful claim, its resident memory half a second later, then a fresh board's
 listing of every job with its claim state (``iterjobs(ensure_fresh=True)``
 and ``job.state``, connection included).
 """
@@ -89,7 +89,7 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
     if not claimed.wait(300):
         raise RuntimeError("no claim within 300 s")
     first_claim = time.perf_counter() - started
-    time.sleep(1.0)
+    time.sleep(0.5)
     rss = rss_mib()
     list_seconds, claims, jobs = _list_claims(args)
     return {"first_claim": first_claim, "rss_mib": rss, "list_claims": list_seconds, "claims": claims,
