@@ -18,6 +18,7 @@ from collections.abc import Callable
 from ..backends.base import Backend
 from ..backends.errors import BackendUnavailable, ClaimHeld, FlowbatonError, FlowNotFound
 from ..backends.records import ClaimToken
+from .observer import ReplicaObserver
 from .skiplist import SkipList
 
 __all__ = ["ClaimLoop", "default_poll_interval"]
@@ -53,8 +54,10 @@ class ClaimLoop:
         poll_interval: float,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        observer: ReplicaObserver | None = None,
     ) -> None:
         self.backend = backend
+        self.observer = observer or ReplicaObserver()
         self.replica_id = replica_id
         self.lease = lease
         self.skips = skips
@@ -87,14 +90,17 @@ class ClaimLoop:
         # Over-ask so locally skipped flows and lost races do not leave slots idle.
         limit = free * 4 + min(len(self.skips), 100)
         mine = self.running()
-        found = [f for f in self.backend.find_runnable(limit) if f not in mine and not self.skips.skipped(f)]
+        with self.observer.backend_call("find_runnable"):
+            runnable = self.backend.find_runnable(limit)
+        found = [f for f in runnable if f not in mine and not self.skips.skipped(f)]
         self._rng.shuffle(found)
         return found
 
     def _try_claim(self, flow_id: str) -> int:
         sent_at = self._clock()
         try:
-            token = self.backend.claim(flow_id, self.replica_id, self.lease)
+            with self.observer.backend_call("claim"):
+                token = self.backend.claim(flow_id, self.replica_id, self.lease)
         except (ClaimHeld, FlowNotFound):
             return 0  # another replica was faster, or an operator purged it
         return 1 if self.launch(token, sent_at) else 0
@@ -121,6 +127,7 @@ class ClaimLoop:
     def _loop(self) -> None:
         pause = self.poll_interval
         while not self._stopping.is_set():
+            self.observer.health.tick("claims")
             try:
                 self.poll_once()
                 pause = self.poll_interval

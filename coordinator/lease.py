@@ -22,6 +22,7 @@ from ..backends.base import CONNECTED, LOST, SUSPENDED, Backend
 from ..backends.errors import BackendUnavailable, ClaimLost, FlowbatonError
 from ..backends.records import ClaimToken, ReplicaInfo
 from ..engine.gate import Gate
+from .observer import ReplicaObserver
 
 __all__ = ["LeasedGate", "LeaseKeeper", "default_margin"]
 
@@ -76,8 +77,10 @@ class LeaseKeeper:
         presence: ReplicaInfo | None = None,
         clock: Clock = time.monotonic,
         margin: float | None = None,
+        observer: ReplicaObserver | None = None,
     ) -> None:
         self.backend = backend
+        self.observer = observer or ReplicaObserver()
         self.replica_id = replica_id
         self.lease = lease
         self.interval = lease / 3
@@ -145,7 +148,8 @@ class LeaseKeeper:
         if sent > held.deadline:
             return self._lose(held, "lease deadline passed before the renewal was sent")
         try:
-            self.backend.renew(held.token, self.lease)
+            with self.observer.backend_call("renew"):
+                self.backend.renew(held.token, self.lease)
         except ClaimLost as err:
             if not self._tracked(held):
                 return False  # released by its worker while we were renewing: fine
@@ -171,7 +175,8 @@ class LeaseKeeper:
         """Announce the replica now (raises if the backend is unreachable)."""
         assert self._presence is not None
         sent = self._clock()
-        self.backend.register_replica(self._presence, self.lease)
+        with self.observer.backend_call("register_replica"):
+            self.backend.register_replica(self._presence, self.lease)
         self._presence_until = sent + self.lease - self.margin
 
     def _heartbeat_presence(self) -> None:
@@ -183,7 +188,8 @@ class LeaseKeeper:
             if sent > self._presence_until:
                 self.register()
             else:
-                self.backend.heartbeat_replica(self.replica_id, self.lease)
+                with self.observer.backend_call("heartbeat_replica"):
+                    self.backend.heartbeat_replica(self.replica_id, self.lease)
                 self._presence_until = sent + self.lease - self.margin
         except FlowbatonError as err:
             log.warning("presence heartbeat of replica %s failed: %s", self.replica_id, err,
@@ -196,6 +202,7 @@ class LeaseKeeper:
 
     def _on_session(self, state: str) -> None:
         """Called from the driver's connection thread: decide, never block."""
+        self.observer.session_state(state)
         if state == SUSPENDED:
             self._suspended = True
             log.warning("backend session suspended: pausing task starts", extra={"replica_id": self.replica_id})
@@ -233,6 +240,7 @@ class LeaseKeeper:
             self._wake.clear()
             if self._stopping.is_set():
                 return
+            self.observer.health.tick("lease")
             try:
                 self.beat()
             except Exception:  # the heartbeat must outlive any surprise

@@ -4,7 +4,9 @@ It ties the pieces together: a ``LeaseKeeper`` (heartbeat), a ``ClaimLoop``
 (finding and claiming work) and one ``FlowWorker`` thread per claimed flow,
 bounded by ``concurrency``. It is also the client API: ``submit`` and
 ``wait`` work without ``start`` (a web service may submit and let separate
-worker replicas run the flows).
+worker replicas run the flows). Its ``observer`` keeps the health facts and,
+after ``enable_metrics``, the Prometheus metrics; ``serve_http`` exposes
+both on a port for scrapers and orchestrators.
 """
 
 from __future__ import annotations
@@ -15,19 +17,27 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend
 from ..backends.errors import FactoryError, FlowbatonError
 from ..backends.records import ClaimToken
 from ..engine import FlowReport, new_flow_detail, run_flow
 from .claimloop import ClaimLoop, default_poll_interval
-from .identity import default_replica_id, replica_info
+from .health import ReplicaHealth
+from .identity import default_replica_id, flowbaton_version, replica_info
 from .lease import LeasedGate, LeaseKeeper
+from .observer import ReplicaObserver, metrics_class
 from .opening import open_with_lease
+from .probes import ProbeServer
 from .skiplist import SkipList
 from .waiting import wait_for_flow
 from .worker import FlowWorker, RunFlow, WorkerSettings
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from .metrics import ReplicaMetrics
 
 __all__ = ["Coordinator", "connect"]
 
@@ -81,8 +91,11 @@ class Coordinator:
         self._run_flow = run_flow
         self._clock = clock
         self.skips = SkipList(clock)
+        # A loop round may wait on the backend's retries; only far longer is "stuck".
+        self.observer = ReplicaObserver(ReplicaHealth(stall_after=max(60.0, 3 * lease), clock=clock), clock)
+        self.http: ProbeServer | None = None
         self.keeper = LeaseKeeper(backend, self.replica_id, lease, clock=clock,
-                                  presence=replica_info(self.replica_id, self.allow))
+                                  presence=replica_info(self.replica_id, self.allow), observer=self.observer)
         self._lock = threading.Lock()
         self._workers: dict[str, tuple[FlowWorker, threading.Thread]] = {}
         self._concurrency = 0
@@ -95,7 +108,7 @@ class Coordinator:
         return ClaimLoop(
             self.backend, self.replica_id, self.lease, skips=self.skips,
             free_slots=self.free_slots, running=self.running, launch=self._launch,
-            poll_interval=self.poll_interval, clock=self._clock,
+            poll_interval=self.poll_interval, clock=self._clock, observer=self.observer,
         )
 
     # ---------------------------------------------------------- client API
@@ -144,6 +157,7 @@ class Coordinator:
             with self._lock:
                 self._started = False
             raise
+        self.observer.health.started()
         self.keeper.start()
         self.loop.start()
         log.info("replica %s started (lease %.1fs, concurrency %d, allow %s)", self.replica_id,
@@ -188,6 +202,7 @@ class Coordinator:
                 return
             self._stopping = True
             workers = list(self._workers.values())
+        self.observer.health.stopping()
         self.loop.stop(join=False)
         for worker, _ in workers:
             worker.gate.stop("replica stopping")
@@ -198,6 +213,7 @@ class Coordinator:
         self.loop.stop()
         with self._lock:
             self._started = False
+        self.observer.health.stopped()
         log.info("replica %s stopped", self.replica_id, extra={"replica_id": self.replica_id})
 
     def _leave(self) -> None:
@@ -208,10 +224,35 @@ class Coordinator:
                         extra={"replica_id": self.replica_id})
 
     def close(self) -> None:
-        """Stop (gracefully) if started, and close the backend if we opened it."""
+        """Stop (gracefully) if started, close the HTTP port, and close the
+        backend if we opened it."""
         self.stop()
+        if self.http is not None:
+            self.http.close()
+            self.http = None
         if self._owns_backend:
             self.backend.close()
+
+    # ------------------------------------------------------- observability
+
+    def enable_metrics(self, registry: CollectorRegistry | None = None) -> ReplicaMetrics:
+        """Count claims, takeovers, task outcomes ... from now on, in
+        ``registry`` (default: a new one of this replica's own, since a
+        process may hold several replicas). Needs ``flowbaton[metrics]``."""
+        if self.observer.metrics is None:
+            metrics = metrics_class()(self.replica_id, flowbaton_version(), registry)
+            metrics.watch(lambda: len(self.running()), lambda: self.observer.health.readiness().ok)
+            self.observer.metrics = metrics
+        return self.observer.metrics
+
+    def serve_http(self, port: int, host: str = "", *, metrics: bool = True) -> ProbeServer:
+        """Serve ``/healthz``, ``/readyz`` and (``metrics``) ``/metrics`` on
+        ``port`` (0: any free one, see ``.port``) until ``close()``."""
+        if self.http is None:
+            exposition = self.enable_metrics().exposition if metrics else None
+            self.http = ProbeServer(self.observer.health, exposition, port=port, host=host,
+                                    replica_id=self.replica_id).start()
+        return self.http
 
     def __enter__(self) -> Coordinator:
         return self
@@ -239,7 +280,8 @@ class Coordinator:
         """Start a worker thread for a fresh claim; False (and the claim
         released) if the replica is stopping or already full."""
         gate = LeasedGate(self._clock)
-        worker = FlowWorker(self.backend, self.keeper, self.skips, self.settings, self._run_flow, token, gate)
+        worker = FlowWorker(self.backend, self.keeper, self.skips, self.settings, self._run_flow, token, gate,
+                            self.observer)
         with self._lock:
             accepted = not self._stopping and len(self._workers) < self._concurrency
             if accepted:

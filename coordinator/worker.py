@@ -32,6 +32,7 @@ from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine.gate import Gate
 from ..engine.report import FlowReport
 from .lease import LeaseKeeper
+from .observer import ReplicaObserver
 from .skiplist import SkipList
 
 __all__ = ["WorkerSettings", "FlowWorker", "RunFlow"]
@@ -63,8 +64,10 @@ class FlowWorker:
         run_flow: RunFlow,
         token: ClaimToken,
         gate: Gate,
+        observer: ReplicaObserver | None = None,
     ) -> None:
         self.backend = backend
+        self.observer = observer or ReplicaObserver()
         self.keeper = keeper
         self.skips = skips
         self.settings = settings
@@ -82,7 +85,9 @@ class FlowWorker:
             release = self._run()
         finally:
             self.keeper.untrack(self.flow_id)
-        if release and not self.gate.lost:
+        if self.gate.lost:
+            self.observer.claim_lost()
+        elif release:
             self.release()
 
     def _run(self) -> bool:
@@ -93,6 +98,7 @@ class FlowWorker:
                 self.backend, self.token, replica_id=self.settings.replica_id,
                 allow=self.settings.allow, gate=self.gate,
                 max_workers=self.settings.max_workers, max_takeovers=self.settings.max_takeovers,
+                events=self.observer,
             )
         except DefinitionError as err:  # includes FactoryError, FactoryNotAllowed
             self._decline(err)
@@ -101,6 +107,7 @@ class FlowWorker:
         except ClaimLost as err:
             self.gate.lose(f"claim lost: {err}")
         except BackendUnavailable as err:
+            self.observer.backend_failed("run_flow", err)
             self._log(logging.WARNING, "backend unavailable while running flow %s: %s", err)
         except Exception as err:  # a bug must cost one flow, never the replica
             log.exception("flow %s failed unexpectedly in replica %s", self.flow_id,
@@ -114,52 +121,61 @@ class FlowWorker:
         """Say whether this claim is a takeover: the flow record still names
         an owner that never released it (it died or was fenced)."""
         try:
-            previous = self.backend.load_flow(self.flow_id).owner
+            with self.observer.backend_call("load_flow"):
+                previous = self.backend.load_flow(self.flow_id).owner
         except FlowbatonError:
             previous = None  # run_flow reads it again and deals with errors
+        self.observer.claimed(takeover=previous is not None)
         if previous is not None:
-            self._log(logging.WARNING, "took over flow %s from %s, which never released it", previous)
+            self._log(logging.WARNING, "took over flow %s from %s, which never released it", previous,
+                      event="takeover", previous_owner=previous)
         else:
-            self._log(logging.INFO, "claimed flow %s")
+            self._log(logging.INFO, "claimed flow %s", event="claim")
 
     def _log_outcome(self) -> None:
         if self.gate.lost:
-            self._log(logging.WARNING, "flow %s: gave up the claim: %s", self.gate.lost_reason)
+            self._log(logging.WARNING, "flow %s: gave up the claim: %s", self.gate.lost_reason, event="claim_lost")
         elif self.report is not None and self.report.state in RUNNABLE_FLOW_STATES and not self.gate.stopped:
             # The engine returned without finishing or being asked to stop:
             # claiming it again at once would spin. Leave it for a while.
             self._skip(f"run returned in state {self.report.state} without an end", logging.WARNING)
         elif self.report is not None:
-            self._log(logging.INFO, "flow %s: run ended in state %s", self.report.state)
+            self._log(logging.INFO, "flow %s: run ended in state %s", self.report.state, event="run_ended",
+                      state=self.report.state)
 
     def _decline(self, err: FlowbatonError) -> None:
         reason = f"{type(err).__name__}: {err}"
-        self._log(logging.WARNING, "declining flow %s: %s", reason)
+        self._log(logging.WARNING, "declining flow %s: %s", reason, event="decline", reason=reason)
+        self.observer.declined()
         self.skips.add(self.flow_id, self.settings.decline_backoff, reason)
         try:
-            self.backend.record_decline(self.flow_id, Decline(self.settings.replica_id, reason, time.time()))
+            with self.observer.backend_call("record_decline"):
+                self.backend.record_decline(self.flow_id, Decline(self.settings.replica_id, reason, time.time()))
         except FlowbatonError as rec_err:
             self._log(logging.WARNING, "could not record the decline of flow %s: %s", rec_err)
 
     def _skip(self, reason: str, level: int) -> None:
-        self._log(level, "skipping flow %s: %s", reason)
+        self._log(level, "skipping flow %s: %s", reason, event="skip", reason=reason)
         self.skips.add(self.flow_id, self.settings.error_backoff, reason)
 
     def release(self) -> None:
         """Hand the flow back now; another replica need not wait for the lease."""
         try:
-            self.backend.release(self.token)
+            with self.observer.backend_call("release"):
+                self.backend.release(self.token)
         except ClaimLost as err:
-            self._log(logging.INFO, "flow %s: claim already gone at release: %s", err)
+            self._log(logging.INFO, "flow %s: claim already gone at release: %s", err, event="release")
         except FlowbatonError as err:
-            self._log(logging.WARNING, "flow %s: release failed, the lease will expire: %s", err)
+            self._log(logging.WARNING, "flow %s: release failed, the lease will expire: %s", err, event="release")
         else:
-            self._log(logging.INFO, "released flow %s")
+            self._log(logging.INFO, "released flow %s", event="release")
 
-    def _log(self, level: int, message: str, *args: object) -> None:
-        """``message`` starts with the flow id's ``%s``; replica and epoch follow."""
+    def _log(self, level: int, message: str, *args: object, **fields: object) -> None:
+        """``message`` starts with the flow id's ``%s``; replica and epoch
+        follow. ``fields`` join flow_id/replica_id/epoch as structured
+        fields (``event`` names what happened: claim, takeover, release ...)."""
         log.log(level, message + " [replica %s epoch %d]", self.flow_id, *args,
-                self.settings.replica_id, self.token.epoch, extra=self._extra())
+                self.settings.replica_id, self.token.epoch, extra={**self._extra(), **fields})
 
     def _extra(self) -> dict[str, object]:
         return {"flow_id": self.flow_id, "replica_id": self.settings.replica_id, "epoch": self.token.epoch}
