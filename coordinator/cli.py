@@ -19,6 +19,7 @@ from ..backends import DEFAULT_URL
 from ..backends.errors import FlowbatonError
 from ..backends.states import FLOW_STATES
 from .cli_commands import UsageError, cmd_claims, cmd_demo, cmd_flows, cmd_replica, cmd_show, cmd_submit
+from .standalone import add_replica_options
 
 __all__ = ["main", "build_parser"]
 
@@ -78,12 +79,7 @@ def _command(sub: argparse._SubParsersAction[_Parser], name: str, help_text: str
 
 def _add_replica(sub: argparse._SubParsersAction[_Parser]) -> None:
     cmd = _command(sub, "replica", "run a replica until SIGTERM/SIGINT (then hand flows over gracefully)")
-    cmd.add_argument("--allow", action="append", required=True, metavar="PREFIX",
-                     help="module prefix whose factories this replica may import (repeatable)")
-    cmd.add_argument("--concurrency", type=_positive(int), default=4, help="flows run at once (default 4)")
-    cmd.add_argument("--replica-id", default=None, help="default: host-pid-random")
-    cmd.add_argument("--lease", type=_positive(float), default=10.0,
-                     help="seconds after this replica dies before its flows are taken over (default 10)")
+    add_replica_options(cmd)  # each flag falls back to a FLOWBATON_* environment variable
     cmd.set_defaults(func=cmd_replica)
 
 

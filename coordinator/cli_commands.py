@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from .cli_views import (
     stranded,
 )
 from .replica import connect
+from .standalone import run_replica
 
 __all__ = ["UsageError", "cmd_replica", "cmd_submit", "cmd_flows", "cmd_show", "cmd_claims", "cmd_demo"]
 
@@ -73,16 +73,7 @@ def emit(text: str) -> None:
 
 
 def cmd_replica(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    coord = connect(backend_url(args), replica_id=args.replica_id, allow=args.allow, lease=args.lease)
-    for warning in coord.backend.warnings():
-        logging.getLogger("flowbaton.coordinator").warning("backend: %s", warning)
-    try:
-        coord.serve(concurrency=args.concurrency)
-    finally:
-        coord.close()
-    return 0
+    return run_replica(args)  # logging, metrics port, serve: see standalone.py
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

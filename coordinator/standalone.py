@@ -1,0 +1,120 @@
+"""``flowbaton replica``: one replica as its own process.
+
+Each option falls back to an environment variable, then to a default
+(flag > environment > default), because containers, Kubernetes and systemd
+configure processes by environment. ``REPLICA_ENV`` names them all; the
+deploy/ files may use no other (a test checks). The backend URL comes from
+``--backend`` or ``FLOWBATON_BACKEND`` like every command's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..backends import default_url
+from ..backends.errors import FlowbatonError
+from .logs import LOG_FORMATS, configure_logging
+from .probes import DEFAULT_METRICS_PORT
+from .replica import Coordinator, connect
+
+__all__ = ["REPLICA_ENV", "add_replica_options", "run_replica"]
+
+log = logging.getLogger("flowbaton.coordinator")
+
+#: option -> the environment variable it falls back to
+REPLICA_ENV = {
+    "--allow": "FLOWBATON_ALLOW",
+    "--concurrency": "FLOWBATON_CONCURRENCY",
+    "--replica-id": "FLOWBATON_REPLICA_ID",
+    "--lease": "FLOWBATON_LEASE",
+    "--metrics-port": "FLOWBATON_METRICS_PORT",
+    "--metrics-host": "FLOWBATON_METRICS_HOST",
+    "--log-format": "FLOWBATON_LOG_FORMAT",
+    "--log-level": "FLOWBATON_LOG_LEVEL",
+}
+
+
+def _env(option: str, default: str | None = None) -> str | None:
+    return os.environ.get(REPLICA_ENV[option]) or default
+
+
+def _checked(convert: Callable[[str], Any], rule: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    def check(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not rule(value):
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
+        return value
+
+    check.__name__ = what
+    return check
+
+
+_COUNT = _checked(int, lambda v: v > 0, "a positive integer")
+_SECONDS = _checked(float, lambda v: v > 0, "a positive number of seconds")
+_PORT = _checked(int, lambda v: 0 <= v <= 65535, "a port number")
+_FORMAT = _checked(str.lower, lambda v: v in LOG_FORMATS, f"one of {', '.join(LOG_FORMATS)}")
+_LEVEL = _checked(str.upper, lambda v: isinstance(logging.getLevelName(v), int), "a log level")
+
+
+class _Allow(argparse.Action):
+    """Repeatable; the first ``--allow`` replaces the environment's list
+    instead of adding to it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest)
+        kept = [] if current is self.default else list(current)
+        setattr(namespace, self.dest, [*kept, values])
+
+
+def add_replica_options(cmd: argparse.ArgumentParser) -> None:
+    env_allow = [p.strip() for p in (_env("--allow") or "").split(",") if p.strip()]
+    cmd.add_argument("--allow", action=_Allow, default=env_allow or None, required=not env_allow,
+                     metavar="PREFIX", help="module prefix whose factories this replica may import "
+                     "(repeatable; default: $FLOWBATON_ALLOW, comma-separated)")
+    cmd.add_argument("--concurrency", type=_COUNT, metavar="N", default=_env("--concurrency", "4"),
+                     help="flows run at once (default: $FLOWBATON_CONCURRENCY, else 4)")
+    cmd.add_argument("--replica-id", default=_env("--replica-id"), metavar="ID",
+                     help="default: $FLOWBATON_REPLICA_ID, else host-pid-random")
+    cmd.add_argument("--lease", type=_SECONDS, metavar="SECONDS", default=_env("--lease", "10"),
+                     help="seconds after this replica dies before its flows are taken over "
+                     "(default: $FLOWBATON_LEASE, else 10)")
+    cmd.add_argument("--metrics-port", type=_PORT, default=_env("--metrics-port"), metavar="PORT",
+                     help=f"serve /metrics, /healthz and /readyz on PORT, e.g. {DEFAULT_METRICS_PORT} "
+                     "(default: $FLOWBATON_METRICS_PORT, else off; needs flowbaton[metrics])")
+    cmd.add_argument("--metrics-host", default=_env("--metrics-host", ""), metavar="HOST",
+                     help="address to bind the metrics port to (default: $FLOWBATON_METRICS_HOST, else all)")
+    cmd.add_argument("--log-format", type=_FORMAT, metavar="{text,json}", default=_env("--log-format", "text"),
+                     help="text or json: one JSON object per line (default: $FLOWBATON_LOG_FORMAT, else text)")
+    cmd.add_argument("--log-level", type=_LEVEL, metavar="LEVEL", default=_env("--log-level", "INFO"),
+                     help="default: $FLOWBATON_LOG_LEVEL, else INFO")
+
+
+def run_replica(args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT, then hand the flows over and exit 0."""
+    configure_logging(args.log_format, args.log_level)
+    coord = connect(getattr(args, "backend", None) or default_url(), replica_id=args.replica_id,
+                    allow=args.allow, lease=args.lease)
+    try:
+        for warning in coord.backend.warnings():
+            log.warning("backend: %s", warning, extra={"replica_id": coord.replica_id})
+        if args.metrics_port is not None:
+            _serve_http(coord, args.metrics_port, args.metrics_host)
+        coord.serve(concurrency=args.concurrency)
+    finally:
+        coord.close()
+    return 0
+
+
+def _serve_http(coord: Coordinator, port: int, host: str) -> None:
+    try:
+        coord.serve_http(port, host)
+    except OSError as err:  # port taken, address not ours
+        raise FlowbatonError(f"cannot serve metrics on {host or '*'}:{port}: {err}") from err
