@@ -35,6 +35,7 @@ from kazoo.exceptions import (
     SessionExpiredError,
     SessionMovedError,
     ThrottledOpError,
+    UnimplementedError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
@@ -43,11 +44,17 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from ..base import CONNECTED, LOST, SUSPENDED
 from ..errors import BackendUnavailable
+from .multiread import BATCH, Raw, send_multi_read
 from .settings import Settings
 
 __all__ = ["Again", "Session", "Op", "Outcome", "Node", "Stat"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+# Below this many paths one get per path costs the same as a multiRead.
+_MULTI_READ_MIN = 8
 
 
 class Again(Exception):
@@ -122,6 +129,16 @@ def _stat(raw: Any) -> Stat:
     return Stat(raw.version, raw.czxid, raw.ephemeralOwner)
 
 
+def _raw_node(item: Raw | BaseException | None) -> Node | None:
+    """One multiRead result as a ``Node``; a per-op error other than "no
+    node" (e.g. NoAuth) is raised, as the single ``get`` would raise it."""
+    if isinstance(item, BaseException):
+        raise item
+    if item is None:
+        return None
+    return Node(item.data, Stat(item.version, item.czxid, item.ephemeral_owner))
+
+
 def _acl(settings: Settings) -> list[Any] | None:
     """Creator (by digest) may do everything; the world may read, so that
     ``zkCli.sh get`` works for operators. None: ZooKeeper's open ACL."""
@@ -161,6 +178,7 @@ class Session:
         )
         self._on_state = on_state
         self._local = threading.local()
+        self._multi_read = True  # until a server says it has no multiRead (< 3.6)
         self.client.add_listener(self._kazoo_state)
 
     def start(self) -> None:
@@ -283,10 +301,33 @@ class Session:
         return self.get_many([path])[0]
 
     def get_many(self, paths: Sequence[str]) -> list[Node | None]:
-        """Pipelined reads: all requests go out before the first answer is awaited."""
+        """Pipelined reads: all requests go out before the first answer is
+        awaited. Many paths travel as multiRead batches (see multiread.py):
+        listings of thousands of records would otherwise spend seconds in
+        kazoo's per-request overhead."""
         self._ready()
+        if len(paths) >= _MULTI_READ_MIN and self._multi_read:
+            nodes = self._get_batched(paths)
+            if nodes is not None:
+                return nodes
         pending = [self.client.get_async(path) for path in paths]
         return [self._node(result) for result in pending]
+
+    def _get_batched(self, paths: Sequence[str]) -> list[Node | None] | None:
+        """``get_many`` by multiRead; None if the server lacks it (then the
+        caller reads one by one, and so does every later call)."""
+        root = self.client.chroot or ""
+        full = [root + path for path in paths]
+        pending = [send_multi_read(self.client, full[i : i + BATCH]) for i in range(0, len(full), BATCH)]
+        nodes: list[Node | None] = []
+        try:
+            for result in pending:
+                nodes += [_raw_node(item) for item in self._wait(result)]
+        except UnimplementedError:
+            log.info("ZooKeeper %s has no multiRead (< 3.6): reading znodes one by one", self.settings.hosts)
+            self._multi_read = False
+            return None
+        return nodes
 
     def _node(self, result: Any) -> Node | None:
         try:

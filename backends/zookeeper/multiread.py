@@ -1,0 +1,88 @@
+"""Many znode reads in one request: ZooKeeper's ``multiRead`` (3.6+).
+
+Why: kazoo spends ~150 µs of Python per request (a queue hand-off, a wake-up
+byte on a socket pair, one select turn to send and one to read), so listing
+10,000 flows one ``get`` each takes ~2 s however well the requests are
+pipelined. ``multiRead`` carries up to ``BATCH`` getData ops in one request
+and one reply, which makes the same listing ~40 times cheaper.
+
+kazoo has no public call for it, so this module builds the request the way
+kazoo's own ``Transaction`` does (``type``, ``serialize``, ``deserialize``)
+and queues it with ``KazooClient._call``, the entry point of every kazoo
+operation. A server older than 3.6 answers ``UnimplementedError``; the
+session then falls back to one ``get`` per path (``Session.get_many``).
+
+Not a transaction: each op reads the latest committed data on its own, like
+pipelined gets. A missing znode is reported per op (``None``), not an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from kazoo.exceptions import EXCEPTIONS, NoNodeError
+from kazoo.protocol.serialization import int_struct, multiheader_struct, read_buffer, stat_struct, write_string
+
+__all__ = ["BATCH", "MultiRead", "send_multi_read"]
+
+# Paths per request. Bounds one reply (BATCH records) so that a listing of
+# large records never needs one giant buffer, while keeping requests few.
+BATCH = 256
+
+_OP_MULTI_READ = 22  # ZooDefs.OpCode.multiRead
+_OP_GET_DATA = 4  # ZooDefs.OpCode.getData
+_OP_ERROR = -1  # a per-op error result: an int error code follows
+_NO_NODE = NoNodeError.code
+
+
+class Raw(NamedTuple):
+    """One getData result: data plus the stat fields the driver uses."""
+
+    data: bytes
+    version: int
+    czxid: int
+    ephemeral_owner: int
+
+
+class MultiRead(NamedTuple):
+    """A kazoo request object for ``multiRead`` of getData ops (no watches)."""
+
+    paths: Sequence[str]
+    type: int = _OP_MULTI_READ
+
+    def serialize(self) -> bytearray:
+        out = bytearray()
+        for path in self.paths:
+            out += multiheader_struct.pack(_OP_GET_DATA, False, -1)
+            out += write_string(path)
+            out.append(0)  # watch: no
+        return out + multiheader_struct.pack(-1, True, -1)
+
+    @classmethod
+    def deserialize(cls, buffer: bytes, offset: int) -> list[Raw | BaseException | None]:
+        """One entry per path: a ``Raw``, None (no such znode), or the
+        kazoo exception of another per-op error (e.g. NoAuth)."""
+        results: list[Raw | BaseException | None] = []
+        while True:
+            kind, done, _ = multiheader_struct.unpack_from(buffer, offset)
+            offset += multiheader_struct.size
+            if done:
+                return results
+            if kind == _OP_ERROR:
+                code = int_struct.unpack_from(buffer, offset)[0]
+                offset += int_struct.size
+                results.append(None if code == _NO_NODE else EXCEPTIONS[code]())
+                continue
+            data, offset = read_buffer(buffer, offset)
+            stat = stat_struct.unpack_from(buffer, offset)
+            offset += stat_struct.size
+            # stat layout: czxid mzxid ctime mtime version cversion aversion ephemeralOwner ...
+            results.append(Raw(data or b"", stat[4], stat[0], stat[7]))
+
+
+def send_multi_read(client: Any, paths: Sequence[str]) -> Any:
+    """Queue one multiRead on ``client``; returns kazoo's async result."""
+    result = client.handler.async_result()
+    client._call(MultiRead(paths), result)
+    return result
