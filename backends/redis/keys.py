@@ -18,6 +18,7 @@ string, even one with a lone surrogate, is a safe key part or hash field.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import BadBackendURL
@@ -26,6 +27,9 @@ __all__ = ["FlowKeys", "IndexKeys", "escape", "to_bytes", "from_bytes", "check_p
 
 # Characters that would break the hash tag or the escaping itself.
 _ESCAPED = {"%": "%25", "{": "%7B", "}": "%7D"}
+# Any character ``escape`` changes; most ids have none (a listing of 10,000
+# flows builds keys for every one of them, so the common case is one scan).
+_NEEDS_ESCAPE = re.compile("[%{}\ud800-\udfff]")
 
 
 def to_bytes(text: str) -> bytes:
@@ -47,6 +51,8 @@ def escape(flow_id: str) -> str:
     """
     if not flow_id:
         return "%"
+    if not _NEEDS_ESCAPE.search(flow_id):
+        return flow_id
     return "".join(_escape_char(ch) for ch in flow_id)
 
 
