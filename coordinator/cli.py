@@ -1,9 +1,12 @@
 """``flowbaton``: run a replica, submit flows, and look at them.
 
 The parser and the error policy live here; commands are in
-``cli_commands``, rendering in ``cli_views``. Any bad input (unknown flow,
-unreachable backend, malformed JSON, bad URL) ends with one line on stderr
-and exit status 2, so scripts can tell "you asked wrongly" from "it failed".
+``cli_commands`` (replica, submit, demo) and ``ops_cli`` (the operator
+commands), rendering in ``cli_views``/``ops_views``. Exit status: 0 ok, 1
+``check`` found a problem (or ``submit --wait`` saw the flow fail), 2 bad
+input: any bad input (unknown flow, unreachable backend, malformed JSON,
+bad URL, an action that does not apply) ends with one line on stderr, so
+scripts can tell "you asked wrongly" from "it failed".
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ..backends import DEFAULT_URL
+from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
 from ..backends.states import FLOW_STATES
-from .cli_commands import UsageError, cmd_claims, cmd_demo, cmd_flows, cmd_replica, cmd_show, cmd_submit
+from .cli_commands import UsageError, cmd_demo, cmd_replica, cmd_submit
+from .ops_cli import add_ops_commands
 from .standalone import add_replica_options
 
 __all__ = ["main", "build_parser"]
@@ -65,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_replica(sub)
     _add_submit(sub)
-    _add_listing(sub)
+    add_ops_commands(lambda name, help_text: _command(sub, name, help_text), _state)
     demo = sub.add_parser("demo", help="watch a replica die with SIGKILL and another finish its flow")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -95,22 +100,11 @@ def _add_submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     cmd.set_defaults(func=cmd_submit)
 
 
-def _add_listing(sub: argparse._SubParsersAction[_Parser]) -> None:
-    flows = _command(sub, "flows", "list stored flows")
-    flows.add_argument("--state", type=_state, help="only flows in this state")
-    flows.add_argument("--json", action="store_true", help="one JSON document")
-    flows.set_defaults(func=cmd_flows)
-    show = _command(sub, "show", "one flow: its record, tasks, owner, declines")
-    show.add_argument("flow_id", metavar="FLOW_ID")
-    show.add_argument("--json", action="store_true", help="one JSON document")
-    show.set_defaults(func=cmd_show)
-    claims = _command(sub, "claims", "live claims: which replica runs which flow")
-    claims.add_argument("--json", action="store_true", help="one JSON document")
-    claims.set_defaults(func=cmd_claims)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -> int:
+    """Run one command. ``backend``: work on this open backend instead of
+    ``--backend`` (it stays open); for memory:// tests and embedding."""
     args = build_parser().parse_args(argv)
+    args.backend_object = backend
     # Like `python -m`, find factories in the current directory: the console
     # script alone would only see installed packages.
     if os.getcwd() not in sys.path:

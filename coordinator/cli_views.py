@@ -1,7 +1,9 @@
 """What the CLI prints: the documented JSON shapes, and the same as tables.
 
 Views are pure functions of records, so they are easy to test and the JSON
-shapes live in one place.
+shapes live in one place. The shapes documented in issue 3 (``flows``,
+``claims``, ``show``) only ever gain keys; tables for the newer operator
+commands are in ``ops_views``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..backends.records import ClaimInfo, Decline, FlowDetail, ReplicaInfo, TaskDetail
-from ..backends.states import RUNNABLE_FLOW_STATES
 
 __all__ = [
     "flow_row",
@@ -22,7 +23,10 @@ __all__ = [
     "render_flows",
     "render_claims",
     "render_show",
-    "stranded",
+    "table",
+    "when",
+    "short",
+    "seconds",
 ]
 
 JSON = Any
@@ -36,6 +40,7 @@ def render_json(doc: JSON) -> str:
 
 
 def flow_row(flow: FlowDetail, owner: str | None) -> dict[str, JSON]:
+    """Documented keys, plus ``reason`` (why HELD, failed or cancelled)."""
     return {
         "id": flow.id,
         "name": flow.name,
@@ -44,11 +49,34 @@ def flow_row(flow: FlowDetail, owner: str | None) -> dict[str, JSON]:
         "owner": owner,
         "created_at": flow.created_at,
         "updated_at": flow.updated_at,
+        "reason": flow.reason,
     }
 
 
-def claim_row(claim: ClaimInfo) -> dict[str, JSON]:
-    return claim.to_dict()
+def claim_row(
+    claim: ClaimInfo,
+    replica: ReplicaInfo | None = None,
+    flow: FlowDetail | None = None,
+    progress: float | None = None,
+    now: float | None = None,
+) -> dict[str, JSON]:
+    """Documented keys, plus where the owner runs (``host``/``pid`` from its
+    presence; None when the owner is no live replica, which makes the claim
+    ``stale``), the flow's ``state``, ``age`` and ``lease_left`` in seconds
+    (``lease_left`` None and ``lease`` "session" where the session is the
+    lease), and ``last_progress``: the latest task start or end."""
+    current = time.time() if now is None else now
+    return {
+        **claim.to_dict(),
+        "host": replica.host if replica else None,
+        "pid": replica.pid if replica else None,
+        "state": flow.state if flow else None,
+        "age": round(current - claim.claimed_at, 3),
+        "lease": "session" if claim.expires_at is None else "lease",
+        "lease_left": None if claim.expires_at is None else round(claim.expires_at - current, 3),
+        "last_progress": progress,
+        "stale": replica is None,
+    }
 
 
 def task_row(task_id: str, detail: TaskDetail | None) -> dict[str, JSON]:
@@ -73,14 +101,22 @@ def _task_order(flow: FlowDetail, tasks: Mapping[str, TaskDetail]) -> list[str]:
     return known + sorted(t for t in tasks if t not in known)
 
 
+def _list(value: JSON) -> list[JSON]:
+    return list(value) if isinstance(value, list) else []
+
+
 def show_doc(
     flow: FlowDetail,
     tasks: Mapping[str, TaskDetail],
     owner: str | None,
     declines: Sequence[Decline],
+    claim: ClaimInfo | None = None,
 ) -> dict[str, JSON]:
-    """The documented ``show`` object, plus ``reason`` (why HELD or failed)
-    and ``declines`` (which replica refused the flow, and why)."""
+    """The documented ``show`` object, plus ``reason`` (why HELD or failed),
+    ``declines`` (which replica refused the flow, and why), ``claim`` (the
+    live claim), ``resumes`` (each resume: who, when, epoch, takeover or not,
+    and the diff between stored and rebuilt flow), ``operations`` (operator
+    actions) and ``decisions`` (operator choices on version changes)."""
     return {
         "id": flow.id,
         "name": flow.name,
@@ -94,28 +130,36 @@ def show_doc(
         "unmatched": [str(u) for u in flow.meta.get("unmatched", [])],
         "reason": flow.reason,
         "declines": [{"replica_id": d.replica_id, "reason": d.reason, "at": d.at} for d in declines],
+        "created_at": flow.created_at,
+        "updated_at": flow.updated_at,
+        "epoch": flow.epoch,
+        "claim": claim.to_dict() if claim else None,
+        "resumes": _list(flow.meta.get("resumes")),
+        "operations": _list(flow.meta.get("operations")),
+        "decisions": flow.meta.get("version_decisions") or {},
     }
-
-
-def stranded(doc: Mapping[str, JSON], replicas: Sequence[ReplicaInfo]) -> bool:
-    """Runnable, unowned, and every live replica declined it: nobody will
-    run it until a replica with its code joins."""
-    declined = {d["replica_id"] for d in doc["declines"]}
-    live = {r.replica_id for r in replicas}
-    runnable = doc["state"] in RUNNABLE_FLOW_STATES and doc["owner"] is None
-    return bool(runnable and declined and live <= declined)
 
 
 # ------------------------------------------------------------------ tables
 
 
-def _when(stamp: float | None) -> str:
+def when(stamp: float | None) -> str:
     if stamp is None:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
 
-def _short(value: JSON, width: int = 40) -> str:
+def seconds(value: float | None) -> str:
+    """A span for people: 4.2s, 12m, 3.5h, 2.0d."""
+    if value is None:
+        return "-"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+        if abs(value) >= size:
+            return f"{value / size:.1f}{unit}"
+    return f"{value:.1f}s"
+
+
+def short(value: JSON, width: int = 40) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -130,39 +174,77 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def render_flows(rows: Sequence[Mapping[str, JSON]]) -> str:
     if not rows:
         return "no flows"
-    cells = [[r["id"], r["state"], _short(r["name"], 30), r["factory"], r["owner"] or "-",
-              _when(r["updated_at"])] for r in rows]
-    return table(["ID", "STATE", "NAME", "FACTORY", "OWNER", "UPDATED"], cells)
+    cells = [[r["id"], r["state"], short(r["name"], 30), r["factory"], r["owner"] or "-",
+              when(r["updated_at"]), _why(r)] for r in rows]
+    return table(["ID", "STATE", "NAME", "FACTORY", "OWNER", "UPDATED", "WHY"], cells)
+
+
+def _why(row: Mapping[str, JSON]) -> str:
+    text = row.get("stranded") or row.get("reason") or ""
+    return short(text, 100) if text else ""
 
 
 def render_claims(rows: Sequence[Mapping[str, JSON]], now: float) -> str:
     if not rows:
         return "no claims"
-    cells = [[r["flow_id"], r["owner"], str(r["epoch"]), _when(r["claimed_at"]), _expires(r["expires_at"], now)]
+    cells = [[r["flow_id"], r["owner"] + (" (stale)" if r.get("stale") else ""), r.get("host") or "-",
+              str(r.get("pid") or "-"), str(r["epoch"]), r.get("state") or "-",
+              seconds(now - r["claimed_at"]), _lease_left(r["expires_at"], now), _ago(r.get("last_progress"), now)]
              for r in rows]
-    return table(["FLOW", "OWNER", "EPOCH", "CLAIMED", "EXPIRES"], cells)
+    return table(["FLOW", "OWNER", "HOST", "PID", "EPOCH", "STATE", "AGE", "LEASE LEFT", "LAST PROGRESS"], cells)
 
 
-def _expires(at: float | None, now: float) -> str:
-    return "with session" if at is None else f"in {at - now:.1f}s"
+def _lease_left(at: float | None, now: float) -> str:
+    return "session" if at is None else seconds(at - now)
+
+
+def _ago(stamp: float | None, now: float) -> str:
+    return "-" if stamp is None else f"{seconds(now - stamp)} ago"
 
 
 def render_show(doc: Mapping[str, JSON], is_stranded: bool) -> str:
     lines = [
         f"flow      {doc['id']}  ({doc['name']})",
         f"state     {doc['state']}" + (f": {doc['reason']}" if doc["reason"] else ""),
-        f"factory   {doc['factory']}  args={_short(doc['args'])}  kwargs={_short(doc['kwargs'])}",
-        f"inputs    {_short(doc['inputs'], 80)}",
-        f"owner     {doc['owner'] or '-'}",
+        f"factory   {doc['factory']}  args={short(doc['args'])}  kwargs={short(doc['kwargs'])}",
+        f"inputs    {short(doc['inputs'], 80)}",
+        f"owner     {doc['owner'] or '-'}" + _claim_text(doc.get("claim")),
+        f"updated   {when(doc.get('updated_at'))}  (created {when(doc.get('created_at'))})",
     ]
-    lines += [f"declined  by {d['replica_id']} at {_when(d['at'])}: {d['reason']}" for d in doc["declines"]]
+    lines += [f"declined  by {d['replica_id']} at {when(d['at'])}: {d['reason']}" for d in doc["declines"]]
     if is_stranded:
-        lines.append("STRANDED  no live owner, and every live replica declined it: "
-                     "start a replica that can import its factory")
+        lines.append("STRANDED  " + (doc.get("stranded_reason") or "no live owner, and every live replica "
+                                     "declined it: start a replica that can import its factory"))
+    lines += [f"decision  {task}: {choice}" for task, choice in (doc.get("decisions") or {}).items()]
     cells = [[t["id"], t["state"], t["version"] or "-", str(t["attempts"]), t["owner"] or "-",
-              _short(t["failure"]["message"] if t["failure"] else t["result"])] for t in doc["tasks"]]
+              short(t["failure"]["message"] if t["failure"] else t["result"])] for t in doc["tasks"]]
     lines += ["", table(["TASK", "STATE", "VERSION", "ATTEMPTS", "OWNER", "RESULT / FAILURE"], cells)
               if cells else "no tasks"]
     if doc["unmatched"]:
         lines.append("unmatched (stored, no longer in the flow): " + ", ".join(doc["unmatched"]))
-    return "\n".join(lines)
+    return "\n".join(lines + _history(doc))
+
+
+def _claim_text(claim: Mapping[str, JSON] | None) -> str:
+    return f"  (claim {claim['token']})" if claim else ""
+
+
+def _history(doc: Mapping[str, JSON]) -> list[str]:
+    lines = []
+    for entry in doc.get("resumes") or []:
+        kind = f"took over from {entry.get('previous_owner')}" if entry.get("takeover") else "resumed"
+        lines.append(f"{when(entry.get('at'))}  epoch {entry.get('epoch')}  {entry.get('owner')} {kind}"
+                     + _diff_text(entry))
+    for entry in doc.get("operations") or []:
+        fenced = f", fenced {entry['fenced']}" if entry.get("fenced") else ""
+        lines.append(f"{when(entry.get('at'))}  epoch {entry.get('epoch')}  {entry.get('action')} by "
+                     f"{entry.get('by')}{fenced}")
+    return ["", "history:", *sorted(lines)] if lines else []
+
+
+def _diff_text(entry: Mapping[str, JSON]) -> str:
+    parts = [f"{key} {', '.join(str(t) for t in entry.get(key) or [])}" for key in ("added", "unmatched")
+             if entry.get(key)]
+    parts += [f"version {c.get('task')} {c.get('stored')}->{c.get('current')} ({c.get('policy')})"
+              for c in entry.get("version_changed") or []]
+    return ("; " + "; ".join(parts)) if parts else ""

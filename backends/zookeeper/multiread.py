@@ -57,7 +57,8 @@ class MultiRead(NamedTuple):
             out += multiheader_struct.pack(_OP_GET_DATA, False, -1)
             out += write_string(path)
             out.append(0)  # watch: no
-        return out + multiheader_struct.pack(-1, True, -1)
+        out += multiheader_struct.pack(-1, True, -1)  # the end marker
+        return out
 
     @classmethod
     def deserialize(cls, buffer: bytes, offset: int) -> list[Raw | BaseException | None]:

@@ -1,0 +1,342 @@
+"""Operator actions on stored flows: release, cancel, retry, purge.
+
+Each action writes the way a replica does, so it is safe while replicas
+run: it claims the flow first and every write carries the operator's claim
+token. ``release``, ``cancel`` and ``retry`` claim with ``force``, which
+bumps the epoch: the previous holder's next write (the RUNNING record of
+the task it would start next, a result, a renewal) fails with ``ClaimLost``
+and its runner stops. So there is never a moment when an operator and a
+replica both write one flow. ``purge`` claims without force and skips flows
+someone holds.
+
+Every action re-reads the flow *after* claiming it (the fenced owner may
+have written in between) and checks again that it applies; a refusal
+(``OpRefused``) changes nothing. Each action leaves a note in
+``flow.meta["operations"]`` (who, when, what, which claim it fenced).
+
+All of it is callable from Python::
+
+    from flowbaton.coordinator import ops
+    ops.cancel(backend, flow_id)
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backends.base import Backend
+from ..backends.errors import ClaimHeld, FlowbatonError, FlowNotFound
+from ..backends.records import ClaimInfo, ClaimToken, FlowDetail, TaskDetail
+from ..backends.states import (
+    CANCELLED,
+    FAILURE,
+    HELD,
+    PENDING,
+    REVERT_FAILURE,
+    REVERTED,
+    REVERTING,
+    RUNNABLE_FLOW_STATES,
+    RUNNING,
+    TERMINAL_FLOW_STATES,
+)
+from ..engine.resume import DECISIONS_KEY
+
+__all__ = [
+    "OpRefused",
+    "ActionResult",
+    "PurgeReport",
+    "OPERATIONS_KEY",
+    "operator_id",
+    "release",
+    "cancel",
+    "retry",
+    "purge",
+]
+
+log = logging.getLogger("flowbaton.coordinator.ops")
+
+OPERATIONS_KEY = "operations"  # flow.meta: the last operator actions, oldest first
+_HISTORY = 20
+# How long an operator's claim lives if the command dies mid-action (on
+# ZooKeeper: until the command's session ends). Actions take milliseconds.
+OP_LEASE = 30.0
+CANCELLABLE = RUNNABLE_FLOW_STATES | {HELD}
+RETRYABLE = frozenset({FAILURE, REVERTED, HELD})
+# Task states a retry puts back to PENDING: the work failed, or was undone.
+RESETTABLE = frozenset({FAILURE, REVERTED, REVERT_FAILURE, REVERTING})
+DECISIONS = ("rerun", "reuse")
+
+
+class OpRefused(FlowbatonError, ValueError):
+    """The action does not apply to the flow as it is now (its state, an
+    unknown task, a missing choice). Nothing was changed."""
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What one action did, for people (``describe``) and scripts."""
+
+    action: str
+    flow_id: str
+    state_before: str
+    state: str
+    epoch: int  # the operator's claim; every later claim is larger
+    fenced: ClaimInfo | None  # the live claim the action took away, if any
+    tasks: list[str] = field(default_factory=list)  # task details put back to PENDING
+    decisions: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        fenced = (f"fenced {self.fenced.owner}'s claim (epoch {self.fenced.epoch}): its next write fails"
+                  if self.fenced else "no live claim to fence")
+        head = {
+            "release": f"released flow {self.flow_id} ({self.state}): {fenced}; any replica may resume it",
+            "cancel": f"cancelled flow {self.flow_id} (was {self.state_before}): {fenced}; no task starts again",
+            "retry": f"flow {self.flow_id} is {self.state} again (was {self.state_before}): {fenced}",
+        }[self.action]
+        extra = [f"tasks back to PENDING: {', '.join(self.tasks)}"] if self.tasks else []
+        extra += [f"version decision: {t}={d}" for t, d in self.decisions.items()]
+        return "; ".join([head, *extra])
+
+
+@dataclass
+class PurgeReport:
+    """Flows purged (or, with ``dry_run``, that would be) and flows skipped."""
+
+    dry_run: bool
+    cutoff: float  # flows last updated before this wall-clock time qualify
+    flows: list[FlowDetail] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (flow id, why)
+
+
+def operator_id() -> str:
+    """The claim owner name of operator actions: who, where, which process."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name (some containers)
+        user = f"uid{os.getuid()}"
+    return f"operator-{user}@{socket.gethostname()}-{os.getpid()}"
+
+
+# ------------------------------------------------------------------ helpers
+
+
+@contextmanager
+def _claimed(backend: Backend, flow_id: str, who: str) -> Iterator[tuple[ClaimToken, ClaimInfo | None]]:
+    """Force-claim the flow for the block; release at the end. The claim
+    read first only names who is fenced (it may change in between)."""
+    held = backend.current_claim(flow_id)
+    token = backend.claim(flow_id, who, OP_LEASE, force=True)
+    log.info("operator %s claimed flow %s at epoch %d (fencing %s)", who, flow_id, token.epoch,
+             held.token if held else "nobody", extra={"flow_id": flow_id, "epoch": token.epoch})
+    try:
+        yield token, held
+    except BaseException:
+        _release_quietly(backend, token)
+        raise
+    backend.release(token)
+
+
+def _release_quietly(backend: Backend, token: ClaimToken) -> None:
+    """Release on the way out of a failed action; the original error wins."""
+    try:
+        backend.release(token)
+    except FlowbatonError as err:
+        log.warning("operator claim on flow %s not released (its lease will end it): %s", token.flow_id, err)
+
+
+def _save(backend: Backend, token: ClaimToken, flow: FlowDetail) -> None:
+    flow.updated_at = time.time()
+    flow.epoch = token.epoch
+    backend.save_flow(token, flow)
+
+
+def _note(flow: FlowDetail, action: str, who: str, token: ClaimToken, held: ClaimInfo | None,
+          **extra: Any) -> None:
+    entry = {"action": action, "by": who, "at": time.time(), "epoch": token.epoch,
+             "fenced": held.token if held else None, **extra}
+    history = list(flow.meta.get(OPERATIONS_KEY) or [])[-(_HISTORY - 1):]
+    flow.meta = {**flow.meta, OPERATIONS_KEY: [*history, entry]}
+
+
+def _require(flow: FlowDetail, allowed: frozenset[str], action: str) -> None:
+    if flow.state not in allowed:
+        raise OpRefused(f"cannot {action} flow {flow.id}: it is {flow.state}; {action} applies to "
+                        f"{', '.join(sorted(allowed))} flows")
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(stamp))
+
+
+# ------------------------------------------------------------------ actions
+
+
+def release(backend: Backend, flow_id: str, *, who: str | None = None) -> ActionResult:
+    """Take the flow's claim away (bumping the epoch, so its holder is fenced)
+    and leave the flow unowned: any replica may resume it at once."""
+    who = who or operator_id()
+    with _claimed(backend, flow_id, who) as (token, held):
+        flow = backend.load_flow(flow_id)
+        before = flow.state
+        _note(flow, "release", who, token, held)
+        flow.owner = None  # a hand-over, not a crash: the next claim is no takeover
+        _save(backend, token, flow)
+    return ActionResult("release", flow_id, before, flow.state, token.epoch, held)
+
+
+def cancel(backend: Backend, flow_id: str, *, who: str | None = None) -> ActionResult:
+    """Stop the flow for good: state CANCELLED, no task starts again anywhere
+    (its owner is fenced, and CANCELLED is not runnable). Tasks that are
+    running finish, but their results are not written; nothing is reverted."""
+    who = who or operator_id()
+    _require(backend.load_flow(flow_id), CANCELLABLE, "cancel")  # refuse before fencing anyone
+    with _claimed(backend, flow_id, who) as (token, held):
+        flow = backend.load_flow(flow_id)
+        _require(flow, CANCELLABLE, "cancel")  # it may have ended meanwhile
+        before = flow.state
+        _note(flow, "cancel", who, token, held)
+        flow.state, flow.owner = CANCELLED, None
+        flow.reason = f"cancelled by operator {who} at {_when(time.time())}"
+        _save(backend, token, flow)
+    return ActionResult("cancel", flow_id, before, CANCELLED, token.epoch, held)
+
+
+def retry(
+    backend: Backend,
+    flow_id: str,
+    task: str | None = None,
+    decision: str | None = None,
+    *,
+    who: str | None = None,
+) -> ActionResult:
+    """Put a FAILURE/REVERTED flow back to run: its failed and reverted task
+    details (or just ``task``) become PENDING again (attempt counts kept, so
+    idempotency keys and attempt numbers go on), the flow RUNNING and
+    unowned, its takeover count reset. A HELD flow runs again too;
+    ``decision`` ("rerun" or "reuse") settles a major version change, for
+    ``task`` or for every task."""
+    if decision not in (None, *DECISIONS):
+        raise OpRefused(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+    who = who or operator_id()
+    _retry_plan(backend.load_flow(flow_id), backend.load_tasks(flow_id), task, decision)
+    with _claimed(backend, flow_id, who) as (token, held):
+        flow, tasks = backend.load_flow(flow_id), backend.load_tasks(flow_id)
+        reset = _retry_plan(flow, tasks, task, decision)
+        for tid in reset:
+            backend.save_task(token, _pending(tasks[tid], token, who))
+        before = flow.state
+        decisions = _reopen(flow, task, decision)
+        _note(flow, "retry", who, token, held, tasks=reset, decisions=decisions)
+        _save(backend, token, flow)
+    return ActionResult("retry", flow_id, before, flow.state, token.epoch, held, reset, decisions)
+
+
+def _retry_plan(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None, decision: str | None) -> list[str]:
+    """The task ids a retry puts back to PENDING, or ``OpRefused``."""
+    _require(flow, RETRYABLE, "retry")
+    if flow.state == HELD:
+        _check_held(flow, tasks, task, decision)
+        return []
+    resettable = sorted(t for t, d in tasks.items() if d.state in RESETTABLE)
+    if task is None:
+        return resettable
+    if task not in tasks:
+        raise OpRefused(f"flow {flow.id} has no stored task {task!r} (stored: {', '.join(sorted(tasks)) or 'none'})")
+    if task not in resettable:
+        raise OpRefused(f"task {task!r} of flow {flow.id} is {tasks[task].state}; retry resets "
+                        f"{', '.join(sorted(RESETTABLE))} tasks (here: {', '.join(resettable) or 'none'})")
+    return [task]
+
+
+def _check_held(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None, decision: str | None) -> None:
+    if task is not None and decision is None:
+        raise OpRefused("on a HELD flow, --task names the task a --rerun/--reuse choice is for; add one of them")
+    if task is not None and task not in tasks and task not in (flow.meta.get("tasks") or []):
+        raise OpRefused(f"flow {flow.id} has no task {task!r}")
+    undecided = _undecided_versions(flow)
+    if undecided and decision is None:
+        raise OpRefused(f"flow {flow.id} is held because {'; '.join(undecided)}: choose --rerun "
+                        "(run those tasks again) or --reuse (keep their stored results)")
+
+
+def _undecided_versions(flow: FlowDetail) -> list[str]:
+    """Major version changes the last resume held the flow for (policy 'fail')."""
+    diff = flow.meta.get("diff")
+    changes = (diff.get("version_changed") or []) if isinstance(diff, dict) else []
+    return [f"task {c.get('task')!r} changed major version {c.get('stored')} -> {c.get('current')}"
+            for c in changes if isinstance(c, dict) and c.get("policy") == "fail"]
+
+
+def _pending(detail: TaskDetail, token: ClaimToken, who: str) -> TaskDetail:
+    """The task detail as a retry writes it: PENDING, attempts kept, the
+    failure moved into meta, written under the operator's token."""
+    meta = {k: v for k, v in detail.meta.items() if k != "first_started"}  # a fresh retry window
+    meta["retried"] = {"at": time.time(), "by": who, "from_state": detail.state, "failure": detail.failure}
+    return TaskDetail(detail.task_id, PENDING, None, None, detail.version, detail.attempts, None, None,
+                      who, token.claim_id, token.epoch, meta)
+
+
+def _reopen(flow: FlowDetail, task: str | None, decision: str | None) -> dict[str, str]:
+    """Flow fields of a retry; returns the version decision it added."""
+    meta = dict(flow.meta)
+    meta["takeovers"] = 0  # a fresh start for the poison-flow guard
+    meta.pop("progress_mark", None)
+    added = {task or "*": decision} if decision else {}
+    if added:
+        meta[DECISIONS_KEY] = {**(meta.get(DECISIONS_KEY) or {}), **added}
+    flow.meta, flow.state, flow.reason, flow.owner = meta, RUNNING, None, None
+    return added
+
+
+# -------------------------------------------------------------------- purge
+
+
+def purge(backend: Backend, finished_before: float, dry_run: bool = False, *, who: str | None = None,
+          now: float | None = None) -> PurgeReport:
+    """Delete finished flows (SUCCESS, REVERTED, FAILURE, CANCELLED) last
+    updated more than ``finished_before`` seconds ago, with their tasks and
+    declines. Each is claimed first (without force: a flow someone holds is
+    skipped) and deleted under that claim."""
+    cutoff = (time.time() if now is None else now) - finished_before
+    report = PurgeReport(dry_run, cutoff)
+    old = [f for f in backend.list_flows(TERMINAL_FLOW_STATES) if f.updated_at < cutoff]
+    if dry_run:
+        report.flows = old
+        return report
+    who = who or operator_id()
+    for flow in old:
+        why = _purge_one(backend, flow.id, cutoff, who)
+        if why is None:
+            report.flows.append(flow)
+        else:
+            report.skipped.append((flow.id, why))
+    return report
+
+
+def _purge_one(backend: Backend, flow_id: str, cutoff: float, who: str) -> str | None:
+    """Delete one flow; None when done, else why it was skipped."""
+    try:
+        token = backend.claim(flow_id, who, OP_LEASE)
+    except ClaimHeld as err:
+        return f"claimed: {err}"
+    except FlowNotFound:
+        return "already gone"
+    try:
+        flow = backend.load_flow(flow_id)
+        changed = flow.state not in TERMINAL_FLOW_STATES or flow.updated_at >= cutoff
+        if not changed:
+            backend.delete_flow(token)
+            return None
+    except BaseException:
+        _release_quietly(backend, token)
+        raise
+    backend.release(token)
+    return f"changed since the listing (now {flow.state})"

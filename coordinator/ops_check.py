@@ -1,0 +1,83 @@
+"""``flowbaton check``: is this deployment safe to run flows on?
+
+Problems (exit status 1): the backend does not answer; the backend warns
+about its server (e.g. a Redis that may evict claim keys, or has
+persistence off). Notes (informational): the flowbaton version here and on
+each live replica (mixed versions are normal during a rolling deploy),
+how many replicas are live, claims held by no live replica.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..backends import open_backend
+from ..backends.base import Backend
+from ..backends.errors import BackendUnavailable, CorruptRecord
+from ..backends.records import ReplicaInfo
+from .identity import flowbaton_version
+
+__all__ = ["CheckReport", "check"]
+
+
+@dataclass
+class CheckReport:
+    backend: str
+    version: str
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    replicas: list[ReplicaInfo] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check(target: str | Backend) -> CheckReport:
+    """Check the backend ``target`` names (a URL, opened and closed here, or
+    an open backend). Only a bad URL raises; everything else is reported."""
+    url = target if isinstance(target, str) else target.url
+    report = CheckReport(url, flowbaton_version())
+    try:
+        backend = open_backend(target) if isinstance(target, str) else target
+    except BackendUnavailable as err:
+        report.problems.append(f"backend unreachable: {err}")
+        return report
+    try:
+        _inspect(backend, report)
+    except BackendUnavailable as err:
+        report.problems.append(f"backend unreachable: {err}")
+    finally:
+        if isinstance(target, str):
+            backend.close()
+    return report
+
+
+def _inspect(backend: Backend, report: CheckReport) -> None:
+    try:
+        report.replicas = backend.list_replicas()
+    except CorruptRecord as err:
+        report.problems.append(f"unreadable replica record: {err}")
+    claims = backend.list_claims()
+    report.notes.append(f"backend reachable: {backend.url}")
+    report.problems += [f"unsafe backend setting: {w}" for w in backend.warnings()]
+    report.notes += _version_notes(report.version, report.replicas)
+    live = {r.replica_id for r in report.replicas}
+    orphans = sorted({c.owner for c in claims if c.owner not in live})
+    if orphans:
+        report.notes.append(f"{sum(c.owner not in live for c in claims)} claim(s) held by no live replica "
+                            f"({', '.join(orphans)}): taken over when their lease or session ends")
+
+
+def _version_notes(mine: str, replicas: list[ReplicaInfo]) -> list[str]:
+    notes = [f"flowbaton {mine} here"]
+    if not replicas:
+        return [*notes, "no live replica: flows wait until one starts"]
+    versions = Counter(r.version for r in replicas)
+    listed = ", ".join(f"{v} ({n})" for v, n in sorted(versions.items()))
+    notes.append(f"{len(replicas)} live replica(s) running flowbaton {listed}")
+    if len(versions) > 1:
+        notes.append("replicas run different flowbaton versions: normal during a rolling deploy, "
+                     "not for long")
+    return notes

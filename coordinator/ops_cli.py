@@ -1,0 +1,214 @@
+"""The operator commands of the CLI: listings, ``show``, ``plan``, the
+fenced actions and ``check``.
+
+Each command is a thin shell over ``ops_query``/``ops``/``ops_check`` (the
+same functions scripts and the bench call) plus rendering. Actions ask for
+confirmation when stdin is a terminal, unless ``--yes``; a refusal, like any
+bad input, is one line on stderr and exit status 2 (``cli.main``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import ops, ops_query
+from .cli_commands import UsageError, backend_url, emit, opened
+from .cli_views import render_claims, render_flows, render_json, render_show
+from .ops_check import check
+from .ops_time import age_of, parse_point
+from .ops_views import render_check, render_plan, render_purge, render_replicas
+
+__all__ = ["add_ops_commands"]
+
+EXIT_PROBLEM = 1
+
+Command = Callable[[str, str], argparse.ArgumentParser]
+
+
+def _time_arg(convert: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            return convert(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = "time"
+    return parse
+
+
+def _json_flag(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--json", action="store_true", help="one JSON document")
+
+
+def _yes_flag(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation on a terminal")
+
+
+def add_ops_commands(command: Command, state: Callable[[str], str]) -> None:
+    """Register the operator commands; ``command(name, help)`` makes a
+    subparser, ``state`` converts a flow state argument."""
+    _add_listings(command, state)
+    _add_actions(command)
+    cmd = command("check", "backend reachable, server settings safe, versions; exit 1 on a problem")
+    cmd.set_defaults(func=cmd_check)
+
+
+def _add_listings(command: Command, state: Callable[[str], str]) -> None:
+    flows = command("flows", "list stored flows, oldest first")
+    flows.add_argument("--state", type=state, help="only flows in this state")
+    flows.add_argument("--owner", metavar="ID", help="only flows claimed by this replica")
+    flows.add_argument("--stranded", action="store_true",
+                       help="only runnable flows no live replica will run (rows say why)")
+    flows.add_argument("--since", metavar="T", type=_time_arg(parse_point),
+                       help="only flows updated since T: a duration back from now (10m, 2h, 1d) or an ISO time")
+    _json_flag(flows)
+    flows.set_defaults(func=cmd_flows)
+    claims = command("claims", "live claims: owner host/pid, epoch, age, lease left, last progress")
+    claims.add_argument("--owner", metavar="ID", help="only claims of this replica")
+    claims.add_argument("--stale", action="store_true", help="only claims whose owner is no live replica")
+    _json_flag(claims)
+    claims.set_defaults(func=cmd_claims)
+    replicas = command("replicas", "live replicas, their claims, and backend warnings")
+    _json_flag(replicas)
+    replicas.set_defaults(func=cmd_replicas)
+    for name, help_text, func in (
+        ("show", "one flow: record, tasks, unmatched, declines, resume history", cmd_show),
+        ("plan", "what resuming a flow with the code here would do; changes nothing", cmd_plan),
+    ):
+        cmd = command(name, help_text)
+        cmd.add_argument("flow_id", metavar="FLOW_ID")
+        _json_flag(cmd)
+        cmd.set_defaults(func=func)
+
+
+def _add_actions(command: Command) -> None:
+    for name, help_text, func in (
+        ("release", "force a flow's claim free; bumps the epoch so the old owner is fenced", cmd_release),
+        ("cancel", "stop a flow: no new task starts anywhere, state CANCELLED", cmd_cancel),
+        ("retry", "put a FAILURE/REVERTED flow (or one task) back to run, or settle a HELD flow", cmd_retry),
+    ):
+        cmd = command(name, help_text)
+        cmd.add_argument("flow_id", metavar="FLOW_ID")
+        _yes_flag(cmd)
+        cmd.set_defaults(func=func)
+        if name == "retry":
+            cmd.add_argument("--task", metavar="ID", help="only this task (with --rerun/--reuse: the choice is for it)")
+            choice = cmd.add_mutually_exclusive_group()
+            choice.add_argument("--rerun", action="store_true", help="a task whose major version changed runs again")
+            choice.add_argument("--reuse", action="store_true", help="... keeps its stored result")
+    purge = command("purge", "delete finished flows (SUCCESS, REVERTED, FAILURE, CANCELLED) last updated long ago")
+    purge.add_argument("--finished-before", metavar="DURATION", required=True, type=_time_arg(age_of),
+                       help="a duration (30d, 12h) or an ISO time; flows last updated before then go")
+    purge.add_argument("--dry-run", action="store_true", help="list what would be purged; change nothing")
+    _yes_flag(purge)
+    purge.set_defaults(func=cmd_purge)
+
+
+# ----------------------------------------------------------------- listings
+
+
+def _emit_doc(args: argparse.Namespace, doc: Any, render: Callable[[Any], str]) -> int:
+    emit(render_json(doc) if args.json else render(doc))
+    return 0
+
+
+def cmd_flows(args: argparse.Namespace) -> int:
+    with opened(args) as backend:
+        rows = ops_query.flows(backend, state=args.state, owner=args.owner, stranded=args.stranded,
+                               since=args.since)
+    return _emit_doc(args, rows, render_flows)
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    with opened(args) as backend:
+        rows = ops_query.claims(backend, owner=args.owner, stale=args.stale)
+    return _emit_doc(args, rows, lambda r: render_claims(r, time.time()))
+
+
+def cmd_replicas(args: argparse.Namespace) -> int:
+    with opened(args) as backend:
+        doc = ops_query.replicas(backend)
+    return _emit_doc(args, doc, lambda d: render_replicas(d, time.time()))
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with opened(args) as backend:
+        doc = ops_query.show(backend, args.flow_id)
+    return _emit_doc(args, doc, lambda d: render_show(d, d["stranded"]))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    with opened(args) as backend:
+        doc = ops_query.plan(backend, args.flow_id)
+    return _emit_doc(args, doc, render_plan)
+
+
+# ------------------------------------------------------------------ actions
+
+
+def confirm(args: argparse.Namespace, question: str) -> None:
+    """Ask on a terminal (unless ``--yes``); anything but yes changes nothing.
+    Scripts (stdin not a terminal) are not asked."""
+    if args.yes or not sys.stdin.isatty():
+        return
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise UsageError("not confirmed; nothing was changed")
+
+
+def _describe(backend: Any, flow_id: str) -> str:
+    flow = backend.load_flow(flow_id)
+    claim = backend.current_claim(flow_id)
+    owner = f", claimed by {claim.owner} at epoch {claim.epoch}" if claim else ", not claimed"
+    return f"flow {flow_id} ({flow.state}{owner})"
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    with opened(args) as backend:
+        confirm(args, f"release {_describe(backend, args.flow_id)}? Its owner will be fenced.")
+        result = ops.release(backend, args.flow_id)
+    emit(result.describe())
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with opened(args) as backend:
+        confirm(args, f"cancel {_describe(backend, args.flow_id)}? It will never run again.")
+        result = ops.cancel(backend, args.flow_id)
+    emit(result.describe())
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    decision = "rerun" if args.rerun else "reuse" if args.reuse else None
+    with opened(args) as backend:
+        what = f" task {args.task}" if args.task else ""
+        confirm(args, f"retry{what} of {_describe(backend, args.flow_id)}?")
+        result = ops.retry(backend, args.flow_id, task=args.task, decision=decision)
+    emit(result.describe())
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    with opened(args) as backend:
+        listed = ops.purge(backend, args.finished_before, dry_run=True)
+        if args.dry_run or not listed.flows:
+            emit(render_purge(listed))
+            return 0
+        confirm(args, f"delete {len(listed.flows)} finished flow(s) and their tasks for good?")
+        report = ops.purge(backend, args.finished_before)
+    emit(render_purge(report))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    target = getattr(args, "backend_object", None) or backend_url(args)
+    report = check(target)
+    emit(render_check(report))
+    return 0 if report.ok else EXIT_PROBLEM
+

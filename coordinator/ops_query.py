@@ -1,0 +1,155 @@
+"""What operators read: flows, claims, replicas, one flow, a resume plan.
+
+Each function returns the documented JSON-ready shapes (``cli_views``) and
+is what the CLI calls, so scripts and the bench (``bench/ops_scale.py``)
+measure exactly what an operator waits for. Costs: listings read the flow
+index once (``list_flows``) plus the live claims and replicas; per-flow
+reads happen only for claims (their flow and tasks, for state and last
+progress) and for stranded candidates (their declines), in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.base import Backend
+from ..backends.errors import CorruptRecord, FlowNotFound
+from ..backends.records import ClaimInfo, FlowDetail, ReplicaInfo, TaskDetail
+from ..backends.states import RUNNABLE_FLOW_STATES
+from ..engine.lifecycle import plan_flow
+from .cli_views import claim_row, flow_row, show_doc
+from .ops_stranded import find_stranded, gather, stranded_reason
+
+__all__ = ["Fleet", "flows", "claims", "replicas", "show", "plan", "last_progress"]
+
+log = logging.getLogger("flowbaton.coordinator.ops")
+
+JSON = Any
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The live replicas and live claims, read once per command."""
+
+    replicas: list[ReplicaInfo]
+    claims: list[ClaimInfo]
+
+    @classmethod
+    def read(cls, backend: Backend) -> Fleet:
+        return cls(backend.list_replicas(), backend.list_claims())
+
+    def owners(self) -> dict[str, str]:
+        return {c.flow_id: c.owner for c in self.claims}
+
+    def replica(self, replica_id: str) -> ReplicaInfo | None:
+        return next((r for r in self.replicas if r.replica_id == replica_id), None)
+
+
+# -------------------------------------------------------------------- flows
+
+
+def flows(
+    backend: Backend,
+    *,
+    state: str | None = None,
+    owner: str | None = None,
+    stranded: bool = False,
+    since: float | None = None,
+) -> list[dict[str, JSON]]:
+    """Stored flows, oldest first: in ``state``, claimed by ``owner``,
+    updated at or after ``since`` (wall-clock seconds), stranded (rows then
+    say why, under ``stranded``)."""
+    fleet = Fleet.read(backend)
+    if stranded:
+        states: Sequence[str] | None = [state] if state else sorted(RUNNABLE_FLOW_STATES)
+    else:
+        states = [state] if state else None
+    found = backend.list_flows(states)
+    owners = fleet.owners()
+    found = [f for f in found if (owner is None or owners.get(f.id) == owner)
+             and (since is None or f.updated_at >= since)]
+    if not stranded:
+        return [flow_row(f, owners.get(f.id)) for f in found]
+    reasons = find_stranded(backend, found, set(owners), fleet.replicas)
+    return [{**flow_row(f, owners.get(f.id)), "stranded": reasons[f.id]} for f in found if f.id in reasons]
+
+
+# ------------------------------------------------------------------- claims
+
+
+def last_progress(tasks: Sequence[TaskDetail]) -> float | None:
+    """The latest task start or end: when the flow last moved."""
+    stamps = [t.finished_at or t.started_at for t in tasks]
+    known = [s for s in stamps if s is not None]
+    return max(known) if known else None
+
+
+def _claimed_flow(backend: Backend, flow_id: str) -> tuple[FlowDetail | None, float | None]:
+    try:
+        return backend.load_flow(flow_id), last_progress(list(backend.load_tasks(flow_id).values()))
+    except FlowNotFound:  # purged since the claims were listed
+        return None, None
+    except CorruptRecord as err:  # one bad record must not hide every claim
+        log.warning("claims: %s", err)
+        return None, None
+
+
+def claims(backend: Backend, *, owner: str | None = None, stale: bool = False,
+           now: float | None = None) -> list[dict[str, JSON]]:
+    """Live claims, oldest first; ``stale``: only those whose owner is not a
+    live replica (a dead process whose lease has not run out yet, a zombie,
+    an interrupted operator command)."""
+    fleet = Fleet.read(backend)
+    live = {r.replica_id for r in fleet.replicas}
+    chosen = [c for c in sorted(fleet.claims, key=lambda c: (c.claimed_at, c.flow_id))
+              if (owner is None or c.owner == owner) and (not stale or c.owner not in live)]
+    context = gather(lambda c: _claimed_flow(backend, c.flow_id), chosen)
+    current = time.time() if now is None else now
+    return [claim_row(c, fleet.replica(c.owner), flow, progress, current)
+            for c, (flow, progress) in zip(chosen, context, strict=True)]
+
+
+# ----------------------------------------------------------------- replicas
+
+
+def replicas(backend: Backend) -> dict[str, JSON]:
+    """Live replicas with the flows each holds, claims held by anyone else
+    (``other_claims``), and the backend's warnings about its server."""
+    fleet = Fleet.read(backend)
+    held: dict[str, list[str]] = {}
+    for claim in fleet.claims:
+        held.setdefault(claim.owner, []).append(claim.flow_id)
+    rows = [{"replica_id": r.replica_id, "host": r.host, "pid": r.pid, "version": r.version,
+             "allow": r.allow, "started_at": r.started_at, "seen_at": r.seen_at,
+             "claims": sorted(held.get(r.replica_id, []))}
+            for r in sorted(fleet.replicas, key=lambda r: (r.started_at, r.replica_id))]
+    live = {r.replica_id for r in fleet.replicas}
+    others = [c.to_dict() for c in fleet.claims if c.owner not in live]
+    return {"replicas": rows, "other_claims": others, "warnings": backend.warnings()}
+
+
+# ------------------------------------------------------------------ one flow
+
+
+def show(backend: Backend, flow_id: str) -> dict[str, JSON]:
+    """Everything about one flow: record, tasks, claim, declines, resume and
+    operator history, and whether it is stranded (and why)."""
+    flow = backend.load_flow(flow_id)
+    claim = backend.current_claim(flow_id)
+    declines = backend.load_declines(flow_id)
+    doc = show_doc(flow, backend.load_tasks(flow_id), claim.owner if claim else None, declines, claim)
+    why = stranded_reason(flow, claim is not None, declines, backend.list_replicas())
+    return {**doc, "stranded": why is not None, "stranded_reason": why}
+
+
+def plan(backend: Backend, flow_id: str) -> dict[str, JSON]:
+    """What resuming the flow with the code importable here would do.
+    Writes nothing. The flow's own factory module is allowed: the operator
+    runs this knowingly, on a flow they name (replicas keep their lists)."""
+    flow = backend.load_flow(flow_id)
+    module = flow.factory.partition(":")[0]
+    return plan_flow(backend, flow_id, allow=[module])

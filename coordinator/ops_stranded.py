@@ -1,0 +1,99 @@
+"""Stranded flows: runnable, no live claim, and no live replica will run them.
+
+A flow is stranded when every live replica either may not import its
+factory (its ``--allow`` prefixes exclude the module) or declined it since
+it started (it tried and failed: module missing, today's code does not
+build). With no live replica at all, every unclaimed runnable flow is
+stranded too: nothing will run it until a replica starts.
+
+Deciding needs the flow's declines only when some live replica's prefixes
+admit the factory, so a listing reads declines for those flows alone, a few
+at a time in parallel (each read is one round trip to the backend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from ..backends.base import Backend
+from ..backends.errors import FactoryError, FlowNotFound
+from ..backends.records import Decline, FlowDetail, ReplicaInfo
+from ..backends.states import RUNNABLE_FLOW_STATES
+from ..engine.factory import check_allowed
+
+__all__ = ["gather", "may_import", "stranded_reason", "find_stranded"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_WORKERS = 8  # parallel reads of per-flow records (claims, declines)
+
+
+def gather(read: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[read(item) for item in items]``, up to ``_WORKERS`` at a time: the
+    drivers are thread-safe and each read waits on one round trip."""
+    if len(items) < 2:
+        return [read(item) for item in items]
+    with ThreadPoolExecutor(min(_WORKERS, len(items)), thread_name_prefix="flowbaton-ops") as pool:
+        return list(pool.map(read, items))
+
+
+def may_import(replica: ReplicaInfo, factory: str) -> bool:
+    """Whether the replica's allowed prefixes admit the factory's module."""
+    try:
+        check_allowed(factory, replica.allow)
+    except FactoryError:  # not allowed, or a malformed stored name
+        return False
+    return True
+
+
+def _needs_declines(flow: FlowDetail, claimed: bool, replicas: Sequence[ReplicaInfo]) -> bool:
+    runnable = flow.state in RUNNABLE_FLOW_STATES and not claimed
+    return runnable and any(may_import(r, flow.factory) for r in replicas)
+
+
+def stranded_reason(
+    flow: FlowDetail, claimed: bool, declines: Sequence[Decline], replicas: Sequence[ReplicaInfo]
+) -> str | None:
+    """Why no live replica will run the flow, or None if one may."""
+    if flow.state not in RUNNABLE_FLOW_STATES or claimed:
+        return None
+    if not replicas:
+        return "no live replica: start one that may import its factory"
+    able = [r for r in replicas if may_import(r, flow.factory)]
+    if not able:
+        module = flow.factory.partition(":")[0]
+        prefixes = "; ".join(f"{r.replica_id}: {', '.join(r.allow) or 'none'}" for r in replicas)
+        return f"no live replica may import {module!r} (allowed prefixes: {prefixes})"
+    latest = {d.replica_id: d for d in declines}
+    # A decline counts only if made since the replica started: a restarted
+    # replica with the same id may have the code by now.
+    refused = [latest[r.replica_id] for r in able if r.replica_id in latest
+               and latest[r.replica_id].at >= r.started_at]
+    if len(refused) < len(able):
+        return None
+    return "declined by every live replica that may import it: " + "; ".join(
+        f"{d.replica_id}: {d.reason}" for d in refused)
+
+
+def find_stranded(
+    backend: Backend, flows: Sequence[FlowDetail], claimed: set[str], replicas: Sequence[ReplicaInfo]
+) -> dict[str, str]:
+    """Flow id -> reason, for the stranded ones among ``flows``."""
+    need = [f for f in flows if _needs_declines(f, f.id in claimed, replicas)]
+    declines = dict(zip([f.id for f in need], gather(lambda f: _declines(backend, f.id), need), strict=True))
+    found: dict[str, str] = {}
+    for flow in flows:
+        reason = stranded_reason(flow, flow.id in claimed, declines.get(flow.id, []), replicas)
+        if reason is not None:
+            found[flow.id] = reason
+    return found
+
+
+def _declines(backend: Backend, flow_id: str) -> list[Decline]:
+    try:
+        return backend.load_declines(flow_id)
+    except FlowNotFound:  # purged since the listing
+        return []

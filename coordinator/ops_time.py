@@ -1,0 +1,62 @@
+"""Times as operators type them: ``10m``, ``2h``, ``1d12h``, or an ISO time.
+
+``--since T`` and ``--finished-before T`` accept either: a duration counts
+back from now, an ISO time is taken as is (local time when it names no
+zone). Anything else is a ``ValueError`` that says what is accepted.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+
+__all__ = ["parse_duration", "parse_point", "age_of"]
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_ACCEPTED = "a duration like 90s, 10m, 2h, 1d12h, 2w, or an ISO time like 2024-05-01T10:00"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text`` (``1h30m``; a bare number is seconds)."""
+    cleaned = text.strip().lower()
+    try:
+        return _non_negative(float(cleaned), text)
+    except ValueError:
+        pass
+    parts = _PART.findall(cleaned)
+    if not parts or "".join(n + u for n, u in parts) != cleaned:
+        raise ValueError(f"not a duration: {text!r} (expected {_ACCEPTED})")
+    return sum(float(number) * _UNITS[unit] for number, unit in parts)
+
+
+def _non_negative(value: float, text: str) -> float:
+    if value < 0:
+        raise ValueError(f"a duration cannot be negative: {text!r}")
+    return value
+
+
+def _parse_iso(text: str) -> float:
+    cleaned = text.strip()
+    if cleaned.endswith(("Z", "z")):  # fromisoformat accepts "Z" only from Python 3.11
+        cleaned = cleaned[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(cleaned).timestamp()
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (expected {_ACCEPTED})") from None
+
+
+def parse_point(text: str, now: float | None = None) -> float:
+    """The wall-clock timestamp ``text`` names: now minus a duration, or an ISO time."""
+    current = time.time() if now is None else now
+    try:
+        return current - parse_duration(text)
+    except ValueError:
+        return _parse_iso(text)
+
+
+def age_of(text: str, now: float | None = None) -> float:
+    """Seconds between the point ``text`` names and now (never negative)."""
+    current = time.time() if now is None else now
+    return max(0.0, current - parse_point(text, current))
