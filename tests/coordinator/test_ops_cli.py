@@ -1,0 +1,255 @@
+"""Every operator command on every backend: parsed JSON, readable tables,
+exit codes, and what each action leaves in the store.
+
+Flows are stored directly in the states under test and replicas are
+presence records, so each command is checked against a known store without
+waiting on real runs (those are in test_ops_fencing.py).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import datetime
+
+import pytest
+
+from flowbaton.backends.base import Backend
+from flowbaton.backends.errors import ClaimLost, FlowNotFound
+from flowbaton.backends.records import Decline
+from flowbaton.backends.states import (
+    CANCELLED,
+    FAILURE,
+    HELD,
+    PENDING,
+    REVERT_FAILURE,
+    REVERTED,
+    RUNNING,
+    SUCCESS,
+)
+
+from .ops_helpers import bad_input, present, run_cli, store, task
+
+DAY = 86400.0
+FAILED = {"type": "builtins.RuntimeError", "message": "boom", "traceback": "..."}
+CLAIM_KEYS = {"flow_id", "owner", "token", "epoch", "claimed_at", "expires_at",
+              "host", "pid", "state", "age", "lease", "lease_left", "last_progress", "stale"}
+
+
+def ids(rows: list[dict[str, object]]) -> list[object]:
+    return [row.get("id") or row.get("flow_id") for row in rows]
+
+
+# ----------------------------------------------------------------- listings
+
+
+def test_listings(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    now = time.time()
+    present(backend, "r1", ["tests."])
+    present(backend, "r2", ["other."], host="hostB", pid=99)
+    old = store(backend, SUCCESS, updated_at=now - 3 * DAY)
+    free = store(backend, PENDING)
+    refused = store(backend, PENDING)
+    backend.record_decline(refused, Decline("r1", "FactoryError: no module named tests", time.time()))
+    busy = store(backend, RUNNING, tasks=[task("s0", SUCCESS, result=1, at=now - 4)])
+    backend.claim(busy, "r1", 60.0)
+    backend.claim(free, "ghost", 60.0)  # held by no live replica
+
+    flows = run_cli(capsys, backend, "flows", "--json").json()
+    assert ids(flows) == [old, free, refused, busy]
+    assert {f["id"]: f["owner"] for f in flows} == {old: None, free: "ghost", refused: None, busy: "r1"}
+    assert ids(run_cli(capsys, backend, "flows", "--state", "pending", "--json").json()) == [free, refused]
+    assert ids(run_cli(capsys, backend, "flows", "--owner", "r1", "--json").json()) == [busy]
+    assert ids(run_cli(capsys, backend, "flows", "--since", "1d", "--json").json()) == [free, refused, busy]
+    iso = datetime.fromtimestamp(now - 3600).isoformat(timespec="seconds")
+    assert ids(run_cli(capsys, backend, "flows", "--since", iso, "--json").json()) == [free, refused, busy]
+    [stuck] = run_cli(capsys, backend, "flows", "--stranded", "--json").json()
+    assert stuck["id"] == refused and "declined by every live replica" in stuck["stranded"]
+    assert "r1: FactoryError" in stuck["stranded"]
+    table = run_cli(capsys, backend, "flows", "--stranded")
+    assert table.code == 0 and refused in table.stdout and "declined by every" in table.stdout
+
+    claims = run_cli(capsys, backend, "claims", "--json").json()
+    assert {c["flow_id"] for c in claims} == {busy, free} and all(set(c) == CLAIM_KEYS for c in claims)
+    [mine] = run_cli(capsys, backend, "claims", "--owner", "r1", "--json").json()
+    assert (mine["flow_id"], mine["host"], mine["pid"], mine["state"], mine["stale"]) == (
+        busy, "hostA", 4242, RUNNING, False)
+    assert mine["last_progress"] == pytest.approx(now - 4) and mine["age"] >= 0
+    session = "session" in backend.capabilities
+    assert (mine["lease"], mine["lease_left"] is None) == (("session", True) if session else ("lease", False))
+    [ghost] = run_cli(capsys, backend, "claims", "--stale", "--json").json()
+    assert (ghost["flow_id"], ghost["owner"], ghost["host"], ghost["stale"]) == (free, "ghost", None, True)
+    text = run_cli(capsys, backend, "claims").stdout
+    assert "hostA" in text and "ghost (stale)" in text and "LAST PROGRESS" in text
+
+    doc = run_cli(capsys, backend, "replicas", "--json").json()
+    assert {r["replica_id"]: r["claims"] for r in doc["replicas"]} == {"r1": [busy], "r2": []}
+    assert [c["flow_id"] for c in doc["other_claims"]] == [free] and doc["warnings"] == []
+    assert "hostB" in run_cli(capsys, backend, "replicas").stdout
+
+
+def test_show_and_plan(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    present(backend, "r1", ["tests."])
+    resumes = [{"at": time.time(), "epoch": 3, "owner": "r1", "previous_owner": "r0", "takeover": True,
+                "added": [], "unmatched": ["gone"], "version_changed": []}]
+    flow = store(backend, RUNNING, tasks=[task("s0", SUCCESS, result=5), task("gone", SUCCESS)],
+                 meta={"resumes": resumes, "unmatched": ["gone"]})
+    backend.record_decline(flow, Decline("r1", "FactoryError: no", time.time()))
+
+    doc = run_cli(capsys, backend, "show", flow, "--json").json()
+    assert [t["id"] for t in doc["tasks"]] == ["s0", "s1", "gone"] and doc["unmatched"] == ["gone"]
+    assert doc["resumes"] == resumes and doc["stranded"] is True and doc["claim"] is None
+    assert [d["replica_id"] for d in doc["declines"]] == ["r1"]
+    text = run_cli(capsys, backend, "show", flow).stdout
+    assert "STRANDED" in text and "took over from r0" in text and "unmatched gone" in text
+
+    plan = run_cli(capsys, backend, "plan", flow, "--json").json()
+    assert (plan["reuse"], plan["run"], plan["unmatched"], plan["held"]) == (["s0"], ["s1"], ["gone"], [])
+    assert backend.load_flow(flow).meta["resumes"] == resumes  # a plan changes nothing
+    assert "reuse     s0" in run_cli(capsys, backend, "plan", flow).stdout
+
+
+# ------------------------------------------------------------------ actions
+
+
+def test_release_fences_the_holder(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = store(backend, RUNNING)
+    token = backend.claim(flow, "r1", 60.0)
+    out = run_cli(capsys, backend, "release", flow, "--yes")
+    assert out.code == 0 and "fenced r1's claim" in out.stdout
+    with pytest.raises(ClaimLost):
+        backend.save_task(token, task("s0", SUCCESS))
+    record = backend.load_flow(flow)
+    assert backend.current_claim(flow) is None and (record.state, record.owner) == (RUNNING, None)
+    assert record.epoch > token.epoch and flow in backend.find_runnable(10)
+    [note] = run_cli(capsys, backend, "show", flow, "--json").json()["operations"]
+    assert note["action"] == "release" and note["fenced"] == f"{token.claim_id}@{token.epoch}"
+
+
+def test_cancel(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = store(backend, RUNNING)
+    token = backend.claim(flow, "r1", 60.0)
+    out = run_cli(capsys, backend, "cancel", flow, "--yes")
+    assert out.code == 0 and "no task starts again" in out.stdout
+    with pytest.raises(ClaimLost):
+        backend.save_task(token, task("s1", RUNNING))
+    record = backend.load_flow(flow)
+    assert record.state == CANCELLED and "cancelled by operator" in (record.reason or "")
+    assert flow not in backend.find_runnable(10) and backend.current_claim(flow) is None
+    finished = store(backend, SUCCESS)
+    refused = run_cli(capsys, backend, "cancel", finished, "--yes")
+    assert bad_input(refused) and "it is SUCCESS" in refused.stderr
+    assert backend.load_flow(finished).state == SUCCESS
+
+
+def test_retry_of_failed_flows(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    reverted = store(backend, REVERTED, tasks=[task("s0", REVERTED, failure=FAILED, attempts=3)],
+                     meta={"takeovers": 2, "progress_mark": 1})
+    out = run_cli(capsys, backend, "retry", reverted, "--yes")
+    assert out.code == 0 and "tasks back to PENDING: s0" in out.stdout
+    flow, [s0] = backend.load_flow(reverted), backend.load_tasks(reverted).values()
+    assert (flow.state, flow.reason, flow.owner, flow.meta["takeovers"]) == (RUNNING, None, None, 0)
+    assert (s0.state, s0.attempts, s0.failure) == (PENDING, 3, None)
+    assert s0.meta["retried"]["from_state"] == REVERTED and "first_started" not in s0.meta
+    assert reverted in backend.find_runnable(10)
+
+    failed = store(backend, FAILURE, tasks=[task("s0", REVERT_FAILURE), task("s1", FAILURE, failure=FAILED)])
+    assert bad_input(run_cli(capsys, backend, "retry", failed, "--task", "nosuch", "--yes"))
+    assert run_cli(capsys, backend, "retry", failed, "--task", "s1", "--yes").code == 0
+    states = {t: d.state for t, d in backend.load_tasks(failed).items()}
+    assert states == {"s0": REVERT_FAILURE, "s1": PENDING}
+    again = run_cli(capsys, backend, "retry", failed, "--yes")  # RUNNING now
+    assert bad_input(again) and "it is RUNNING" in again.stderr
+
+
+def test_retry_of_a_held_flow_needs_a_choice(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    change = {"task": "s0", "stored": "0.9", "current": "1.0", "policy": "fail"}
+    held = store(backend, HELD, tasks=[task("s0", SUCCESS, version="0.9")],
+                 meta={"diff": {"added": [], "unmatched": [], "version_changed": [change]}, "takeovers": 4})
+    refused = run_cli(capsys, backend, "retry", held, "--yes")
+    assert bad_input(refused) and "--rerun" in refused.stderr and backend.load_flow(held).state == HELD
+    assert bad_input(run_cli(capsys, backend, "retry", held, "--rerun", "--reuse"))
+    out = run_cli(capsys, backend, "retry", held, "--task", "s0", "--reuse", "--yes")
+    assert out.code == 0 and "s0=reuse" in out.stdout
+    flow = backend.load_flow(held)
+    assert (flow.state, flow.meta["version_decisions"], flow.meta["takeovers"]) == (RUNNING, {"s0": "reuse"}, 0)
+    assert backend.load_tasks(held)["s0"].state == SUCCESS  # a HELD retry resets no task
+
+
+def test_purge(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    long_ago = time.time() - 3 * DAY
+    old = store(backend, SUCCESS, updated_at=long_ago, tasks=[task("s0", SUCCESS)])
+    backend.record_decline(old, Decline("r1", "no", time.time()))
+    held_open = store(backend, CANCELLED, updated_at=long_ago)
+    backend.claim(held_open, "r1", 60.0)
+    recent = store(backend, SUCCESS)
+    running = store(backend, RUNNING, updated_at=long_ago)
+
+    dry = run_cli(capsys, backend, "purge", "--finished-before", "1d", "--dry-run")
+    assert dry.code == 0 and f"would purge {old}" in dry.stdout and f"would purge {held_open}" in dry.stdout
+    assert all(backend.load_flow(f) for f in (old, held_open, recent, running))  # nothing changed
+    assert backend.load_tasks(old) and backend.load_declines(old)
+
+    out = run_cli(capsys, backend, "purge", "--finished-before", "1d", "--yes")
+    assert out.code == 0 and f"purged {old}" in out.stdout and f"skipped {held_open}" in out.stdout
+    with pytest.raises(FlowNotFound):
+        backend.load_flow(old)
+    assert {f.id for f in backend.list_flows()} == {held_open, recent, running}
+
+
+def test_actions_ask_on_a_terminal(backend: Backend, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    flow = store(backend, RUNNING)
+    monkeypatch.setattr("sys.stdin", _Terminal("n\n"))
+    refused = run_cli(capsys, backend, "cancel", flow)
+    assert refused.code == 2 and "[y/N]" in refused.stderr and "nothing was changed" in refused.stderr
+    assert backend.load_flow(flow).state == RUNNING
+    monkeypatch.setattr("sys.stdin", _Terminal("y\n"))
+    assert run_cli(capsys, backend, "cancel", flow).code == 0
+    assert backend.load_flow(flow).state == CANCELLED
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+# -------------------------------------------------------------------- check
+
+
+def test_check_passes_on_a_healthy_backend(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    present(backend, "r1", ["tests."])
+    out = run_cli(capsys, backend, "check")
+    assert out.code == 0 and out.stdout.rstrip().endswith("check: OK"), out
+    assert "1 live replica(s) running flowbaton 0.1.0" in out.stdout
+
+
+@pytest.mark.redis
+def test_check_fails_on_a_redis_that_may_evict_claims(
+    make_redis_server: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = make_redis_server(config={"maxmemory-policy": "allkeys-lru"})  # type: ignore[operator]
+    out = run_cli(capsys, server.url(namespace="chk"), "check")
+    assert out.code == 1 and "PROBLEM  unsafe backend setting" in out.stdout and "allkeys-lru" in out.stdout
+
+
+@pytest.mark.redis
+def test_check_fails_on_an_unreachable_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_cli(capsys, "redis://127.0.0.1:1/0?retry_deadline=0.5", "check")
+    assert out.code == 1 and "backend unreachable" in out.stdout
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_one_line_and_exit_2(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = store(backend, RUNNING)
+    cases = [
+        ("show", "nosuch"), ("plan", "nosuch"), ("release", "nosuch", "--yes"), ("cancel", "nosuch", "--yes"),
+        ("retry", "nosuch", "--yes"), ("retry", flow, "--yes"), ("flows", "--since", "yesterday"),
+        ("purge", "--finished-before", "soon"), ("purge",), ("claims", "--owner"),
+    ]
+    for argv in cases:
+        out = run_cli(capsys, backend, *argv)
+        assert out.code == 2 and len(out.stderr.strip().splitlines()) == 1, (argv, out)
+        assert out.stdout == "" and "Traceback" not in out.stderr, (argv, out)
