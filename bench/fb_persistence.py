@@ -38,7 +38,7 @@ def _count_clients() -> None:
 
 
 def _contract_methods() -> list[str]:
-    abstract = getattr(Backend, "__abstractmethods__", frozenset())
+    abstract: frozenset[str] = getattr(Backend, "__abstractmethods__", frozenset())
     return [*sorted(name for name in abstract if name != "from_url"), "wait_for_work"]
 
 

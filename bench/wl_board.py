@@ -64,10 +64,13 @@ def run(ctx: Context) -> list[Figure]:
         for key in ("first_claim", "list_claims", "rss", "list_flows"):
             field = "rss_mib" if key == "rss" else key
             figures[key].add(fb[field], tf[field])
-    if jobs != flows:
+    posting = figures["submit"].median("taskflow")
+    if jobs != flows and posting is not None:
+        per_job = posting / jobs
         ctx.notes.append(
-            f"board scale: TaskFlow measured with {jobs:,} jobs, not {flows:,}: posting takes about 10 ms a job "
-            f"here, too slow for {ctx.pairs} pairs within the time budget (--taskflow-jobs {flows} to match).")
+            f"board scale: TaskFlow measured with {jobs:,} jobs, not {flows:,}: posting took {per_job * 1000:.0f} ms "
+            f"a job here, so {flows:,} would add {(flows - jobs) * per_job / 60:.0f} min a pair "
+            f"(--taskflow-jobs {flows} to measure it anyway).")
     ctx.notes.append(
         "board scale: each side on a fresh ZooKeeper per pair; TaskFlow's claim listing is a fresh board's "
         "iterjobs(ensure_fresh=True) plus job.state for every job (its board keeps no separate claim index), "

@@ -63,7 +63,7 @@ def _figures(leases: list[float], zombies: int) -> dict[str, Figure]:
                                                      f"again, {name} ({zombies} trials a pair, summed)", "tasks",
                                                      Target("fb==", 0))
         figures[f"zombie.{backend}.twice"] = Figure(f"zombie.{backend}.run_twice", f"zombie: tasks run more than "
-                                                    f"once (in-doubt re-runs included), {name}", "tasks")
+                                                    f"once (in-doubt re-runs included), {name}, summed", "tasks")
     figures["kill.reruns"] = Figure("failover.kill.reruns", f"kill -9: completed tasks run again (lease {leases[0]:g} "
                                     "s, both backends)", "tasks", Target("fb==", 0))
     figures["stock"] = Figure("failover.kill.redis.stock", f"kill -9 → first task, Redis, TaskFlow stock conductor "

@@ -91,7 +91,7 @@ def count_sqlite_statements(calls: Calls, name: str = "sql") -> None:
     original = sqlite3.connect
 
     def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = original(*args, **kwargs)
+        conn: sqlite3.Connection = original(*args, **kwargs)
         conn.set_trace_callback(lambda _statement: calls.counts.update((name,)))
         return conn
 
