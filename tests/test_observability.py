@@ -26,7 +26,7 @@ from tenacity import stop_after_attempt
 from flowbaton.backends import open_backend
 from flowbaton.backends.errors import MissingDriver
 from flowbaton.backends.memory import MemoryBackend
-from flowbaton.backends.states import REVERTED, SUCCESS, TERMINAL_FLOW_STATES
+from flowbaton.backends.states import REVERTED, RUNNING, SUCCESS, TERMINAL_FLOW_STATES
 from flowbaton.coordinator import Coordinator
 from flowbaton.coordinator.logs import JSONFormatter, configure_logging
 from flowbaton.coordinator.observer import metrics_class
@@ -206,7 +206,10 @@ def test_each_replica_has_its_own_registry(coords: list[Coordinator]) -> None:
     assert value(samples(b.exposition()[0].decode()), "flowbaton_takeovers_total") == 0
 
 
-def test_takeovers_declines_and_lost_claims_are_counted(coords: list[Coordinator], tmp_path: Path) -> None:
+def test_takeovers_declines_and_lost_claims_are_counted_and_logged(
+    coords: list[Coordinator], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flowbaton")
     store = MemoryBackend()
     picky = replica(coords, store, replica_id="picky", allow=["elsewhere."])
     able = replica(coords, store, replica_id="able")
@@ -214,7 +217,7 @@ def test_takeovers_declines_and_lost_claims_are_counted(coords: list[Coordinator
     orphan = submit_steps(able, tmp_path)
     dead = store.claim(orphan, "dead-replica", 0.3)  # its owner "dies": the lease runs out
     flow = store.load_flow(orphan)
-    flow.owner, flow.epoch = "dead-replica", dead.epoch
+    flow.owner, flow.epoch, flow.state = "dead-replica", dead.epoch, RUNNING
     store.save_flow(dead, flow)
     picky.start()
     until(lambda: store.load_declines(orphan), 10, "a decline")
@@ -230,6 +233,14 @@ def test_takeovers_declines_and_lost_claims_are_counted(coords: list[Coordinator
     assert value(got["picky"], "flowbaton_flows_claimed_total") >= 1
     assert value(got["able"], "flowbaton_takeovers_total") == 1
     assert value(got["able"], "flowbaton_flows_claimed_total") == 2
+    docs = [json.loads(JSONFormatter().format(r)) for r in caplog.records]
+    events = {(d.get("event"), d.get("replica_id"), d.get("flow_id")): d for d in docs}
+    for event, rid, fid in [("decline", "picky", orphan), ("takeover", "able", orphan), ("resume", "able", orphan),
+                            ("release", "able", orphan), ("claim", "able", slow), ("claim_lost", "able", slow)]:
+        doc = events[(event, rid, fid)]
+        assert isinstance(doc["epoch"], int) and doc["epoch"] >= 1, doc
+    assert events[("takeover", "able", orphan)]["previous_owner"] == "dead-replica"
+    assert events[("resume", "able", orphan)]["diff"] == {"added": [], "unmatched": [], "version_changed": []}
 
 
 def test_metrics_without_prometheus_client_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
