@@ -182,6 +182,7 @@ class Backend(abc.ABC):
     def add_state_listener(self, listener: StateListener) -> None:
         """Call ``listener(SUSPENDED|LOST|CONNECTED)`` on connection events.
         Only drivers with the "session" capability ever call it."""
+        return None  # no connection events without sessions
 
     def warnings(self) -> list[str]:
         """Settings of the server that can lose claims or data, in words."""
@@ -190,6 +191,7 @@ class Backend(abc.ABC):
     def close(self) -> None:
         """Release connections. Claims held are not released (a crash is
         the same as a close without release)."""
+        return None  # nothing to close by default
 
     def __enter__(self) -> Backend:
         return self
