@@ -53,8 +53,9 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-# Below this many paths one get per path costs the same as a multiRead.
-_MULTI_READ_MIN = 8
+# From two paths on, one multiRead beats separate gets (load_tasks, load_declines
+# and every listing read several znodes at once).
+_MULTI_READ_MIN = 2
 
 
 class Again(Exception):

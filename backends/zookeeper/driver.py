@@ -234,7 +234,13 @@ class ZooKeeperBackend(Backend):
 
     def list_flows(self, states: Collection[str] | None = None) -> list[FlowDetail]:
         folder = self._paths.flows
-        names, nodes = self._zk.run("list flows", lambda again: self._read_folder(folder))
+        if states is not None and set(states) <= RUNNABLE_FLOW_STATES:
+            # A runnable flow has a marker in runnable/, created and deleted in
+            # the same multi that writes its state: asked for runnable states
+            # only, read the marked flows' records, not every stored flow's.
+            names, nodes = self._zk.run("list runnable flows", lambda again: self._read_marked(folder))
+        else:
+            names, nodes = self._zk.run("list flows", lambda again: self._read_folder(folder))
         found: list[tuple[int, FlowDetail]] = []
         for name, node in zip(names or [], nodes, strict=True):
             where = self._where(f"flow {decode_name(name)!r}", f"{folder}/{name}")
@@ -245,6 +251,10 @@ class ZooKeeperBackend(Backend):
         # records' created_at: replicas' clocks differ.
         found.sort(key=lambda item: item[0])
         return [flow for _, flow in found]
+
+    def _read_marked(self, folder: str) -> tuple[list[str], list[Node | None]]:
+        names = self._zk.children_many([self._paths.runnable])[0] or []
+        return names, self._zk.get_many([f"{folder}/{name}" for name in names])
 
     @staticmethod
     def _readable(kind: Any, where: str, node: Node | None) -> Any:
