@@ -1,0 +1,62 @@
+"""The ops pieces that decide without I/O: times as typed, stranded reasons."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from flowbaton.backends.records import Decline, FlowDetail, ReplicaInfo
+from flowbaton.backends.states import PENDING, RUNNING, SUCCESS
+from flowbaton.coordinator.ops_stranded import stranded_reason
+from flowbaton.coordinator.ops_time import age_of, parse_duration, parse_point
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("2h", 7200.0), ("1d", 86400.0), ("1d12h", 129600.0),
+    ("1h30m", 5400.0), ("2w", 1209600.0), ("0.5h", 1800.0), (" 5M ", 300.0),
+])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "10x", "h1", "-5m", "-5", "1d junk"])
+def test_bad_durations_say_what_is_accepted(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a duration like"):
+        parse_duration(text)
+
+
+def test_points_in_time() -> None:
+    assert parse_point("10m", NOW) == NOW - 600
+    stamp = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc).timestamp()
+    assert parse_point("2024-05-01T10:00:00Z", NOW) == stamp
+    assert parse_point("2024-05-01T12:00:00+02:00", NOW) == stamp
+    assert parse_point("2024-05-01T10:00", NOW) == datetime(2024, 5, 1, 10, 0).timestamp()  # local time
+    assert age_of("1h", NOW) == 3600 and age_of("2999-01-01", NOW) == 0
+    with pytest.raises(ValueError, match="not a time"):
+        parse_point("yesterday", NOW)
+
+
+def _flow(state: str = PENDING, factory: str = "svc.flows:make") -> FlowDetail:
+    return FlowDetail(id="f", name="n", factory=factory, state=state)
+
+
+def _replica(replica_id: str, allow: list[str], started_at: float = NOW - 100) -> ReplicaInfo:
+    return ReplicaInfo(replica_id, "h", 1, started_at, "0.1.0", allow)
+
+
+def test_stranded_reasons() -> None:
+    able, other = _replica("a", ["svc."]), _replica("b", ["other."])
+    assert stranded_reason(_flow(), False, [], []) == "no live replica: start one that may import its factory"
+    assert "no live replica may import 'svc.flows'" in (stranded_reason(_flow(), False, [], [other]) or "")
+    assert stranded_reason(_flow(), False, [], [able, other]) is None  # a may run it
+    declined = [Decline("a", "FactoryError: gone", NOW)]
+    assert "a: FactoryError: gone" in (stranded_reason(_flow(), False, declined, [able, other]) or "")
+    assert stranded_reason(_flow(), True, declined, [able]) is None  # claimed: someone runs it
+    assert stranded_reason(_flow(SUCCESS), False, declined, [able]) is None  # finished
+    assert stranded_reason(_flow(RUNNING), False, declined, [able]) is not None  # its owner died
+    restarted = _replica("a", ["svc."], started_at=NOW + 10)  # declined before it (re)started
+    assert stranded_reason(_flow(), False, declined, [restarted]) is None
+    assert stranded_reason(_flow(factory="not a name"), False, [], [able]) is not None
