@@ -238,9 +238,10 @@ class ZooKeeperBackend(Backend):
             # A runnable flow has a marker in runnable/, created and deleted in
             # the same multi that writes its state: asked for runnable states
             # only, read the marked flows' records, not every stored flow's.
-            names, nodes = self._zk.run("list runnable flows", lambda again: self._read_marked(folder))
+            listing = self._zk.run("list runnable flows", lambda again: self._read_marked(folder))
         else:
-            names, nodes = self._zk.run("list flows", lambda again: self._read_folder(folder))
+            listing = self._zk.run("list flows", lambda again: self._read_folder(folder))
+        names, nodes = listing
         found: list[tuple[int, FlowDetail]] = []
         for name, node in zip(names or [], nodes, strict=True):
             where = self._where(f"flow {decode_name(name)!r}", f"{folder}/{name}")
@@ -252,7 +253,7 @@ class ZooKeeperBackend(Backend):
         found.sort(key=lambda item: item[0])
         return [flow for _, flow in found]
 
-    def _read_marked(self, folder: str) -> tuple[list[str], list[Node | None]]:
+    def _read_marked(self, folder: str) -> tuple[list[str] | None, list[Node | None]]:
         names = self._zk.children_many([self._paths.runnable])[0] or []
         return names, self._zk.get_many([f"{folder}/{name}" for name in names])
 
