@@ -97,7 +97,8 @@ class ActionResult:
         fenced = (f"fenced {self.fenced.owner}'s claim (epoch {self.fenced.epoch}): its next write fails"
                   if self.fenced else "no live claim to fence")
         head = {
-            "release": f"released flow {self.flow_id} ({self.state}): {fenced}; any replica may resume it",
+            "release": f"released flow {self.flow_id} ({self.state}): {fenced}"
+                       + ("; any replica may resume it" if self.state in RUNNABLE_FLOW_STATES else ""),
             "cancel": f"cancelled flow {self.flow_id} (was {self.state_before}): {fenced}; no task starts again",
             "retry": f"flow {self.flow_id} is {self.state} again (was {self.state_before}): {fenced}",
         }[self.action]

@@ -9,8 +9,11 @@ waiting on real runs (those are in test_ops_fencing.py).
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -253,3 +256,18 @@ def test_bad_input_is_one_line_and_exit_2(backend: Backend, capsys: pytest.Captu
         out = run_cli(capsys, backend, *argv)
         assert out.code == 2 and len(out.stderr.strip().splitlines()) == 1, (argv, out)
         assert out.stdout == "" and "Traceback" not in out.stderr, (argv, out)
+
+
+def test_a_script_is_not_asked(tmp_path: Path) -> None:
+    """As a separate process with stdin not a terminal: no prompt, it acts."""
+    from flowbaton.backends import open_backend
+
+    from .cluster import REPO, env
+
+    url = f"sqlite:///{tmp_path / 'flows.db'}"
+    with open_backend(url) as backend:
+        flow = store(backend, RUNNING)
+        done = subprocess.run([sys.executable, "-m", "flowbaton", "--backend", url, "cancel", flow], cwd=REPO,
+                              env=env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "cancelled flow" in done.stdout and done.stderr == "", done
+        assert backend.load_flow(flow).state == CANCELLED
