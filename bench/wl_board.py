@@ -1,9 +1,9 @@
 """Workload 4, board scale: many flows on the board (10,000 flowbaton flows;
 TaskFlow jobs default to 2,000, see ``--taskflow-jobs``), on ZooKeeper.
 
-Per pair, each side gets a ZooKeeper server of its own (a fresh local one,
-so boards do not pile up across pairs): submit the flows (timed), then a
-fresh replica process (``fb_board.py replica`` / ``peers/taskflow_board.py
+Per pair, a fresh local ZooKeeper (so boards do not pile up across pairs),
+each side in its own namespace: submit the flows (timed), then a fresh
+replica process (``fb_board.py replica`` / ``peers/taskflow_board.py
 probe``) measures connect-to-first-claim, its resident memory, and a fresh
 client's listing of the claims.
 """
@@ -33,21 +33,19 @@ def _figures(flows: int, jobs: int) -> dict[str, Figure]:
     }
 
 
-def _flowbaton(ctx: Context, flows: int, log: Any) -> dict[str, Any]:
-    with ctx.servers.private_zookeeper() as server:
-        url = server.url(namespace="board")
-        submitted = run_once(flowbaton_argv("bench.fb_board", "submit", url, str(flows)), log, timeout=1800)
-        probe = run_once(flowbaton_argv("bench.fb_board", "replica", url), log, timeout=600)
+def _flowbaton(server: Any, flows: int, log: Any) -> dict[str, Any]:
+    url = server.url(namespace="board-flowbaton")
+    submitted = run_once(flowbaton_argv("bench.fb_board", "submit", url, str(flows)), log, timeout=1800)
+    probe = run_once(flowbaton_argv("bench.fb_board", "replica", url), log, timeout=600)
     return {**probe, "submit": submitted["seconds"]}
 
 
-def _taskflow(ctx: Context, jobs: int, log: Any) -> dict[str, Any]:
+def _taskflow(ctx: Context, server: Any, jobs: int, log: Any) -> dict[str, Any]:
     python = ctx.taskflow_python
-    with ctx.servers.private_zookeeper() as server:
-        where = ["--zk-hosts", server.hosts, "--root", "/board"]
-        submitted = run_once(taskflow_argv(python, "taskflow_board.py", "submit", *where, "--count", str(jobs)),
-                             log, timeout=1800)
-        probe = run_once(taskflow_argv(python, "taskflow_board.py", "probe", *where), log, timeout=600)
+    where = ["--zk-hosts", server.hosts, "--root", "/board-taskflow"]
+    submitted = run_once(taskflow_argv(python, "taskflow_board.py", "submit", *where, "--count", str(jobs)),
+                         log, timeout=1800)
+    probe = run_once(taskflow_argv(python, "taskflow_board.py", "probe", *where), log, timeout=600)
     # TaskFlow lists every job with its claim state in one pass: that listing is both figures.
     return {**probe, "submit": submitted["seconds"], "list_flows": probe["list_claims"]}
 
@@ -57,8 +55,9 @@ def run(ctx: Context) -> list[Figure]:
     figures = _figures(flows, jobs)
     for pair in range(ctx.pairs):
         ctx.say(f"board scale: pair {pair + 1}/{ctx.pairs}")
-        fb = _flowbaton(ctx, flows, ctx.logs / "board-flowbaton.log")
-        tf = _taskflow(ctx, jobs, ctx.logs / "board-taskflow.log")
+        with ctx.servers.private_zookeeper() as server:
+            fb = _flowbaton(server, flows, ctx.logs / "board-flowbaton.log")
+            tf = _taskflow(ctx, server, jobs, ctx.logs / "board-taskflow.log")
         figures["submit"].add(fb["submit"], tf["submit"])
         figures["submit_rate"].add(flows / fb["submit"], jobs / tf["submit"])
         for key in ("first_claim", "list_claims", "rss", "list_flows"):
@@ -72,7 +71,7 @@ def run(ctx: Context) -> list[Figure]:
             f"a job here, so {flows:,} would add {(flows - jobs) * per_job / 60:.0f} min a pair "
             f"(--taskflow-jobs {flows} to measure it anyway).")
     ctx.notes.append(
-        "board scale: each side on a fresh ZooKeeper per pair; TaskFlow's claim listing is a fresh board's "
+        "board scale: a fresh ZooKeeper per pair, one namespace per side; TaskFlow's claim listing is a fresh board's "
         "iterjobs(ensure_fresh=True) plus job.state for every job (its board keeps no separate claim index), "
         "so its 'list every flow / job' figure is the same listing; flowbaton lists claims with list_claims "
         "and every flow with list_flows.")
