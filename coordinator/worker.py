@@ -4,7 +4,9 @@ Every way a run can end maps to one action on the claim:
 
 - the engine returned (flow done, held, or handed back on stop): release at
   once so another replica can continue without waiting for the lease;
-- the claim was lost (fenced, session gone): touch nothing, it is not ours;
+- the claim was lost or given up (fenced, session gone, self-fenced): write
+  nothing, then try a fenced release: refused if the claim is another's,
+  it frees one we still hold (a session outlives our giving up on it);
 - this replica cannot honour the flow (factory not allowed or not
   importable, today's code does not build): record a decline, release, and
   leave the flow alone locally for a while; never fail or delete it, since
@@ -87,6 +89,11 @@ class FlowWorker:
             self.keeper.untrack(self.flow_id)
         if self.gate.lost:
             self.observer.claim_lost()
+            # Given up is not gone: after a self-fence or a failed write the
+            # claim may still be ours, and on ZooKeeper it then lives as long
+            # as our session, stranding the flow. The release is fenced: it
+            # frees the claim only if it is still ours (chaos-bugs.md #1).
+            self.release()
         elif release:
             self.release()
 
