@@ -200,11 +200,21 @@ class FlowRun:
             tid, RUNNING, None, None, task.task_version, attempt, now, None,
             self.replica_id, self.token.claim_id, self.token.epoch, meta,
         )
-        self.write_task(detail)
+        self._write_start(detail)
         ctx = TaskContext(self.flow.id, tid, attempt, tid in self.in_doubt, self.replica_id, self.token.epoch)
         kwargs = execute_kwargs(task, self.values)
         call = lambda: task.run_execute(kwargs)  # noqa: E731
         self._launch(tid, ctx, call, inline=not self._running and not schedule.has_ready())
+
+    def _write_start(self, detail: TaskDetail) -> None:
+        """Store that a task (or its revert) starts, then ask the gate again:
+        the write itself may have outlasted the lease (a busy SQLite, driver
+        retries), and once the claim may be another replica's nothing may
+        start. The record stays in doubt and the next owner runs the task,
+        instead of both running it at once (chaos-bugs.md #2)."""
+        self.write_task(detail)
+        if not self.gate.may_start() and self.gate.lost:
+            raise Halt(self.gate.lost_reason)
 
     def _launch(self, tid: str, ctx: TaskContext | None, call: Callable[[], Any], inline: bool) -> None:
         if inline or self.max_workers == 1:
@@ -313,7 +323,7 @@ class FlowRun:
             self.write_task(_with(detail, state=REVERTED, finished_at=self.clock()))
             schedule.reverted(tid)
             return
-        self.write_task(_with(detail, state=REVERTING))
+        self._write_start(_with(detail, state=REVERTING))
         self._revert_began[tid] = self.clock()  # the stored times are the execute's
         args, kwargs = revert_args(task, decode(detail.result), detail.failure, self.values)
         call = lambda: task.run_revert(args, kwargs)  # noqa: E731
