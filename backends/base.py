@@ -14,7 +14,7 @@ they raise ``ClaimLost`` and change nothing.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import ClassVar
 
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
@@ -127,6 +127,15 @@ class Backend(abc.ABC):
         """Create or replace one task detail, atomically conditional on
         ``token`` being current. One round trip. ``ClaimLost`` otherwise,
         ``ResultTooLarge`` (before writing) where the backend has a size cap."""
+
+    def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
+        """Several task details in one fenced write: all or none, one round
+        trip, where the driver can. The runner stores one task's result
+        together with the next task's start this way. The default saves them
+        one by one, in order, which is as safe (a crash between two writes
+        is a crash between two steps) but not as fast."""
+        for task in tasks:
+            self.save_task(token, task)
 
     @abc.abstractmethod
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:

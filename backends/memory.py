@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -175,6 +175,11 @@ class MemoryBackend(Backend):
         raw = task.to_json()
         with self._lock:
             self._check(token).tasks[task.task_id] = raw
+
+    def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
+        raws = [(task.task_id, task.to_json()) for task in tasks]
+        with self._lock:
+            self._check(token).tasks.update(raws)
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
         raw = flow.to_json()

@@ -33,7 +33,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -466,6 +466,18 @@ class SQLiteBackend(Backend):
         record = task.to_json()
         self._fenced(_SAVE_TASK, token, f"save task {task.task_id!r} of {token.flow_id!r}",
                      task_id=task.task_id, record=record)
+
+    def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
+        if len(tasks) <= 1:
+            return self.save_task(token, tasks[0]) if tasks else None
+        rows = [self._fence(token, task_id=task.task_id, record=task.to_json()) for task in tasks]
+        # One transaction, one commit: every statement re-checks the token,
+        # and a refusal rolls back the ones before it.
+        with self._transaction(f"save {len(rows)} tasks of {token.flow_id!r}") as conn:
+            for row in rows:
+                if conn.execute(_SAVE_TASK, row).rowcount == 0:
+                    raise self._claim_lost(token)
+        return None
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
         record = flow.to_json()

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import redis.exceptions as rex
@@ -273,6 +273,21 @@ class RedisBackend(Backend):
                 raise self._lost(token)
 
         self._conn.run(f"save task {task.task_id!r} of {token.flow_id!r}", op)
+
+    def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
+        if len(tasks) <= 1:
+            return self.save_task(token, tasks[0]) if tasks else None
+        keys = self._keys(token.flow_id)
+        args: list[Arg] = [token.claim_id, token.epoch]
+        for task in tasks:
+            args += [to_bytes(task.task_id), task.to_json()]
+
+        def op(client: Client, retried: bool) -> None:
+            if evalsha(client, "save_tasks", [keys.claim, keys.tasks], args) != 1:
+                raise self._lost(token)
+
+        self._conn.run(f"save {len(tasks)} tasks of {token.flow_id!r}", op)
+        return None
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
         keys = self._keys(token.flow_id)

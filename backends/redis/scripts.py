@@ -28,6 +28,7 @@ _NAMES = (
     "renew",
     "release",
     "save_task",
+    "save_tasks",
     "save_flow",
     "delete_flow",
     "record_decline",

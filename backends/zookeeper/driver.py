@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -435,6 +435,38 @@ class ZooKeeperBackend(Backend):
                 break
             exists = outcome.error == "node_exists"
         raise Again(f"task znode {path} keeps changing")
+
+    def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
+        if len(tasks) <= 1:
+            return self.save_task(token, tasks[0]) if tasks else None
+        items = [
+            (self._paths.task(token.flow_id, t.task_id),
+             sized(t.to_json(), self._settings.max_record_bytes, f"task {t.task_id!r} of flow {token.flow_id}"))
+            for t in tasks
+        ]
+        self._zk.run(f"save {len(items)} tasks of flow {token.flow_id}", lambda again: self._save_tasks(token, items))
+        return None
+
+    def _save_tasks(self, token: ClaimToken, items: list[tuple[str, bytes]]) -> None:
+        # One multi: fence + a set or create per task; a wrong guess about a
+        # znode's existence flips that guess and costs one more multi.
+        with self._lock:
+            known = set(self._known_tasks.get(token.flow_id, ()))
+        exists = [path in known for path, _ in items]
+        for _ in range(len(items) + 1):
+            ops = [_set(p, d) if e else _create(p, d) for (p, d), e in zip(items, exists, strict=True)]
+            outcome = self._fenced(token, ops)
+            if outcome.ok:
+                with self._lock:
+                    self._known_tasks.setdefault(token.flow_id, set()).update(p for p, _ in items)
+                return
+            if outcome.error not in ("no_node", "node_exists") or not 0 <= outcome.failed < len(items):
+                break
+            if outcome.error == "no_node" and not exists[outcome.failed]:
+                folder = items[outcome.failed][0].rsplit("/", 1)[0]
+                raise CorruptRecord(self._where(f"flow {token.flow_id!r}", folder), "tasks folder is missing")
+            exists[outcome.failed] = outcome.error == "node_exists"
+        raise Again(f"task znodes of flow {token.flow_id} keep changing")
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
         data = sized(flow.to_json(), self._settings.max_record_bytes, f"flow {token.flow_id!r}")

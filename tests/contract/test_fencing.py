@@ -18,6 +18,9 @@ Write = Callable[[Backend, ClaimToken], None]
 
 WRITES: dict[str, Write] = {
     "save_task": lambda b, t: b.save_task(t, make_task("t", state=SUCCESS, result="stale")),
+    "save_tasks": lambda b, t: b.save_tasks(
+        t, [make_task("t", state=SUCCESS, result="stale"), make_task("new", state=RUNNING)]
+    ),
     "save_flow": lambda b, t: b.save_flow(t, make_flow("f", state=SUCCESS, reason="stale")),
     "renew": lambda b, t: b.renew(t, LEASE),
     "release": lambda b, t: b.release(t),

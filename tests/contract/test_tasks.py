@@ -111,3 +111,15 @@ def test_concurrent_saves_from_threads_all_land(backend: Backend, claimed: Claim
         thread.join(timeout=60)
     assert errors == []
     assert len(backend.load_tasks("f")) == 8 * 25
+
+
+def test_save_tasks_writes_all_in_one_go(backend: Backend, claimed: ClaimToken) -> None:
+    backend.save_task(claimed, make_task("a", state=RUNNING))
+    batch = [make_task("a", state=SUCCESS, result={"n": 1}), make_task("b/c d", state=RUNNING, attempts=2)]
+    backend.save_tasks(claimed, batch)
+    stored = backend.load_tasks("f")
+    assert stored["a"].state == SUCCESS and stored["a"].result == {"n": 1}
+    assert stored["b/c d"].state == RUNNING and stored["b/c d"].attempts == 2
+    backend.save_tasks(claimed, [make_task("b/c d", state=SUCCESS, result=None)])
+    backend.save_tasks(claimed, [])
+    assert backend.load_tasks("f")["b/c d"].state == SUCCESS
