@@ -9,6 +9,8 @@ passes it to drivers with the "session" capability. An explicit
 
 from __future__ import annotations
 
+import os
+
 from ..backends import default_url, open_backend
 from ..backends.base import Backend
 
@@ -16,4 +18,12 @@ __all__ = ["open_with_lease"]
 
 
 def open_with_lease(url: str | None, lease: float) -> Backend:
-    return open_backend(url or default_url(), lease=lease)
+    backend = open_backend(url or default_url(), lease=lease)
+    # Fault-injection runs (flowbaton.testing.chaos) set FLOWBATON_RECORD_WRITES=DIR
+    # to log every claim and fenced write this replica attempts, for the
+    # checker. Unset (production) the backend is returned as it is.
+    if os.environ.get("FLOWBATON_RECORD_WRITES"):
+        from flowbaton.testing.recorder import wrap_from_env
+
+        backend = wrap_from_env(backend)
+    return backend

@@ -1,0 +1,252 @@
+"""A Backend wrapper that records every write attempt, for the chaos checker.
+
+``RecordingBackend(inner, folder)`` passes every call through to ``inner``
+and, for the calls that change or reveal claimed state (``claim``,
+``renew``, ``release``, ``save_task``, ``save_tasks``, ``save_flow``, ``delete_flow``,
+``create_flow``, and the reads a new owner resumes from: ``load_flow``,
+``load_tasks``), appends one ``invoke`` line before the call and one ``ok``
+or ``fail`` line after it to a JSONL history file of this process. A call
+with an ``invoke`` and no end was cut short (the process died): the checker
+treats it, like a ``fail`` with ``BackendUnavailable``, as "may have landed".
+
+Records are identified by a digest of their JSON text, the same text the
+drivers store, so the checker can tell which write produced what a later
+read (or the final store) shows. Times are ``time.monotonic()``: one clock
+for every process on the host.
+
+Replicas record when ``FLOWBATON_RECORD_WRITES=DIR`` is set in their
+environment (``coordinator/opening.py`` wraps the backend it opens). The
+wrapper adds two small appends per call and changes no behaviour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..backends.base import Backend, StateListener
+from ..backends.records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, dumps
+
+__all__ = ["ENV", "HistoryFile", "RecordingBackend", "digest", "read_history", "wrap_from_env"]
+
+ENV = "FLOWBATON_RECORD_WRITES"
+
+_T = TypeVar("_T")
+Entry = dict[str, Any]
+
+
+def digest(text: str) -> str:
+    """Short, stable fingerprint of a record's JSON text."""
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def result_digest(result: Any) -> str | None:
+    return None if result is None else digest(dumps(result))
+
+
+class HistoryFile:
+    """One append-only JSONL file per process; each line is a single
+    ``write`` so a SIGKILL can cut the history short but never tear a line."""
+
+    def __init__(self, folder: Path, label: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"writes-{label}-{os.getpid()}-{secrets.token_hex(3)}.jsonl"
+        self.path = folder / name
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._seq = itertools.count()
+        self._prefix = f"{os.getpid()}.{secrets.token_hex(2)}"
+        self._lock = threading.Lock()
+
+    def next_id(self) -> str:
+        with self._lock:
+            return f"{self._prefix}.{next(self._seq)}"
+
+    def emit(self, entry: Entry) -> None:
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            if self._fd >= 0:
+                os.write(self._fd, line)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def _token_fields(token: ClaimToken) -> Entry:
+    return {"flow": token.flow_id, "claim": token.claim_id, "epoch": token.epoch}
+
+
+def _task_fields(task: TaskDetail) -> Entry:
+    return {"task": task.task_id, "state": task.state, "attempts": task.attempts,
+            "d": digest(task.to_json()), "r": result_digest(task.result)}
+
+
+def _flow_fields(flow: FlowDetail) -> Entry:
+    return {"state": flow.state, "owner": flow.owner, "d": digest(flow.to_json())}
+
+
+class RecordingBackend(Backend):
+    """``inner`` with a history of its claims, fenced writes and resume reads."""
+
+    def __init__(self, inner: Backend, history: HistoryFile) -> None:
+        self.inner = inner
+        self.history = history
+        self.url = inner.url
+        # The replica asks the backend object for its capabilities ("session",
+        # "watch"): answer with the wrapped driver's, per instance.
+        vars(self).update(schemes=inner.schemes, capabilities=inner.capabilities)
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> Backend:
+        raise TypeError("wrap an opened backend: RecordingBackend(open_backend(url), HistoryFile(...))")
+
+    # --------------------------------------------------------------- record
+
+    def _call(self, op: str, fields: Entry, call: Callable[[], _T],
+              done: Callable[[_T], Entry] | None = None) -> _T:
+        op_id = self.history.next_id()
+        self.history.emit({"i": op_id, "ph": "invoke", "op": op, "t": time.monotonic(), **fields})
+        try:
+            value = call()
+        except BaseException as err:
+            self.history.emit({"i": op_id, "ph": "fail", "t": time.monotonic(), "err": type(err).__name__,
+                               "msg": str(err)[:200]})
+            raise
+        extra = done(value) if done is not None else {}
+        self.history.emit({"i": op_id, "ph": "ok", "t": time.monotonic(), **extra})
+        return value
+
+    # ---------------------------------------------------------------- flows
+
+    def create_flow(self, flow: FlowDetail) -> None:
+        self._call("create_flow", {"flow": flow.id, **_flow_fields(flow)}, lambda: self.inner.create_flow(flow))
+
+    def load_flow(self, flow_id: str) -> FlowDetail:
+        return self._call("load_flow", {"flow": flow_id}, lambda: self.inner.load_flow(flow_id),
+                          lambda flow: _flow_fields(flow))
+
+    def load_tasks(self, flow_id: str) -> dict[str, TaskDetail]:
+        return self._call("load_tasks", {"flow": flow_id}, lambda: self.inner.load_tasks(flow_id),
+                          lambda tasks: {"tasks": {t: digest(d.to_json()) for t, d in tasks.items()}})
+
+    def list_flows(self, states: Collection[str] | None = None) -> list[FlowDetail]:
+        return self.inner.list_flows(states)
+
+    def delete_flow(self, token: ClaimToken) -> None:
+        self._call("delete_flow", _token_fields(token), lambda: self.inner.delete_flow(token))
+
+    # --------------------------------------------------------------- claims
+
+    def claim(self, flow_id: str, owner: str, lease: float, *, force: bool = False) -> ClaimToken:
+        return self._call("claim", {"flow": flow_id, "owner": owner, "force": force},
+                          lambda: self.inner.claim(flow_id, owner, lease, force=force),
+                          lambda token: {"claim": token.claim_id, "epoch": token.epoch})
+
+    def renew(self, token: ClaimToken, lease: float) -> None:
+        self._call("renew", _token_fields(token), lambda: self.inner.renew(token, lease))
+
+    def release(self, token: ClaimToken) -> None:
+        self._call("release", _token_fields(token), lambda: self.inner.release(token))
+
+    def current_claim(self, flow_id: str) -> ClaimInfo | None:
+        return self.inner.current_claim(flow_id)
+
+    def list_claims(self) -> list[ClaimInfo]:
+        return self.inner.list_claims()
+
+    # -------------------------------------------------------- fenced writes
+
+    def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
+        self._call("save_task", {**_token_fields(token), **_task_fields(task)},
+                   lambda: self.inner.save_task(token, task))
+
+    def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
+        """One all-or-nothing call, recorded as one ``save_task`` per record
+        with the call's times and outcome: the checker reasons per record."""
+        ids = [self.history.next_id() for _ in tasks]
+        start = time.monotonic()
+        for op_id, task in zip(ids, tasks, strict=True):
+            self.history.emit({"i": op_id, "ph": "invoke", "op": "save_task", "t": start,
+                               **_token_fields(token), **_task_fields(task)})
+        try:
+            self.inner.save_tasks(token, tasks)
+        except BaseException as err:
+            self._end(ids, "fail", {"err": type(err).__name__, "msg": str(err)[:200]})
+            raise
+        self._end(ids, "ok", {})
+
+    def _end(self, ids: list[str], phase: str, extra: Entry) -> None:
+        end = time.monotonic()
+        for op_id in ids:
+            self.history.emit({"i": op_id, "ph": phase, "t": end, **extra})
+
+    def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
+        self._call("save_flow", {**_token_fields(token), **_flow_fields(flow)},
+                   lambda: self.inner.save_flow(token, flow))
+
+    # ------------------------------------------------------ everything else
+
+    def find_runnable(self, limit: int) -> list[str]:
+        return self.inner.find_runnable(limit)
+
+    def wait_for_work(self, timeout: float) -> bool:
+        return self.inner.wait_for_work(timeout)
+
+    def record_decline(self, flow_id: str, decline: Decline) -> None:
+        self.inner.record_decline(flow_id, decline)
+
+    def load_declines(self, flow_id: str) -> list[Decline]:
+        return self.inner.load_declines(flow_id)
+
+    def register_replica(self, info: ReplicaInfo, lease: float) -> None:
+        self.inner.register_replica(info, lease)
+
+    def heartbeat_replica(self, replica_id: str, lease: float) -> None:
+        self.inner.heartbeat_replica(replica_id, lease)
+
+    def unregister_replica(self, replica_id: str) -> None:
+        self.inner.unregister_replica(replica_id)
+
+    def list_replicas(self) -> list[ReplicaInfo]:
+        return self.inner.list_replicas()
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        self.inner.add_state_listener(listener)
+
+    def warnings(self) -> list[str]:
+        return self.inner.warnings()
+
+    def close(self) -> None:
+        try:
+            self.inner.close()
+        finally:
+            self.history.close()
+
+
+def wrap_from_env(backend: Backend, label: str = "replica") -> Backend:
+    """``backend`` recorded into ``$FLOWBATON_RECORD_WRITES`` if that is set,
+    else ``backend`` itself."""
+    folder = os.environ.get(ENV)
+    if not folder:
+        return backend
+    return RecordingBackend(backend, HistoryFile(Path(folder), label))
+
+
+def read_history(folder: Path) -> Iterator[Entry]:
+    """Every line of every history file in ``folder`` (torn lines skipped)."""
+    for path in sorted(folder.glob("writes-*.jsonl")):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue

@@ -1,0 +1,41 @@
+"""Shared pieces of the chaos tests: which backends to run, and running one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowbaton.testing.chaos import ChaosConfig, run_chaos
+from flowbaton.testing.chaos.report import table
+
+CHAOS_BACKENDS = ("sqlite", "zookeeper", "redis")
+
+
+def backend_params() -> list[Any]:
+    """One param per backend, narrowed by FLOWBATON_TEST_BACKENDS like the
+    other suites; ZooKeeper and Redis carry their markers."""
+    wanted = os.environ.get("FLOWBATON_TEST_BACKENDS")
+    names = {n.strip() for n in wanted.split(",")} if wanted else set(CHAOS_BACKENDS)
+    return [pytest.param(kind, marks=[getattr(pytest.mark, kind)] if kind != "sqlite" else [], id=kind)
+            for kind in CHAOS_BACKENDS if kind in names]
+
+
+def run_and_show(config: ChaosConfig) -> dict[str, Any]:
+    """Run; print the table (pytest shows it when the test fails) and where
+    the evidence is."""
+    report = run_chaos(config)
+    print(table(report))
+    print(f"run folder: {report['run']['folder']}")
+    return report
+
+
+def violations(report: dict[str, Any]) -> dict[str, int]:
+    return {number: item["violations"] for number, item in report["invariants"].items() if item["violations"]}
+
+
+@pytest.fixture
+def chaos_folder(tmp_path: Path) -> Path:
+    return tmp_path / "run"

@@ -1,0 +1,293 @@
+"""The checker catches what it claims to catch: each invariant, fed a
+history with one planted violation, reports it (and a clean history passes).
+
+Histories are built by a small scripted "world" instead of a real run, so
+each case is exact and instant; the real runs are in test_ci.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from flowbaton.backends.records import FlowDetail, TaskDetail
+from flowbaton.testing.chaos.checks import check_all
+from flowbaton.testing.chaos.evidence import Evidence, Execution, Index, Op
+from flowbaton.testing.chaos.recovery import check_orphans, check_recovery
+from flowbaton.testing.recorder import digest, result_digest
+
+LEASE = 2.0
+
+
+@dataclass
+class World:
+    """A scripted history of one or more flows: claims, writes, reads, runs."""
+
+    backend: str = "zookeeper"
+    now: float = 100.0
+    ops: list[Op] = field(default_factory=list)
+    runs: list[Execution] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    records: dict[tuple[str, str], str] = field(default_factory=dict)  # what the store holds: digests
+    texts: dict[str, FlowDetail] = field(default_factory=dict)
+    details: dict[str, TaskDetail] = field(default_factory=dict)  # digest -> the detail written
+    ids: Any = field(default_factory=lambda: itertools.count())
+
+    def tick(self, seconds: float = 0.01) -> float:
+        self.now += seconds
+        return self.now
+
+    def _op(self, kind: str, flow: str, **fields: Any) -> Op:
+        start = self.tick()
+        op = Op(str(next(self.ids)), kind, flow, start, self.tick(), "ok", **fields)
+        self.ops.append(op)
+        return op
+
+    def create(self, flow: str) -> None:
+        record = FlowDetail(flow, "chaos", "m:f", created_at=self.now)
+        self._op("create_flow", flow, digest=digest(record.to_json()), state="PENDING")
+        self.records[(flow, "")] = digest(record.to_json())
+        self.texts[flow] = record
+
+    def claim(self, flow: str, replica: str, epoch: int) -> str:
+        claim = f"{replica}#{epoch:04d}"
+        self._op("claim", flow, claim=claim, epoch=epoch, owner=replica)
+        return claim
+
+    def save_task(self, flow: str, claim: str, task: str, state: str, attempt: int = 1, *,
+                  result: Any = None, outcome: str = "ok", lands: bool = True) -> Op:
+        epoch = int(claim.rsplit("#", 1)[1])
+        detail = TaskDetail(task, state, result, attempts=attempt, claim_id=claim, epoch=epoch,
+                            started_at=self.tick())
+        self.details[digest(detail.to_json())] = detail
+        op = self._op("save_task", flow, claim=claim, epoch=epoch, task=task, state=state, attempts=attempt,
+                      digest=digest(detail.to_json()), result=result_digest(result))
+        op.outcome, op.err = outcome, (None if outcome == "ok" else "ClaimLost")
+        if lands:
+            self.records[(flow, task)] = op.digest or ""
+        return op
+
+    def save_flow(self, flow: str, claim: str, state: str) -> None:
+        record = self.texts[flow]
+        record.state, record.updated_at = state, self.tick()
+        d = digest(record.to_json())
+        self._op("save_flow", flow, claim=claim, epoch=int(claim[-4:]), state=state, digest=d)
+        self.records[(flow, "")] = d
+
+    def release(self, flow: str, claim: str) -> None:
+        self._op("release", flow, claim=claim, epoch=int(claim[-4:]))
+
+    def renew(self, flow: str, claim: str) -> None:
+        self._op("renew", flow, claim=claim, epoch=int(claim[-4:]))
+
+    def read_tasks(self, flow: str) -> None:
+        tasks = {t: d for (f, t), d in self.records.items() if f == flow and t}
+        self._op("load_tasks", flow, tasks=tasks)
+
+    def run(self, flow: str, task: str, replica: str, epoch: int, attempt: int = 1, end: str = "end") -> None:
+        self.runs.append(Execution(flow, task, attempt, epoch, replica, self.tick(), end))
+
+    def task_run(self, flow: str, claim: str, task: str, attempt: int = 1, result: Any = "ok") -> None:
+        """RUNNING accepted, the execution, SUCCESS accepted: a task done right."""
+        replica, epoch = claim.rsplit("#", 1)
+        self.save_task(flow, claim, task, "RUNNING", attempt)
+        self.run(flow, task, replica, int(epoch), attempt)
+        self.save_task(flow, claim, task, "SUCCESS", attempt, result=result)
+
+    def evidence(self) -> Evidence:
+        """The history so far, and the store as the script left it."""
+        tasks = {flow: {t: self.details[d] for (f, t), d in self.records.items() if f == flow and t}
+                 for flow in self.texts}
+        flows: dict[str, FlowDetail | None] = dict(self.texts)
+        return Evidence(self.ops, self.runs, self.faults, flows, tasks, dict.fromkeys(self.texts, "user"),
+                        LEASE, self.backend, self.tick())
+
+
+def violations(world: World) -> dict[int, list[str]]:
+    ix = Index.build(world.evidence())
+    outcomes = check_all(ix)
+    recovery, _ = check_recovery(ix, slack=5.0)
+    check_orphans(ix, 5.0, recovery)
+    outcomes.append(recovery)
+    return {o.number: o.examples for o in outcomes if o.violations}
+
+
+def clean_flow(world: World, flow: str = "f1") -> str:
+    world.create(flow)
+    claim = world.claim(flow, "r1-1", 1)
+    world.read_tasks(flow)
+    world.save_flow(flow, claim, "RUNNING")
+    world.task_run(flow, claim, "a")
+    return claim
+
+
+def test_a_clean_history_passes() -> None:
+    world = World()
+    claim = clean_flow(world)
+    world.task_run("f1", claim, "b")
+    world.save_flow("f1", claim, "SUCCESS")
+    world.release("f1", claim)
+    assert violations(world) == {}
+
+
+def test_1_a_flow_left_running_is_stranded() -> None:
+    world = World()
+    clean_flow(world)
+    assert "ended RUNNING" in violations(world)[1][0]
+
+
+def test_2_a_write_acknowledged_after_a_newer_claim() -> None:
+    world = World()
+    old = clean_flow(world)
+    world.tick(LEASE)
+    new = world.claim("f1", "r2-1", 2)
+    world.read_tasks("f1")
+    world.save_task("f1", old, "b", "RUNNING")  # the zombie's write goes through: fencing is broken
+    world.task_run("f1", new, "b")
+    world.save_flow("f1", new, "SUCCESS")
+    world.release("f1", new)
+    found = violations(world)
+    assert "acknowledged" in found[2][0]
+
+
+def test_2_a_refused_stale_write_is_counted_not_blamed() -> None:
+    world = World()
+    old = clean_flow(world)
+    world.tick(LEASE)
+    new = world.claim("f1", "r2-1", 2)
+    world.read_tasks("f1")
+    world.save_task("f1", old, "b", "RUNNING", outcome="fail", lands=False)
+    world.task_run("f1", new, "b")
+    world.save_flow("f1", new, "SUCCESS")
+    world.release("f1", new)
+    assert 2 not in violations(world)
+    ix = Index.build(world.evidence())
+    assert check_all(ix)[1].counts["stale save_task refused"] == 1
+
+
+def test_2_an_epoch_that_goes_backwards() -> None:
+    world = World()
+    clean_flow(world)
+    world.tick(LEASE)
+    new = world.claim("f1", "r2-1", 1)  # epoch reused outside any Redis failover
+    world.save_flow("f1", new, "SUCCESS")
+    world.release("f1", new)
+    assert any("epoch 1 granted after epoch 1" in e for e in violations(world)[2])
+
+
+def test_2_a_task_started_after_its_owners_lease_ran_out() -> None:
+    world = World()
+    claim = clean_flow(world)
+    world.renew("f1", claim)
+    world.tick(LEASE + 0.5)  # no renewal for longer than the lease, then a start
+    world.task_run("f1", claim, "b")
+    world.save_flow("f1", claim, "SUCCESS")
+    world.release("f1", claim)
+    assert "after its lease ran out" in violations(world)[2][0]
+
+
+def test_3_a_task_run_again_after_its_success_was_stored() -> None:
+    world = World()
+    old = clean_flow(world)  # "a" succeeded under epoch 1
+    world.tick(LEASE)
+    new = world.claim("f1", "r2-1", 2)
+    world.run("f1", "a", "r2-1", 2, attempt=2)
+    world.save_flow("f1", new, "SUCCESS")
+    world.release("f1", new)
+    assert old
+    assert "then attempt 2 started" in violations(world)[3][0]
+
+
+def test_4_a_success_result_rewritten() -> None:
+    world = World()
+    claim = clean_flow(world)
+    world.save_task("f1", claim, "a", "SUCCESS", result="another")
+    world.save_flow("f1", claim, "SUCCESS")
+    world.release("f1", claim)
+    assert "rewritten" in violations(world)[4][0]
+
+
+def test_5_an_acknowledged_write_missing_from_a_later_read() -> None:
+    world = World()
+    old = clean_flow(world)
+    world.save_task("f1", old, "b", "RUNNING")
+    world.records.pop(("f1", "b"))  # the store forgot it
+    world.tick(LEASE)
+    new = world.claim("f1", "r2-1", 2)
+    world.read_tasks("f1")
+    world.task_run("f1", new, "b")
+    world.save_flow("f1", new, "SUCCESS")
+    world.release("f1", new)
+    assert "showed nothing" in violations(world)[5][0]
+
+
+def test_5_a_lost_write_is_allowed_and_counted_after_a_redis_failover() -> None:
+    world = World(backend="redis")
+    old = clean_flow(world)
+    world.save_task("f1", old, "b", "RUNNING")
+    world.records.pop(("f1", "b"))
+    world.faults.append({"index": 0, "kind": "failover", "target": None, "replica": None,
+                         "start": world.tick(), "heal": world.tick(1.0)})
+    new = world.claim("f1", "r2-1", 2)
+    world.read_tasks("f1")
+    world.task_run("f1", new, "b")
+    world.save_flow("f1", new, "SUCCESS")
+    world.release("f1", new)
+    assert violations(world) == {}
+
+
+def test_6_a_task_run_twice_by_the_same_owner() -> None:
+    world = World()
+    claim = clean_flow(world)
+    world.run("f1", "a", "r1-1", 1)  # the same token starts "a" again, no failure, no takeover
+    world.save_flow("f1", claim, "SUCCESS")
+    world.release("f1", claim)
+    assert "ran it twice" in violations(world)[6][0]
+
+
+def test_6_an_in_doubt_rerun_after_a_kill_is_counted() -> None:
+    world = World()
+    old = clean_flow(world)
+    world.save_task("f1", old, "b", "RUNNING")
+    world.run("f1", "b", "r1-1", 1, end=None)  # killed mid-task
+    world.faults.append({"index": 0, "kind": "kill", "target": "r1", "replica": "r1-1",
+                         "start": world.tick(), "heal": world.tick(0.5)})
+    world.tick(LEASE)
+    new = world.claim("f1", "r2-1", 2)
+    world.read_tasks("f1")
+    world.task_run("f1", new, "b", attempt=2)
+    world.save_flow("f1", new, "SUCCESS")
+    world.release("f1", new)
+    assert violations(world) == {}
+    outcome = check_all(Index.build(world.evidence()))[5]
+    assert outcome.counts["duplicates"] == 1 and outcome.counts["cause: kill"] == 1
+
+
+def test_7_a_claim_kept_but_not_served_orphans_the_flow() -> None:
+    world = World()
+    old = clean_flow(world)
+    world.renew("f1", old)  # still alive, then the owner stops serving the flow without releasing it
+    world.tick(30.0)
+    new = world.claim("f1", "r1-1", 2)
+    world.save_flow("f1", new, "SUCCESS")
+    world.release("f1", new)
+    assert "no live owner for 30" in violations(world)[7][0]
+
+
+@pytest.mark.parametrize("outage", [True, False])
+def test_7_backend_outages_do_not_count_as_orphan_time(outage: bool) -> None:
+    world = World()
+    clean_flow(world)
+    if outage:
+        world.faults.append({"index": 0, "kind": "lose-quorum", "target": None, "replica": None,
+                             "start": world.tick(), "heal": world.tick(29.0)})
+    else:
+        world.tick(29.0)
+    world.tick(1.0)
+    new = world.claim("f1", "r2-1", 2)
+    world.save_flow("f1", new, "SUCCESS")
+    world.release("f1", new)
+    assert (7 in violations(world)) is not outage
