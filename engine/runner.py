@@ -85,15 +85,33 @@ class FlowRun:
         self._running: dict[Future[Any], str] = {}
         self._inline: list[Outcome] = []
         self._delayed: list[tuple[float, str]] = []
+        self._unsaved: list[TaskDetail] = []
         self._revert_began: dict[str, float] = {}
 
     # ------------------------------------------------------------ writes
 
-    def write_task(self, detail: TaskDetail) -> None:
-        self._guard(self.backend.save_task, detail)
+    def write_task(self, detail: TaskDetail, *, defer: bool = False) -> None:
+        """Store a task detail. ``defer`` holds a finished task's record back
+        to travel with the next write (usually the next task's start) as one
+        round trip; ``flush`` sends it before the loop waits or the flow
+        record changes, so nothing that depends on it can outrun it."""
         self.details[detail.task_id] = detail
+        self._unsaved.append(detail)
+        if not defer:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every held-back task detail now."""
+        if not self._unsaved:
+            return
+        batch, self._unsaved = self._unsaved, []
+        if len(batch) == 1:
+            self._guard(self.backend.save_task, batch[0])
+        else:
+            self._guard(self.backend.save_tasks, batch)
 
     def write_flow(self, **changes: Any) -> None:
+        self.flush()
         for key, value in changes.items():
             setattr(self.flow, key, value)
         self.flow.updated_at = self.clock()
@@ -172,6 +190,7 @@ class FlowRun:
                     return False
                 if not (self._delayed or schedule.has_ready()):
                     return True
+                self.flush()
                 self.gate.wait(self._until_due())  # paused, or a retry is not due yet
                 continue
             for tid, result, error in self._collect():
@@ -232,6 +251,7 @@ class FlowRun:
             outcomes, self._inline = self._inline, []
             return outcomes
         timeout = self._until_due() if self._delayed else None
+        self.flush()  # results held back must not wait for a slow task
         finished, _ = wait(list(self._running), timeout=timeout, return_when=FIRST_COMPLETED)
         outcomes = []
         for future in finished:
@@ -256,7 +276,7 @@ class FlowRun:
                 error = bad
         if error is None:
             finished = self.clock()
-            self.write_task(_with(detail, state=SUCCESS, result=stored, finished_at=finished))
+            self.write_task(_with(detail, state=SUCCESS, result=stored, finished_at=finished), defer=True)
             self.events.on_task_finished(self.flow.id, tid, TASK_SUCCESS, _took(detail, finished))
             self.values.update(provided)
             self.in_doubt.discard(tid)
