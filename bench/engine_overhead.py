@@ -4,7 +4,9 @@
     python bench/engine_overhead.py --backend redis://127.0.0.1:6379/0 --sizes 1000
 
 Writes are counted, not estimated: every call of the contract's write methods
-(save_task, save_flow) during the run is counted. For scale: OpenStack TaskFlow
+(save_task, save_tasks, save_flow; each is one backend round trip) during the
+run is counted, and so are the task records they carry (two per task: start,
+and result with state; a result rides with the next task's start). For scale: OpenStack TaskFlow
 6.5.0 runs 134 no-op tasks/s on memory persistence and 15 on SQLite on this
 machine class, with 4 writes per task (issue 2).
 """
@@ -28,24 +30,28 @@ from flowbaton.engine import new_flow_detail, run_flow
 
 
 class Counting:
-    """Counts the contract's write calls on one backend object."""
+    """Counts the contract's write calls (each one round trip) and the task
+    records they carry, on one backend object."""
 
     def __init__(self, backend: Backend) -> None:
-        self.writes = {"save_task": 0, "save_flow": 0}
-        for name in self.writes:
+        self.calls = {"save_task": 0, "save_tasks": 0, "save_flow": 0}
+        self.records = 0
+        for name in self.calls:
             setattr(backend, name, self._counted(name, getattr(backend, name)))
 
     def _counted(self, name: str, original: Any) -> Any:
-        def call(*args: Any) -> Any:
-            self.writes[name] += 1
-            return original(*args)
+        def call(token: Any, record: Any) -> Any:
+            self.calls[name] += 1
+            if name != "save_flow":
+                self.records += len(record) if name == "save_tasks" else 1
+            return original(token, record)
 
         return call
 
 
-def one_run(url: str, size: int) -> tuple[float, float, int]:
-    """(tasks per second, task writes per task, flow writes) of one flow of
-    ``size`` no-op tasks."""
+def one_run(url: str, size: int) -> tuple[float, float, float, int]:
+    """(tasks per second, task records written per task, task write calls
+    (round trips) per task, flow writes) of one flow of ``size`` no-op tasks."""
     backend = open_backend(url)
     try:
         detail = new_flow_detail("noop_flows:linear", kwargs={"count": size})
@@ -57,7 +63,8 @@ def one_run(url: str, size: int) -> tuple[float, float, int]:
         elapsed = time.perf_counter() - started
         assert report.state == "SUCCESS", report.reason
         backend.release(token)
-        return size / elapsed, counter.writes["save_task"] / size, counter.writes["save_flow"]
+        calls = counter.calls["save_task"] + counter.calls["save_tasks"]
+        return size / elapsed, counter.records / size, calls / size, counter.calls["save_flow"]
     finally:
         backend.close()
 
@@ -71,15 +78,16 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="fb-bench-")
     urls = args.backend or ["memory://", f"sqlite:///{os.path.join(tmp, 'bench.db')}"]
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"{'backend':<44} {'tasks':>6} {'tasks/s':>9} {'writes/task':>11} {'flow writes':>11}")
+    print(f"{'backend':<44} {'tasks':>6} {'tasks/s':>9} {'records/task':>12} {'writes/task':>11} {'flow writes':>11}")
     for url in urls:
         rates: dict[int, float] = {}
         for size in sizes:
             runs = [one_run(url, size) for _ in range(args.repeat)]
-            rates[size] = statistics.median(r for r, _, _ in runs)
-            writes = statistics.median(w for _, w, _ in runs)
-            flow_writes = max(f for _, _, f in runs)
-            print(f"{url[:44]:<44} {size:>6} {rates[size]:>9.0f} {writes:>11.3f} {flow_writes:>11}")
+            rates[size] = statistics.median(r[0] for r in runs)
+            records = statistics.median(r[1] for r in runs)
+            writes = statistics.median(r[2] for r in runs)
+            flow_writes = max(r[3] for r in runs)
+            print(f"{url[:44]:<44} {size:>6} {rates[size]:>9.0f} {records:>12.3f} {writes:>11.3f} {flow_writes:>11}")
         if len(sizes) > 1:
             flat = rates[sizes[-1]] / rates[sizes[0]]
             print(f"{'':<44} tasks/s at {sizes[-1]} is {flat:.0%} of tasks/s at {sizes[0]}")
