@@ -34,8 +34,8 @@ from ...backends.records import FlowDetail
 from ...backends.states import TERMINAL_FLOW_STATES
 from ...engine import new_flow_detail
 from ..recorder import HistoryFile, RecordingBackend
-from .evidence import load_evidence, load_saved, read_final, save_final
-from .nemesis import Nemesis, available_faults, plan_faults
+from .evidence import Evidence, load_evidence, load_saved, read_final, save_final
+from .nemesis import Fault, Nemesis, available_faults, plan_faults
 from .proxy import ProxyHub
 from .replicas import ReplicaSet
 from .report import build_report, write_report
@@ -183,31 +183,42 @@ def _run(config: ChaosConfig, folder: Path, setup: Setup, replicas: ReplicaSet, 
     (folder / "plan.json").write_text(json.dumps([asdict(f) for f in plan], indent=1))
     observer = RecordingBackend(open_backend(setup.url), HistoryFile(folder / "history", "harness"))
     try:
-        details = _details(config)
         replicas.start_all()
         _wait_registered(observer, {r.replica_id for r in replicas.replicas.values()})
         phases: dict[str, float] = {"setup_s": time.monotonic() - started}
-        submitter = _Submitter(observer, details, config.duration * _SUBMIT_SHARE)
-        submitter.start()
-        nemesis = Nemesis(folder, setup, replicas, config.seed, config.lease)
-        fault_start = time.monotonic()
-        nemesis.run(plan)
-        phases["faults_s"] = time.monotonic() - fault_start
-        submitter.stop_by = time.monotonic() + config.drain_timeout
-        submitter.join()
-        phases["drain_s"] = _drain(observer, list(submitter.submitted), config.drain_timeout)
+        submitted = _under_faults(config, folder, setup, replicas, observer, plan, phases)
         codes = replicas.stop_all()
-        final_flows, final_tasks = read_final(observer.inner, list(submitter.submitted))
+        final_flows, final_tasks = read_final(observer.inner, list(submitted))
         end = time.monotonic()
     finally:
         observer.close()
     run = {**_describe(config, kinds, folder), "phases": phases, "exit_codes": codes,
-           "wall_seconds": end - started, "submitted": len(submitter.submitted)}
+           "wall_seconds": end - started, "submitted": len(submitted)}
     evidence = load_evidence(folder, final_flows=final_flows, final_tasks=final_tasks,
-                             submitted=submitter.submitted, lease=config.lease, backend=setup.family, end=end)
+                             submitted=submitted, lease=config.lease, backend=setup.family, end=end)
     save_final(folder, run, evidence)
+    return _verdict(evidence, run, config, folder)
+
+
+def _under_faults(config: ChaosConfig, folder: Path, setup: Setup, replicas: ReplicaSet, observer: Backend,
+                  plan: list[Fault], phases: dict[str, float]) -> dict[str, str]:
+    """Submit the flows while the nemesis works, then wait for them to end;
+    returns the flows submitted (id -> workload kind)."""
+    submitter = _Submitter(observer, _details(config), config.duration * _SUBMIT_SHARE)
+    submitter.start()
+    fault_start = time.monotonic()
+    Nemesis(folder, setup, replicas, config.seed, config.lease).run(plan)
+    phases["faults_s"] = time.monotonic() - fault_start
+    submitter.stop_by = time.monotonic() + config.drain_timeout
+    submitter.join()
+    phases["drain_s"] = _drain(observer, list(submitter.submitted), config.drain_timeout)
+    return submitter.submitted
+
+
+def _verdict(evidence: Evidence, run: dict[str, Any], config: ChaosConfig, folder: Path) -> dict[str, Any]:
+    checking = time.monotonic()
     report = build_report(evidence, run, config.recovery_slack)
-    report["run"]["check_s"] = time.monotonic() - end
+    report["run"]["check_s"] = time.monotonic() - checking
     write_report(report, folder / "report.json")
     return report
 
