@@ -230,10 +230,17 @@ class FlowRun:
         the write itself may have outlasted the lease (a busy SQLite, driver
         retries), and once the claim may be another replica's nothing may
         start. The record stays in doubt and the next owner runs the task,
-        instead of both running it at once (chaos-bugs.md #2)."""
+        instead of both running it at once (chaos-bugs.md #2). A paused gate
+        (ZooKeeper session suspended) holds the start until the claim is
+        confirmed (resume) or gone (lose)."""
         self.write_task(detail)
-        if not self.gate.may_start() and self.gate.lost:
-            raise Halt(self.gate.lost_reason)
+        while not self.gate.may_start():
+            if self.gate.lost:
+                raise Halt(self.gate.lost_reason)
+            if self.gate.stopped:
+                return  # a graceful stop, claim still ours: run what is recorded as started
+            # Paused (session in doubt): start once it is confirmed ours, never before.
+            self.gate.wait_open(0.5)
 
     def _launch(self, tid: str, ctx: TaskContext | None, call: Callable[[], Any], inline: bool) -> None:
         if inline or self.max_workers == 1:

@@ -162,3 +162,37 @@ def test_current_task_outside_a_task_is_an_error() -> None:
 
     with pytest.raises(FlowbatonError, match="outside a running task"):
         current_task()
+
+
+@pytest.mark.parametrize("then", ["resume", "lose"])
+def test_a_gate_paused_during_a_start_write_holds_the_task(then: str) -> None:
+    """The session is suspended while the RUNNING record is being written:
+    the task must not start until the claim is confirmed, and never if lost."""
+    import threading
+
+    from flowbaton.backends import open_backend
+    from flowbaton.engine import Gate, run_flow
+
+    backend = open_backend("memory://")
+    gate = Gate()
+    save_task = backend.save_task
+    paused_at: list[float] = []
+
+    def pausing_save(token: Any, detail: Any) -> None:
+        save_task(token, detail)
+        if detail.task_id == "b" and detail.state == "RUNNING" and not paused_at:
+            gate.pause()
+            paused_at.append(1.0)
+            settle = gate.resume if then == "resume" else (lambda: gate.lose("session lost"))
+            threading.Timer(0.3, settle).start()
+
+    backend.save_task = pausing_save  # type: ignore[method-assign]
+    backend.save_tasks = lambda token, details: [pausing_save(token, d) for d in details]  # type: ignore[method-assign]
+    flow = submit(backend, f"{F}:changing")
+    token = backend.claim(flow.id, "r1", 30.0)
+    report = run_flow(backend, token, replica_id="r1", gate=gate)
+    if then == "resume":
+        assert report.state == SUCCESS and ef.CALLS == ["a", "b", "c"]
+    else:
+        assert ef.CALLS == ["a"]  # b was recorded as started but never ran here
+        assert backend.load_tasks(flow.id)["b"].state == "RUNNING"  # in doubt for the next owner
