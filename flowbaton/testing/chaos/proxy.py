@@ -169,6 +169,12 @@ class ProxyHub:
             for proxies in self._groups.values():
                 for proxy in proxies:
                     await proxy.close()
+            # Connections still pumping (or held by a cut) end here, quietly.
+            current = asyncio.current_task()
+            pending = [task for task in asyncio.all_tasks() if task is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         with contextlib.suppress(Exception):
             self._run(close_all())
