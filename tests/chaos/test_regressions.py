@@ -51,14 +51,16 @@ def test_bug2_no_task_starts_after_the_lease_ran_out_during_its_start(monkeypatc
     now = [0.0]
     gate = LeasedGate(clock=lambda: now[0])
     gate.deadline = 10.0
-    save_task = backend.save_task
+    save_tasks = backend.save_tasks
 
-    def slow_save_task(token: ClaimToken, task: TaskDetail) -> None:
-        save_task(token, task)
-        if task.state == RUNNING and task.task_id != "prepare":
+    def slow_save_tasks(token: ClaimToken, tasks: list[TaskDetail]) -> None:
+        save_tasks(token, tasks)
+        if any(task.state == RUNNING and task.task_id != "prepare" for task in tasks):
             now[0] = 20.0  # the write returned after the lease deadline
 
-    monkeypatch.setattr(backend, "save_task", slow_save_task)
+    # A start travels alone (save_task) or with the previous result (save_tasks).
+    monkeypatch.setattr(backend, "save_tasks", slow_save_tasks)
+    monkeypatch.setattr(backend, "save_task", lambda token, task: slow_save_tasks(token, [task]))
     run_flow(backend, token, replica_id="r1", allow=["flowbaton.testing."], gate=gate)
     started = [entry["task"] for entry in read_ledger(tmp_path) if entry["phase"] == "start"]
     assert started == ["prepare"]
