@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from flowbaton.backends import open_backend
 from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import ClaimToken, TaskDetail
 from flowbaton.backends.states import RUNNING
@@ -16,6 +17,7 @@ from flowbaton.testing.chaos import ChaosConfig
 from flowbaton.testing.chaos.run import WORKLOAD
 from flowbaton.testing.ledger import ENV as LEDGER_ENV
 from flowbaton.testing.ledger import read_ledger
+from flowbaton.testing.servers.redis import SentinelCluster
 
 from .conftest import run_and_show, violations
 
@@ -80,3 +82,21 @@ def test_bug2_by_seed(chaos_folder: Path) -> None:
     report = run_and_show(config)
     assert violations(report) == {}
     assert report["invariants"]["6"]["counts"].get("cause: stall-backend", 0) > 0, "stalls must hit running tasks"
+
+
+@pytest.mark.redis
+@pytest.mark.xfail(strict=True, reason="chaos-bugs.md #3: no warning that a Sentinel split brain can drop "
+                                       "acknowledged writes, whole submitted flows included")
+def test_bug3_redis_warns_when_a_split_brain_can_lose_submitted_flows(redis_sentinel_cluster: SentinelCluster) -> None:
+    """Bug 3: with ``min-replicas-to-write 0`` (the default), a primary
+    restarted slower than Sentinel's down-after comes back as a second
+    master; writes it acknowledges until Sentinel demotes it are dropped,
+    and the soak run (seed 370868) lost 14 submitted flows that way. The
+    backend warns about settings that lose claims (eviction, persistence);
+    it should warn about this one too (deploy/README.md recommends
+    ``min-replicas-to-write 1``)."""
+    backend = open_backend(redis_sentinel_cluster.url(namespace="bug3"))
+    try:
+        assert any("min-replicas-to-write" in warning for warning in backend.warnings())
+    finally:
+        backend.close()

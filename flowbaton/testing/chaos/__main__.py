@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Run replicas under injected faults and check that no flow "
                                                  "is lost, stranded or written by two owners.")
     parser.add_argument("--backend", metavar="KIND|URL",
-                        help="sqlite, zookeeper (local 3-node ensemble), redis (local primary + Sentinel), "
+                        help="sqlite, zookeeper (local 3-node ensemble), redis (local primary + 2 replicas + Sentinel, "
+                             "deploy/README settings), redis-bare (1 replica, no min-replicas-to-write), "
                              "or the URL of servers you run (replica faults and cuts only)")
     parser.add_argument("--flows", type=int, default=60, metavar="M", help="flows to submit (default 60)")
     parser.add_argument("--replicas", type=int, default=3, metavar="N", help="replica processes (default 3)")

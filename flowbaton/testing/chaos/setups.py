@@ -10,9 +10,15 @@
   ``kill-member`` (one member down for a while), ``lose-quorum`` (two members
   down past the session timeout). Replicas reach each member through proxies
   of their own, so any of them can be cut off.
-- ``redis``: primary + replica + three sentinels. Faults ``restart-backend``
-  (the primary restarted in place) and ``failover`` (the primary killed,
-  Sentinel promotes the replica, the old primary returns as a replica).
+- ``redis``: primary + two replicas + three sentinels, with the settings
+  deploy/README.md recommends (``min-replicas-to-write 1``,
+  ``min-replicas-max-lag 10``). Faults ``restart-backend`` (the primary
+  restarted in place, sometimes slower than Sentinel's down-after: then
+  Sentinel fails over meanwhile and the old primary comes back as a second
+  master until demoted) and ``failover`` (the primary killed, Sentinel
+  promotes a replica, the old primary returns as a replica).
+  ``redis-bare``: the same without those settings and with one replica (the
+  test suite's cluster), to see what the settings buy.
   Even-numbered replicas use the ``redis+sentinel://`` URL; odd-numbered ones
   reach the current primary through a proxy that asks Sentinel where it is
   (as an HAProxy in front of Sentinel would): those can be cut off.
@@ -219,10 +225,19 @@ class RedisSetup(Setup):
     kind = "redis"
     faults = BACKEND_FAULTS["redis"]
 
-    def __init__(self, folder: Path, hub: ProxyHub) -> None:
+    # deploy/README.md's settings for Sentinel: a primary refuses writes it
+    # cannot replicate, so a demoted primary that comes back as a master
+    # (a split brain) cannot acknowledge writes that the failover then drops.
+    NODE_CONFIG = {"min-replicas-to-write": "1", "min-replicas-max-lag": "10"}
+
+    def __init__(self, folder: Path, hub: ProxyHub, *, bare: bool = False) -> None:
         from ..servers.redis import SentinelCluster, redis_binary
 
-        self.cluster = SentinelCluster(redis_binary(), folder / "redis")
+        if bare:  # the test suite's small cluster: one replica, no min-replicas-to-write
+            self.cluster = SentinelCluster(redis_binary(), folder / "redis")
+        else:
+            self.cluster = SentinelCluster(redis_binary(), folder / "redis", replicas=2,
+                                           node_config=self.NODE_CONFIG)
         self.namespace = f"chaos{uuid.uuid4().hex[:8]}"
         super().__init__(self.cluster.url(namespace=self.namespace), hub)
         self._victim: Any = None
@@ -246,41 +261,61 @@ class RedisSetup(Setup):
 
     def inject(self, fault: str, rng: random.Random, lease: float) -> dict[str, Any]:
         if fault == "restart-backend":
+            # Back with its own settings, as a primary: if Sentinel failed
+            # over meanwhile (a restart slower than down-after), it is a
+            # second master until Sentinel demotes it.
             primary = self.cluster.primary()
             primary.stop()
-            primary.config.pop("replicaof", None)  # it comes back as the primary it was
+            primary.config.pop("replicaof", None)
             self._victim = primary
             return {"stopped": primary.port}
         if fault == "failover":
             old = self.cluster.kill_primary()
             new = self.cluster.wait_for_failover(old)
             self._victim = next(n for n in self.cluster.nodes if n.port == old)
-            # Back as a replica of the new primary, never as a second primary
-            # with stale data (Sentinel would demote it, but only after a while).
             self._victim.config["replicaof"] = f"127.0.0.1 {new}"
             return {"killed": old, "promoted": new}
         return super().inject(fault, rng, lease)
 
     def fault_duration(self, fault: str, rng: random.Random, lease: float) -> float:
-        return rng.uniform(0.2, 1.0) if fault == "restart-backend" else rng.uniform(1.0, 3.0)
+        # Restarts shorter and longer than Sentinel's down-after (1 s).
+        return rng.uniform(0.2, 2.5) if fault == "restart-backend" else rng.uniform(1.0, 3.0)
 
     def heal(self, fault: str) -> None:
-        """The stopped node comes back on its port; after a failover Sentinel
-        turns it into a replica of the new primary."""
+        """The stopped node comes back on its port; healed once the topology
+        has settled (one master, the one Sentinel names, every other node its
+        replica in sync), so a split brain counts as part of the fault."""
         if self._victim is not None:
             self._victim.start()
             self._victim = None
-        self._wait_replicated()
+        deadline = time.monotonic() + 60.0
+        while not self._settled():
+            if time.monotonic() > deadline:
+                raise ServerError("the Redis nodes did not settle after the fault (see redis/*/server.log)")
+            time.sleep(0.2)
 
-    def _wait_replicated(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                self.cluster.wait_replicated(timeout_ms=1000)
-                return
-            except Exception:  # roles still changing: no primary yet, replica not linked
-                time.sleep(0.2)
-        raise ServerError("the Redis replica did not catch up after healing")
+    def _settled(self) -> bool:
+        try:
+            primary = self.cluster.primary_port()
+            roles = [self._role(node.port) for node in self.cluster.nodes]
+        except Exception:  # roles still changing, a node still loading
+            return False
+        masters = [port for port, (role, _, _) in zip(self._ports(), roles, strict=True) if role == "master"]
+        replicas_ok = all(role == "master" or (upstream == primary and linked) for role, upstream, linked in roles)
+        return masters == [primary] and replicas_ok
+
+    def _ports(self) -> list[int]:
+        return [node.port for node in self.cluster.nodes]
+
+    @staticmethod
+    def _role(port: int) -> tuple[str, int | None, bool]:
+        """(role, the primary it follows, replication link up) of one node."""
+        import redis
+
+        with redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, decode_responses=True) as client:
+            info = client.info("replication")
+        upstream = info.get("master_port")
+        return str(info["role"]), int(upstream) if upstream else None, info.get("master_link_status") == "up"
 
     def close(self) -> None:
         self.cluster.close()
@@ -295,8 +330,8 @@ def open_setup(spec: str, folder: Path, hub: ProxyHub) -> Setup:
         return SqliteSetup(folder)
     if spec == "zookeeper":
         return ZooKeeperSetup(folder, hub)
-    if spec == "redis":
-        return RedisSetup(folder, hub)
+    if spec in ("redis", "redis-bare"):
+        return RedisSetup(folder, hub, bare=spec == "redis-bare")
     if "://" not in spec:
         raise ValueError(f"--backend must be sqlite, zookeeper, redis or a backend URL, not {spec!r}")
     return Setup(spec, hub)

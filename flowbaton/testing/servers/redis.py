@@ -319,16 +319,23 @@ def redis_binary() -> str:
 
 
 class SentinelCluster:
-    """Primary + replica + three sentinels on loopback, fast failover."""
+    """Primary + replica(s) + three sentinels on loopback, fast failover.
+
+    ``replicas`` and ``node_config`` (settings of every data node, e.g. the
+    ``min-replicas-to-write`` deploy/README.md recommends) default to the
+    test suite's small cluster: one replica, base settings."""
 
     SERVICE = "mymaster"
 
-    def __init__(self, binary: str, home: Path) -> None:
-        self.nodes = [LocalRedis(binary, home / "node0"), LocalRedis(binary, home / "node1")]
+    def __init__(self, binary: str, home: Path, *, replicas: int = 1,
+                 node_config: dict[str, str] | None = None, down_after_ms: int = 1000) -> None:
+        self.nodes = [LocalRedis(binary, home / f"node{i}", node_config) for i in range(1 + replicas)]
         self.sentinels = [LocalRedis(binary, home / f"sentinel{i}", {}) for i in range(3)]
+        self.down_after_ms = down_after_ms
         self.nodes[0].start()
-        self.nodes[1].config["replicaof"] = f"127.0.0.1 {self.nodes[0].port}"
-        self.nodes[1].start()
+        for node in self.nodes[1:]:
+            node.config["replicaof"] = f"127.0.0.1 {self.nodes[0].port}"
+            node.start()
         for sentinel in self.sentinels:
             sentinel.config = self._sentinel_config()
             sentinel.start(extra_args=["--sentinel"])
@@ -338,7 +345,7 @@ class SentinelCluster:
         name, primary = self.SERVICE, self.nodes[0].port
         return {
             f"sentinel monitor {name}": f"127.0.0.1 {primary} 2",
-            f"sentinel down-after-milliseconds {name}": "1000",
+            f"sentinel down-after-milliseconds {name}": str(self.down_after_ms),
             f"sentinel failover-timeout {name}": "3000",
             f"sentinel parallel-syncs {name}": "1",
         }
@@ -363,11 +370,14 @@ class SentinelCluster:
             except redis.RedisError:
                 return False
         info = dict(zip(state[::2], state[1::2], strict=True)) if isinstance(state, list) else state
-        return int(info["num-slaves"]) >= 1 and int(info["num-other-sentinels"]) >= 2
+        return int(info["num-slaves"]) >= len(self.nodes) - 1 and int(info["num-other-sentinels"]) >= 2
 
     def _replica_synced(self) -> bool:
-        with self.nodes[1].client() as client:
-            return bool(client.info("replication").get("master_link_status") == "up")
+        for node in self.nodes[1:]:
+            with node.client() as client:
+                if client.info("replication").get("master_link_status") != "up":
+                    return False
+        return True
 
     def url(self, namespace: str = "fb", **options: object) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
