@@ -25,7 +25,8 @@ def test_failover_mid_use(redis_sentinel_cluster: SentinelCluster) -> None:
         socket_connect_timeout=1.0,
     )
     try:
-        assert backend.warnings() == []
+        # The test cluster is bare on purpose: the only warning is the split-brain one.
+        assert [w for w in backend.warnings() if "min-replicas-to-write" not in w] == []
         backend.create_flow(make_flow("f"))
         token = backend.claim("f", "r1", LEASE)
         backend.save_task(token, make_task("a", state=SUCCESS, result=1))
@@ -47,6 +48,6 @@ def test_failover_mid_use(redis_sentinel_cluster: SentinelCluster) -> None:
         backend.release(token)
         backend.create_flow(make_flow("g"))
         assert backend.find_runnable(10) == ["g"]
-        assert backend.warnings() == []
+        assert [w for w in backend.warnings() if "min-replicas-to-write" not in w] == []
     finally:
         backend.close()

@@ -25,10 +25,12 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def server_warnings(client: Client, where: str) -> list[str]:
+def server_warnings(client: Client, where: str, *, failover: bool = False) -> list[str]:
     """Plain-language warnings about ``client``'s server (may raise RedisError
-    for connection problems; the caller retries)."""
-    return _config_warnings(client, where) + _role_warnings(client, where)
+    for connection problems; the caller retries). ``failover``: the URL goes
+    through Sentinel, so a replica may be promoted."""
+    found = _config_warnings(client, where) + _role_warnings(client, where)
+    return found + _split_brain_warnings(client, where, failover)
 
 
 def _config(client: Client, name: str) -> str:
@@ -70,5 +72,28 @@ def _role_warnings(client: Client, where: str) -> list[str]:
         return [
             f"{where}: connected to a replica (ROLE is {name}), not a primary: writes "
             "fail or are lost; point the URL at the primary or use redis+sentinel://"
+        ]
+    return []
+
+
+def _split_brain_warnings(client: Client, where: str, failover: bool) -> list[str]:
+    """A primary that can be failed over but accepts writes no replica has
+    seen can come back as a second master after a restart and acknowledge
+    writes Sentinel later throws away: whole submitted flows, not just
+    progress (chaos harness, bug 3). ``min-replicas-to-write`` makes it refuse
+    such writes instead."""
+    try:
+        role = client.execute_command("ROLE")
+        has_replicas = bool(role) and _text(role[0]) == "master" and len(role) > 2 and bool(role[2])
+        if not (failover or has_replicas):
+            return []
+        minimum = _config(client, "min-replicas-to-write")
+    except rex.ResponseError:
+        return []  # already reported by the checks above
+    if minimum in ("", "0"):
+        return [
+            f"{where}: min-replicas-to-write is 0 on a primary with replicas or Sentinel: after a "
+            "failover a restarted old primary can acknowledge writes that are then lost (submitted "
+            "flows included); set min-replicas-to-write 1 and min-replicas-max-lag 10"
         ]
     return []

@@ -57,6 +57,10 @@ _TRANSIENT = (
 
 
 def is_transient(err: BaseException) -> bool:
+    if isinstance(err, rex.ResponseError) and str(err).startswith("NOREPLICAS"):
+        # A primary enforcing min-replicas-to-write while its replicas catch
+        # up (mid-failover): the write was refused whole; try again.
+        return True
     return isinstance(err, _TRANSIENT) and not isinstance(err, _PERMANENT)
 
 

@@ -56,6 +56,7 @@ class RedisBackend(Backend):
     def __init__(self, url: str, target: Target) -> None:
         self.url = url
         self._conn = Connection(target)
+        self._failover = target.service is not None  # behind Sentinel: a replica may be promoted
         self._prefix: str = target.options["prefix"]
         self._index = Index(self._conn, self._prefix)
         self._waiter = Waiter(self._conn, self._index.keys.signal)
@@ -98,7 +99,7 @@ class RedisBackend(Backend):
                 log.debug("server check on %s deferred: %s", self._conn.where, err)
 
     def _check_server(self, client: Client, retried: bool) -> list[str]:
-        found = server_warnings(client, self._conn.where)
+        found = server_warnings(client, self._conn.where, failover=self._failover)
         for warning in found:
             log.warning("%s", warning)
         return found

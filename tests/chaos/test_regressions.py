@@ -85,8 +85,6 @@ def test_bug2_by_seed(chaos_folder: Path) -> None:
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(strict=True, reason="chaos-bugs.md #3: no warning that a Sentinel split brain can drop "
-                                       "acknowledged writes, whole submitted flows included")
 def test_bug3_redis_warns_when_a_split_brain_can_lose_submitted_flows(redis_sentinel_cluster: SentinelCluster) -> None:
     """Bug 3: with ``min-replicas-to-write 0`` (the default), a primary
     restarted slower than Sentinel's down-after comes back as a second
