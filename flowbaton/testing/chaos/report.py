@@ -88,7 +88,8 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"| {number} | {item['title']} | {item['checked']} | {item['violations']} | {counted} |")
     lines += ["", "| fault | count | recovery median (s) | max (s) | max / lease | after heal: median / max (s) |",
               "|---|---:|---:|---:|---:|---:|"]
-    for kind, stats in report["recovery"]["by_kind"].items():
+    by_kind = report["recovery"]["by_kind"]
+    for kind, stats in sorted(by_kind.items(), key=lambda item: (item[0] == "all", item[0])):
         healed = (f"{stats['after_heal_median_s']:.2f} / {stats['after_heal_max_s']:.2f}"
                   if "after_heal_max_s" in stats else "")
         lines.append(f"| {kind} | {stats['faults']} | {stats['median_s']:.2f} | {stats['max_s']:.2f} | "
