@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 from flowbaton.backends import open_backend
 from flowbaton.backends.states import TERMINAL_FLOW_STATES
 from flowbaton.coordinator import Coordinator
+from flowbaton.testing.chaos.setups import sqlite_writers_blocked
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = "tests.coord_flows:steps"
@@ -157,13 +157,4 @@ class Cluster:
         """True if a (stopped) process holds SQLite's write lock right now."""
         if urlsplit(self.url).scheme != "sqlite":
             return False
-        path = self.url[len("sqlite:///"):].split("?", 1)[0]
-        conn = sqlite3.connect(path, timeout=0.2, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
-            return False
-        except sqlite3.OperationalError:
-            return True
-        finally:
-            conn.close()
+        return sqlite_writers_blocked(self.url[len("sqlite:///"):].split("?", 1)[0])

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +31,6 @@ def cli(url: str | None, *argv: str, timeout: float = 60) -> Result:
     done = subprocess.run([sys.executable, "-m", "flowbaton", *backend, *argv], cwd=REPO, env=env(),
                           capture_output=True, text=True, timeout=timeout)
     return Result(done.returncode, done.stdout, done.stderr)
-
-
-@pytest.fixture
-def cluster(shared_backend_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    made = Cluster(shared_backend_url, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
-        print(made.logs())
 
 
 FLOW_KEYS = {"id", "name", "state", "factory", "owner", "created_at", "updated_at"}

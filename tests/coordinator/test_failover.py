@@ -13,8 +13,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,16 +21,6 @@ from flowbaton.backends.states import HELD, PENDING, SUCCESS
 from .cluster import Cluster, until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def cluster(shared_backend_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    made = Cluster(shared_backend_url, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
-        print(made.logs())  # shown by pytest only when the test failed
 
 
 def owner_of(cluster: Cluster, flow_id: str) -> str:

@@ -6,8 +6,6 @@ A dead owner's leftovers are written straight into the store (``fake_crash``);
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from flowbaton.backends import Backend
@@ -20,15 +18,6 @@ from tests import engine_flows as ef
 from tests.engine.helpers import fake_crash, run_once, submit
 
 CHANGING = "tests.engine_flows:changing"
-
-
-@pytest.fixture(autouse=True)
-def clean_deploy() -> Iterator[None]:
-    ef.DEPLOY.clear()
-    ef.CALLS.clear()
-    yield
-    ef.DEPLOY.clear()
-    ef.CALLS.clear()
 
 
 def crashed_after_a(backend: Backend, running: str | None = "b", version: str = "1.0") -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,6 @@ from tests import engine_flows as ef
 from tests.engine.helpers import run_once, submit
 
 F = "tests.engine_flows"
-
-
-@pytest.fixture(autouse=True)
-def clean_deploy() -> Iterator[None]:
-    ef.DEPLOY.clear()
-    ef.CALLS.clear()
-    yield
-    ef.DEPLOY.clear()
-    ef.CALLS.clear()
 
 
 def ledger_events(path: Path) -> list[dict[str, Any]]:

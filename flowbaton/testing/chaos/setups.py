@@ -51,6 +51,19 @@ BACKEND_FAULTS = {
 }
 
 
+def sqlite_writers_blocked(path: str | Path) -> bool:
+    """True if some process holds the SQLite file's write lock right now."""
+    conn = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
+
+
 class Setup:
     """A backend for one run. Subclasses start servers and inject faults."""
 
@@ -157,15 +170,7 @@ class SqliteSetup(Setup):
 
     def writers_blocked(self) -> bool:
         """True if some process holds the write lock right now."""
-        conn = sqlite3.connect(self.path, timeout=0.2, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
-            return False
-        except sqlite3.OperationalError:
-            return True
-        finally:
-            conn.close()
+        return sqlite_writers_blocked(self.path)
 
 
 # --------------------------------------------------------------- zookeeper
