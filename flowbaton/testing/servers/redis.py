@@ -201,7 +201,7 @@ class LocalRedis:
     def url(self, namespace: str = "fb", **options: object) -> str:
         return with_query(f"redis://{self.host}:{self.port}/0", prefix=namespace, **options)
 
-    def client(self) -> redis.Redis[bytes]:
+    def client(self) -> redis.Redis:
         """A raw client for test set-up (close it, or use ``with``)."""
         return redis.Redis(host=self.host, port=self.port, socket_timeout=5)
 
@@ -219,8 +219,8 @@ class ExternalRedis:
     def url(self, namespace: str = "fb", **options: object) -> str:
         return with_query(self._url, prefix=namespace, **options)
 
-    def client(self) -> redis.Redis[bytes]:
-        client: redis.Redis[bytes] = redis.Redis.from_url(self._url.split("?")[0])
+    def client(self) -> redis.Redis:
+        client: redis.Redis = redis.Redis.from_url(self._url.split("?")[0])
         return client
 
     def flushall(self) -> None:
@@ -350,7 +350,7 @@ class SentinelCluster:
             f"sentinel parallel-syncs {name}": "1",
         }
 
-    def _sentinel_client(self, sentinel: LocalRedis) -> redis.Redis[str]:
+    def _sentinel_client(self, sentinel: LocalRedis) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=sentinel.port, socket_timeout=2,
                            decode_responses=True)
 
@@ -422,7 +422,7 @@ class SentinelCluster:
     def _is_primary(self, port: int) -> bool:
         client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
         try:
-            return bool(client.execute_command("ROLE")[0] == b"master")
+            return bool(client.execute_command("ROLE")[0] == b"master")  # type: ignore[no-untyped-call]
         except redis.RedisError:
             return False
         finally:
