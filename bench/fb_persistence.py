@@ -39,7 +39,9 @@ def _count_clients() -> None:
 
 def _contract_methods() -> list[str]:
     abstract: frozenset[str] = getattr(Backend, "__abstractmethods__", frozenset())
-    return [*sorted(name for name in abstract if name != "from_url"), "wait_for_work"]
+    # save_tasks (one task's result with the next one's start) has a default
+    # body in the ABC, so it is not abstract, but it is a contract write.
+    return [*sorted(name for name in abstract if name != "from_url"), "save_tasks", "wait_for_work"]
 
 
 def _counting(backend: Backend) -> None:
