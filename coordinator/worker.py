@@ -92,7 +92,7 @@ class FlowWorker:
             # Given up is not gone: after a self-fence or a failed write the
             # claim may still be ours, and on ZooKeeper it then lives as long
             # as our session, stranding the flow. The release is fenced: it
-            # frees the claim only if it is still ours (chaos-bugs.md #1).
+            # frees the claim only if it is still ours (docs/chaos-bugs.md #1).
             self.release()
         elif release:
             self.release()

@@ -230,7 +230,7 @@ class FlowRun:
         the write itself may have outlasted the lease (a busy SQLite, driver
         retries), and once the claim may be another replica's nothing may
         start. The record stays in doubt and the next owner runs the task,
-        instead of both running it at once (chaos-bugs.md #2). A paused gate
+        instead of both running it at once (docs/chaos-bugs.md #2). A paused gate
         (ZooKeeper session suspended) holds the start until the claim is
         confirmed (resume) or gone (lose)."""
         self.write_task(detail)

@@ -1,5 +1,5 @@
 """Bugs the chaos harness found, each replayed by its seed (see
-/work/notes/chaos-bugs.md, and docs/chaos.md for how to replay any run)."""
+docs/chaos-bugs.md, and docs/chaos.md for how to replay any run)."""
 
 from __future__ import annotations
 
