@@ -52,6 +52,7 @@ class WorkerSettings:
     max_takeovers: int = 3
     decline_backoff: float = 60.0  # seconds to leave a flow we cannot run alone
     error_backoff: float = 30.0  # same after an unexpected error or corrupt record
+    release_patience: float = 30.0  # seconds to keep retrying a release the backend could not take
 
 
 class FlowWorker:
@@ -166,16 +167,33 @@ class FlowWorker:
         self.skips.add(self.flow_id, self.settings.error_backoff, reason)
 
     def release(self) -> None:
-        """Hand the flow back now; another replica need not wait for the lease."""
-        try:
-            with self.observer.backend_call("release"):
-                self.backend.release(self.token)
-        except ClaimLost as err:
-            self._log(logging.INFO, "flow %s: claim already gone at release: %s", err, event="release")
-        except FlowbatonError as err:
-            self._log(logging.WARNING, "flow %s: release failed, the lease will expire: %s", err, event="release")
-        else:
-            self._log(logging.INFO, "released flow %s", event="release")
+        """Hand the flow back now; another replica need not wait for the lease.
+
+        A release the backend cannot take now (quorum lost, server restarting)
+        is tried again for a while: on ZooKeeper the claim lives as long as our
+        session, which can outlive the outage, so giving up would strand the
+        flow until this process dies."""
+        deadline = time.monotonic() + self.settings.release_patience
+        pause = 0.2
+        while True:
+            try:
+                with self.observer.backend_call("release"):
+                    self.backend.release(self.token)
+            except ClaimLost as err:
+                self._log(logging.INFO, "flow %s: claim already gone at release: %s", err, event="release")
+            except BackendUnavailable as err:
+                if time.monotonic() + pause < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 2.0)
+                    continue
+                self._log(logging.WARNING, "flow %s: release failed, the lease will expire: %s", err,
+                          event="release")
+            except FlowbatonError as err:
+                self._log(logging.WARNING, "flow %s: release failed, the lease will expire: %s", err,
+                          event="release")
+            else:
+                self._log(logging.INFO, "released flow %s", event="release")
+            return
 
     def _log(self, level: int, message: str, *args: object, **fields: object) -> None:
         """``message`` starts with the flow id's ``%s``; replica and epoch
