@@ -159,6 +159,29 @@ def test_operations_resume_after_a_server_restart(zookeeper_private_server: Loca
         backend.close()
 
 
+def test_reconnect_is_prompt_after_a_long_outage(zookeeper_private_server: LocalZooKeeper) -> None:
+    """kazoo's default reconnect backoff doubles up to 60 s: after an 8 s
+    outage its next attempt could come ~5 s after the server is back, and
+    every flow of the replica stood still meanwhile (found by the chaos
+    harness, docs/chaos-bugs.md bug 5). Attempts are now at most
+    ``reconnect_delay`` (here 1 s, ±40 %) apart."""
+    backend, events = _open(zookeeper_private_server.url("ns"), session_timeout=20)
+    try:
+        backend.create_flow(make_flow("f"))
+        token = backend.claim("f", "r1", LEASE)
+        zookeeper_private_server.kill()
+        wait_until(lambda: events.has(SUSPENDED), 15, "SUSPENDED once the server is gone")
+        threading.Event().wait(8.0)  # the outage itself: long enough for a default backoff to reach 6.4 s
+        zookeeper_private_server.start()
+        zookeeper_private_server.wait_serving()
+        back = time.monotonic()
+        wait_until(lambda: events.has(SUSPENDED, CONNECTED), 20, "CONNECTED after the server is back")
+        assert time.monotonic() - back < 3.0, "reconnect waited out a long backoff"
+        backend.save_task(token, make_task("t"))  # the session, and with it the claim, survived
+    finally:
+        backend.close()
+
+
 def test_paused_server_suspends_then_recovers(zookeeper_private_server: LocalZooKeeper) -> None:
     backend, events = _open(zookeeper_private_server.url("ns"), session_timeout=8, retry_deadline=1)
     try:

@@ -104,6 +104,14 @@ def test_url_settings() -> None:
     assert settings.tls == {}
 
 
+def test_reconnect_delay_defaults_to_a_third_of_the_session_at_most_one_second() -> None:
+    assert Settings.from_url("zookeeper://h/ns", {"lease": 2.4}).reconnect_delay == pytest.approx(0.8)
+    assert Settings.from_url("zookeeper://h/ns", {"lease": 30}).reconnect_delay == 1.0
+    assert Settings.from_url("zookeeper://h/ns?reconnect_delay=5", {"lease": 30}).reconnect_delay == 5.0
+    with pytest.raises(BadBackendURL, match="reconnect_delay"):
+        Settings.from_url("zookeeper://h/ns?reconnect_delay=0", {})
+
+
 def test_lease_sets_session_timeout_unless_the_url_does() -> None:
     assert Settings.from_url("zookeeper://h/ns", {"lease": 7.5}).session_timeout == 7.5
     given = Settings.from_url("zookeeper://h/ns?session_timeout=3", {"lease": 7.5})

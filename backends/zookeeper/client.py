@@ -39,6 +39,7 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
+from kazoo.retry import KazooRetry
 from kazoo.security import make_acl, make_digest_acl
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
@@ -173,6 +174,7 @@ class Session:
             logger=self._log,
             hosts=settings.hosts,
             timeout=settings.session_timeout,
+            connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=settings.reconnect_delay),
             auth_data=auth,
             default_acl=self.acl,
             **settings.tls,

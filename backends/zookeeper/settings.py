@@ -22,6 +22,9 @@ OPTIONS: dict[str, Option] = {
     "connect_timeout": Option(float, 5.0, "seconds to wait for the first session"),
     "operation_timeout": Option(float, 5.0, "seconds one request may take before it is retried"),
     "retry_deadline": Option(float, 10.0, "seconds transient errors are retried, then BackendUnavailable"),
+    "reconnect_delay": Option(
+        float, None, "most seconds between reconnect attempts, ±40 % jitter (default: session timeout / 3, max 1)"
+    ),
     "max_record_bytes": Option(int, 1_000_000, "largest record written (server's jute.maxbuffer ~1 MiB)"),
     "use_ssl": Option(bool, False, "TLS to the servers"),
     "certfile": Option(str, None, "client certificate (PEM) for TLS"),
@@ -43,6 +46,7 @@ class Settings:
     connect_timeout: float
     operation_timeout: float
     retry_deadline: float
+    reconnect_delay: float
     max_record_bytes: int
     tls: dict[str, Any]
 
@@ -61,10 +65,11 @@ class Settings:
             chroot=normalize_chroot(parts.path),
             username=username,
             password=password,
-            session_timeout=_session_timeout(opts),
+            session_timeout=(session_timeout := _session_timeout(opts)),
             connect_timeout=_positive(opts, "connect_timeout"),
             operation_timeout=_positive(opts, "operation_timeout"),
             retry_deadline=_positive(opts, "retry_deadline"),
+            reconnect_delay=_reconnect_delay(opts, session_timeout),
             max_record_bytes=int(opts["max_record_bytes"]),
             tls=_tls(opts),
         )
@@ -92,6 +97,17 @@ def _session_timeout(opts: dict[str, Any]) -> float:
         if opts[name] is not None:
             return _positive(opts, name)
     return DEFAULT_SESSION_TIMEOUT
+
+
+def _reconnect_delay(opts: dict[str, Any], session_timeout: float) -> float:
+    """kazoo's own reconnect backoff grows to 60 s: after a long outage a
+    replica would wait that long to notice the servers are back, and its
+    flows (or the claims it must give up) would stand still meanwhile. A
+    third of the session timeout leaves two attempts inside a session, so a
+    healthy replica keeps its session across a short blip."""
+    if opts["reconnect_delay"] is not None:
+        return _positive(opts, "reconnect_delay")
+    return min(1.0, session_timeout / 3)
 
 
 def _tls(opts: dict[str, Any]) -> dict[str, Any]:
