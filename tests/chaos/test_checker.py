@@ -291,3 +291,28 @@ def test_7_backend_outages_do_not_count_as_orphan_time(outage: bool) -> None:
     world.save_flow("f1", new, "SUCCESS")
     world.release("f1", new)
     assert (7 in violations(world)) is not outage
+
+
+@pytest.mark.parametrize("second_fault", [True, False])
+def test_7_a_later_outage_inside_a_recovery_does_not_count(second_fault: bool) -> None:
+    """A flow struck by fault 0 that could only move on after fault 1 (which
+    took the servers again before it recovered) is judged without either
+    outage; without fault 1 the same 10 s of standing still is a violation."""
+    world = World()
+    claim = clean_flow(world)
+    world.faults.append({"index": 0, "kind": "lose-quorum", "target": None, "replica": None,
+                         "start": world.tick(), "heal": world.tick(5.0)})
+    world.tick(3.0)
+    if second_fault:
+        world.faults.append({"index": 1, "kind": "lose-quorum", "target": None, "replica": None,
+                             "start": world.tick(), "heal": world.tick(6.0)})
+    else:
+        world.tick(6.0)
+    world.tick(1.0)
+    world.task_run("f1", claim, "b")
+    world.save_flow("f1", claim, "SUCCESS")
+    world.release("f1", claim)
+    found = violations(world)
+    assert (7 in found) is not second_fault
+    if not second_fault:
+        assert "stood still 15.0s after the fault (backend outages meanwhile 5.0s)" in found[7][0]

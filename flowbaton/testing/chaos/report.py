@@ -86,7 +86,7 @@ def table(report: dict[str, Any]) -> str:
     for number, item in report["invariants"].items():
         counted = ", ".join(f"{k}: {v}" for k, v in sorted(item["counts"].items()))
         lines.append(f"| {number} | {item['title']} | {item['checked']} | {item['violations']} | {counted} |")
-    lines += ["", "| fault | count | recovery median (s) | max (s) | max / lease | after heal: median / max (s) |",
+    lines += ["", "| fault | count | recovery median (s) | max (s) | max / lease | outside outages: median / max (s) |",
               "|---|---:|---:|---:|---:|---:|"]
     by_kind = report["recovery"]["by_kind"]
     for kind, stats in sorted(by_kind.items(), key=lambda item: (item[0] == "all", item[0])):
