@@ -97,6 +97,11 @@ class World:
         self.run(flow, task, replica, int(epoch), attempt)
         self.save_task(flow, claim, task, "SUCCESS", attempt, result=result)
 
+    def outage(self, index: int, seconds: float) -> None:
+        """A backend fault (lose-quorum) that starts now and lasts ``seconds``."""
+        self.faults.append({"index": index, "kind": "lose-quorum", "target": None, "replica": None,
+                            "start": self.tick(), "heal": self.tick(seconds)})
+
     def evidence(self) -> Evidence:
         """The history so far, and the store as the script left it."""
         tasks = {flow: {t: self.details[d] for (f, t), d in self.records.items() if f == flow and t}
@@ -282,8 +287,7 @@ def test_7_backend_outages_do_not_count_as_orphan_time(outage: bool) -> None:
     world = World()
     clean_flow(world)
     if outage:
-        world.faults.append({"index": 0, "kind": "lose-quorum", "target": None, "replica": None,
-                             "start": world.tick(), "heal": world.tick(29.0)})
+        world.outage(0, 29.0)
     else:
         world.tick(29.0)
     world.tick(1.0)
@@ -300,12 +304,10 @@ def test_7_a_later_outage_inside_a_recovery_does_not_count(second_fault: bool) -
     outage; without fault 1 the same 10 s of standing still is a violation."""
     world = World()
     claim = clean_flow(world)
-    world.faults.append({"index": 0, "kind": "lose-quorum", "target": None, "replica": None,
-                         "start": world.tick(), "heal": world.tick(5.0)})
+    world.outage(0, 5.0)
     world.tick(3.0)
     if second_fault:
-        world.faults.append({"index": 1, "kind": "lose-quorum", "target": None, "replica": None,
-                             "start": world.tick(), "heal": world.tick(6.0)})
+        world.outage(1, 6.0)
     else:
         world.tick(6.0)
     world.tick(1.0)
