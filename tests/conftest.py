@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.coordinator.inprocess import LocalReplicas
+
 ALL_BACKENDS = ("memory", "sqlite", "zookeeper", "redis")
 SHARED_BACKENDS = ("sqlite", "zookeeper", "redis")
 
@@ -65,3 +67,13 @@ def backend(backend_url: str) -> Iterator[object]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def local_replicas() -> Iterator[LocalReplicas]:
+    """In-process replicas, closed after the test."""
+    made = LocalReplicas()
+    try:
+        yield made
+    finally:
+        made.close()

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ from flowbaton.coordinator.observer import metrics_class
 from flowbaton.engine import Flow, Linear, Retry, new_flow_detail, run_flow, task
 from flowbaton.engine.events import TASK_OUTCOMES
 from tests.coordinator.cluster import REPO, env
+from tests.coordinator.inprocess import LocalReplicas, submit_steps
 
-STEPS = "tests.coord_flows:steps"
 REVERTING = "tests.test_observability:reverting"
 
 
@@ -105,26 +105,6 @@ def selected(*kinds: str) -> list[str]:
     return [k for k in kinds if k in names]
 
 
-@pytest.fixture
-def coords() -> Iterator[list[Coordinator]]:
-    made: list[Coordinator] = []
-    yield made
-    for coord in made:
-        coord.close()
-
-
-def replica(coords: list[Coordinator], backend: Any, **kw: Any) -> Coordinator:
-    kw.setdefault("allow", ["tests."])
-    kw.setdefault("lease", 2.0)
-    coord = Coordinator(backend, **kw)
-    coords.append(coord)
-    return coord
-
-
-def submit_steps(coord: Coordinator, tmp_path: Path, n: int = 3, pause: float = 0.01) -> str:
-    return coord.submit(STEPS, kwargs={"n": n}, inputs={"ledger": str(tmp_path / "ledger"), "pause": pause})
-
-
 # ----------------------------------------------------------- engine events
 
 
@@ -158,11 +138,11 @@ def test_the_engine_reports_each_outcome_once_after_writing_it() -> None:
 # ------------------------------------------------------------------ metrics
 
 
-def test_metrics_count_claims_task_outcomes_and_durations(coords: list[Coordinator], tmp_path: Path) -> None:
-    coord = replica(coords, MemoryBackend(), replica_id="obs-1", lease=0.6)
+def test_metrics_count_claims_task_outcomes_and_durations(local_replicas: LocalReplicas, tmp_path: Path) -> None:
+    coord = local_replicas.add(MemoryBackend(), replica_id="obs-1", lease=0.6)
     port = coord.serve_http(0, "127.0.0.1").port
     coord.start(concurrency=2)
-    ok = submit_steps(coord, tmp_path, n=3, pause=0.25)  # long enough for a few renewals (every 0.2 s)
+    ok = submit_steps(coord, tmp_path / "ledger", n=3, pause=0.25)  # long enough for a few renewals (every 0.2 s)
     bad = coord.submit(REVERTING)
     assert coord.wait(ok, timeout=20).state == SUCCESS and coord.wait(bad, timeout=20).state == REVERTED
     until(lambda: not coord.running(), 10, "the workers to finish")
@@ -191,30 +171,30 @@ def _version() -> str:
     return flowbaton.__version__
 
 
-def test_every_outcome_series_exists_before_any_event(coords: list[Coordinator]) -> None:
-    found = samples(replica(coords, MemoryBackend()).enable_metrics().exposition()[0].decode())
+def test_every_outcome_series_exists_before_any_event(local_replicas: LocalReplicas) -> None:
+    found = samples(local_replicas.add(MemoryBackend()).enable_metrics().exposition()[0].decode())
     for outcome in TASK_OUTCOMES:
         assert value(found, "flowbaton_tasks_total", outcome=outcome) == 0
     assert value(found, "flowbaton_backend_errors_total", operation="find_runnable") == 0
 
 
-def test_each_replica_has_its_own_registry(coords: list[Coordinator]) -> None:
+def test_each_replica_has_its_own_registry(local_replicas: LocalReplicas) -> None:
     store = MemoryBackend()
-    a, b = replica(coords, store).enable_metrics(), replica(coords, store).enable_metrics()
+    a, b = local_replicas.add(store).enable_metrics(), local_replicas.add(store).enable_metrics()
     a.claimed(takeover=True)
     assert value(samples(a.exposition()[0].decode()), "flowbaton_takeovers_total") == 1
     assert value(samples(b.exposition()[0].decode()), "flowbaton_takeovers_total") == 0
 
 
 def test_takeovers_declines_and_lost_claims_are_counted_and_logged(
-    coords: list[Coordinator], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    local_replicas: LocalReplicas, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="flowbaton")
     store = MemoryBackend()
-    picky = replica(coords, store, replica_id="picky", allow=["elsewhere."])
-    able = replica(coords, store, replica_id="able")
+    picky = local_replicas.add(store, replica_id="picky", allow=["elsewhere."])
+    able = local_replicas.add(store, replica_id="able")
     metrics = {c.replica_id: c.enable_metrics() for c in (picky, able)}
-    orphan = submit_steps(able, tmp_path)
+    orphan = submit_steps(able, tmp_path / "ledger")
     dead = store.claim(orphan, "dead-replica", 0.3)  # its owner "dies": the lease runs out
     flow = store.load_flow(orphan)
     flow.owner, flow.epoch, flow.state = "dead-replica", dead.epoch, RUNNING
@@ -223,7 +203,7 @@ def test_takeovers_declines_and_lost_claims_are_counted_and_logged(
     until(lambda: store.load_declines(orphan), 10, "a decline")
     able.start()
     assert able.wait(orphan, timeout=20).state == SUCCESS
-    slow = submit_steps(able, tmp_path, n=20, pause=0.1)
+    slow = submit_steps(able, tmp_path / "ledger", n=20, pause=0.1)
     until(lambda: (c := store.current_claim(slow)) and c.owner == "able", 10, "able to claim the slow flow")
     store.claim(slow, "operator", 30.0, force=True)  # `flowbaton release` does this: the owner is fenced
     until(lambda: value(samples(metrics["able"].exposition()[0].decode()), "flowbaton_claims_lost_total") == 1,
@@ -253,8 +233,8 @@ def test_metrics_without_prometheus_client_say_what_to_install(monkeypatch: pyte
 # ------------------------------------------------------------------- probes
 
 
-def test_probes_follow_the_replica_lifecycle(coords: list[Coordinator]) -> None:
-    coord = replica(coords, MemoryBackend(), replica_id="life")
+def test_probes_follow_the_replica_lifecycle(local_replicas: LocalReplicas) -> None:
+    coord = local_replicas.add(MemoryBackend(), replica_id="life")
     port = coord.serve_http(0, "127.0.0.1", metrics=False).port
     assert get(port, "/healthz")[0] == 200
     status, body = get(port, "/readyz")
@@ -270,8 +250,8 @@ def test_probes_follow_the_replica_lifecycle(coords: list[Coordinator]) -> None:
     assert status == 503 and "stopped" in json.loads(body)["reason"]
 
 
-def test_liveness_fails_when_a_loop_stops_going_round(coords: list[Coordinator]) -> None:
-    coord = replica(coords, MemoryBackend())
+def test_liveness_fails_when_a_loop_stops_going_round(local_replicas: LocalReplicas) -> None:
+    coord = local_replicas.add(MemoryBackend())
     coord.start()
     health = coord.observer.health
     assert health.liveness().ok
@@ -284,10 +264,10 @@ def test_liveness_fails_when_a_loop_stops_going_round(coords: list[Coordinator])
 @pytest.mark.parametrize("kind", [pytest.param(k, marks=getattr(pytest.mark, k)) for k in
                                   selected("redis", "zookeeper")])
 def test_readiness_flips_while_the_backend_is_away(
-    kind: str, coords: list[Coordinator], request: pytest.FixtureRequest
+    kind: str, local_replicas: LocalReplicas, request: pytest.FixtureRequest
 ) -> None:
     server, url = _private_server(kind, request)
-    coord = replica(coords, open_backend(url, lease=2.0), lease=2.0, owns_backend=True)
+    coord = local_replicas.add(open_backend(url, lease=2.0), lease=2.0, owns_backend=True)
     port = coord.serve_http(0, "127.0.0.1").port
     coord.start()
     until(lambda: get(port, "/readyz")[0] == 200, 20, "ready")
@@ -359,7 +339,7 @@ def test_replica_process_serves_metrics_and_logs_json(tmp_path: Path) -> None:
         until(lambda: get(port, "/readyz")[0] == 200, 30, "the replica to be ready")
         store = open_backend(url)
         try:
-            flow_id = submit_steps(Coordinator(store), tmp_path, n=2)
+            flow_id = submit_steps(Coordinator(store), tmp_path / "ledger", n=2)
             until(lambda: store.load_flow(flow_id).state in TERMINAL_FLOW_STATES, 30, "the flow to end")
         finally:
             store.close()

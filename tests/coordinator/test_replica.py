@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,7 @@ from flowbaton.coordinator import Coordinator
 from flowbaton.coordinator.claimloop import ClaimLoop
 from flowbaton.coordinator.skiplist import SkipList
 from flowbaton.engine import FlowReport, Gate, load_report
-
-STEPS = "tests.coord_flows:steps"
+from tests.coordinator.inprocess import LocalReplicas, submit_steps
 
 
 def until(check: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
@@ -35,26 +34,6 @@ def until(check: Callable[[], object], timeout: float = 5.0, what: str = "condit
 @pytest.fixture
 def store() -> MemoryBackend:
     return MemoryBackend()
-
-
-@pytest.fixture
-def coords() -> Iterator[list[Coordinator]]:
-    made: list[Coordinator] = []
-    yield made
-    for coord in made:
-        coord.close()
-
-
-def replica(store: MemoryBackend, coords: list[Coordinator], **kw: Any) -> Coordinator:
-    kw.setdefault("allow", ["tests."])
-    kw.setdefault("lease", 2.0)
-    coord = Coordinator(store, **kw)
-    coords.append(coord)
-    return coord
-
-
-def submit(coord: Coordinator, ledger: Path, n: int = 3, pause: float = 0.01) -> str:
-    return coord.submit(STEPS, kwargs={"n": n}, inputs={"ledger": str(ledger), "pause": pause})
 
 
 class Blocking:
@@ -73,10 +52,10 @@ class Blocking:
 
 
 def test_submitted_flows_run_to_success(
-    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+    store: MemoryBackend, local_replicas: LocalReplicas, tmp_path: Path
 ) -> None:
-    coord = replica(store, coords).start(concurrency=2)
-    ids = [submit(coord, tmp_path / "ledger") for _ in range(5)]
+    coord = local_replicas.add(store).start(concurrency=2)
+    ids = [submit_steps(coord, tmp_path / "ledger") for _ in range(5)]
     reports = [coord.wait(fid, timeout=10) for fid in ids]
     assert [r.state for r in reports] == [SUCCESS] * 5
     assert store.list_claims() == []
@@ -84,8 +63,8 @@ def test_submitted_flows_run_to_success(
     assert len(lines) == 15 and all(line.endswith(coord.replica_id) for line in lines)
 
 
-def test_presence_is_registered_and_removed_on_stop(store: MemoryBackend, coords: list[Coordinator]) -> None:
-    coord = replica(store, coords, replica_id="r-presence").start()
+def test_presence_is_registered_and_removed_on_stop(store: MemoryBackend, local_replicas: LocalReplicas) -> None:
+    coord = local_replicas.add(store, replica_id="r-presence").start()
     [info] = store.list_replicas()
     assert (info.replica_id, info.allow) == ("r-presence", ["tests."])
     coord.stop()
@@ -93,11 +72,11 @@ def test_presence_is_registered_and_removed_on_stop(store: MemoryBackend, coords
 
 
 def test_concurrency_bounds_the_flows_run_at_once(
-    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+    store: MemoryBackend, local_replicas: LocalReplicas, tmp_path: Path
 ) -> None:
     runner = Blocking()
-    coord = replica(store, coords, run_flow=runner).start(concurrency=2)
-    ids = [submit(coord, tmp_path / "l") for _ in range(5)]
+    coord = local_replicas.add(store, run_flow=runner).start(concurrency=2)
+    ids = [submit_steps(coord, tmp_path / "l") for _ in range(5)]
     until(lambda: len(runner.gates) == 2, what="two flows running")
     time.sleep(3 * coord.poll_interval)  # a few polls later, still only two
     assert len(coord.running()) == 2 and len(store.list_claims()) == 2
@@ -105,12 +84,12 @@ def test_concurrency_bounds_the_flows_run_at_once(
 
 
 def test_graceful_stop_releases_claims_at_once(
-    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+    store: MemoryBackend, local_replicas: LocalReplicas, tmp_path: Path
 ) -> None:
     runner = Blocking()
-    coord = replica(store, coords, run_flow=runner, lease=30.0).start(concurrency=3)
+    coord = local_replicas.add(store, run_flow=runner, lease=30.0).start(concurrency=3)
     for _ in range(3):
-        submit(coord, tmp_path / "l")
+        submit_steps(coord, tmp_path / "l")
     until(lambda: len(store.list_claims()) == 3, what="three claims")
     coord.stop()
     assert store.list_claims() == []  # not 30 s later: now
@@ -118,11 +97,11 @@ def test_graceful_stop_releases_claims_at_once(
 
 
 def test_two_replicas_share_the_work(
-    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+    store: MemoryBackend, local_replicas: LocalReplicas, tmp_path: Path
 ) -> None:
-    a = replica(store, coords, replica_id="a").start(concurrency=2)
-    b = replica(store, coords, replica_id="b").start(concurrency=2)
-    ids = [submit(a, tmp_path / "ledger", n=2, pause=0.05) for _ in range(12)]
+    a = local_replicas.add(store, replica_id="a").start(concurrency=2)
+    b = local_replicas.add(store, replica_id="b").start(concurrency=2)
+    ids = [submit_steps(a, tmp_path / "ledger", n=2, pause=0.05) for _ in range(12)]
     assert all(a.wait(fid, timeout=20).state == SUCCESS for fid in ids)
     owners = {line.split()[4] for line in (tmp_path / "ledger").read_text().splitlines()}
     assert owners == {"a", "b"}
@@ -130,10 +109,10 @@ def test_two_replicas_share_the_work(
 
 
 def test_a_flow_not_allowed_here_is_declined_and_left_pending(
-    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+    store: MemoryBackend, local_replicas: LocalReplicas, tmp_path: Path
 ) -> None:
-    coord = replica(store, coords, replica_id="picky", allow=["elsewhere."]).start()
-    fid = submit(coord, tmp_path / "l")
+    coord = local_replicas.add(store, replica_id="picky", allow=["elsewhere."]).start()
+    fid = submit_steps(coord, tmp_path / "l")
     until(lambda: store.load_declines(fid), what="a decline")
     [decline] = store.load_declines(fid)
     assert decline.replica_id == "picky" and "FactoryNotAllowed" in decline.reason
@@ -141,18 +120,18 @@ def test_a_flow_not_allowed_here_is_declined_and_left_pending(
     assert store.load_flow(fid).state == PENDING and store.current_claim(fid) is None
     assert coord.skips.skipped(fid)
     # a replica that may run it does so
-    other = replica(store, coords, replica_id="able").start()
+    other = local_replicas.add(store, replica_id="able").start()
     assert other.wait(fid, timeout=10).state == SUCCESS
 
 
 def test_a_corrupt_flow_is_skipped_and_others_still_run(
-    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+    store: MemoryBackend, local_replicas: LocalReplicas, tmp_path: Path
 ) -> None:
-    coord = replica(store, coords)
-    bad = submit(coord, tmp_path / "l")
+    coord = local_replicas.add(store)
+    bad = submit_steps(coord, tmp_path / "l")
     store._flows[bad].flow = '{"id": "' + bad + '", "state": "PENDING"}'  # fields missing
     coord.start()
-    good = submit(coord, tmp_path / "l")
+    good = submit_steps(coord, tmp_path / "l")
     assert coord.wait(good, timeout=10).state == SUCCESS
     until(lambda: coord.skips.skipped(bad), what="the corrupt flow skipped")
     assert "corrupt" in coord.skips.reasons()[bad]
@@ -160,7 +139,7 @@ def test_a_corrupt_flow_is_skipped_and_others_still_run(
 
 
 def test_an_unexpected_runner_error_costs_one_flow_not_the_replica(
-    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+    store: MemoryBackend, local_replicas: LocalReplicas, tmp_path: Path
 ) -> None:
     calls: list[str] = []
 
@@ -168,8 +147,8 @@ def test_an_unexpected_runner_error_costs_one_flow_not_the_replica(
         calls.append(token.flow_id)
         raise ZeroDivisionError("bug")
 
-    coord = replica(store, coords, run_flow=explode).start()
-    ids = [submit(coord, tmp_path / "l") for _ in range(3)]
+    coord = local_replicas.add(store, run_flow=explode).start()
+    ids = [submit_steps(coord, tmp_path / "l") for _ in range(3)]
     until(lambda: all(coord.skips.skipped(f) for f in ids), what="all three tried")
     assert sorted(calls) == sorted(ids) and store.list_claims() == []
 
@@ -181,10 +160,10 @@ def test_a_replica_refuses_to_start_without_an_allow_list(store: MemoryBackend) 
 
 
 def test_wait_times_out_and_reports_held_flows(
-    store: MemoryBackend, coords: list[Coordinator], tmp_path: Path
+    store: MemoryBackend, local_replicas: LocalReplicas, tmp_path: Path
 ) -> None:
-    coord = replica(store, coords)
-    fid = submit(coord, tmp_path / "l")
+    coord = local_replicas.add(store)
+    fid = submit_steps(coord, tmp_path / "l")
     with pytest.raises(TimeoutError, match=fid):
         coord.wait(fid, timeout=0.1)
     token = store.claim(fid, "op", 5.0)
@@ -198,7 +177,7 @@ def test_wait_times_out_and_reports_held_flows(
 
 def test_poll_once_skips_flows_claimed_elsewhere(store: MemoryBackend, tmp_path: Path) -> None:
     coord = Coordinator(store, allow=["tests."])
-    ids = [submit(coord, tmp_path / "l") for _ in range(4)]
+    ids = [submit_steps(coord, tmp_path / "l") for _ in range(4)]
     store.claim(ids[0], "someone", 10.0)
     launched: list[str] = []
 
@@ -213,7 +192,7 @@ def test_poll_once_skips_flows_claimed_elsewhere(store: MemoryBackend, tmp_path:
     assert loop.poll_once() == 0  # all claimed now
 
 
-def test_an_idle_replica_polls_once_per_interval(store: MemoryBackend, coords: list[Coordinator]) -> None:
+def test_an_idle_replica_polls_once_per_interval(store: MemoryBackend, local_replicas: LocalReplicas) -> None:
     calls = []
     original = store.find_runnable
 
@@ -222,7 +201,7 @@ def test_an_idle_replica_polls_once_per_interval(store: MemoryBackend, coords: l
         return original(limit)
 
     store.find_runnable = counting  # type: ignore[method-assign]
-    coord = replica(store, coords, poll_interval=0.1).start()
+    coord = local_replicas.add(store, poll_interval=0.1).start()
     time.sleep(1.0)
     coord.stop()
     assert 5 <= len(calls) <= 14
