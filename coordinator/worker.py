@@ -78,6 +78,7 @@ class FlowWorker:
         self.token = token
         self.gate = gate
         self.report: FlowReport | None = None
+        self._claim_logged = False
 
     @property
     def flow_id(self) -> str:
@@ -100,14 +101,8 @@ class FlowWorker:
 
     def _run(self) -> bool:
         """Run the flow; True if the claim should be released afterwards."""
-        self._log_claim()
         try:
-            self.report = self.run_flow(
-                self.backend, self.token, replica_id=self.settings.replica_id,
-                allow=self.settings.allow, gate=self.gate,
-                max_workers=self.settings.max_workers, max_takeovers=self.settings.max_takeovers,
-                events=self.observer,
-            )
+            self.report = self._run_engine()
         except DefinitionError as err:  # includes FactoryError, FactoryNotAllowed
             self._decline(err)
         except CorruptRecord as err:
@@ -125,14 +120,34 @@ class FlowWorker:
             self._log_outcome()
         return not self.gate.lost
 
-    def _log_claim(self) -> None:
-        """Say whether this claim is a takeover: the flow record still names
-        an owner that never released it (it died or was fenced)."""
+    def _run_engine(self) -> FlowReport:
         try:
-            with self.observer.backend_call("load_flow"):
-                previous = self.backend.load_flow(self.flow_id).owner
-        except FlowbatonError:
-            previous = None  # run_flow reads it again and deals with errors
+            return self.run_flow(
+                self.backend, self.token, replica_id=self.settings.replica_id,
+                allow=self.settings.allow, gate=self.gate,
+                max_workers=self.settings.max_workers, max_takeovers=self.settings.max_takeovers,
+                events=self,
+            )
+        finally:
+            if not self._claim_logged:  # the flow record could not be read: no previous owner known
+                self.on_flow_claimed(self.flow_id, None)
+
+    # ------------------------------------------------- engine.events.Events
+
+    def on_flow_claimed(self, flow_id: str, previous_owner: str | None) -> None:
+        """Say whether this claim is a takeover: the flow record, as the run
+        read it, still names an owner that never released it (it died or
+        was fenced). Logged here rather than read again before the run."""
+        self._claim_logged = True
+        self._log_claim(previous_owner)
+
+    def on_task_finished(self, flow_id: str, task_id: str, outcome: str, seconds: float) -> None:
+        self.observer.on_task_finished(flow_id, task_id, outcome, seconds)
+
+    def on_flow_finished(self, flow_id: str, state: str, seconds: float) -> None:
+        self.observer.on_flow_finished(flow_id, state, seconds)
+
+    def _log_claim(self, previous: str | None) -> None:
         self.observer.claimed(takeover=previous is not None)
         if previous is not None:
             self._log(logging.WARNING, "took over flow %s from %s, which never released it", previous,

@@ -105,6 +105,7 @@ def run_flow(
     """Run a flow we hold ``token`` for, from wherever it stopped;
     ``events`` hears of every task and flow outcome (metrics)."""
     flow = backend.load_flow(token.flow_id)
+    events.on_flow_claimed(flow.id, flow.owner)
     if flow.state not in RUNNABLE_FLOW_STATES:
         return FlowReport.of(flow, backend.load_tasks(flow.id))
     compiled = rebuild(flow, allow)

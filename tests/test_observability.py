@@ -112,6 +112,10 @@ class Recorder:
     def __init__(self) -> None:
         self.tasks: list[tuple[str, str]] = []
         self.flows: list[tuple[str, float]] = []
+        self.claims: list[str | None] = []
+
+    def on_flow_claimed(self, flow_id: str, previous_owner: str | None) -> None:
+        self.claims.append(previous_owner)
 
     def on_task_finished(self, flow_id: str, task_id: str, outcome: str, seconds: float) -> None:
         assert seconds >= 0
@@ -133,6 +137,20 @@ def test_the_engine_reports_each_outcome_once_after_writing_it() -> None:
                               ("obs-made", "revert")]
     [(state, seconds)] = recorder.flows
     assert state == REVERTED and 0 <= seconds < 60
+    assert recorder.claims == [None]  # nobody held it before: not a takeover
+
+
+def test_the_engine_names_the_previous_owner_of_a_flow_it_takes_over() -> None:
+    store = MemoryBackend()
+    detail = new_flow_detail(REVERTING)
+    store.create_flow(detail)
+    old = store.claim(detail.id, "old", 10.0)
+    detail.state, detail.owner = RUNNING, "old"
+    store.save_flow(old, detail)  # then "old" died without handing the flow back
+    token = store.claim(detail.id, "new", 10.0, force=True)
+    recorder = Recorder()
+    run_flow(store, token, replica_id="new", allow=["tests."], events=recorder)
+    assert recorder.claims == ["old"]
 
 
 # ------------------------------------------------------------------ metrics
