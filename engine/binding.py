@@ -27,7 +27,8 @@ def revert_args(
     first; a function's undo names what it wants: ``result`` (or a provided
     name) for the result, ``failure`` for the failure, inputs by name."""
     named = {"result": result, "failure": failure}
-    named.update(zip(task.task_provides, _split(task, result), strict=False) if result is not None else ())
+    if result is not None:
+        named.update(provided_values(task, result))
     kwargs = {n: named[n] if n in named else values.get(n) for n in task.revert_needs}
     if isinstance(task, FunctionTask):
         return (), kwargs

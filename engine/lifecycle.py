@@ -137,8 +137,7 @@ def _plan(run: FlowRun) -> ResumePlan | None:
 
 def _hold(run: FlowRun, reason: str) -> None:
     log.error("flow %s held: %s", run.flow.id, reason, extra={**run.log_fields(), "event": "hold"})
-    run.write_flow(state=HELD, reason=reason, owner=None)
-    run.events.on_flow_finished(run.flow.id, HELD, max(0.0, run.flow.updated_at - run.flow.created_at))
+    run.finish(HELD, reason)
 
 
 def _start(run: FlowRun, plan: ResumePlan, max_takeovers: int | None) -> bool:

@@ -8,7 +8,7 @@ how each major version change is handled. The runner acts on the result;
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..backends.records import FlowDetail, TaskDetail
@@ -127,16 +127,4 @@ def _place_success(plan: ResumePlan, task: Task, detail: TaskDetail, decisions: 
 
 def _renewed(detail: TaskDetail, task: Task, result: Any) -> TaskDetail:
     meta = {**detail.meta, "migrated_from": detail.version}
-    return TaskDetail(
-        task_id=detail.task_id,
-        state=SUCCESS,
-        result=result,
-        version=task.task_version,
-        attempts=detail.attempts,
-        started_at=detail.started_at,
-        finished_at=detail.finished_at,
-        owner=detail.owner,
-        claim_id=detail.claim_id,
-        epoch=detail.epoch,
-        meta=meta,
-    )
+    return replace(detail, state=SUCCESS, result=result, failure=None, version=task.task_version, meta=meta)

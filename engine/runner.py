@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from typing import Any
 
 from ..backends.base import Backend
@@ -151,18 +152,19 @@ class FlowRun:
             self.values.update(provided_values(self.compiled.tasks[tid], decode(self.details[tid].result)))
         self.in_doubt = set(plan.in_doubt)
         if plan.revert_failed:
-            return self._finish(FAILURE, "a revert had failed before this resume")
+            return self.finish(FAILURE, "a revert had failed before this resume")
         if plan.failed:
             self.failed = f"task {sorted(plan.failed)[0]!r} had failed before this resume"
         if self.flow.state != REVERTING and not self.failed:
             complete = self._forward(ForwardSchedule(self.compiled, done))
             if complete:
-                return self._finish(SUCCESS, None)
+                return self.finish(SUCCESS, None)
         if self.gate.stopped or self.gate.lost:
             return self._hand_back()
         return self._revert()
 
-    def _finish(self, state: str, reason: str | None) -> None:
+    def finish(self, state: str, reason: str | None) -> None:
+        """Write the end state, hand the flow back, tell the observer."""
         self.write_flow(state=state, reason=reason, owner=None)
         self.events.on_flow_finished(self.flow.id, state, max(0.0, self.flow.updated_at - self.flow.created_at))
 
@@ -283,7 +285,7 @@ class FlowRun:
                 error = bad
         if error is None:
             finished = self.clock()
-            self.write_task(_with(detail, state=SUCCESS, result=stored, finished_at=finished), defer=True)
+            self.write_task(replace(detail, state=SUCCESS, result=stored, finished_at=finished), defer=True)
             self.events.on_task_finished(self.flow.id, tid, TASK_SUCCESS, _took(detail, finished))
             self.values.update(provided)
             self.in_doubt.discard(tid)
@@ -298,7 +300,7 @@ class FlowRun:
         failure = failure_of(error)
         if delay is not None:
             # Keep the failure on the RUNNING detail; the next start bumps the attempt.
-            self.details[tid] = _with(detail, failure=failure)
+            self.details[tid] = replace(detail, failure=failure)
             now = self.clock()
             heapq.heappush(self._delayed, (now + delay, tid))
             self.events.on_task_finished(self.flow.id, tid, TASK_RETRY, _took(detail, now))
@@ -306,7 +308,7 @@ class FlowRun:
                      extra=self.log_fields(tid))
             return
         finished = self.clock()
-        self.write_task(_with(detail, state=FAILURE, failure=failure, finished_at=finished))
+        self.write_task(replace(detail, state=FAILURE, failure=failure, finished_at=finished))
         self.events.on_task_finished(self.flow.id, tid, TASK_FAILURE, _took(detail, finished))
         log.warning("flow %s task %s failed for good: %s", self.flow.id, tid, failure["message"],
                     extra=self.log_fields(tid))
@@ -335,10 +337,10 @@ class FlowRun:
             else:
                 self.gate.wait(0.5)  # paused
         if broken:
-            return self._finish(FAILURE, f"{reason}; then revert of {broken[0]!r} failed")
+            return self.finish(FAILURE, f"{reason}; then revert of {broken[0]!r} failed")
         if schedule.has_ready():
             return self._hand_back()
-        return self._finish(REVERTED, reason)
+        return self.finish(REVERTED, reason)
 
     def _has_room(self) -> bool:
         return len(self._running) < self.max_workers
@@ -347,10 +349,10 @@ class FlowRun:
         task = self.compiled.tasks[tid]
         detail = self.details[tid]
         if not task.has_revert:
-            self.write_task(_with(detail, state=REVERTED, finished_at=self.clock()))
+            self.write_task(replace(detail, state=REVERTED, finished_at=self.clock()))
             schedule.reverted(tid)
             return
-        self._write_start(_with(detail, state=REVERTING))
+        self._write_start(replace(detail, state=REVERTING))
         self._revert_began[tid] = self.clock()  # the stored times are the execute's
         args, kwargs = revert_args(task, decode(detail.result), detail.failure, self.values)
         call = lambda: task.run_revert(args, kwargs)  # noqa: E731
@@ -363,10 +365,10 @@ class FlowRun:
         took = max(0.0, finished - self._revert_began.pop(tid, finished))
         if error is not None:
             meta = {**detail.meta, "revert_failure": failure_of(error)}
-            self.write_task(_with(detail, state=REVERT_FAILURE, meta=meta, finished_at=finished))
+            self.write_task(replace(detail, state=REVERT_FAILURE, meta=meta, finished_at=finished))
             self.events.on_task_finished(self.flow.id, tid, TASK_REVERT_FAILURE, took)
             return [tid]
-        self.write_task(_with(detail, state=REVERTED, finished_at=finished))
+        self.write_task(replace(detail, state=REVERTED, finished_at=finished))
         self.events.on_task_finished(self.flow.id, tid, TASK_REVERT, took)
         schedule.reverted(tid)
         return []
@@ -387,7 +389,3 @@ def _took(detail: TaskDetail, finished: float) -> float:
     """Seconds of this attempt: from its start as stored to ``finished``."""
     return max(0.0, finished - (detail.started_at or finished))
 
-
-def _with(detail: TaskDetail, **changes: Any) -> TaskDetail:
-    values = {**detail.__dict__, **changes}
-    return TaskDetail(**values)

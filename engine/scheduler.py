@@ -35,10 +35,6 @@ class ForwardSchedule:
     def pop(self) -> str:
         return heapq.heappop(self._ready)[1]
 
-    def push_back(self, tid: str) -> None:
-        """Return a popped task that could not start after all."""
-        heapq.heappush(self._ready, (self._compiled.index[tid], tid))
-
     def finished(self, tid: str) -> None:
         """``tid`` succeeded: its successors may become ready."""
         for nxt in self._compiled.succs[tid]:
