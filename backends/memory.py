@@ -6,7 +6,6 @@ a value that would not survive a real backend does not survive here either.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -18,7 +17,7 @@ from urllib.parse import urlsplit
 from .base import Backend
 from .errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
 from .options import parse_options
-from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, owner_of
 from .states import RUNNABLE_FLOW_STATES
 
 __all__ = ["MemoryBackend"]
@@ -55,8 +54,6 @@ class MemoryBackend(Backend):
         self._clock = clock
         self._lock = threading.Condition()
         self._flows: dict[str, _Stored] = {}
-        self._order = itertools.count()
-        self._created: dict[str, int] = {}
         self._replicas: dict[str, tuple[str, float]] = {}
 
     @classmethod
@@ -94,7 +91,6 @@ class MemoryBackend(Backend):
                 raise FlowExists(f"flow {flow.id!r} already exists in {self.url}")
             runnable = flow.state in RUNNABLE_FLOW_STATES
             self._flows[flow.id] = _Stored(flow.to_json(), {}, {}, runnable)
-            self._created[flow.id] = next(self._order)
             self._lock.notify_all()
 
     def load_flow(self, flow_id: str) -> FlowDetail:
@@ -112,8 +108,7 @@ class MemoryBackend(Backend):
 
     def list_flows(self, states: Collection[str] | None = None) -> list[FlowDetail]:
         with self._lock:
-            ids = sorted(self._flows, key=self._created.__getitem__)
-            raws = [(i, self._flows[i].flow) for i in ids]
+            raws = [(i, stored.flow) for i, stored in self._flows.items()]  # dicts keep creation order
         flows = []
         for flow_id, raw in raws:
             try:
@@ -126,7 +121,6 @@ class MemoryBackend(Backend):
         with self._lock:
             self._check(token)
             del self._flows[token.flow_id]
-            del self._created[token.flow_id]
 
     # ----------------------------------------------------------------- claims
 
@@ -166,7 +160,7 @@ class MemoryBackend(Backend):
 
     @staticmethod
     def _info(flow_id: str, claim: _Claim) -> ClaimInfo:
-        owner = claim.claim_id.rsplit("#", 1)[0]
+        owner = owner_of(claim.claim_id)
         return ClaimInfo(flow_id, owner, claim.claim_id, claim.epoch, claim.claimed_at, claim.expires_at)
 
     # ---------------------------------------------------------- fenced writes
@@ -193,7 +187,7 @@ class MemoryBackend(Backend):
     def find_runnable(self, limit: int) -> list[str]:
         found: list[str] = []
         with self._lock:
-            for flow_id in sorted(self._flows, key=self._created.__getitem__):
+            for flow_id in self._flows:  # creation order: a dict keeps insertion order
                 if len(found) >= limit:
                     break
                 stored = self._flows[flow_id]

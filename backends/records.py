@@ -23,6 +23,7 @@ __all__ = [
     "ReplicaInfo",
     "Decline",
     "dumps",
+    "owner_of",
 ]
 
 SCHEMA_VERSION = 1
@@ -157,6 +158,11 @@ class TaskDetail:
         )
 
 
+def owner_of(claim_id: str) -> str:
+    """The replica id in a claim id: claim ids are ``<replica_id>#<random>``."""
+    return claim_id.rsplit("#", 1)[0]
+
+
 @dataclass(frozen=True)
 class ClaimToken:
     """Proof of a claim. Writes compare the whole token (claim id and epoch):
@@ -169,7 +175,7 @@ class ClaimToken:
     @property
     def owner(self) -> str:
         """The replica id: claim ids are ``<replica_id>#<random>``."""
-        return self.claim_id.rsplit("#", 1)[0]
+        return owner_of(self.claim_id)
 
 
 @dataclass

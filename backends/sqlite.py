@@ -51,7 +51,7 @@ from .errors import (
     FlowNotFound,
 )
 from .options import Option, parse_options
-from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, owner_of
 from .states import RUNNABLE_FLOW_STATES
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend"]
@@ -196,7 +196,7 @@ def _runnable(state: str) -> int:
 
 def _claim_info(row: Any) -> ClaimInfo:
     flow_id, claim_id, epoch, claimed_at, expires_at = row
-    owner = claim_id.rsplit("#", 1)[0]
+    owner = owner_of(claim_id)
     return ClaimInfo(flow_id, owner, claim_id, epoch, claimed_at, expires_at)
 
 

@@ -29,8 +29,12 @@ def server_warnings(client: Client, where: str, *, failover: bool = False) -> li
     """Plain-language warnings about ``client``'s server (may raise RedisError
     for connection problems; the caller retries). ``failover``: the URL goes
     through Sentinel, so a replica may be promoted."""
-    found = _config_warnings(client, where) + _role_warnings(client, where)
-    return found + _split_brain_warnings(client, where, failover)
+    found = _config_warnings(client, where)
+    try:
+        role: list[Any] = client.execute_command("ROLE") or []
+    except rex.ResponseError as err:
+        return [*found, f"{where}: cannot check the server role (ROLE refused: {err})"]
+    return found + _role_warnings(role, where) + _split_brain_warnings(client, role, where, failover)
 
 
 def _config(client: Client, name: str) -> str:
@@ -62,11 +66,7 @@ def _config_warnings(client: Client, where: str) -> list[str]:
     return found
 
 
-def _role_warnings(client: Client, where: str) -> list[str]:
-    try:
-        role = client.execute_command("ROLE")
-    except rex.ResponseError as err:
-        return [f"{where}: cannot check the server role (ROLE refused: {err})"]
+def _role_warnings(role: list[Any], where: str) -> list[str]:
     name = _text(role[0]) if role else "unknown"
     if name != "master":
         return [
@@ -76,14 +76,13 @@ def _role_warnings(client: Client, where: str) -> list[str]:
     return []
 
 
-def _split_brain_warnings(client: Client, where: str, failover: bool) -> list[str]:
+def _split_brain_warnings(client: Client, role: list[Any], where: str, failover: bool) -> list[str]:
     """A primary that can be failed over but accepts writes no replica has
     seen can come back as a second master after a restart and acknowledge
     writes Sentinel later throws away: whole submitted flows, not just
     progress (chaos harness, bug 3). ``min-replicas-to-write`` makes it refuse
     such writes instead."""
     try:
-        role = client.execute_command("ROLE")
         has_replicas = bool(role) and _text(role[0]) == "master" and len(role) > 2 and bool(role[2])
         if not (failover or has_replicas):
             return []

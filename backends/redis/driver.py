@@ -21,13 +21,13 @@ import redis.exceptions as rex
 
 from ..base import Backend
 from ..errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
-from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, owner_of
 from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client
 from .checks import server_warnings
 from .client import Connection, execute
 from .index import Index
-from .keys import FlowKeys, from_bytes, to_bytes
+from .keys import FlowKeys, as_text, from_bytes, to_bytes
 from .scripts import Arg, evalsha
 from .url import Target, parse_url
 from .waiter import Waiter
@@ -41,10 +41,6 @@ _STRIPES = 32
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-def _text(raw: Any) -> str:
-    return from_bytes(raw) if isinstance(raw, bytes) else str(raw)
 
 
 class RedisBackend(Backend):
@@ -193,7 +189,7 @@ class RedisBackend(Backend):
                 raise FlowNotFound(f"no flow {flow_id!r} in {self._conn.where}")
             if reply[0] == 0:
                 raise ClaimHeld(f"flow {flow_id!r} is claimed by {_holder(reply[1])}")
-            self._index.claimed(client, keys, _text(reply[3]), int(reply[2]))
+            self._index.claimed(client, keys, as_text(reply[3]), int(reply[2]))
             return ClaimToken(flow_id, claim_id, int(reply[1]))
 
         with self._stripe(flow_id):
@@ -208,7 +204,7 @@ class RedisBackend(Backend):
             reply = evalsha(client, "renew", [keys.claim, keys.flow], args)
             if reply[0] != 1:
                 raise self._lost(token)
-            self._index.claimed(client, keys, _text(reply[1]), lease_ms)
+            self._index.claimed(client, keys, as_text(reply[1]), lease_ms)
 
         with self._stripe(token.flow_id):
             self._conn.run(f"renew claim on {token.flow_id!r}", op)
@@ -222,7 +218,7 @@ class RedisBackend(Backend):
             # After a lost reply the claim key is gone because we deleted it.
             if not released and not (retried and not reply[1]):
                 raise self._lost(token)
-            self._index.released(client, keys, _text(reply[-1]))
+            self._index.released(client, keys, as_text(reply[-1]))
 
         with self._stripe(token.flow_id):
             self._conn.run(f"release claim on {token.flow_id!r}", op)
@@ -247,7 +243,7 @@ class RedisBackend(Backend):
         data = _claim_json(raw, where)
         expires = time.time() + pttl / 1000 if pttl >= 0 else None
         claim_id = data["claim_id"]
-        owner = claim_id.rsplit("#", 1)[0]
+        owner = owner_of(claim_id)
         return ClaimInfo(flow_id, owner, claim_id, int(data["epoch"]),
                          float(data.get("claimed_at") or 0.0), expires)
 
@@ -266,18 +262,11 @@ class RedisBackend(Backend):
     # ---------------------------------------------------------- fenced writes
 
     def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
-        keys = self._keys(token.flow_id)
-        args: list[Arg] = [token.claim_id, token.epoch, to_bytes(task.task_id), task.to_json()]
-
-        def op(client: Client, retried: bool) -> None:
-            if evalsha(client, "save_task", [keys.claim, keys.tasks], args) != 1:
-                raise self._lost(token)
-
-        self._conn.run(f"save task {task.task_id!r} of {token.flow_id!r}", op)
+        self.save_tasks(token, [task])
 
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
-        if len(tasks) <= 1:
-            return self.save_task(token, tasks[0]) if tasks else None
+        if not tasks:
+            return
         keys = self._keys(token.flow_id)
         args: list[Arg] = [token.claim_id, token.epoch]
         for task in tasks:
@@ -287,8 +276,8 @@ class RedisBackend(Backend):
             if evalsha(client, "save_tasks", [keys.claim, keys.tasks], args) != 1:
                 raise self._lost(token)
 
-        self._conn.run(f"save {len(tasks)} tasks of {token.flow_id!r}", op)
-        return None
+        what = f"task {tasks[0].task_id!r}" if len(tasks) == 1 else f"{len(tasks)} tasks"
+        self._conn.run(f"save {what} of {token.flow_id!r}", op)
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
         keys = self._keys(token.flow_id)

@@ -24,7 +24,7 @@ from typing import Any
 from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client, Pipe
 from .client import Connection, execute
-from .keys import FlowKeys, IndexKeys, from_bytes
+from .keys import FlowKeys, IndexKeys, as_text, from_bytes
 from .scripts import evalsha
 
 __all__ = ["Index", "now_ms"]
@@ -45,10 +45,6 @@ _KEEP = RUNNABLE_FLOW_STATES | {"?"}
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _text(raw: Any) -> str:
-    return from_bytes(raw) if isinstance(raw, bytes) else str(raw)
 
 
 class Index:
@@ -128,7 +124,7 @@ class Index:
         found: list[str] = []
         changes: list[Any] = []
         for (member, score), (state, pttl) in zip(entries, execute(pipe), strict=True):
-            change = self._judge(member, _text(state), int(pttl), now)
+            change = self._judge(member, as_text(state), int(pttl), now)
             if change is None:
                 found.append(from_bytes(member))
             elif change != "keep":

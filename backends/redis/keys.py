@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import BadBackendURL
 
-__all__ = ["FlowKeys", "IndexKeys", "escape", "to_bytes", "from_bytes", "check_prefix"]
+__all__ = ["FlowKeys", "IndexKeys", "escape", "to_bytes", "from_bytes", "as_text", "check_prefix"]
 
 # Characters that would break the hash tag or the escaping itself.
 _ESCAPED = {"%": "%25", "{": "%7B", "}": "%7D"}
@@ -40,6 +41,11 @@ def to_bytes(text: str) -> bytes:
 def from_bytes(raw: bytes) -> str:
     """Inverse of ``to_bytes``."""
     return raw.decode("utf-8", "surrogatepass")
+
+
+def as_text(raw: Any) -> str:
+    """A reply field as text: bytes decoded like ``from_bytes``, else ``str``."""
+    return from_bytes(raw) if isinstance(raw, bytes) else str(raw)
 
 
 def escape(flow_id: str) -> str:

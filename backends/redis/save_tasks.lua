@@ -1,4 +1,4 @@
--- save_tasks: create or replace several task details at once, fenced by the
+-- save_tasks: create or replace one or more task details at once, fenced by the
 -- claim token (one task's result and the next one's start, in one round trip).
 -- KEYS[1] claim, KEYS[2] tasks hash
 -- ARGV[1] claim id, ARGV[2] epoch, ARGV[3..] task id (hash field), task JSON, pairs

@@ -27,7 +27,6 @@ _NAMES = (
     "claim",
     "renew",
     "release",
-    "save_task",
     "save_tasks",
     "save_flow",
     "delete_flow",

@@ -121,7 +121,6 @@ class Outcome:
     ok: bool
     failed: int = -1
     error: str = ""
-    stats: tuple[Stat | None, ...] = ()
 
     def failed_at(self, index: int, error: str) -> bool:
         return not self.ok and self.failed == index and self.error == error
@@ -383,8 +382,7 @@ class Session:
                 if type(result) not in _ERRORS:
                     raise result
                 return Outcome(False, index, _ERRORS[type(result)])
-        stats = tuple(_stat(r) if hasattr(r, "czxid") else None for r in results)
-        return Outcome(True, stats=stats)
+        return Outcome(True)
 
     def ensure_paths(self, paths: Sequence[str]) -> None:
         for path in paths:

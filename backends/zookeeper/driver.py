@@ -412,47 +412,25 @@ class ZooKeeperBackend(Backend):
     # ------------------------------------------------------- fenced writes
 
     def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
-        what = f"task {task.task_id!r} of flow {token.flow_id}"
-        data = sized(task.to_json(), self._settings.max_record_bytes, what)
-        path = self._paths.task(token.flow_id, task.task_id)
-        self._zk.run(f"save {what}", lambda again: self._save_task(token, path, data))
-
-    def _save_task(self, token: ClaimToken, path: str, data: bytes) -> None:
-        # One multi when we know whether the znode exists (load_tasks and
-        # earlier saves tell us); a wrong guess costs one more.
-        with self._lock:
-            exists = path in self._known_tasks.get(token.flow_id, ())
-        for _ in range(2):
-            outcome = self._fenced(token, [_set(path, data) if exists else _create(path, data)])
-            if outcome.ok:
-                with self._lock:
-                    self._known_tasks.setdefault(token.flow_id, set()).add(path)
-                return
-            if not exists and outcome.error == "no_node":
-                folder = path.rsplit("/", 1)[0]
-                raise CorruptRecord(self._where(f"flow {token.flow_id!r}", folder), "tasks folder is missing")
-            if outcome.error not in ("no_node", "node_exists"):
-                break
-            exists = outcome.error == "node_exists"
-        raise Again(f"task znode {path} keeps changing")
+        self.save_tasks(token, [task])
 
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
-        if len(tasks) <= 1:
-            return self.save_task(token, tasks[0]) if tasks else None
+        if not tasks:
+            return
         items = [
             (self._paths.task(token.flow_id, t.task_id),
              sized(t.to_json(), self._settings.max_record_bytes, f"task {t.task_id!r} of flow {token.flow_id}"))
             for t in tasks
         ]
-        self._zk.run(f"save {len(items)} tasks of flow {token.flow_id}", lambda again: self._save_tasks(token, items))
-        return None
+        what = f"task {tasks[0].task_id!r}" if len(tasks) == 1 else f"{len(tasks)} tasks"
+        self._zk.run(f"save {what} of flow {token.flow_id}", lambda again: self._save_tasks(token, items))
 
     def _save_tasks(self, token: ClaimToken, items: list[tuple[str, bytes]]) -> None:
         # One multi: fence + a set or create per task; a wrong guess about a
         # znode's existence flips that guess and costs one more multi.
         with self._lock:
-            known = set(self._known_tasks.get(token.flow_id, ()))
-        exists = [path in known for path, _ in items]
+            known = self._known_tasks.get(token.flow_id, set())
+            exists = [path in known for path, _ in items]
         for _ in range(len(items) + 1):
             ops = [_set(p, d) if e else _create(p, d) for (p, d), e in zip(items, exists, strict=True)]
             outcome = self._fenced(token, ops)
