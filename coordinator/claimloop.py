@@ -118,11 +118,14 @@ class ClaimLoop:
         self._thread.start()
 
     def stop(self, join: bool = True) -> None:
+        """Claim nothing more; ``join`` waits for the loop's thread to end
+        (a stopping replica first stops claiming, then joins once its
+        flows are handed back)."""
         self._stopping.set()
         self._wake.set()
-        thread, self._thread = self._thread, None
-        if join and thread is not None and thread is not threading.current_thread():
-            thread.join()
+        if join and self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+            self._thread = None
 
     def _loop(self) -> None:
         pause = self.poll_interval

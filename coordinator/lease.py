@@ -223,6 +223,7 @@ class LeaseKeeper:
 
     def start(self) -> None:
         if self._thread is None:
+            self._stopping.clear()  # a replica may be started again after a stop
             self._thread = threading.Thread(target=self._loop, name=f"flowbaton-lease-{self.replica_id}",
                                             daemon=True)
             self._thread.start()

@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..backends.base import Backend
-from ..backends.errors import ClaimHeld, ClaimLost, FactoryError, FlowNotFound
+from ..backends.errors import BackendUnavailable, ClaimHeld, ClaimLost, FactoryError, FlowNotFound
 from ..backends.records import ClaimToken, FlowDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
-from ..engine import FlowReport, factory_name, load_report, new_flow_detail, run_flow
+from ..engine import FlowReport, factory_name, new_flow_detail, run_flow
 from .identity import default_replica_id
 from .lease import LeasedGate, LeaseKeeper
 from .opening import open_with_lease
@@ -54,7 +54,7 @@ def run(
     try:
         flow = _create_or_load(store, factory, args, kwargs, inputs, name, flow_id)
         if flow.state not in RUNNABLE_FLOW_STATES:
-            return load_report(store, flow.id)
+            return FlowReport.of(flow, store.load_tasks(flow.id))
         allowed = list(allow) if allow is not None else [_module_of(flow.factory)]
         return _claim_and_run(store, flow.id, allowed, lease, max_workers)
     finally:
@@ -115,8 +115,9 @@ def _claim_and_run(store: Backend, flow_id: str, allow: list[str], lease: float,
         report = _run_on_thread(store, token, replica_id, allow, gate, max_workers)
     finally:
         keeper.stop()
-        if not gate.lost:
-            _release(store, token)
+        # Also after giving the claim up: on ZooKeeper it lives as long as the
+        # session, and the release is fenced (docs/chaos-bugs.md #1).
+        _release(store, token, gave_up=gate.lost)
     if gate.lost:
         raise ClaimLost(f"flow {flow_id}: {gate.lost_reason}; it stays resumable")
     return report
@@ -152,8 +153,15 @@ def _run_on_thread(
     return report
 
 
-def _release(store: Backend, token: ClaimToken) -> None:
+def _release(store: Backend, token: ClaimToken, *, gave_up: bool) -> None:
+    """Fenced: frees the claim only if it is still ours. After giving it up,
+    a backend that cannot take the release leaves the claim to expire and
+    the caller hears ``ClaimLost``, the news that matters."""
     try:
         store.release(token)
     except ClaimLost as err:
         log.info("flow %s: claim already gone at release: %s", token.flow_id, err)
+    except BackendUnavailable as err:
+        if not gave_up:
+            raise
+        log.warning("flow %s: release failed, the lease will expire: %s", token.flow_id, err)

@@ -11,7 +11,9 @@ import pytest
 
 import flowbaton
 from flowbaton.backends import open_backend
-from flowbaton.backends.errors import ClaimHeld, FactoryError, FactoryNotAllowed
+from flowbaton.backends.errors import BackendUnavailable, ClaimHeld, ClaimLost, FactoryError, FactoryNotAllowed
+from flowbaton.backends.memory import MemoryBackend
+from flowbaton.backends.records import ClaimToken
 from flowbaton.backends.states import REVERTED, SUCCESS
 from tests import coord_flows
 
@@ -86,3 +88,29 @@ def _try_resume(url: str) -> flowbaton.FlowReport | None:
         return flowbaton.run(STEPS, backend=url, flow_id="f1")
     except ClaimHeld:
         return None
+
+
+class _RenewalsFail(MemoryBackend):
+    """Renewals never get through; every release is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released: list[ClaimToken] = []
+
+    def renew(self, token: ClaimToken, lease: float) -> None:
+        raise BackendUnavailable("renewals are not getting through")
+
+    def release(self, token: ClaimToken) -> None:
+        self.released.append(token)
+        super().release(token)
+
+
+def test_a_claim_given_up_mid_run_is_still_released(tmp_path: Path) -> None:
+    """The run gives the claim up when renewals fail; it still sends the
+    fenced release, which frees a claim that outlives the giving up (on
+    ZooKeeper it lives as long as the session: docs/chaos-bugs.md #1)."""
+    backend = _RenewalsFail()
+    with pytest.raises(ClaimLost):
+        flowbaton.run(STEPS, kwargs={"n": 2}, inputs={"ledger": str(tmp_path / "l"), "pause": 1.5},
+                      backend=backend, flow_id="f1", lease=0.6)
+    assert [token.flow_id for token in backend.released] == ["f1"]

@@ -205,3 +205,17 @@ def test_an_idle_replica_polls_once_per_interval(store: MemoryBackend, local_rep
     time.sleep(1.0)
     coord.stop()
     assert 5 <= len(calls) <= 14
+
+
+def test_a_replica_started_again_after_a_stop_renews_its_claims(
+    store: MemoryBackend, local_replicas: LocalReplicas, tmp_path: Path
+) -> None:
+    """Each step takes longer than the lease: the flow finishes under its
+    first claim only if the restarted replica renews it (its lease keeper
+    once stayed stopped after a restart, so the claim ran out mid-flow)."""
+    coord = local_replicas.add(store, lease=0.6).start()
+    coord.stop()
+    coord.start()
+    fid = submit_steps(coord, tmp_path / "ledger", n=2, pause=1.0)
+    assert coord.wait(fid, timeout=20).state == SUCCESS
+    assert {d.epoch for d in store.load_tasks(fid).values()} == {1}
