@@ -150,12 +150,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ actions
 
 
-def confirm(args: argparse.Namespace, question: str) -> None:
+def confirm(args: argparse.Namespace, question: str | Callable[[], str]) -> None:
     """Ask on a terminal (unless ``--yes``); anything but yes changes nothing.
-    Scripts (stdin not a terminal) are not asked."""
+    Scripts (stdin not a terminal) are not asked. A callable ``question`` is
+    only built (it may read the backend) when it is asked."""
     if args.yes or not sys.stdin.isatty():
         return
-    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.write(f"{question() if callable(question) else question} [y/N] ")
     sys.stderr.flush()
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
         raise UsageError("not confirmed; nothing was changed")
@@ -168,30 +169,30 @@ def _describe(backend: Any, flow_id: str) -> str:
     return f"flow {flow_id} ({flow.state}{owner})"
 
 
-def cmd_release(args: argparse.Namespace) -> int:
+def _act_on_flow(args: argparse.Namespace, question: Callable[[str], str], act: Callable[[Any], Any]) -> int:
+    """Confirm ``question`` about the flow (described as it is now), act, say what was done."""
     with opened(args) as backend:
-        confirm(args, f"release {_describe(backend, args.flow_id)}? Its owner will be fenced.")
-        result = ops.release(backend, args.flow_id)
+        confirm(args, lambda: question(_describe(backend, args.flow_id)))
+        result = act(backend)
     emit(result.describe())
     return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    return _act_on_flow(args, lambda flow: f"release {flow}? Its owner will be fenced.",
+                        lambda backend: ops.release(backend, args.flow_id))
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    with opened(args) as backend:
-        confirm(args, f"cancel {_describe(backend, args.flow_id)}? It will never run again.")
-        result = ops.cancel(backend, args.flow_id)
-    emit(result.describe())
-    return 0
+    return _act_on_flow(args, lambda flow: f"cancel {flow}? It will never run again.",
+                        lambda backend: ops.cancel(backend, args.flow_id))
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
     decision = "rerun" if args.rerun else "reuse" if args.reuse else None
-    with opened(args) as backend:
-        what = f" task {args.task}" if args.task else ""
-        confirm(args, f"retry{what} of {_describe(backend, args.flow_id)}?")
-        result = ops.retry(backend, args.flow_id, task=args.task, decision=decision)
-    emit(result.describe())
-    return 0
+    what = f" task {args.task}" if args.task else ""
+    return _act_on_flow(args, lambda flow: f"retry{what} of {flow}?",
+                        lambda backend: ops.retry(backend, args.flow_id, task=args.task, decision=decision))
 
 
 def cmd_purge(args: argparse.Namespace) -> int:

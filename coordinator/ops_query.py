@@ -42,9 +42,6 @@ class Fleet:
     def read(cls, backend: Backend) -> Fleet:
         return cls(backend.list_replicas(), backend.list_claims())
 
-    def owners(self) -> dict[str, str]:
-        return {c.flow_id: c.owner for c in self.claims}
-
     def replica(self, replica_id: str) -> ReplicaInfo | None:
         return next((r for r in self.replicas if r.replica_id == replica_id), None)
 
@@ -63,18 +60,17 @@ def flows(
     """Stored flows, oldest first: in ``state``, claimed by ``owner``,
     updated at or after ``since`` (wall-clock seconds), stranded (rows then
     say why, under ``stranded``)."""
-    fleet = Fleet.read(backend)
     if stranded:
         states: Sequence[str] | None = [state] if state else sorted(RUNNABLE_FLOW_STATES)
     else:
         states = [state] if state else None
     found = backend.list_flows(states)
-    owners = fleet.owners()
+    owners = {c.flow_id: c.owner for c in backend.list_claims()}
     found = [f for f in found if (owner is None or owners.get(f.id) == owner)
              and (since is None or f.updated_at >= since)]
     if not stranded:
         return [flow_row(f, owners.get(f.id)) for f in found]
-    reasons = find_stranded(backend, found, set(owners), fleet.replicas)
+    reasons = find_stranded(backend, found, set(owners), backend.list_replicas())
     return [{**flow_row(f, owners.get(f.id)), "stranded": reasons[f.id]} for f in found if f.id in reasons]
 
 

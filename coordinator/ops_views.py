@@ -10,7 +10,7 @@ from .cli_views import seconds, short, table, when
 from .ops import PurgeReport
 from .ops_check import CheckReport
 
-__all__ = ["render_replicas", "render_plan", "render_check", "render_purge", "purge_doc"]
+__all__ = ["render_replicas", "render_plan", "render_check", "render_purge"]
 
 JSON = Any
 
@@ -53,15 +53,6 @@ def render_check(report: CheckReport) -> str:
     lines += [f"PROBLEM  {problem}" for problem in report.problems]
     verdict = "check: OK" if report.ok else f"check: {len(report.problems)} problem(s)"
     return "\n".join([*lines, verdict])
-
-
-def purge_doc(report: PurgeReport) -> dict[str, JSON]:
-    return {
-        "dry_run": report.dry_run,
-        "cutoff": report.cutoff,
-        "flows": [{"id": f.id, "state": f.state, "updated_at": f.updated_at} for f in report.flows],
-        "skipped": [{"id": flow_id, "why": why} for flow_id, why in report.skipped],
-    }
 
 
 def render_purge(report: PurgeReport) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ..backends.base import Backend
 from ..backends.states import HELD, TERMINAL_FLOW_STATES
-from ..engine import FlowReport, load_report
+from ..engine import FlowReport
 
 __all__ = ["wait_for_flow", "SETTLED_STATES"]
 
@@ -35,7 +35,7 @@ def wait_for_flow(
     while True:
         flow = backend.load_flow(flow_id)
         if flow.state in SETTLED_STATES:
-            return load_report(backend, flow_id)
+            return FlowReport.of(flow, backend.load_tasks(flow_id))
         left = None if deadline is None else deadline - clock()
         if left is not None and left <= 0:
             raise TimeoutError(f"flow {flow_id} still {flow.state} after {timeout}s")

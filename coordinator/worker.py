@@ -86,21 +86,20 @@ class FlowWorker:
 
     def __call__(self) -> None:
         try:
-            release = self._run()
+            self._run()
         finally:
             self.keeper.untrack(self.flow_id)
         if self.gate.lost:
             self.observer.claim_lost()
-            # Given up is not gone: after a self-fence or a failed write the
-            # claim may still be ours, and on ZooKeeper it then lives as long
-            # as our session, stranding the flow. The release is fenced: it
-            # frees the claim only if it is still ours (docs/chaos-bugs.md #1).
-            self.release()
-        elif release:
-            self.release()
+        # Released however the run ended. Given up is not gone: after a
+        # self-fence or a failed write the claim may still be ours, and on
+        # ZooKeeper it then lives as long as our session, stranding the flow.
+        # The release is fenced: it frees the claim only if it is still ours
+        # (docs/chaos-bugs.md #1).
+        self.release()
 
-    def _run(self) -> bool:
-        """Run the flow; True if the claim should be released afterwards."""
+    def _run(self) -> None:
+        """Run the flow and log how it ended."""
         try:
             self.report = self._run_engine()
         except DefinitionError as err:  # includes FactoryError, FactoryNotAllowed
@@ -118,7 +117,6 @@ class FlowWorker:
             self.skips.add(self.flow_id, self.settings.error_backoff, f"{type(err).__name__}: {err}")
         else:
             self._log_outcome()
-        return not self.gate.lost
 
     def _run_engine(self) -> FlowReport:
         try:
