@@ -262,11 +262,14 @@ class RedisBackend(Backend):
     # ---------------------------------------------------------- fenced writes
 
     def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
-        self.save_tasks(token, [task])
+        self._write_tasks(token, [task])
 
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
-        if not tasks:
-            return
+        if tasks:
+            self._write_tasks(token, tasks)
+
+    def _write_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
+        """One fenced round trip for one or more task details."""
         keys = self._keys(token.flow_id)
         args: list[Arg] = [token.claim_id, token.epoch]
         for task in tasks:

@@ -412,11 +412,14 @@ class ZooKeeperBackend(Backend):
     # ------------------------------------------------------- fenced writes
 
     def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
-        self.save_tasks(token, [task])
+        self._write_tasks(token, [task])
 
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
-        if not tasks:
-            return
+        if tasks:
+            self._write_tasks(token, tasks)
+
+    def _write_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
+        """One fenced round trip for one or more task details."""
         items = [
             (self._paths.task(token.flow_id, t.task_id),
              sized(t.to_json(), self._settings.max_record_bytes, f"task {t.task_id!r} of flow {token.flow_id}"))
