@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from typing import Any
 
@@ -63,14 +64,11 @@ def _step(n: int) -> Task:
 
 
 class Step(Task):
-    """A numbered step; with ``pause`` it sleeps, with ``crash_at`` it kills
-    its own process at that step on the first attempt."""
+    """A numbered step; with ``pause`` it sleeps (tests kill the process mid-step from outside)."""
 
-    def execute(self, ledger: str | None = None, pause: float = 0.0, crash_at: str = "") -> str:
+    def execute(self, ledger: str | None = None, pause: float = 0.0) -> str:
         ctx = current_task()
         _ledger("execute", ledger)
-        if ctx.task_id == crash_at and ctx.attempt == 1:
-            os.kill(os.getpid(), 9)
         if pause:
             time.sleep(pause)
         return ctx.task_id
@@ -78,17 +76,6 @@ class Step(Task):
 
 def steps(count: int) -> Flow:
     return Linear("steps", *[_step(n) for n in range(count)])
-
-
-def steps_with_insert(count: int) -> Flow:
-    """``steps`` after a deploy that added step-new before step-2."""
-    items = [_step(n) for n in range(count)]
-    items.insert(2, Step(id="step-new"))
-    return Linear("steps", *items)
-
-
-def fan(width: int) -> Flow:
-    return Unordered("fan", *[Step(id=f"fan-{n}") for n in range(width)])
 
 
 
@@ -146,30 +133,20 @@ class Sleeper(Task):
     peak = 0
 
     def execute(self, pause: float = 0.2) -> str:
-        lock = _LOCK
-        with lock:
+        with _LOCK:
             Sleeper.active += 1
             Sleeper.peak = max(Sleeper.peak, Sleeper.active)
         time.sleep(pause)
-        with lock:
+        with _LOCK:
             Sleeper.active -= 1
         return current_task().task_id
 
 
-def _make_lock() -> Any:
-    import threading
-
-    return threading.Lock()
-
-
-_LOCK = _make_lock()
+_LOCK = threading.Lock()
 
 
 def parallel(width: int) -> Flow:
     return Unordered("parallel", *[Sleeper(id=f"s{n}") for n in range(width)])
-
-
-FLAKY: dict[str, int] = {}
 
 
 class Flaky(Task):

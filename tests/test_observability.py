@@ -12,10 +12,8 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from flowbaton.engine import Flow, Linear, Retry, new_flow_detail, run_flow, tas
 from flowbaton.engine.events import TASK_OUTCOMES
 from tests.coordinator.cluster import REPO, env
 from tests.coordinator.inprocess import LocalReplicas, submit_steps
+from tests.servers import until
 
 REVERTING = "tests.test_observability:reverting"
 
@@ -62,15 +61,6 @@ def reverting() -> Flow:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    end = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 def get(port: int, path: str) -> tuple[int, str]:

@@ -13,8 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,6 +22,7 @@ from flowbaton.backends import open_backend
 from flowbaton.backends.states import TERMINAL_FLOW_STATES
 from flowbaton.coordinator import Coordinator
 from flowbaton.testing.chaos.setups import sqlite_writers_blocked
+from tests.servers import until
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = "tests.coord_flows:steps"
@@ -40,18 +39,6 @@ _SERVE = (
 def env() -> dict[str, str]:
     paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p), PYTHONUNBUFFERED="1")
-
-
-def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Run(NamedTuple):

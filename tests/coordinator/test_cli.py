@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from .cluster import REPO, Cluster, env, until
+from tests.servers import until
+
+from .cluster import REPO, Cluster, env
 
 
 @dataclass

@@ -17,8 +17,9 @@ from collections import Counter
 import pytest
 
 from flowbaton.backends.states import HELD, PENDING, SUCCESS
+from tests.servers import until
 
-from .cluster import Cluster, until
+from .cluster import Cluster
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,9 @@ from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import ClaimToken
 from flowbaton.backends.states import REVERTED, SUCCESS
 from tests import coord_flows
+from tests.servers import until
 
-from .cluster import REPO, env, until
+from .cluster import REPO, env
 
 STEPS = "tests.coord_flows:steps"
 

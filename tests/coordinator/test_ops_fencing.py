@@ -24,8 +24,9 @@ from flowbaton.backends.base import Backend
 from flowbaton.backends.records import TaskDetail
 from flowbaton.backends.states import CANCELLED, HELD, REVERTED, RUNNING, SUCCESS
 from flowbaton.coordinator import Coordinator, connect, ops
+from tests.servers import until
 
-from .cluster import STEPS, Run, until
+from .cluster import STEPS, Run
 from .ops_helpers import run_cli
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,7 @@ from flowbaton.coordinator.claimloop import ClaimLoop
 from flowbaton.coordinator.skiplist import SkipList
 from flowbaton.engine import FlowReport, Gate, load_report
 from tests.coordinator.inprocess import LocalReplicas, submit_steps
-
-
-def until(check: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+from tests.servers import until
 
 
 @pytest.fixture
@@ -78,7 +70,10 @@ def test_concurrency_bounds_the_flows_run_at_once(
     coord = local_replicas.add(store, run_flow=runner).start(concurrency=2)
     ids = [submit_steps(coord, tmp_path / "l") for _ in range(5)]
     until(lambda: len(runner.gates) == 2, what="two flows running")
-    time.sleep(3 * coord.poll_interval)  # a few polls later, still only two
+    rounds: list[str] = []
+    tick = coord.observer.health.tick
+    coord.observer.health.tick = lambda loop: (rounds.append(loop), tick(loop))  # type: ignore[method-assign]
+    until(lambda: rounds.count("claims") >= 3, what="three more rounds of the claim loop")  # still only two
     assert len(coord.running()) == 2 and len(store.list_claims()) == 2
     assert set(runner.gates) <= set(ids)
 

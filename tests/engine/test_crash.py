@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from flowbaton.backends import open_backend
@@ -16,18 +15,9 @@ from flowbaton.backends.errors import ClaimHeld
 from flowbaton.backends.states import SUCCESS
 from flowbaton.engine import run_flow
 from tests.engine.helpers import release_quietly, submit
+from tests.servers import until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def events(ledger: Path) -> list[dict[str, object]]:
@@ -45,7 +35,7 @@ def test_sigkill_mid_flow_then_resume(shared_backend_url: str, tmp_path: Path) -
     proc = subprocess.Popen([sys.executable, "-m", "tests.engine.crash_runner", shared_backend_url, flow.id, "1.0"],
                             cwd=ROOT, env=env)
     try:
-        wait_for(lambda: any(e["task"] == "step-3" for e in events(ledger)), 30, "step-3 to start")
+        until(lambda: any(e["task"] == "step-3" for e in events(ledger)), 30, "step-3 to start")
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
@@ -57,7 +47,7 @@ def test_sigkill_mid_flow_then_resume(shared_backend_url: str, tmp_path: Path) -
         except ClaimHeld:
             return None
 
-    token = wait_for(claim, 30, "the dead owner's lease to expire")
+    token = until(claim, 30, "the dead owner's lease to expire")
     try:
         report = run_flow(backend, token, replica_id="survivor", allow=["tests."])
     finally:

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
-from flowbaton.testing.servers import ServerError
 from flowbaton.testing.servers.redis import (
     BASE_CONFIG,
     ENV_URL,
@@ -35,6 +33,8 @@ from flowbaton.testing.servers.redis import (
     with_query,
 )
 from flowbaton.testing.servers.redis import redis_binary as _redis_binary
+
+from . import failing
 
 __all__ = [
     "BASE_CONFIG",
@@ -51,17 +51,8 @@ __all__ = [
 ]
 
 
-@contextmanager
-def _failing() -> Iterator[None]:
-    """A server that cannot be started fails the test, with the reason."""
-    try:
-        yield
-    except ServerError as err:
-        pytest.fail(str(err))
-
-
 def redis_binary() -> str:
-    with _failing():
+    with failing():
         return _redis_binary()
 
 
@@ -69,7 +60,7 @@ def redis_binary() -> str:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The session's Redis: external URL, container, or local process."""
     external = os.environ.get(ENV_URL)
-    with _failing():
+    with failing():
         if external:
             server: Any = ExternalRedis(external)
         elif docker_reachable():
@@ -94,7 +85,7 @@ def make_redis_server(
     def make(config: dict[str, str] | None = None) -> LocalRedis:
         server = LocalRedis(redis_binary(), tmp_path_factory.mktemp("redis"), config)
         made.append(server)
-        with _failing():
+        with failing():
             server.start()
         return server
 
@@ -107,7 +98,7 @@ def make_redis_server(
 
 @pytest.fixture
 def redis_sentinel_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelCluster]:
-    with _failing():
+    with failing():
         cluster = SentinelCluster(redis_binary(), tmp_path_factory.mktemp("sentinel"))
     try:
         yield cluster

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from flowbaton.testing.servers import ServerError
 from flowbaton.testing.servers import zookeeper as _servers
 from flowbaton.testing.servers.zookeeper import (
     ENV_VAR,
@@ -35,6 +32,10 @@ from flowbaton.testing.servers.zookeeper import (
     expire_session,
     start_best_server,
 )
+
+from . import failing, until
+
+wait_until = until  # the name the ZooKeeper tests use
 
 __all__ = [
     "ENV_VAR",
@@ -50,32 +51,9 @@ __all__ = [
     "wait_until",
 ]
 
-_T = TypeVar("_T")
-
-
-def wait_until(predicate: Callable[[], _T], timeout: float, what: str, interval: float = 0.05) -> _T:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)
-
-
-@contextmanager
-def _failing() -> Iterator[None]:
-    """A server that cannot be started fails the test, with the reason."""
-    try:
-        yield
-    except ServerError as err:
-        pytest.fail(str(err))
-
 
 def _start_local(root: Path) -> LocalZooKeeper:
-    with _failing():
+    with failing():
         return _servers.start_local(root)
 
 
@@ -84,7 +62,7 @@ def zookeeper_server() -> Iterator[Any]:
     """One server for the whole run; each test takes its own namespace via
     ``.url(namespace)``. Tests that kill or pause it must leave it running."""
     root = Path(tempfile.mkdtemp(prefix="flowbaton-zk-"))
-    with _failing():
+    with failing():
         server = start_best_server(root)
     try:
         yield server
@@ -112,7 +90,7 @@ def zookeeper_ensemble() -> Iterator[ZooKeeperEnsemble]:
     root = Path(tempfile.mkdtemp(prefix="flowbaton-zk3-"))
     ensemble = ZooKeeperEnsemble(root)
     try:
-        with _failing():
+        with failing():
             ensemble.start()
         yield ensemble
     finally:
