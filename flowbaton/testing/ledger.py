@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from ..engine.context import current_task
 
-__all__ = ["ENV", "LedgerEntry", "read_ledger", "record", "recorded"]
+__all__ = ["ENV", "LedgerEntry", "read_jsonl", "read_ledger", "record", "recorded"]
 
 ENV = "FLOWBATON_CHAOS_LEDGER"
 
@@ -91,7 +91,13 @@ def recorded(fn: _F) -> _F:
 def read_ledger(folder: Path) -> Iterator[LedgerEntry]:
     """Every line of every ledger file in ``folder``; a torn last line (a
     file still being written) is skipped."""
-    for path in sorted(folder.glob("ledger-*.jsonl")):
+    yield from read_jsonl(folder, "ledger-*.jsonl")
+
+
+def read_jsonl(folder: Path, pattern: str) -> Iterator[Any]:
+    """Every JSON line of the files matching ``pattern`` in ``folder``, in
+    name order; a torn line (a file still being written) is skipped."""
+    for path in sorted(folder.glob(pattern)):
         for line in path.read_text(errors="replace").splitlines():
             try:
                 yield json.loads(line)

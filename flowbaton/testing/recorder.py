@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from ..backends.base import Backend, StateListener
 from ..backends.records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, dumps
+from .ledger import read_jsonl
 
 __all__ = ["ENV", "HistoryFile", "RecordingBackend", "digest", "read_history", "wrap_from_env"]
 
@@ -244,9 +245,4 @@ def wrap_from_env(backend: Backend, label: str = "replica") -> Backend:
 
 def read_history(folder: Path) -> Iterator[Entry]:
     """Every line of every history file in ``folder`` (torn lines skipped)."""
-    for path in sorted(folder.glob("writes-*.jsonl")):
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue
+    yield from read_jsonl(folder, "writes-*.jsonl")

@@ -22,6 +22,7 @@ is a violation too: some replica kept a claim it no longer served.
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -39,12 +40,8 @@ def _holder_at(ix: Index, flow: str, when: float) -> Op | None:
     if not before:
         return None
     grant = before[-1]
-    for op in ix.by_claim.get(grant.claim or "", []):
-        # Sent before the fault and accepted: the flow was being handed back or finished.
-        if op.acked and op.t0 < when and (
-                op.op == "release" or (op.op == "save_flow" and op.state in TERMINAL_FLOW_STATES)):
-            return None
-    return grant
+    # Handed back or finished by a call sent before ``when``: not held then.
+    return None if _handed_back(ix.by_claim.get(grant.claim or "", []), before=when) else grant
 
 
 def _affected(ix: Index, fault: dict[str, Any]) -> list[str]:
@@ -100,8 +97,10 @@ def _recovery(ix: Index, fault: dict[str, Any]) -> dict[str, Any]:
             "never": len(waits) - len(known)}
 
 
-def _handed_back(ops: list[Op]) -> bool:
-    return any(op.acked and (op.op == "release" or (op.op == "save_flow" and op.state in TERMINAL_FLOW_STATES))
+def _handed_back(ops: list[Op], before: float = math.inf) -> bool:
+    """An accepted release or final flow write, sent before ``before``."""
+    return any(op.acked and op.t0 < before
+               and (op.op == "release" or (op.op == "save_flow" and op.state in TERMINAL_FLOW_STATES))
                for op in ops)
 
 

@@ -14,12 +14,15 @@ reason, and the test fixtures turn that into a failed test.
 
 from __future__ import annotations
 
+import importlib
+import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
-__all__ = ["ServerError", "fail", "free_port", "wait_until"]
+__all__ = ["ServerError", "docker_reachable", "fail", "free_port", "wait_until"]
 
 _T = TypeVar("_T")
 
@@ -52,3 +55,19 @@ def wait_until(predicate: Callable[[], _T], timeout: float, what: str, interval:
         if time.monotonic() >= deadline:
             fail(f"timed out after {timeout:.1f}s waiting for {what}")
         time.sleep(interval)
+
+
+def docker_reachable(timeout: float = 3.0) -> bool:
+    """A Docker engine answers a ping within ``timeout`` (never hang a run
+    on a missing engine): a socket or DOCKER_HOST first, then the ping."""
+    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
+        return False
+    try:
+        docker = importlib.import_module("docker")  # testcontainers' dependency, optional
+        engine = docker.from_env(timeout=timeout)
+        try:
+            return bool(engine.ping())
+        finally:
+            engine.close()
+    except Exception:
+        return False

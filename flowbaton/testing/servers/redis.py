@@ -14,7 +14,6 @@ failover (``kill_primary`` then ``wait_for_failover``).
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import signal
@@ -27,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from . import ServerError, fail, free_port
+from . import ServerError, docker_reachable, fail, free_port
 
 __all__ = [
     "BASE_CONFIG",
@@ -291,21 +290,6 @@ class ContainerRedis(LocalRedis):
 
     def close(self) -> None:
         self.container.stop()
-
-
-def docker_reachable() -> bool:
-    """Quick check: a socket or DOCKER_HOST, and a ping within 3 s."""
-    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
-        return False
-    try:
-        docker = importlib.import_module("docker")  # testcontainers' dependency, optional
-        engine = docker.from_env(timeout=3)
-        try:
-            return bool(engine.ping())
-        finally:
-            engine.close()
-    except Exception:
-        return False
 
 
 def redis_binary() -> str:

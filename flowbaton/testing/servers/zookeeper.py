@@ -17,7 +17,6 @@ four-letter-word command is used anywhere; readiness is a real client session.
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import signal
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ServerError, fail, free_port, wait_until
+from . import ServerError, docker_reachable, fail, free_port, wait_until
 
 __all__ = [
     "ENV_VAR",
@@ -258,21 +257,6 @@ class ExternalZooKeeper:
         raise AttributeError(name)
 
 
-def _docker_reachable() -> bool:
-    """A quick ping (2 s at most): never hang a run on a missing engine."""
-    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
-        return False
-    try:
-        docker = importlib.import_module("docker")
-        client = docker.from_env(timeout=2)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
-
-
 class ContainerZooKeeper:
     """A ``zookeeper`` image run by testcontainers; pause/resume/kill/start
     act on the container. (Untested on the development machine: no Docker.)"""
@@ -370,7 +354,7 @@ def start_best_server(root: Path) -> Any:
         if not session_works(external, timeout=10.0):
             fail(f"{ENV_VAR}={external!r}: cannot open a ZooKeeper session there")
         return ExternalZooKeeper(external)
-    if _docker_reachable():
+    if docker_reachable(timeout=2):
         return ContainerZooKeeper()
     return start_local(root)
 
