@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flowbaton.backends import Backend, open_backend
 from flowbaton.engine import new_flow_detail, run_flow
@@ -54,7 +53,7 @@ def one_run(url: str, size: int) -> tuple[float, float, float, int]:
     (round trips) per task, flow writes) of one flow of ``size`` no-op tasks."""
     backend = open_backend(url)
     try:
-        detail = new_flow_detail("noop_flows:linear", kwargs={"count": size})
+        detail = new_flow_detail("bench.flows:noop_linear", kwargs={"count": size})
         backend.create_flow(detail)
         token = backend.claim(detail.id, "bench", 3600.0)
         counter = Counting(backend)

@@ -59,16 +59,13 @@ def run(command: dict[str, Any]) -> dict[str, Any]:
                                backend=backend, allow=["bench."])
         seconds = time.perf_counter() - started
         counts = dict(CALLS.counts)
+        logical, wire = CALLS.total("logical."), CALLS.total("wire.")  # before close adds its own calls
     finally:
         backend.close()
     if report.state != "SUCCESS":
         raise RuntimeError(f"flow ended {report.state}")
-    return {"seconds": seconds, "logical": _total(counts, "logical."), "wire": _total(counts, "wire."),
+    return {"seconds": seconds, "logical": logical, "wire": wire,
             "counts": counts}
-
-
-def _total(counts: dict[str, int], prefix: str) -> int:
-    return sum(n for key, n in counts.items() if key.startswith(prefix))
 
 
 if __name__ == "__main__":

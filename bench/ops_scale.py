@@ -29,9 +29,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +132,8 @@ def _median_seconds(step: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 def _connected(url: str, listing: Callable[[Backend], Any]) -> Callable[[], Any]:
     def step() -> Any:
-        backend = open_backend(url)
-        try:
+        with open_backend(url) as backend:
             return listing(backend)
-        finally:
-            backend.close()
 
     return step
 
@@ -156,22 +152,13 @@ def _rows(value: Any) -> int:
 
 def measure(url: str, repeat: int) -> list[dict[str, Any]]:
     results = []
-    with _opened(url) as backend:
+    with open_backend(url) as backend:
         for name, (argv, listing) in LISTINGS.items():
             call, value = _median_seconds(lambda listing=listing: listing(backend), repeat)
             connect, _ = _median_seconds(_connected(url, listing), repeat)
             results.append({"listing": name, "rows": _rows(value), "call": call, "connect_call": connect,
                             "cli": _cli_seconds(url, argv)})
     return results
-
-
-@contextmanager
-def _opened(url: str) -> Iterator[Backend]:
-    backend = open_backend(url)
-    try:
-        yield backend
-    finally:
-        backend.close()
 
 
 # ------------------------------------------------------------------- report
@@ -206,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         urls = {"redis": servers.redis_url("opsscale"), "zookeeper": servers.zk_url("opsscale")}
         for name in [n.strip() for n in args.only.split(",") if n.strip()]:
             _say(f"{name}: storing {args.flows:,} flows ...")
-            with _opened(urls[name]) as keeper:  # keeps the ephemeral claims and presences alive
+            with open_backend(urls[name]) as keeper:  # keeps the ephemeral claims and presences alive
                 started = time.perf_counter()
                 store = populate(keeper, args.flows, args.claims, args.replicas)
                 _say(f"{name}: stored in {time.perf_counter() - started:.1f}s; timing the listings ...")
