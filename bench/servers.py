@@ -1,5 +1,5 @@
 """The ZooKeeper and Redis servers the benchmarks run against, started the
-way the test fixtures start them (``tests/servers``): an external server
+way the test fixtures start them (``flowbaton/testing/servers``): an external server
 named by ``FLOWBATON_TEST_ZOOKEEPER`` / ``FLOWBATON_TEST_REDIS`` if set, a
 container when a Docker engine answers, else the local packages on free
 loopback ports. Both systems measured in one run share these servers.
@@ -16,24 +16,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.servers import redis as redis_servers
-from tests.servers import zookeeper as zk_servers
+from flowbaton.testing.servers import ServerError
+from flowbaton.testing.servers import redis as redis_servers
+from flowbaton.testing.servers import zookeeper as zk_servers
 
 __all__ = ["Servers", "ServerError"]
 
 
-class ServerError(RuntimeError):
-    """A server could not be started (the fixture's reason, as text)."""
-
-
 @contextmanager
 def _as_error(what: str) -> Iterator[None]:
-    # The fixture helpers report with pytest.fail, a BaseException subclass.
+    """Name the server in the reason it could not be started."""
     try:
         yield
-    except BaseException as err:
-        if isinstance(err, (KeyboardInterrupt, SystemExit)):
-            raise
+    except ServerError as err:
         raise ServerError(f"{what}: {err}") from err
 
 
@@ -59,17 +54,6 @@ def _start_zookeeper(root: Path) -> Any:
     return _local_zookeeper(root)
 
 
-def _start_redis(home: Path) -> Any:
-    external = os.environ.get(redis_servers.ENV_URL)
-    if external:
-        return redis_servers.ExternalRedis(external)
-    if redis_servers.docker_reachable():
-        return redis_servers.ContainerRedis()
-    server = redis_servers.LocalRedis(redis_servers.redis_binary(), home)
-    server.start()
-    return server
-
-
 class Servers:
     """One ZooKeeper and one Redis for the whole run."""
 
@@ -79,7 +63,7 @@ class Servers:
             with _as_error("ZooKeeper"):
                 self.zookeeper = _start_zookeeper(self.root / "zk")
             with _as_error("Redis"):
-                self.redis = _start_redis(self.root / "redis")
+                self.redis = redis_servers.start_best_server(self.root / "redis")
         except BaseException:
             self.close()
             raise

@@ -9,32 +9,19 @@ cannot be started is an error, never a skip.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.backends import backend_params
 from tests.coordinator.inprocess import LocalReplicas
 
 ALL_BACKENDS = ("memory", "sqlite", "zookeeper", "redis")
 SHARED_BACKENDS = ("sqlite", "zookeeper", "redis")
 
 pytest_plugins = ["tests.servers.zookeeper", "tests.servers.redis"]
-
-
-def _selected(kinds: tuple[str, ...]) -> list[str]:
-    wanted = os.environ.get("FLOWBATON_TEST_BACKENDS")
-    if not wanted:
-        return list(kinds)
-    names = {name.strip() for name in wanted.split(",")}
-    return [kind for kind in kinds if kind in names]
-
-
-def _param(kind: str) -> object:
-    marks = [getattr(pytest.mark, kind)] if kind in ("zookeeper", "redis") else []
-    return pytest.param(kind, marks=marks, id=kind)
 
 
 def make_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -48,12 +35,12 @@ def make_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture(params=[_param(k) for k in _selected(ALL_BACKENDS)])
+@pytest.fixture(params=backend_params(ALL_BACKENDS))
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return make_url(request.param, request, tmp_path)
 
 
-@pytest.fixture(params=[_param(k) for k in _selected(SHARED_BACKENDS)])
+@pytest.fixture(params=backend_params(SHARED_BACKENDS))
 def shared_backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return make_url(request.param, request, tmp_path)
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -30,6 +28,8 @@ from flowbaton.coordinator.logs import JSONFormatter, configure_logging
 from flowbaton.coordinator.observer import metrics_class
 from flowbaton.engine import Flow, Linear, Retry, new_flow_detail, run_flow, task
 from flowbaton.engine.events import TASK_OUTCOMES
+from flowbaton.testing.servers import free_port
+from tests.backends import backend_params
 from tests.coordinator.cluster import REPO, env
 from tests.coordinator.inprocess import LocalReplicas, submit_steps
 from tests.servers import until
@@ -81,18 +81,6 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
     return found[(name, frozenset(labels.items()))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def selected(*kinds: str) -> list[str]:
-    wanted = os.environ.get("FLOWBATON_TEST_BACKENDS")
-    names = {n.strip() for n in wanted.split(",")} if wanted else set(kinds)
-    return [k for k in kinds if k in names]
 
 
 # ----------------------------------------------------------- engine events
@@ -269,8 +257,7 @@ def test_liveness_fails_when_a_loop_stops_going_round(local_replicas: LocalRepli
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=getattr(pytest.mark, k)) for k in
-                                  selected("redis", "zookeeper")])
+@pytest.mark.parametrize("kind", backend_params(["redis", "zookeeper"]))
 def test_readiness_flips_while_the_backend_is_away(
     kind: str, local_replicas: LocalReplicas, request: pytest.FixtureRequest
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +11,6 @@ from flowbaton.testing.chaos import ChaosConfig, run_chaos
 from flowbaton.testing.chaos.report import table
 
 CHAOS_BACKENDS = ("sqlite", "zookeeper", "redis")
-
-
-def backend_params() -> list[Any]:
-    """One param per backend, narrowed by FLOWBATON_TEST_BACKENDS like the
-    other suites; ZooKeeper and Redis carry their markers."""
-    wanted = os.environ.get("FLOWBATON_TEST_BACKENDS")
-    names = {n.strip() for n in wanted.split(",")} if wanted else set(CHAOS_BACKENDS)
-    return [pytest.param(kind, marks=[getattr(pytest.mark, kind)] if kind != "sqlite" else [], id=kind)
-            for kind in CHAOS_BACKENDS if kind in names]
 
 
 def run_and_show(config: ChaosConfig) -> dict[str, Any]:

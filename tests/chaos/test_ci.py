@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 
 from flowbaton.testing.chaos import ChaosConfig
+from tests.backends import backend_params
 
-from .conftest import backend_params, run_and_show, violations
+from .conftest import CHAOS_BACKENDS, run_and_show, violations
 
 pytestmark = pytest.mark.slow
 
 SEEDS = {"sqlite": 101, "zookeeper": 202, "redis": 303}
 
 
-@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("backend", backend_params(CHAOS_BACKENDS))
 def test_bounded_chaos_run(backend: str, chaos_folder: Path) -> None:
     config = ChaosConfig(backend=backend, flows=100, replicas=3, seed=SEEDS[backend], duration=40.0,
                          lease=2.0, folder=chaos_folder, drain_timeout=60.0)

@@ -17,14 +17,15 @@ import pytest
 
 from flowbaton.testing.chaos import ChaosConfig
 from flowbaton.testing.chaos.report import table, write_report
+from tests.backends import backend_params
 
-from .conftest import backend_params, run_and_show, violations
+from .conftest import CHAOS_BACKENDS, run_and_show, violations
 
 pytestmark = [pytest.mark.soak, pytest.mark.slow]
 
 
 @pytest.mark.timeout(3600)
-@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("backend", backend_params(CHAOS_BACKENDS))
 def test_soak(backend: str, chaos_folder: Path, tmp_path: Path) -> None:
     seed = int(os.environ.get("FLOWBATON_SOAK_SEED") or random.SystemRandom().randrange(1, 1_000_000))
     flows = int(os.environ.get("FLOWBATON_SOAK_FLOWS", "600"))

@@ -14,40 +14,26 @@ Fixtures:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from flowbaton.testing.servers.redis import (
-    BASE_CONFIG,
-    ENV_URL,
-    IMAGE,
-    ContainerRedis,
-    ExternalRedis,
     LocalRedis,
     SentinelCluster,
-    docker_reachable,
     free_port,
-    with_query,
+    start_best_server,
 )
 from flowbaton.testing.servers.redis import redis_binary as _redis_binary
 
 from . import failing
 
 __all__ = [
-    "BASE_CONFIG",
-    "ENV_URL",
-    "IMAGE",
-    "ContainerRedis",
-    "ExternalRedis",
     "LocalRedis",
     "SentinelCluster",
-    "docker_reachable",
     "free_port",
     "redis_binary",
-    "with_query",
 ]
 
 
@@ -59,15 +45,8 @@ def redis_binary() -> str:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The session's Redis: external URL, container, or local process."""
-    external = os.environ.get(ENV_URL)
     with failing():
-        if external:
-            server: Any = ExternalRedis(external)
-        elif docker_reachable():
-            server = ContainerRedis()
-        else:
-            server = LocalRedis(redis_binary(), tmp_path_factory.mktemp("redis"))
-            server.start()
+        server = start_best_server(tmp_path_factory.mktemp("redis"))
     try:
         yield server
     finally:

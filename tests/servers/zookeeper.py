@@ -21,12 +21,6 @@ import pytest
 
 from flowbaton.testing.servers import zookeeper as _servers
 from flowbaton.testing.servers.zookeeper import (
-    ENV_VAR,
-    LOG_JAR,
-    START_DEADLINE,
-    ZK_JAR,
-    ContainerZooKeeper,
-    ExternalZooKeeper,
     LocalZooKeeper,
     ZooKeeperEnsemble,
     expire_session,
@@ -38,12 +32,6 @@ from . import failing, until
 wait_until = until  # the name the ZooKeeper tests use
 
 __all__ = [
-    "ENV_VAR",
-    "LOG_JAR",
-    "START_DEADLINE",
-    "ZK_JAR",
-    "ContainerZooKeeper",
-    "ExternalZooKeeper",
     "LocalZooKeeper",
     "ZooKeeperEnsemble",
     "expire_session",
