@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
+
 from ..backends.base import Backend
 from ..backends.errors import (
     BackendUnavailable,
@@ -186,27 +188,22 @@ class FlowWorker:
         is tried again for a while: on ZooKeeper the claim lives as long as our
         session, which can outlive the outage, so giving up would strand the
         flow until this process dies."""
-        deadline = time.monotonic() + self.settings.release_patience
-        pause = 0.2
-        while True:
-            try:
-                with self.observer.backend_call("release"):
+        retrying = Retrying(
+            retry=retry_if_exception_type(BackendUnavailable),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            stop=stop_before_delay(self.settings.release_patience),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt, self.observer.backend_call("release"):
                     self.backend.release(self.token)
-            except ClaimLost as err:
-                self._log(logging.INFO, "flow %s: claim already gone at release: %s", err, event="release")
-            except BackendUnavailable as err:
-                if time.monotonic() + pause < deadline:
-                    time.sleep(pause)
-                    pause = min(pause * 2, 2.0)
-                    continue
-                self._log(logging.WARNING, "flow %s: release failed, the lease will expire: %s", err,
-                          event="release")
-            except FlowbatonError as err:
-                self._log(logging.WARNING, "flow %s: release failed, the lease will expire: %s", err,
-                          event="release")
-            else:
-                self._log(logging.INFO, "released flow %s", event="release")
-            return
+        except ClaimLost as err:
+            self._log(logging.INFO, "flow %s: claim already gone at release: %s", err, event="release")
+        except FlowbatonError as err:  # BackendUnavailable for longer than the patience, among others
+            self._log(logging.WARNING, "flow %s: release failed, the lease will expire: %s", err, event="release")
+        else:
+            self._log(logging.INFO, "released flow %s", event="release")
 
     def _log(self, level: int, message: str, *args: object, **fields: object) -> None:
         """``message`` starts with the flow id's ``%s``; replica and epoch

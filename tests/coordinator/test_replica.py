@@ -4,6 +4,7 @@ awaited with deadlines."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from flowbaton.backends.errors import FactoryError, FlowNotFound
+from flowbaton.backends.errors import BackendUnavailable, FactoryError, FlowNotFound
 from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import ClaimToken
 from flowbaton.backends.states import HELD, PENDING, SUCCESS
@@ -214,3 +215,42 @@ def test_a_replica_started_again_after_a_stop_renews_its_claims(
     fid = submit_steps(coord, tmp_path / "ledger", n=2, pause=1.0)
     assert coord.wait(fid, timeout=20).state == SUCCESS
     assert {d.epoch for d in store.load_tasks(fid).values()} == {1}
+
+
+class _FlakyRelease(MemoryBackend):
+    """``release`` is refused as unavailable ``failures`` times, then works."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.attempts = 0
+
+    def release(self, token: ClaimToken) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise BackendUnavailable("release refused: quorum lost")
+        super().release(token)
+
+
+def test_a_release_the_backend_cannot_take_now_is_retried(local_replicas: LocalReplicas, tmp_path: Path) -> None:
+    """On ZooKeeper a claim outlives an outage with the session, so a release
+    given up during it would strand the flow (docs/chaos-bugs.md #4)."""
+    store = _FlakyRelease(failures=2)
+    coord = local_replicas.add(store).start()
+    fid = submit_steps(coord, tmp_path / "ledger", n=1)
+    assert coord.wait(fid, timeout=20).state == SUCCESS
+    until(lambda: store.list_claims() == [], what="the claim released on the third try")
+    assert store.attempts == 3
+
+
+def test_a_release_is_given_up_after_the_patience(
+    local_replicas: LocalReplicas, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _FlakyRelease(failures=1_000_000)
+    coord = local_replicas.add(store)
+    coord.settings = dataclasses.replace(coord.settings, release_patience=0.5)
+    coord.start()
+    fid = submit_steps(coord, tmp_path / "ledger", n=1)
+    assert coord.wait(fid, timeout=20).state == SUCCESS
+    until(lambda: "release failed, the lease will expire" in caplog.text, what="the release given up")
+    assert 2 <= store.attempts <= 5  # waits of 0.2 s, 0.4 s ... within 0.5 s
