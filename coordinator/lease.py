@@ -60,8 +60,7 @@ class LeasedGate(Gate):
 @dataclass
 class _Held:
     token: ClaimToken
-    gate: Gate
-    deadline: float  # monotonic: start nothing after this without a renewal
+    gate: LeasedGate  # its deadline: start nothing after it without a renewal
 
 
 class LeaseKeeper:
@@ -99,10 +98,10 @@ class LeaseKeeper:
 
     # ------------------------------------------------------------ tracking
 
-    def track(self, token: ClaimToken, gate: Gate, sent_at: float) -> None:
+    def track(self, token: ClaimToken, gate: LeasedGate, sent_at: float) -> None:
         """Keep ``token`` renewed; ``sent_at`` is when the claim request left
         (monotonic), which is when its lease began at the latest."""
-        held = _Held(token, gate, 0.0)
+        held = _Held(token, gate)
         self._set_deadline(held, sent_at)
         with self._lock:
             self._held[token.flow_id] = held
@@ -124,9 +123,7 @@ class LeaseKeeper:
             return list(self._held.values())
 
     def _set_deadline(self, held: _Held, sent_at: float) -> None:
-        held.deadline = sent_at + self.lease - self.margin
-        if isinstance(held.gate, LeasedGate):
-            held.gate.deadline = held.deadline
+        held.gate.deadline = sent_at + self.lease - self.margin
 
     # ----------------------------------------------------------- heartbeat
 
@@ -145,7 +142,7 @@ class LeaseKeeper:
         if held.gate.lost:
             return False
         sent = self._clock()
-        if sent > held.deadline:
+        if sent > held.gate.deadline:
             return self._lose(held, "lease deadline passed before the renewal was sent")
         try:
             with self.observer.backend_call("renew"):

@@ -20,6 +20,7 @@ from ..backends.errors import BackendUnavailable, ClaimHeld, ClaimLost, FactoryE
 from ..backends.records import ClaimToken, FlowDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine import FlowReport, factory_name, new_flow_detail, run_flow
+from ..engine.factory import factory_module
 from .identity import default_replica_id
 from .lease import LeasedGate, LeaseKeeper
 from .opening import open_with_lease
@@ -55,15 +56,11 @@ def run(
         flow = _create_or_load(store, factory, args, kwargs, inputs, name, flow_id)
         if flow.state not in RUNNABLE_FLOW_STATES:
             return FlowReport.of(flow, store.load_tasks(flow.id))
-        allowed = list(allow) if allow is not None else [_module_of(flow.factory)]
+        allowed = list(allow) if allow is not None else [factory_module(flow.factory)]
         return _claim_and_run(store, flow.id, allowed, lease, max_workers)
     finally:
         if not isinstance(backend, Backend):
             store.close()
-
-
-def _module_of(name: str) -> str:
-    return name.partition(":")[0]
 
 
 def _create_or_load(

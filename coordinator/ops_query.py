@@ -20,6 +20,7 @@ from ..backends.base import Backend
 from ..backends.errors import CorruptRecord, FlowNotFound
 from ..backends.records import ClaimInfo, FlowDetail, ReplicaInfo, TaskDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
+from ..engine.factory import factory_module
 from ..engine.lifecycle import plan_flow
 from .cli_views import claim_row, flow_row, show_doc
 from .ops_stranded import find_stranded, gather, stranded_reason
@@ -147,5 +148,5 @@ def plan(backend: Backend, flow_id: str) -> dict[str, JSON]:
     Writes nothing. The flow's own factory module is allowed: the operator
     runs this knowingly, on a flow they name (replicas keep their lists)."""
     flow = backend.load_flow(flow_id)
-    module = flow.factory.partition(":")[0]
+    module = factory_module(flow.factory)
     return plan_flow(backend, flow_id, allow=[module])

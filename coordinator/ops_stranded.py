@@ -21,7 +21,7 @@ from ..backends.base import Backend
 from ..backends.errors import FactoryError, FlowNotFound
 from ..backends.records import Decline, FlowDetail, ReplicaInfo
 from ..backends.states import RUNNABLE_FLOW_STATES
-from ..engine.factory import check_allowed
+from ..engine.factory import check_allowed, factory_module
 
 __all__ = ["gather", "may_import", "stranded_reason", "find_stranded"]
 
@@ -64,7 +64,7 @@ def stranded_reason(
         return "no live replica: start one that may import its factory"
     able = [r for r in replicas if may_import(r, flow.factory)]
     if not able:
-        module = flow.factory.partition(":")[0]
+        module = factory_module(flow.factory)
         prefixes = "; ".join(f"{r.replica_id}: {', '.join(r.allow) or 'none'}" for r in replicas)
         return f"no live replica may import {module!r} (allowed prefixes: {prefixes})"
     latest = {d.replica_id: d for d in declines}

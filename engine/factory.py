@@ -17,7 +17,7 @@ from ..backends.errors import FactoryError, FactoryNotAllowed
 from .codec import encode
 from .patterns import Flow
 
-__all__ = ["factory_name", "check_allowed", "load_factory", "build_flow", "check_arguments"]
+__all__ = ["factory_name", "factory_module", "check_allowed", "load_factory", "build_flow", "check_arguments"]
 
 Factory = Callable[..., Flow]
 
@@ -28,6 +28,12 @@ def _split(name: str) -> tuple[str, str]:
     if not ok or not all(p.isidentifier() for p in qualname.split(".")):
         raise FactoryError(f"factory name {name!r} must look like 'package.module:function'")
     return module, qualname
+
+
+def factory_module(name: str) -> str:
+    """The module of a saved factory name: ``"pkg.mod:fn"`` -> ``"pkg.mod"``
+    (tolerant: stored names are untrusted and may be malformed)."""
+    return name.partition(":")[0]
 
 
 def _why_unsaveable(fn: Any) -> str | None:
