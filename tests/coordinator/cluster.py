@@ -51,6 +51,13 @@ class Run(NamedTuple):
     replica: str
 
 
+def read_runs(ledger: Path, flow_id: str | None = None) -> list[Run]:
+    """The task executions ``ledger`` records (all, or those of ``flow_id``)."""
+    lines = [line.split() for line in ledger.read_text().splitlines() if line.strip()]
+    runs = [Run(f, t, int(a), int(e), r) for f, t, a, e, r in lines]
+    return [r for r in runs if flow_id is None or r.flow == flow_id]
+
+
 @dataclass
 class Replica:
     name: str
@@ -130,9 +137,7 @@ class Cluster:
               f"{len(flow_ids)} flow(s) to end\n{self.logs()}")
 
     def runs(self, flow_id: str | None = None) -> list[Run]:
-        lines = [line.split() for line in self.ledger.read_text().splitlines() if line.strip()]
-        runs = [Run(f, t, int(a), int(e), r) for f, t, a, e, r in lines]
-        return [r for r in runs if flow_id is None or r.flow == flow_id]
+        return read_runs(self.ledger, flow_id)
 
     def wait_runs(self, flow_id: str, count: int, timeout: float = 20.0) -> list[Run]:
         return until(lambda: len(self.runs(flow_id)) >= count and self.runs(flow_id), timeout,  # type: ignore[no-any-return]

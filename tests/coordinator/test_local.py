@@ -18,7 +18,7 @@ from flowbaton.backends.states import REVERTED, SUCCESS
 from tests import coord_flows
 from tests.servers import until
 
-from .cluster import REPO, env
+from .cluster import REPO, env, read_runs
 
 STEPS = "tests.coord_flows:steps"
 
@@ -80,7 +80,7 @@ def test_a_second_run_is_refused_while_the_lease_lives_then_resumes(tmp_path: Pa
             first.kill()
             first.wait()
     assert report.state == SUCCESS
-    runs = [line.split()[1] for line in ledger.read_text().splitlines()]
+    runs = [run.task for run in read_runs(ledger)]
     assert runs.count("s0") == 1 and runs.count("s1") == 2 and runs.count("s3") == 1
 
 

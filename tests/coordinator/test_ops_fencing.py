@@ -26,7 +26,7 @@ from flowbaton.backends.states import CANCELLED, HELD, REVERTED, RUNNING, SUCCES
 from flowbaton.coordinator import Coordinator, connect, ops
 from tests.servers import until
 
-from .cluster import STEPS, Run
+from .cluster import STEPS, Run, read_runs
 from .ops_helpers import run_cli
 
 pytestmark = pytest.mark.slow
@@ -53,8 +53,7 @@ class Replicas:
         return Coordinator(self.backend).submit(STEPS, kwargs={"n": n}, inputs=inputs)
 
     def runs(self, flow_id: str) -> list[Run]:
-        lines = [line.split() for line in self.ledger.read_text().splitlines() if line.strip()]
-        return [Run(f, t, int(a), int(e), r) for f, t, a, e, r in lines if f == flow_id]
+        return read_runs(self.ledger, flow_id)
 
     def wait_runs(self, flow_id: str, count: int) -> None:
         until(lambda: len(self.runs(flow_id)) >= count, 20, f"{count} task starts")

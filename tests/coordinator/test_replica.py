@@ -20,6 +20,7 @@ from flowbaton.coordinator import Coordinator
 from flowbaton.coordinator.claimloop import ClaimLoop
 from flowbaton.coordinator.skiplist import SkipList
 from flowbaton.engine import FlowReport, Gate, load_report
+from tests.coordinator.cluster import read_runs
 from tests.coordinator.inprocess import LocalReplicas, submit_steps
 from tests.servers import until
 
@@ -99,7 +100,7 @@ def test_two_replicas_share_the_work(
     b = local_replicas.add(store, replica_id="b").start(concurrency=2)
     ids = [submit_steps(a, tmp_path / "ledger", n=2, pause=0.05) for _ in range(12)]
     assert all(a.wait(fid, timeout=20).state == SUCCESS for fid in ids)
-    owners = {line.split()[4] for line in (tmp_path / "ledger").read_text().splitlines()}
+    owners = {run.replica for run in read_runs(tmp_path / "ledger")}
     assert owners == {"a", "b"}
     assert b.running() == set()
 
