@@ -21,6 +21,7 @@ from .cli_views import render_claims, render_flows, render_json, render_show
 from .ops_check import check
 from .ops_time import age_of, parse_point
 from .ops_views import render_check, render_plan, render_purge, render_replicas
+from .standalone import add_allow_option
 
 __all__ = ["add_ops_commands"]
 
@@ -81,6 +82,8 @@ def _add_listings(command: Command, state: Callable[[str], str]) -> None:
     ):
         cmd = command(name, help_text)
         cmd.add_argument("flow_id", metavar="FLOW_ID")
+        if name == "plan":  # it imports and calls the stored factory: never without a list
+            add_allow_option(cmd, "plan")
         _json_flag(cmd)
         cmd.set_defaults(func=func)
 
@@ -143,7 +146,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     with opened(args) as backend:
-        doc = ops_query.plan(backend, args.flow_id)
+        doc = ops_query.plan(backend, args.flow_id, args.allow)
     return _emit_doc(args, doc, render_plan)
 
 

@@ -20,7 +20,6 @@ from ..backends.base import Backend
 from ..backends.errors import CorruptRecord, FlowNotFound
 from ..backends.records import ClaimInfo, FlowDetail, ReplicaInfo, TaskDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
-from ..engine.factory import factory_module
 from ..engine.lifecycle import plan_flow
 from .cli_views import claim_row, flow_row, show_doc
 from .ops_stranded import find_stranded, gather, stranded_reason
@@ -143,10 +142,9 @@ def show(backend: Backend, flow_id: str) -> dict[str, JSON]:
     return {**doc, "stranded": why is not None, "stranded_reason": why}
 
 
-def plan(backend: Backend, flow_id: str) -> dict[str, JSON]:
+def plan(backend: Backend, flow_id: str, allow: Sequence[str]) -> dict[str, JSON]:
     """What resuming the flow with the code importable here would do.
-    Writes nothing. The flow's own factory module is allowed: the operator
-    runs this knowingly, on a flow they name (replicas keep their lists)."""
-    flow = backend.load_flow(flow_id)
-    module = factory_module(flow.factory)
-    return plan_flow(backend, flow_id, allow=[module])
+    Writes nothing, but imports and calls the stored factory: the record is
+    untrusted, so it gets the replicas' rule and the operator's ``allow``
+    list, never its own module's."""
+    return plan_flow(backend, flow_id, allow=allow)

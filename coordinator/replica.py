@@ -55,7 +55,8 @@ def connect(
     """Open the backend ``url`` names (default ``FLOWBATON_BACKEND``, else
     ``sqlite:///./flowbaton.db``) and return a replica, not yet started.
     ``allow`` lists the module prefixes whose factories this replica may
-    import; ``None`` imports any (only for trusted stores)."""
+    import, or exact ``"pkg.mod:function"`` names for a closed list
+    (``engine.factory`` has the whole rule); ``start`` needs one."""
     owned = not isinstance(url, Backend)
     backend = url if isinstance(url, Backend) else open_with_lease(url, lease)
     return Coordinator(backend, replica_id=replica_id, allow=allow, lease=lease,

@@ -21,7 +21,7 @@ from .logs import LOG_FORMATS, configure_logging
 from .probes import DEFAULT_METRICS_PORT
 from .replica import Coordinator, connect
 
-__all__ = ["REPLICA_ENV", "add_replica_options", "run_replica"]
+__all__ = ["REPLICA_ENV", "add_allow_option", "add_replica_options", "run_replica"]
 
 log = logging.getLogger("flowbaton.coordinator")
 
@@ -63,22 +63,33 @@ _FORMAT = _checked(str.lower, lambda v: v in LOG_FORMATS, f"one of {', '.join(LO
 _LEVEL = _checked(str.upper, lambda v: isinstance(logging.getLevelName(v), int), "a log level")
 
 
+def _entries(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
 class _Allow(argparse.Action):
-    """Repeatable; the first ``--allow`` replaces the environment's list
-    instead of adding to it."""
+    """Repeatable, each a comma list; the first ``--allow`` replaces the
+    environment's list instead of adding to it."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         current = getattr(namespace, self.dest)
         kept = [] if current is self.default else list(current)
-        setattr(namespace, self.dest, [*kept, values])
+        setattr(namespace, self.dest, [*kept, *_entries(str(values))])
+
+
+def add_allow_option(cmd: argparse.ArgumentParser, who: str) -> None:
+    """``--allow``, required unless ``FLOWBATON_ALLOW`` is set: nothing
+    imports a stored factory name without an allow-list (issue 11)."""
+    env_allow = _entries(_env("--allow") or "")
+    cmd.add_argument("--allow", action=_Allow, default=env_allow or None, required=not env_allow,
+                     metavar="PREFIX", help=f"module prefix whose factories {who} may import, or one exact "
+                     "factory name pkg.mod:function for a closed list "
+                     "(repeatable or comma-separated; default: $FLOWBATON_ALLOW, comma-separated)")
 
 
 def add_replica_options(cmd: argparse.ArgumentParser) -> None:
-    env_allow = [p.strip() for p in (_env("--allow") or "").split(",") if p.strip()]
-    cmd.add_argument("--allow", action=_Allow, default=env_allow or None, required=not env_allow,
-                     metavar="PREFIX", help="module prefix whose factories this replica may import "
-                     "(repeatable; default: $FLOWBATON_ALLOW, comma-separated)")
+    add_allow_option(cmd, "this replica")
     cmd.add_argument("--concurrency", type=_COUNT, metavar="N", default=_env("--concurrency", "4"),
                      help="flows run at once (default: $FLOWBATON_CONCURRENCY, else 4)")
     cmd.add_argument("--replica-id", default=_env("--replica-id"), metavar="ID",

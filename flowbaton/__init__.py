@@ -49,6 +49,7 @@ from .engine import (  # noqa: E402
     register_codec,
     task,
 )
+from .engine.factory import factory  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -65,6 +66,7 @@ __all__ = [
     "Unordered",
     "connect",
     "current_task",
+    "factory",
     "register_codec",
     "run",
     "task",

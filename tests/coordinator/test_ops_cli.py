@@ -106,10 +106,10 @@ def test_show_and_plan(backend: Backend, capsys: pytest.CaptureFixture[str]) -> 
     text = run_cli(capsys, backend, "show", flow).stdout
     assert "STRANDED" in text and "took over from r0" in text and "unmatched gone" in text
 
-    plan = run_cli(capsys, backend, "plan", flow, "--json").json()
+    plan = run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--json").json()
     assert (plan["reuse"], plan["run"], plan["unmatched"], plan["held"]) == (["s0"], ["s1"], ["gone"], [])
     assert backend.load_flow(flow).meta["resumes"] == resumes  # a plan changes nothing
-    assert "reuse     s0" in run_cli(capsys, backend, "plan", flow).stdout
+    assert "reuse     s0" in run_cli(capsys, backend, "plan", flow, "--allow", "tests.").stdout
 
 
 # ------------------------------------------------------------------ actions
@@ -248,7 +248,8 @@ def test_check_fails_on_an_unreachable_backend(capsys: pytest.CaptureFixture[str
 def test_bad_input_is_one_line_and_exit_2(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
     flow = store(backend, RUNNING)
     cases = [
-        ("show", "nosuch"), ("plan", "nosuch"), ("release", "nosuch", "--yes"), ("cancel", "nosuch", "--yes"),
+        ("show", "nosuch"), ("plan", "nosuch", "--allow", "tests."), ("release", "nosuch", "--yes"),
+        ("cancel", "nosuch", "--yes"),
         ("retry", "nosuch", "--yes"), ("retry", flow, "--yes"), ("flows", "--since", "yesterday"),
         ("purge", "--finished-before", "soon"), ("purge",), ("claims", "--owner"),
     ]
