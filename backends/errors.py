@@ -22,6 +22,7 @@ __all__ = [
     "BackendUnavailable",
     "MissingDriver",
     "BadBackendURL",
+    "InsecureBackend",
     "CorruptRecord",
     "FlowNotFound",
     "FlowExists",
@@ -69,6 +70,12 @@ class ResultTooLarge(FlowbatonError, ValueError):
 
 class BadBackendURL(FlowbatonError, ValueError):
     """A backend URL or one of its options is malformed."""
+
+
+class InsecureBackend(BadBackendURL):
+    """The store's access control lets others change (or read) flowbaton's
+    records, e.g. an open ZooKeeper ACL; the message names the paths and
+    the URL option that accepts the risk."""
 
 
 class MissingDriver(FlowbatonError, ImportError):

@@ -2,9 +2,11 @@
 
 Problems (exit status 1): the backend does not answer; the backend warns
 about its server (e.g. a Redis that may evict claim keys, or has
-persistence off). Notes (informational): the flowbaton version here and on
-each live replica (mixed versions are normal during a rolling deploy),
-how many replicas are live, claims held by no live replica.
+persistence off; ZooKeeper znodes others may change or read); the backend
+refuses to open because of its access control (``InsecureBackend``).
+Notes (informational): the flowbaton version here and on each live
+replica (mixed versions are normal during a rolling deploy), how many
+replicas are live, claims held by no live replica.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..backends import open_backend
 from ..backends.base import Backend
-from ..backends.errors import BackendUnavailable, CorruptRecord
+from ..backends.errors import BackendUnavailable, CorruptRecord, InsecureBackend
 from ..backends.records import ReplicaInfo
 from .identity import flowbaton_version
 
@@ -43,6 +45,9 @@ def check(target: str | Backend) -> CheckReport:
         backend = open_backend(target) if isinstance(target, str) else target
     except BackendUnavailable as err:
         report.problems.append(f"backend unreachable: {err}")
+        return report
+    except InsecureBackend as err:  # refused to open: others may change its records
+        report.problems.append(f"unsafe access control: {err}")
         return report
     try:
         _inspect(backend, report)

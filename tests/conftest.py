@@ -31,7 +31,11 @@ def make_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'flows.db'}"
     server = request.getfixturevalue(f"{kind}_server")
-    url: str = server.url(namespace=f"t{uuid.uuid4().hex[:10]}")
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    if kind == "zookeeper":  # with digest credentials, as a deployment should run
+        with_credentials: str = server.url(namespace=namespace, credentials=True)
+        return with_credentials
+    url: str = server.url(namespace=namespace)
     return url
 
 

@@ -38,13 +38,15 @@ from kazoo.exceptions import (
     UnimplementedError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.serialization import Auth
 from kazoo.protocol.states import KazooState
 from kazoo.retry import KazooRetry
-from kazoo.security import make_acl, make_digest_acl
+from kazoo.security import ACL
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from ..base import CONNECTED, LOST, SUSPENDED
 from ..errors import BackendUnavailable
+from .acl import NOT_READABLE, Policy
 from .multiread import BATCH, Raw, send_multi_read
 from .settings import Settings
 
@@ -140,15 +142,6 @@ def _raw_node(item: Raw | BaseException | None) -> Node | None:
     return Node(item.data, Stat(item.version, item.czxid, item.ephemeral_owner))
 
 
-def _acl(settings: Settings) -> list[Any] | None:
-    """Creator (by digest) may do everything; the world may read, so that
-    ``zkCli.sh get`` works for operators. None: ZooKeeper's open ACL."""
-    if settings.username is None:
-        return None
-    owner = make_digest_acl(settings.username, settings.password or "", all=True)
-    return [owner, make_acl("world", "anyone", read=True)]
-
-
 class _KazooLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """kazoo's own logger, muted below ERROR once we close on purpose: an
     abandoned connection otherwise logs "Connection dropped" and "Failed
@@ -158,6 +151,9 @@ class _KazooLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if not (self.muted and level < logging.ERROR):
+            # At DEBUG kazoo logs each request it sends, the digest
+            # credentials of an Auth request included: never the password.
+            args = tuple(a._replace(auth="***") if isinstance(a, Auth) else a for a in args)
             super().log(level, msg, *args, **kwargs)
 
 
@@ -166,8 +162,9 @@ class Session:
 
     def __init__(self, settings: Settings, on_state: Callable[[str], None]) -> None:
         self.settings = settings
-        self.acl = _acl(settings)
-        auth = [("digest", f"{settings.username}:{settings.password or ''}")] if self.acl else None
+        self.policy = Policy.from_settings(settings)
+        self.acl = self.policy.acl()  # passed on every create, in and out of a multi
+        auth = [("digest", f"{settings.username}:{settings.password or ''}")] if settings.username else None
         self._log = _KazooLog(logging.getLogger("kazoo.client"), {})
         self.client = KazooClient(
             logger=self._log,
@@ -349,6 +346,23 @@ class Session:
         pending = [self.client.get_children_async(path) for path in paths]
         return [self._children(result) for result in pending]
 
+    def acls_many(self, paths: Sequence[str]) -> dict[str, Sequence[ACL] | None]:
+        """Each path's ACL; None if there is no such znode, ``NOT_READABLE``
+        if the server will not show it to us (since 3.4.7 getACL needs READ
+        or ADMIN: the znode is someone else's)."""
+        self._ready()
+        pending = [self.client.get_acls_async(path) for path in paths]
+        return {path: self._acl_of(result) for path, result in zip(paths, pending, strict=True)}
+
+    def _acl_of(self, result: Any) -> Sequence[ACL] | None:
+        try:
+            acl: list[ACL] = self._wait(result)[0]
+        except NoNodeError:
+            return None
+        except NoAuthError:
+            return NOT_READABLE
+        return acl
+
     def _children(self, result: Any) -> list[str] | None:
         try:
             names: list[str] = self._wait(result)
@@ -364,7 +378,7 @@ class Session:
         txn = self.client.transaction()
         for op in ops:
             if op.kind == "create":
-                txn.create(op.path, op.data, ephemeral=op.ephemeral)
+                txn.create(op.path, op.data, acl=self.acl, ephemeral=op.ephemeral)
             elif op.kind == "set":
                 txn.set_data(op.path, op.data, op.version)
             elif op.kind == "delete":

@@ -39,6 +39,7 @@ from ..errors import (
 )
 from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from ..states import RUNNABLE_FLOW_STATES
+from .acl import enforce
 from .client import Again, Node, Op, Outcome, Session
 from .codec import claim_holder, claim_record, parse_claim, sized
 from .events import EventDispatcher
@@ -99,6 +100,8 @@ class ZooKeeperBackend(Backend):
         self._work = WorkSignal(self._zk.client, self._paths.claims, self._paths.signal)
         try:
             self._zk.start()
+            # ACLs first: a tree someone else created must not receive our folders.
+            self._acl_problems = enforce(self._zk.policy, self._zk.run("read the ACLs", self._acl_check))
             self._zk.run("create the layout", self._ensure_layout)
         except BaseException:
             self.close()
@@ -112,6 +115,11 @@ class ZooKeeperBackend(Backend):
     def kazoo(self) -> Any:
         """The underlying KazooClient, for tests and tools (fault injection)."""
         return self._zk.client
+
+    def _acl_check(self, again: bool) -> list[str]:
+        paths = self._paths
+        acls = self._zk.acls_many([paths.root, *paths.folders(), paths.signal])
+        return self._zk.policy.problems(paths.root, acls)
 
     def _ensure_layout(self, again: bool) -> None:
         if self._zk.exists_many([self._paths.signal])[0] is not None:
@@ -587,6 +595,11 @@ class ZooKeeperBackend(Backend):
         return [info for info in found if info is not None]
 
     # ---------------------------------------------------------- lifecycle
+
+    def warnings(self) -> list[str]:
+        """ACL problems found at open (see acl.py); they refused the open
+        unless ``?insecure_acl=warn`` or the URL has no credentials."""
+        return list(self._acl_problems)
 
     def add_state_listener(self, listener: StateListener) -> None:
         self._events.add_listener(listener)

@@ -1,8 +1,15 @@
-"""``zookeeper://[user:pass@]h1:2181,h2:2181/chroot?options`` -> typed settings."""
+"""``zookeeper://[user:pass@]h1:2181,h2:2181/chroot?options`` -> typed settings.
+
+Credentials (digest auth) come from the URL's user info or from
+``?digest_file=`` (a file holding ``user:password``), never both. Secret
+here: the URL's password, the contents of ``digest_file`` and
+``keyfile_password``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -26,13 +33,21 @@ OPTIONS: dict[str, Option] = {
         float, None, "most seconds between reconnect attempts, ±40 % jitter (default: session timeout / 3, max 1)"
     ),
     "max_record_bytes": Option(int, 1_000_000, "largest record written (server's jute.maxbuffer ~1 MiB)"),
+    "digest_file": Option(str, None, "file holding user:password for digest auth (instead of the URL's)"),
+    "world_read": Option(bool, False, "with credentials, let anyone read the znodes flowbaton creates"),
+    "insecure_acl": Option(
+        str, "refuse", "ACLs that let others change (or read) our znodes: refuse to start, or warn and go on",
+        choices=("refuse", "warn"),
+    ),
     "use_ssl": Option(bool, False, "TLS to the servers"),
     "certfile": Option(str, None, "client certificate (PEM) for TLS"),
     "keyfile": Option(str, None, "client key (PEM) for TLS"),
     "keyfile_password": Option(str, None, "password of the TLS key"),
     "ca": Option(str, None, "CA bundle (PEM) to verify the servers"),
     "verify_certs": Option(bool, True, "verify the servers' certificates"),
-    "check_hostname": Option(bool, False, "check the servers' certificate host names"),
+    "check_hostname": Option(
+        bool, None, "check that a server's certificate names the host dialled (default: when verify_certs)"
+    ),
 }
 
 
@@ -49,6 +64,8 @@ class Settings:
     reconnect_delay: float
     max_record_bytes: int
     tls: dict[str, Any]
+    world_read: bool = False
+    insecure_acl: str = "refuse"
 
     @classmethod
     def from_url(cls, url: str, overrides: dict[str, object]) -> Settings:
@@ -59,7 +76,7 @@ class Settings:
         if not hosts:
             raise BadBackendURL(f"zookeeper:// URL names no server: {url!r}")
         opts = parse_options(parts.query, OPTIONS, overrides)
-        username, password = _credentials(userinfo)
+        username, password = _credentials(userinfo, opts["digest_file"])
         return cls(
             hosts=hosts,
             chroot=normalize_chroot(parts.path),
@@ -72,16 +89,37 @@ class Settings:
             reconnect_delay=_reconnect_delay(opts, session_timeout),
             max_record_bytes=int(opts["max_record_bytes"]),
             tls=_tls(opts),
+            world_read=bool(opts["world_read"]),
+            insecure_acl=str(opts["insecure_acl"]),
         )
 
 
-def _credentials(userinfo: str) -> tuple[str | None, str | None]:
+def _credentials(userinfo: str, digest_file: str | None) -> tuple[str | None, str | None]:
+    if digest_file is not None:
+        if userinfo:
+            raise BadBackendURL("zookeeper:// URL gives credentials twice: user:password and digest_file")
+        return _split_digest(_read_digest_file(digest_file), quoted=False)
     if not userinfo:
         return None, None
-    user, sep, password = userinfo.partition(":")
+    return _split_digest(userinfo, quoted=True)
+
+
+def _split_digest(text: str, *, quoted: bool) -> tuple[str, str]:
+    user, sep, password = text.partition(":")
     if not user or not sep:
         raise BadBackendURL("zookeeper:// credentials must be user:password (digest auth)")
-    return unquote(user), unquote(password)
+    return (unquote(user), unquote(password)) if quoted else (user, password)
+
+
+def _read_digest_file(name: str) -> str:
+    """The first line of ``name``; errors name the file, never its content."""
+    try:
+        lines = Path(name).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise BadBackendURL(f"zookeeper digest_file {name!r} cannot be read: {err.__class__.__name__}") from None
+    if not lines:
+        raise BadBackendURL(f"zookeeper digest_file {name!r} is empty (expected user:password)")
+    return lines[0].strip()
 
 
 def _positive(opts: dict[str, Any], name: str) -> float:
@@ -113,5 +151,17 @@ def _reconnect_delay(opts: dict[str, Any], session_timeout: float) -> float:
 def _tls(opts: dict[str, Any]) -> dict[str, Any]:
     if not opts["use_ssl"]:
         return {}
-    names = ("certfile", "keyfile", "keyfile_password", "ca", "verify_certs", "check_hostname")
-    return {"use_ssl": True, **{name: opts[name] for name in names}}
+    names = ("certfile", "keyfile", "keyfile_password", "ca", "verify_certs")
+    return {"use_ssl": True, **{name: opts[name] for name in names}, "check_hostname": _check_hostname(opts)}
+
+
+def _check_hostname(opts: dict[str, Any]) -> bool:
+    """On unless asked off by name: a certificate any CA signed for *another*
+    host would otherwise do. Without ``verify_certs`` there is no certificate
+    to check a name in, so the default follows it; asking for both is an error
+    here rather than a ValueError inside kazoo's connection loop."""
+    if opts["check_hostname"] is None:
+        return bool(opts["verify_certs"])
+    if opts["check_hostname"] and not opts["verify_certs"]:
+        raise BadBackendURL("option 'check_hostname': needs verify_certs=true (no certificate, no name to check)")
+    return bool(opts["check_hostname"])

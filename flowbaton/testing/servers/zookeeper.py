@@ -30,21 +30,37 @@ from . import ServerError, docker_reachable, fail, free_port, wait_until
 
 __all__ = [
     "ENV_VAR",
+    "TEST_DIGEST",
     "ContainerZooKeeper",
     "ExternalZooKeeper",
     "LocalZooKeeper",
     "ServerError",
     "ZooKeeperEnsemble",
     "expire_session",
+    "server_url",
     "session_works",
     "start_best_server",
     "start_local",
+    "tls_config",
 ]
 
 ZK_JAR = Path("/usr/share/java/zookeeper.jar")
 LOG_JAR = Path("/usr/share/java/slf4j-simple.jar")
+# Netty's codec classes, which the Debian jar's manifest leaves out: without
+# them the Netty connection factory (needed for a TLS port) fails on connect.
+CODEC_JAR = Path("/usr/share/java/netty-codec.jar")
 ENV_VAR = "FLOWBATON_TEST_ZOOKEEPER"
 START_DEADLINE = 60.0
+# The digest user of ``url(credentials=True)``: any ZooKeeper accepts digest
+# auth without configuration, and the znodes it creates are then creator-only.
+TEST_DIGEST = ("flowbaton-test", "flowbaton-test-secret")
+
+
+def server_url(hosts: str, namespace: str, credentials: bool) -> str:
+    """``zookeeper://`` for ``hosts`` and chroot ``/namespace``, with the test
+    digest credentials when asked (how a deployment should run)."""
+    userinfo = "{}:{}@".format(*TEST_DIGEST) if credentials else ""
+    return f"zookeeper://{userinfo}{hosts}/{namespace}"
 
 
 def session_works(hosts: str, timeout: float) -> bool:
@@ -73,7 +89,7 @@ def _java_command(cfg: Path) -> list[str]:
             "no ZooKeeper server: set FLOWBATON_TEST_ZOOKEEPER=host:port, run a Docker "
             "engine, or install the Debian packages 'zookeeper' and a Java runtime"
         )
-    classpath = [str(ZK_JAR)] + ([str(LOG_JAR)] if LOG_JAR.exists() else [])
+    classpath = [str(ZK_JAR)] + [str(jar) for jar in (LOG_JAR, CODEC_JAR) if jar.exists()]
     return [
         java,
         "-Xmx256m",
@@ -104,7 +120,21 @@ def _config(member: LocalZooKeeper, peers: list[LocalZooKeeper]) -> str:
     ]
     if len(peers) > 1:
         lines += [f"server.{p.myid}=127.0.0.1:{p.quorum_port}:{p.election_port}" for p in peers]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *member.extra_config]) + "\n"
+
+
+def tls_config(port: int, cert_pem: Path, ca_pem: Path) -> list[str]:
+    """zoo.cfg lines for a TLS client port (Netty; PEM files, no client
+    certificate asked): ``cert_pem`` holds the server's key and chain."""
+    return [
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+        f"secureClientPort={port}",
+        f"ssl.keyStore.location={cert_pem}",
+        "ssl.keyStore.type=PEM",
+        f"ssl.trustStore.location={ca_pem}",
+        "ssl.trustStore.type=PEM",
+        "ssl.clientAuth=none",
+    ]
 
 
 @dataclass
@@ -117,6 +147,7 @@ class LocalZooKeeper:
     quorum_port: int = field(default_factory=free_port)
     election_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_config: list[str] = field(default_factory=list)  # more zoo.cfg lines (e.g. tls_config)
 
     @property
     def data_dir(self) -> Path:
@@ -135,8 +166,8 @@ class LocalZooKeeper:
         (self.data_dir / "myid").write_text(f"{self.myid}\n")
         (self.data_dir / "zoo.cfg").write_text(_config(self, peers))
 
-    def url(self, namespace: str = "flowbaton") -> str:
-        return f"zookeeper://{self.hosts}/{namespace}"
+    def url(self, namespace: str = "flowbaton", *, credentials: bool = False) -> str:
+        return server_url(self.hosts, namespace, credentials)
 
     # -- fault injectors ---------------------------------------------------
 
@@ -217,8 +248,8 @@ class ZooKeeperEnsemble:
     def hosts(self) -> str:
         return ",".join(m.hosts for m in self.members)
 
-    def url(self, namespace: str = "flowbaton") -> str:
-        return f"zookeeper://{self.hosts}/{namespace}"
+    def url(self, namespace: str = "flowbaton", *, credentials: bool = False) -> str:
+        return server_url(self.hosts, namespace, credentials)
 
     def start(self) -> None:
         for member in self.members:
@@ -248,8 +279,8 @@ class ExternalZooKeeper:
     def __init__(self, hosts: str) -> None:
         self.hosts = hosts
 
-    def url(self, namespace: str = "flowbaton") -> str:
-        return f"zookeeper://{self.hosts}/{namespace}"
+    def url(self, namespace: str = "flowbaton", *, credentials: bool = False) -> str:
+        return server_url(self.hosts, namespace, credentials)
 
     def __getattr__(self, name: str) -> Any:
         if name in {"stop", "kill", "start", "restart", "pause", "resume", "members"}:
@@ -277,8 +308,8 @@ class ContainerZooKeeper:
         self.hosts = f"{self.container.get_container_host_ip()}:{port}"
         wait_until(lambda: session_works(self.hosts, 2.0), START_DEADLINE, "container ZooKeeper")
 
-    def url(self, namespace: str = "flowbaton") -> str:
-        return f"zookeeper://{self.hosts}/{namespace}"
+    def url(self, namespace: str = "flowbaton", *, credentials: bool = False) -> str:
+        return server_url(self.hosts, namespace, credentials)
 
     def _wrapped(self) -> Any:
         return self.container.get_wrapped_container()
