@@ -3,7 +3,22 @@
 Credentials (digest auth) come from the URL's user info or from
 ``?digest_file=`` (a file holding ``user:password``), never both. Secret
 here: the URL's password, the contents of ``digest_file`` and
-``keyfile_password``.
+``keyfile_password``. With credentials every znode is creator-only
+(``?world_read=true`` adds read for anyone); see ``acl.py`` for the check
+of existing ACLs and ``?insecure_acl=warn``.
+
+TLS: ``use_ssl=true`` with ``ca`` (PEM bundle; else the system's),
+``certfile``/``keyfile``/``keyfile_password`` for a client certificate.
+The certificate *and its host name* are checked by default (the name in
+the URL's host list must be in the certificate); ``check_hostname=false``
+or ``verify_certs=false`` turn that off by name. The server side needs
+``secureClientPort`` and the Netty connection factory.
+
+Digest auth sends ``user:password`` to the server in clear text: use it
+over TLS wherever the network is not trusted. SASL (Kerberos/GSSAPI, SASL
+DIGEST-MD5) is not exposed as URL options: kazoo supports it through
+``sasl_options`` (with the ``pure-sasl`` package), but the ACL check here
+knows digest identities only.
 """
 
 from __future__ import annotations
