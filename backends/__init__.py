@@ -13,8 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .base import CONNECTED, LOST, SUSPENDED, Backend, StateListener
-from .errors import BadBackendURL, MissingDriver
+from .errors import BadBackendURL, FlowbatonError, MissingDriver
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from .redact import redact_text, redact_url
 
 __all__ = [
     "Backend",
@@ -59,10 +60,26 @@ def open_backend(url: str | None = None, *, lease: float | None = None, **option
     others a lease is per claim and this argument is not needed.
     """
     url = url or default_url()
+    # No message here repeats a secret of the URL, and no chained cause
+    # either (a traceback would print it): hence ``from None``.
+    try:
+        return _open(url, lease, options)
+    except BadBackendURL as err:  # safety net for a driver quoting the raw URL
+        message = redact_text(str(err), url)
+        if message == str(err):
+            raise
+        raise BadBackendURL(message) from None
+    except FlowbatonError:
+        raise
+    except ValueError as err:  # urllib on e.g. 'redis://[::1/0' or a bad port, a driver's int()
+        raise BadBackendURL(f"malformed backend URL {redact_url(url)!r}: {redact_text(str(err), url)}") from None
+
+
+def _open(url: str, lease: float | None, options: dict[str, Any]) -> Backend:
     scheme = urlsplit(url).scheme
     if scheme not in _DRIVERS:
         raise BadBackendURL(
-            f"unknown backend scheme {scheme!r} in {url!r}; use one of: {', '.join(_DRIVERS)}"
+            f"unknown backend scheme {scheme!r} in {redact_url(url)!r}; use one of: {', '.join(_DRIVERS)}"
         )
     module_name, class_name, extra = _DRIVERS[scheme]
     try:

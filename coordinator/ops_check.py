@@ -18,6 +18,7 @@ from ..backends import open_backend
 from ..backends.base import Backend
 from ..backends.errors import BackendUnavailable, CorruptRecord, InsecureBackend
 from ..backends.records import ReplicaInfo
+from ..backends.redact import redact_url
 from .identity import flowbaton_version
 
 __all__ = ["CheckReport", "check"]
@@ -39,7 +40,7 @@ class CheckReport:
 def check(target: str | Backend) -> CheckReport:
     """Check the backend ``target`` names (a URL, opened and closed here, or
     an open backend). Only a bad URL raises; everything else is reported."""
-    url = target if isinstance(target, str) else target.url
+    url = redact_url(target if isinstance(target, str) else target.url)
     report = CheckReport(url, flowbaton_version())
     try:
         backend = open_backend(target) if isinstance(target, str) else target
@@ -65,7 +66,7 @@ def _inspect(backend: Backend, report: CheckReport) -> None:
     except CorruptRecord as err:
         report.problems.append(f"unreadable replica record: {err}")
     claims = backend.list_claims()
-    report.notes.append(f"backend reachable: {backend.url}")
+    report.notes.append(f"backend reachable: {redact_url(backend.url)}")
     report.problems += [f"unsafe backend setting: {w}" for w in backend.warnings()]
     report.notes += _version_notes(report.version, report.replicas)
     live = {r.replica_id for r in report.replicas}

@@ -22,6 +22,7 @@ import redis.exceptions as rex
 from ..base import Backend
 from ..errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
 from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, owner_of
+from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client
 from .checks import server_warnings
@@ -50,7 +51,7 @@ class RedisBackend(Backend):
     capabilities = frozenset({"shared"})
 
     def __init__(self, url: str, target: Target) -> None:
-        self.url = url
+        self.url = redact_url(url)  # shown in messages and by `check`: no password
         self._conn = Connection(target)
         self._failover = target.service is not None  # behind Sentinel: a replica may be promoted
         self._prefix: str = target.options["prefix"]

@@ -4,6 +4,11 @@
 ``redis+sentinel://[[user]:password@]h1:26379,h2:26379/mymaster/0``. The
 credentials of a sentinel URL are those of the Redis servers; the sentinels'
 own come from the ``sentinel_username``/``sentinel_password`` options.
+
+Errors quote the URL through ``redact_url``: never a password. A password
+holding ``/``, ``?``, ``#`` or ``@`` must be percent-encoded; left raw, part
+of it would be read as hosts, path or options, so such a URL is refused
+rather than guessed at (and the refusal repeats none of it).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import BadBackendURL
 from ..options import Option, parse_options
+from ..redact import redact_url
 from .keys import check_prefix
 
 __all__ = ["OPTIONS", "Target", "parse_url"]
@@ -56,21 +62,30 @@ class Target:
 
 
 def parse_url(url: str, overrides: dict[str, Any] | None = None) -> Target:
-    parts = urlsplit(url)
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:  # e.g. an unbalanced [ of an IPv6 address
+        raise BadBackendURL(f"malformed URL {shown!r}: {err}") from None
     if parts.scheme not in _DEFAULT_PORT:
-        raise BadBackendURL(f"not a Redis URL: {url!r}")
+        raise BadBackendURL(f"not a Redis URL: {shown!r}")
+    if "@" in parts.path + parts.query + parts.fragment:
+        raise BadBackendURL(
+            f"{shown!r}: '@' after the host list; percent-encode '/', '?', '#' and '@' "
+            "in a password (and '@' in an option)"
+        )
     options = parse_options(parts.query, OPTIONS, overrides)
     check_prefix(options["prefix"])
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     username, password = _credentials(userinfo)
-    hosts = _hosts(hostlist, _DEFAULT_PORT[parts.scheme], url)
+    hosts = _hosts(hostlist, _DEFAULT_PORT[parts.scheme], shown)
     segments = [s for s in parts.path.split("/") if s]
     service = None
     if parts.scheme == "redis+sentinel":
         if not segments:
-            raise BadBackendURL(f"{url!r}: name the sentinel service, e.g. /mymaster/0")
+            raise BadBackendURL(f"{shown!r}: name the sentinel service, e.g. /mymaster/0")
         service, segments = unquote(segments[0]), segments[1:]
-    return Target(parts.scheme, hosts, service, _db(segments, url), username, password, options)
+    return Target(parts.scheme, hosts, service, _db(segments, shown), username, password, options)
 
 
 def _credentials(userinfo: str) -> tuple[str | None, str | None]:

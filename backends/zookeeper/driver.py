@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ..base import CONNECTED, LOST, Backend, StateListener
 from ..errors import (
@@ -38,6 +37,7 @@ from ..errors import (
     FlowNotFound,
 )
 from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
 from .acl import enforce
 from .client import Again, Node, Op, Outcome, Session
@@ -68,15 +68,6 @@ def _delete(path: str) -> Op:
     return Op("delete", path)
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    user, at, hosts = parts.netloc.rpartition("@")
-    if not at:
-        return url
-    netloc = f"{user.partition(':')[0]}:***@{hosts}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class ZooKeeperBackend(Backend):
     """Records and claims in one chroot of a ZooKeeper ensemble."""
 
@@ -86,7 +77,7 @@ class ZooKeeperBackend(Backend):
     _FENCE_OPS = 2  # every fenced multi starts with the two checks of _fence()
 
     def __init__(self, url: str, settings: Settings) -> None:
-        self.url = _redact(url)
+        self.url = redact_url(url)
         self._settings = settings
         self._paths = Layout(settings.chroot)
         self._lock = threading.Lock()
