@@ -15,6 +15,7 @@ ambiguity by reading back, and that is only possible if we own the loop.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -57,11 +58,23 @@ _TRANSIENT = (
 
 
 def is_transient(err: BaseException) -> bool:
+    if _certificate_refused(err):
+        return False  # the same certificate is refused again: say so now
     if isinstance(err, rex.ResponseError) and str(err).startswith("NOREPLICAS"):
         # A primary enforcing min-replicas-to-write while its replicas catch
         # up (mid-failover): the write was refused whole; try again.
         return True
     return isinstance(err, _TRANSIENT) and not isinstance(err, _PERMANENT)
+
+
+def _certificate_refused(err: BaseException) -> bool:
+    """Our TLS check refused the server's certificate (untrusted CA, wrong
+    host name). redis-py raises a ConnectionError with the ssl error as its
+    context (older versions: only its text)."""
+    causes = (err.__cause__, err.__context__)
+    return any(isinstance(c, ssl.SSLCertVerificationError) for c in causes) or (
+        isinstance(err, rex.ConnectionError) and "CERTIFICATE_VERIFY_FAILED" in str(err)
+    )
 
 
 def execute(pipe: Pipe) -> list[Any]:
@@ -143,7 +156,12 @@ class Connection:
     def _translate(self, what: str, err: rex.RedisError) -> FlowbatonError:
         if isinstance(err, rex.ResponseError) and str(err).startswith("WRONGTYPE"):
             return CorruptRecord(f"{self.where} ({what})", f"a key holds the wrong Redis type: {err}")
-        if is_transient(err):
+        if _certificate_refused(err):
+            message = (
+                f"{what}: Redis at {self.where}: TLS certificate refused: {err} (give the CA with "
+                "ssl_ca_certs; ssl_check_hostname=false accepts a certificate for another host name)"
+            )
+        elif is_transient(err):
             message = f"{what}: Redis at {self.where} unavailable for {self.deadline:g}s: {err}"
         else:
             message = f"{what}: Redis at {self.where} refused: {err}"
@@ -172,6 +190,9 @@ def _client_kwargs(target: Target) -> dict[str, Any]:
         kwargs.update(
             ssl=True,
             ssl_cert_reqs=opts["ssl_cert_reqs"],
+            # redis-py < 6 does not check host names unless asked; Python's
+            # ssl refuses a host-name check without a certificate check.
+            ssl_check_hostname=opts["ssl_check_hostname"] and opts["ssl_cert_reqs"] != "none",
             ssl_ca_certs=opts["ssl_ca_certs"] or None,
             ssl_certfile=opts["ssl_certfile"] or None,
             ssl_keyfile=opts["ssl_keyfile"] or None,

@@ -37,6 +37,9 @@ OPTIONS: dict[str, Option] = {
     "ssl_cert_reqs": Option(
         str, "required", "server certificate check", ("none", "optional", "required")
     ),
+    "ssl_check_hostname": Option(
+        bool, True, "the server certificate must name the host in the URL (off: any host the CA signed)"
+    ),
     "sentinel_username": Option(str, "", "ACL user of the sentinels"),
     "sentinel_password": Option(str, "", "password of the sentinels"),
 }
