@@ -6,6 +6,12 @@ when the process itself is stuck; so an unreachable backend never makes a
 replica "dead" (restarting every replica during a backend outage would only
 add load when the backend comes back).
 
+A call abandoned at its timeout (a task's ``timeout``, the replica's
+``build_timeout``) also makes the replica dead, naming the flow and task:
+Python cannot stop the thread, the replica keeps the flow's claim so that
+nobody runs the task a second time meanwhile, and only a restart ends it.
+It comes alive again if the call returns after all.
+
 *Ready* (``/readyz``): the replica can do its job right now: it has started,
 is not stopping, its last call to the backend got through, and (ZooKeeper)
 its session is neither suspended nor lost. The backend's verdict is the
@@ -52,6 +58,7 @@ class ReplicaHealth:
         self._ticks: dict[str, float] = {}
         self._backend_error: str | None = None
         self._session: str = CONNECTED
+        self._stuck: dict[tuple[str, str | None], tuple[float, float]] = {}  # (flow, task) -> (since, timeout)
 
     # ------------------------------------------------------------ facts
 
@@ -74,6 +81,17 @@ class ReplicaHealth:
         with self._lock:
             self._ticks[loop] = now
 
+    def stuck(self, flow_id: str, task_id: str | None, timeout: float) -> None:
+        """A call of ``flow_id`` ran past ``timeout`` and is abandoned: the
+        execute or revert of ``task_id``, or (None) the factory's build."""
+        now = self._clock()
+        with self._lock:
+            self._stuck[(flow_id, task_id)] = (now, timeout)
+
+    def unstuck(self, flow_id: str, task_id: str | None) -> None:
+        with self._lock:
+            self._stuck.pop((flow_id, task_id), None)
+
     def backend_ok(self) -> None:
         with self._lock:
             self._backend_error = None
@@ -92,10 +110,15 @@ class ReplicaHealth:
 
     def liveness(self) -> Verdict:
         with self._lock:
-            state, ticks = self._state, dict(self._ticks)
+            state, ticks, stuck = self._state, dict(self._ticks), sorted(self._stuck.items(), key=str)
         checks: dict[str, object] = {"state": state, **{f"{k}_round_age": self._age(v) for k, v in ticks.items()}}
+        if stuck:
+            checks["stuck"] = [{"flow_id": f, "task_id": t, "timeout": limit, "stuck_for": self._age(since)}
+                               for (f, t), (since, limit) in stuck]
         if state == _STOPPED:
             return Verdict(False, "replica stopped", checks)
+        if stuck:
+            return Verdict(False, _stuck_reason(stuck), checks)
         stalled = sorted(k for k, v in ticks.items() if self._age(v) > self.stall_after)
         if state == _RUNNING and stalled:
             return Verdict(False, f"no round of the {', '.join(stalled)} loop for over {self.stall_after:g}s", checks)
@@ -115,3 +138,11 @@ class ReplicaHealth:
 
     def _age(self, at: float) -> float:
         return round(self._clock() - at, 3)
+
+
+def _stuck_reason(stuck: list[tuple[tuple[str, str | None], tuple[float, float]]]) -> str:
+    (flow_id, task_id), (_, limit) = stuck[0]
+    what = f"task {task_id!r} of flow {flow_id}" if task_id is not None else f"the factory build of flow {flow_id}"
+    more = f" (and {len(stuck) - 1} more)" if len(stuck) > 1 else ""
+    return (f"{what} ran past its timeout of {limit:g}s and its thread is stuck{more}; "
+            "restart the process (its claims then expire and the flows resume elsewhere)")

@@ -95,3 +95,9 @@ class ReplicaObserver:
     def on_flow_finished(self, flow_id: str, state: str, seconds: float) -> None:
         if self.metrics is not None:
             self.metrics.flow_finished(state, seconds)
+
+    def on_stuck(self, flow_id: str, task_id: str | None, timeout: float) -> None:
+        self.health.stuck(flow_id, task_id, timeout)
+
+    def on_unstuck(self, flow_id: str, task_id: str | None) -> None:
+        self.health.unstuck(flow_id, task_id)

@@ -12,6 +12,7 @@ both on a port for scrapers and orchestrators.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from ..backends.base import Backend
 from ..backends.errors import FactoryError, FlowbatonError
 from ..backends.records import ClaimToken
 from ..engine import FlowReport, new_flow_detail, run_flow
+from ..engine.timeouts import check_timeout
 from .claimloop import ClaimLoop, default_poll_interval
 from .health import ReplicaHealth
 from .identity import default_replica_id, flowbaton_version, replica_info
@@ -39,9 +41,16 @@ if TYPE_CHECKING:
 
     from .metrics import ReplicaMetrics
 
-__all__ = ["Coordinator", "connect"]
+__all__ = ["Coordinator", "connect", "DEFAULT_BUILD_TIMEOUT", "DEFAULT_STOP_TIMEOUT"]
 
 log = logging.getLogger("flowbaton.coordinator")
+
+#: seconds to import a factory and build its flow: generous for a cold
+#: import, far below "stalled for ever"
+DEFAULT_BUILD_TIMEOUT = 60.0
+#: seconds a graceful stop waits: below docker compose's default 60 s and
+#: the deploy/ files' 120 s grace periods, so the replica exits before SIGKILL
+DEFAULT_STOP_TIMEOUT = 50.0
 
 
 def connect(
@@ -54,6 +63,8 @@ def connect(
 ) -> Coordinator:
     """Open the backend ``url`` names (default ``FLOWBATON_BACKEND``, else
     ``sqlite:///./flowbaton.db``) and return a replica, not yet started.
+    ``options`` are ``Coordinator``'s (``task_timeout``, ``build_timeout``,
+    ``stop_timeout`` ...).
     ``allow`` lists the module prefixes whose factories this replica may
     import, or exact ``"pkg.mod:function"`` names for a closed list
     (``engine.factory`` has the whole rule); ``start`` needs one."""
@@ -79,14 +90,29 @@ class Coordinator:
         owns_backend: bool = False,
         run_flow: RunFlow = run_flow,
         clock: Callable[[], float] = time.monotonic,
+        task_timeout: float | None = None,
+        build_timeout: float | None = DEFAULT_BUILD_TIMEOUT,
+        stop_timeout: float | None = DEFAULT_STOP_TIMEOUT,
     ) -> None:
+        """``task_timeout``: seconds a task call may take when the task sets
+        no ``timeout`` of its own (None: unbounded); ``build_timeout``: the
+        same for importing a factory and building its flow; ``stop_timeout``:
+        how long ``stop()`` waits for running flows to hand back (None or
+        ``math.inf``: until they do). What a
+        timeout does to a thread Python cannot stop: ``engine.runner.FlowRun``
+        and ``stop``."""
         if lease <= 0:
             raise ValueError(f"lease must be positive, got {lease!r}")
+        for name, value in (("task_timeout", task_timeout), ("build_timeout", build_timeout),
+                            ("stop_timeout", stop_timeout)):
+            check_timeout(value, f"replica option {name}")
+        self.stop_timeout = math.inf if stop_timeout is None else float(stop_timeout)
         self.backend = backend
         self.replica_id = replica_id or default_replica_id()
         self.allow = list(allow) if allow is not None else None
         self.lease = lease
-        self.settings = WorkerSettings(self.replica_id, self.allow, max_workers, max_takeovers)
+        self.settings = WorkerSettings(self.replica_id, self.allow, max_workers, max_takeovers,
+                                       task_timeout=task_timeout, build_timeout=build_timeout)
         self.poll_interval = poll_interval or default_poll_interval(lease, backend)
         self._owns_backend = owns_backend
         self._run_flow = run_flow
@@ -103,6 +129,7 @@ class Coordinator:
         self._started = False
         self._stopping = False
         self._idle = threading.Condition(self._lock)
+        self._abandoned: list[str] = []  # flows still running when the last stop gave up on them
         self.loop = self._make_loop()
 
     def _make_loop(self) -> ClaimLoop:
@@ -165,19 +192,23 @@ class Coordinator:
                  self.lease, concurrency, self.allow, extra={"replica_id": self.replica_id})
         return self
 
-    def serve(self, concurrency: int = 4) -> None:
-        """Run until SIGTERM or SIGINT, then stop gracefully. A second signal
-        gets the default behaviour (the operator insists)."""
+    def serve(self, concurrency: int = 4) -> bool:
+        """Run until SIGTERM or SIGINT, then stop gracefully within the
+        ``stop_timeout``; False when flows were given up on (see ``stop``:
+        exit the process then). A second signal gets the default behaviour
+        (the operator insists)."""
         stop = threading.Event()
         restore = self._handle_stop_signals(stop)
+        clean = False
         try:
             self.start(concurrency)
             while not stop.wait(0.5):
                 pass
         finally:
-            self.stop()
+            clean = self.stop()
             for signum, handler in restore.items():
                 signal.signal(signum, handler)
+        return clean
 
     def _handle_stop_signals(self, stop: threading.Event) -> dict[int, Any]:
         """Install SIGTERM/SIGINT handlers that set ``stop``; returns the old
@@ -195,20 +226,40 @@ class Coordinator:
 
         return {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> bool:
         """Graceful: start no new task, let running tasks finish, release
-        every claim the moment its runner returns, leave the replica list."""
+        every claim the moment its runner returns, leave the replica list.
+
+        Bounded by ``timeout`` (default: the replica's ``stop_timeout``).
+        Past it, stop gives up on the flows still running (a task hung, or
+        slower than the bound): their claims are neither released nor
+        renewed, so they expire after the lease and the next owner resumes
+        each flow with its running task in doubt. Their threads cannot be
+        stopped: exit the process now (``serve`` and the standalone replica
+        do); a process that lives on may run such a task beside its next
+        owner. ``close()`` then leaves the backend open, so a ZooKeeper
+        session (and its claims) ends with the process, not before.
+        False when flows were given up on."""
         with self._lock:
             if not self._started:
-                return
+                return True
             self._stopping = True
             workers = list(self._workers.values())
+        deadline = self._clock() + (self.stop_timeout if timeout is None else timeout)
         self.observer.health.stopping()
         self.loop.stop(join=False)
         for worker, _ in workers:
             worker.gate.stop("replica stopping")
         for _, thread in workers:
-            thread.join()
+            thread.join(_left(deadline, self._clock()))
+        self._abandoned = [worker.flow_id for worker, thread in workers if thread.is_alive()]
+        if self._abandoned:
+            log.error("replica %s: stop timeout reached with flows still running: %s; not released, their "
+                      "claims expire after the lease and the next owner resumes them with the running task in "
+                      "doubt", self.replica_id, ", ".join(self._abandoned),
+                      extra={"replica_id": self.replica_id, "event": "stop_timeout", "flows": self._abandoned})
+        # Heartbeat and claim loop end after one backend call at most; a
+        # backend that hangs is the drivers' own timeouts' to bound.
         self.keeper.stop()
         self._leave()
         self.loop.stop()
@@ -216,6 +267,7 @@ class Coordinator:
             self._started = False
         self.observer.health.stopped()
         log.info("replica %s stopped", self.replica_id, extra={"replica_id": self.replica_id})
+        return not self._abandoned
 
     def _leave(self) -> None:
         try:
@@ -231,7 +283,7 @@ class Coordinator:
         if self.http is not None:
             self.http.close()
             self.http = None
-        if self._owns_backend:
+        if self._owns_backend and not self._abandoned:
             self.backend.close()
 
     # ------------------------------------------------------- observability
@@ -303,3 +355,8 @@ class Coordinator:
                 self._workers.pop(worker.flow_id, None)
                 self._idle.notify_all()
             self.loop.wake()
+
+
+def _left(deadline: float, now: float) -> float | None:
+    """Seconds to ``deadline`` for ``Thread.join`` (None: no deadline)."""
+    return None if math.isinf(deadline) else max(0.0, deadline - now)

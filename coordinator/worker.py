@@ -55,6 +55,8 @@ class WorkerSettings:
     decline_backoff: float = 60.0  # seconds to leave a flow we cannot run alone
     error_backoff: float = 30.0  # same after an unexpected error or corrupt record
     release_patience: float = 30.0  # seconds to keep retrying a release the backend could not take
+    task_timeout: float | None = None  # bound of a task call without a timeout of its own
+    build_timeout: float | None = 60.0  # bound of a factory's import and build
 
 
 class FlowWorker:
@@ -126,7 +128,7 @@ class FlowWorker:
                 self.backend, self.token, replica_id=self.settings.replica_id,
                 allow=self.settings.allow, gate=self.gate,
                 max_workers=self.settings.max_workers, max_takeovers=self.settings.max_takeovers,
-                events=self,
+                events=self, task_timeout=self.settings.task_timeout, build_timeout=self.settings.build_timeout,
             )
         finally:
             if not self._claim_logged:  # the flow record could not be read: no previous owner known
@@ -146,6 +148,15 @@ class FlowWorker:
 
     def on_flow_finished(self, flow_id: str, state: str, seconds: float) -> None:
         self.observer.on_flow_finished(flow_id, state, seconds)
+
+    def on_stuck(self, flow_id: str, task_id: str | None, timeout: float) -> None:
+        """A call ran past its timeout; until it returns ``/healthz`` says so.
+        The claim stays ours meanwhile (the runner does not hand back), except
+        after a build timeout: no task ran, so the flow is declined."""
+        self.observer.on_stuck(flow_id, task_id, timeout)
+
+    def on_unstuck(self, flow_id: str, task_id: str | None) -> None:
+        self.observer.on_unstuck(flow_id, task_id)
 
     def _log_claim(self, previous: str | None) -> None:
         self.observer.claimed(takeover=previous is not None)

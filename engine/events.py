@@ -50,6 +50,15 @@ class Events(Protocol):
         """The flow reached ``state`` (SUCCESS, REVERTED, FAILURE, or HELD for
         an operator); ``seconds`` since it was submitted."""
 
+    def on_stuck(self, flow_id: str, task_id: str | None, timeout: float) -> None:
+        """A call ran past its bound of ``timeout`` seconds and its thread is
+        abandoned, still running: the execute or revert of ``task_id``, or
+        (``task_id`` None) the import and build of the flow's factory. Called
+        from whichever thread noticed."""
+
+    def on_unstuck(self, flow_id: str, task_id: str | None) -> None:
+        """The abandoned call of an earlier ``on_stuck`` returned at last."""
+
 
 class NoEvents:
     """The default: nobody listens."""
@@ -61,6 +70,12 @@ class NoEvents:
         pass
 
     def on_flow_finished(self, flow_id: str, state: str, seconds: float) -> None:
+        pass
+
+    def on_stuck(self, flow_id: str, task_id: str | None, timeout: float) -> None:
+        pass
+
+    def on_unstuck(self, flow_id: str, task_id: str | None) -> None:
         pass
 
 

@@ -3,11 +3,13 @@ flow, and plan a resume without acting."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Backend
@@ -17,11 +19,12 @@ from ..backends.states import FAILURE, HELD, PENDING, REVERTED, RUNNABLE_FLOW_ST
 from .codec import encode
 from .compiler import CompiledFlow, compile_flow
 from .events import NO_EVENTS, Events
-from .factory import build_flow, check_arguments, factory_name, load_factory
+from .factory import build_flow, check_allowed, check_arguments, factory_name, load_factory
 from .gate import Gate
 from .report import FlowReport
 from .resume import ResumePlan, plan_resume
 from .runner import FlowRun, Halt
+from .timeouts import BuildTimeout, call_within
 
 __all__ = ["new_flow_detail", "run_flow", "plan_flow", "FLOW_ID_PATTERN"]
 
@@ -50,7 +53,7 @@ def new_flow_detail(
     if flow_id is not None and not FLOW_ID_PATTERN.fullmatch(flow_id):
         raise DefinitionError(f"flow id {flow_id!r} must match {FLOW_ID_PATTERN.pattern}")
     built = build_flow(load_factory(fname, None), fname, plain_args, plain_kwargs)
-    compile_flow(built, initial_values(plain_kwargs, plain_inputs))
+    compiled = compile_flow(built, initial_values(plain_kwargs, plain_inputs))
     now = clock()
     return FlowDetail(
         id=flow_id or uuid.uuid4().hex,
@@ -62,6 +65,7 @@ def new_flow_detail(
         state=PENDING,
         created_at=now,
         updated_at=now,
+        meta={"tasks": compiled.order},  # what a first claim builds needs no write of its own
     )
 
 
@@ -101,33 +105,113 @@ def run_flow(
     max_takeovers: int | None = 3,
     clock: Callable[[], float] = time.time,
     events: Events = NO_EVENTS,
+    task_timeout: float | None = None,
+    build_timeout: float | None = None,
 ) -> FlowReport:
     """Run a flow we hold ``token`` for, from wherever it stopped;
-    ``events`` hears of every task and flow outcome (metrics)."""
+    ``events`` hears of every task and flow outcome (metrics).
+
+    Building is an attempt: before the factory is imported, the claim is
+    counted on the flow record (owner, takeovers), so a factory that kills
+    its process trips the poison rule (``max_takeovers``) like a task that
+    does; a flow over the limit is HELD without being built. A factory that
+    cannot be loaded here (``FactoryError``: a decline, another replica may
+    have the code) leaves the record as it found it. ``build_timeout``
+    bounds import and build (``BuildTimeout``, a ``FactoryError``, but it
+    counts: the abandoned build may be hanging every replica in turn).
+    ``task_timeout`` is the default bound of a task call (see ``FlowRun``).
+    """
     flow = backend.load_flow(token.flow_id)
     events.on_flow_claimed(flow.id, flow.owner)
     if flow.state not in RUNNABLE_FLOW_STATES:
         return FlowReport.of(flow, backend.load_tasks(flow.id))
-    compiled = rebuild(flow, allow)
-    run = FlowRun(backend, token, flow, compiled, {}, replica_id=replica_id,
-                  gate=gate or Gate(), max_workers=max_workers, clock=clock, events=events)
+    check_allowed(flow.factory, allow)  # a plain decline: nothing written, nothing imported
+    run = FlowRun(backend, token, flow, CompiledFlow(flow.name), {}, replica_id=replica_id,  # built below
+                  gate=gate or Gate(), max_workers=max_workers, clock=clock, events=events,
+                  task_timeout=task_timeout)
     try:
-        plan = _plan(run)
-        if plan is not None and _start(run, plan, max_takeovers):
-            run.run(plan)
+        found = _attempt(run, max_takeovers)
+        if found is not None:
+            run.compiled = _build(run, allow, build_timeout, found)
+            plan = _plan(run)
+            if plan is not None and _start(run, plan, max_takeovers, found):
+                run.run(plan)
     except Halt as halt:
         log.warning("flow %s: claim lost before it started (%s)", flow.id, halt, extra=run.log_fields())
     return FlowReport.of(run.flow, run.details)
 
 
-def _plan(run: FlowRun) -> ResumePlan | None:
-    """Match stored details; a corrupt record or a failing migration holds
-    the flow for an operator instead of crashing the replica."""
+@dataclass(frozen=True)
+class _Found:
+    """The flow record's owner and meta as this claim found them, before it
+    counted itself (``counted``) on the record."""
+
+    owner: str | None
+    state: str
+    meta: dict[str, Any]
+    counted: bool = False
+
+
+def _attempt(run: FlowRun, max_takeovers: int | None) -> _Found | None:
+    """Count this claim on the flow record before anything of the flow's
+    code runs, or hold the flow (None): too many claims ended without
+    handing the flow back and without a task finishing, or a task record is
+    corrupt. The record names us as owner from now on: if this process dies
+    building or running, the next claim sees a takeover."""
+    flow = run.flow
+    found = _Found(flow.owner, flow.state, dict(flow.meta))
     try:
-        run.details = run.backend.load_tasks(run.flow.id)
+        run.details = run.backend.load_tasks(flow.id)
     except CorruptRecord as err:
         _hold(run, f"cannot resume: {err}")
         return None
+    if _count(run, found, max_takeovers):
+        return None
+    run.write_flow(owner=run.replica_id, state=RUNNING if flow.state == PENDING else flow.state)
+    return _Found(found.owner, found.state, found.meta, counted=True)
+
+
+def _count(run: FlowRun, found: _Found, max_takeovers: int | None) -> bool:
+    """Set the poison counters in ``run.flow.meta``; True (flow held) when
+    over the limit. A claim whose predecessor never handed the flow back
+    (owner still named) counts, unless a task finished since."""
+    progress = sum(1 for d in run.details.values() if d.state in (SUCCESS, FAILURE, REVERTED))
+    count = int(found.meta.get("takeovers", 0))
+    if progress != found.meta.get("progress_mark"):
+        count = 0
+    elif found.owner is not None:
+        count += 1
+    run.flow.meta = {**run.flow.meta, "takeovers": count, "progress_mark": progress}
+    if max_takeovers is not None and count > max_takeovers:
+        _hold(run, f"taken over {count} times without any task finishing (limit {max_takeovers}): "
+                   "a task, or building the flow, may be crashing or hanging its replica")
+        return True
+    return False
+
+
+def _build(run: FlowRun, allow: Sequence[str] | None, build_timeout: float | None, found: _Found) -> CompiledFlow:
+    """Today's flow, built within ``build_timeout``. A decline restores the
+    record as found (a replica without the code is no crash); a build
+    timeout does not (see ``run_flow``)."""
+    flow_id, events = run.flow.id, run.events
+    try:
+        return call_within(lambda: rebuild(run.flow, allow), build_timeout,
+                           name=f"building flow {flow_id} ({run.flow.factory})",
+                           on_stuck=lambda: events.on_stuck(flow_id, None, build_timeout or 0.0),
+                           on_unstuck=lambda: events.on_unstuck(flow_id, None))
+    except BuildTimeout:
+        log.error("flow %s: factory %s did not build within %gs; its thread is stuck", flow_id,
+                  run.flow.factory, build_timeout, extra={**run.log_fields(), "event": "build_stuck"})
+        raise
+    except DefinitionError:  # FactoryError, FactoryNotAllowed: the worker declines
+        with contextlib.suppress(Halt):  # the claim is gone: whoever has it now counts for itself
+            run.write_flow(owner=found.owner, state=found.state, meta=dict(found.meta))
+        raise
+
+
+def _plan(run: FlowRun) -> ResumePlan | None:
+    """Match stored details; a failing migration holds the flow for an
+    operator instead of crashing the replica."""
     try:
         return plan_resume(run.compiled, run.flow, run.details)
     except Exception as err:  # a user's migrate callable
@@ -140,39 +224,37 @@ def _hold(run: FlowRun, reason: str) -> None:
     run.finish(HELD, reason)
 
 
-def _start(run: FlowRun, plan: ResumePlan, max_takeovers: int | None) -> bool:
-    """Write the claim's first flow record (owner, epoch, resume diff),
-    or hold the flow; False when it must not run."""
-    flow, meta = run.flow, dict(run.flow.meta)
-    takeover = flow.owner is not None
-    progress = sum(1 for d in run.details.values() if d.state in (SUCCESS, FAILURE, REVERTED))
-    count = int(meta.get("takeovers", 0))
-    if progress != meta.get("progress_mark"):
-        count = 0
-    elif takeover:
-        count += 1
-    meta.update(takeovers=count, progress_mark=progress, unmatched=plan.unmatched, tasks=run.compiled.order)
-    if run.details or flow.state != PENDING:
-        _record_resume(run, meta, plan, takeover)
-    run.flow.meta = meta
-    if max_takeovers is not None and count > max_takeovers:
-        _hold(run, f"taken over {count} times without any task finishing (limit {max_takeovers}): "
-                   "a task may be crashing its replica")
+def _start(run: FlowRun, plan: ResumePlan, max_takeovers: int | None, found: _Found | None = None) -> bool:
+    """Complete the claim's flow record after the build (state, owner,
+    resume diff), counting the claim first if ``_attempt`` did not, or hold
+    the flow; False when it must not run. A first run of a flow built as at
+    submit has nothing to add, so nothing is written."""
+    found = found or _Found(run.flow.owner, run.flow.state, dict(run.flow.meta))
+    if not found.counted and _count(run, found, max_takeovers):
         return False
+    meta = dict(run.flow.meta)
+    if plan.unmatched or "unmatched" in meta:
+        meta["unmatched"] = plan.unmatched
+    meta["tasks"] = run.compiled.order
+    if run.details or found.state != PENDING:
+        _record_resume(run, meta, plan, found.owner)
     if plan.held:
+        run.flow.meta = meta
         _hold(run, "; ".join(plan.held))
         return False
-    state = RUNNING if flow.state == PENDING else flow.state
-    run.write_flow(state=state, owner=run.replica_id)
+    state = RUNNING if run.flow.state == PENDING else run.flow.state
+    if (run.flow.state, run.flow.owner, run.flow.meta) != (state, run.replica_id, meta):
+        run.write_flow(state=state, owner=run.replica_id, meta=meta)
     return True
 
 
-def _record_resume(run: FlowRun, meta: dict[str, Any], plan: ResumePlan, takeover: bool) -> None:
+def _record_resume(run: FlowRun, meta: dict[str, Any], plan: ResumePlan, previous_owner: str | None) -> None:
+    takeover = previous_owner is not None
     entry = {
         "at": run.clock(),
         "epoch": run.token.epoch,
         "owner": run.replica_id,
-        "previous_owner": run.flow.owner,
+        "previous_owner": previous_owner,
         "takeover": takeover,
         **plan.diff(),
     }

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import replace
 from typing import Any
 
@@ -37,6 +38,7 @@ from .gate import Gate
 from .resume import ResumePlan
 from .retry import next_delay
 from .scheduler import ForwardSchedule, RevertSchedule
+from .timeouts import TaskTimeout, spawn
 
 __all__ = ["FlowRun", "Halt"]
 
@@ -58,7 +60,21 @@ def failure_of(error: BaseException) -> dict[str, str]:
 
 
 class FlowRun:
-    """One claimed run of one flow, from its prepared plan to an end state."""
+    """One claimed run of one flow, from its prepared plan to an end state.
+
+    Timeouts (``Task.timeout``, else ``task_timeout``): a bounded call runs
+    on its own daemon thread. Past its bound the attempt counts as failed
+    with ``TaskTimeout`` (stored on the task's record) and the task's retry
+    policy decides, as for any failure; but Python cannot stop the thread,
+    so until the abandoned call returns: the task is not called again here
+    (a due retry waits for it), nothing is reverted and the flow is not
+    handed back (the claim stays ours and is renewed), because another call
+    or another owner would run the task twice at once. The stuck call is
+    reported (``Events.on_stuck``: log, ``/healthz`` unhealthy) so that a
+    supervisor restarts the process; then the claim expires and the next
+    owner resumes with the task in doubt. If it does return, its outcome is
+    discarded and the run goes on.
+    """
 
     def __init__(
         self,
@@ -73,8 +89,10 @@ class FlowRun:
         max_workers: int,
         clock: Callable[[], float] = time.time,
         events: Events = NO_EVENTS,
+        task_timeout: float | None = None,
     ) -> None:
         self.backend, self.token, self.flow, self.compiled = backend, token, flow, compiled
+        self.task_timeout = task_timeout  # for tasks without a timeout of their own
         self.events = events
         self.details = details
         self.replica_id, self.gate, self.clock = replica_id, gate, clock
@@ -82,8 +100,10 @@ class FlowRun:
         self.values: dict[str, Any] = {k: decode(v) for k, v in {**flow.kwargs, **flow.inputs}.items()}
         self.in_doubt: set[str] = set()
         self.failed: str | None = None  # reason of the first final failure
-        self._pool: ThreadPoolExecutor | None = None
         self._running: dict[Future[Any], str] = {}
+        self._deadlines: dict[Future[Any], float] = {}  # bounded calls not yet late (monotonic)
+        self._stuck: dict[Future[Any], str] = {}  # calls abandoned at their timeout, still running
+        self._parked: dict[str, float] = {}  # retries due once their task's stuck call returns
         self._inline: list[Outcome] = []
         self._delayed: list[tuple[float, str]] = []
         self._unsaved: list[TaskDetail] = []
@@ -140,9 +160,6 @@ class FlowRun:
         except Halt as halt:
             log.warning("flow %s: stopped acting, claim lost (%s)", self.flow.id, halt, extra=self.log_fields())
             self._drain_quietly()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
 
     def _run(self, plan: ResumePlan) -> None:
         for detail in plan.rewrite.values():
@@ -204,7 +221,11 @@ class FlowRun:
     def _start_ready(self, schedule: ForwardSchedule) -> None:
         now = self.clock()
         while self._delayed and self._delayed[0][0] <= now and not self._blocked():
-            self._start(heapq.heappop(self._delayed)[1], schedule)
+            due, tid = heapq.heappop(self._delayed)
+            if tid in self._stuck.values():
+                self._parked[tid] = due  # never two calls of one task at once
+            else:
+                self._start(tid, schedule)
         while schedule.has_ready() and self._has_room() and not self._blocked():
             self._start(schedule.pop(), schedule)
 
@@ -245,29 +266,75 @@ class FlowRun:
             self.gate.wait_open(0.5)
 
     def _launch(self, tid: str, ctx: TaskContext | None, call: Callable[[], Any], inline: bool) -> None:
-        if inline or self.max_workers == 1:
+        timeout = self._timeout_of(tid)
+        if timeout is None and (inline or self.max_workers == 1):
             try:
                 self._inline.append((tid, _in_context(ctx, call), None))
             except Exception as error:
                 self._inline.append((tid, None, error))
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix=f"flow-{self.flow.id[:8]}")
-        self._running[self._pool.submit(_in_context, ctx, call)] = tid
+        # Daemon threads, not a pool: a stuck call must not keep the process alive at exit.
+        future = spawn(_in_context, ctx, call, name=f"flow-{self.flow.id[:8]}-{tid[:32]}")
+        self._running[future] = tid
+        if timeout is not None:
+            self._deadlines[future] = time.monotonic() + timeout
+
+    def _timeout_of(self, tid: str) -> float | None:
+        own = self.compiled.tasks[tid].task_timeout
+        timeout = self.task_timeout if own is None else own
+        return None if timeout is None or math.isinf(timeout) else timeout
 
     def _collect(self) -> list[Outcome]:
         if self._inline:
             outcomes, self._inline = self._inline, []
             return outcomes
-        timeout = self._until_due() if self._delayed else None
         self.flush()  # results held back must not wait for a slow task
-        finished, _ = wait(list(self._running), timeout=timeout, return_when=FIRST_COMPLETED)
+        finished, _ = wait(list(self._running), timeout=self._wait_time(), return_when=FIRST_COMPLETED)
         outcomes = []
         for future in finished:
             tid = self._running.pop(future)
+            self._deadlines.pop(future, None)
+            if future in self._stuck:
+                self._unstick(future, tid)
+                continue
             error = future.exception()
             outcomes.append((tid, None if error else future.result(), error))
+        return outcomes + self._expire()
+
+    def _wait_time(self) -> float | None:
+        """Until the next retry is due or the next bounded call is late."""
+        waits = [self._until_due()] if self._delayed else []
+        if self._deadlines:
+            waits.append(max(0.0, min(self._deadlines.values()) - time.monotonic()))
+        return min(waits) if waits else None
+
+    def _expire(self) -> list[Outcome]:
+        """Abandon the calls past their deadline: each attempt fails with
+        ``TaskTimeout``; the thread stays in ``_running`` (it holds its slot,
+        and the loops wait for it before reverting or handing back)."""
+        now, outcomes = time.monotonic(), list[Outcome]()
+        for future, deadline in list(self._deadlines.items()):
+            if deadline > now or future.done():
+                continue
+            del self._deadlines[future]
+            tid = self._stuck[future] = self._running[future]
+            timeout = self._timeout_of(tid) or 0.0
+            log.error("flow %s task %s still running after its timeout of %gs: attempt failed, thread stuck "
+                      "(it cannot be stopped; restart the process if it never returns)", self.flow.id, tid,
+                      timeout, extra={**self.log_fields(tid), "event": "task_stuck"})
+            self.events.on_stuck(self.flow.id, tid, timeout)
+            outcomes.append((tid, None, TaskTimeout(f"task {tid!r} did not return within its timeout "
+                                                    f"of {timeout:g}s")))
         return outcomes
+
+    def _unstick(self, future: Future[Any], tid: str) -> None:
+        """An abandoned call returned at last: drop its outcome, let its retry go."""
+        del self._stuck[future]
+        log.warning("flow %s task %s: the call abandoned at its timeout returned; outcome discarded",
+                    self.flow.id, tid, extra={**self.log_fields(tid), "event": "task_unstuck"})
+        self.events.on_unstuck(self.flow.id, tid)
+        if tid in self._parked:
+            heapq.heappush(self._delayed, (self._parked.pop(tid), tid))
 
     def _until_due(self) -> float:
         if not self._delayed:
@@ -300,7 +367,11 @@ class FlowRun:
         failure = failure_of(error)
         if delay is not None:
             # Keep the failure on the RUNNING detail; the next start bumps the attempt.
-            self.details[tid] = replace(detail, failure=failure)
+            # A timed-out call may outlive us: store why, for whoever resumes it.
+            if isinstance(error, TaskTimeout):
+                self.write_task(replace(detail, failure=failure))
+            else:
+                self.details[tid] = replace(detail, failure=failure)
             now = self.clock()
             heapq.heappush(self._delayed, (now + delay, tid))
             self.events.on_task_finished(self.flow.id, tid, TASK_RETRY, _took(detail, now))
@@ -314,6 +385,7 @@ class FlowRun:
                     extra=self.log_fields(tid))
         self.failed = self.failed or f"task {tid!r} failed: {failure['type']}: {failure['message']}"
         self._delayed.clear()
+        self._parked.clear()
 
     # ----------------------------------------------------------- revert
 
@@ -377,7 +449,10 @@ class FlowRun:
         """After losing the claim, let running task calls end; write nothing."""
         if self._running:
             wait(list(self._running))
+        for tid in self._stuck.values():
+            self.events.on_unstuck(self.flow.id, tid)
         self._running.clear()
+        self._stuck.clear()
 
 
 def _in_context(ctx: TaskContext | None, call: Callable[[], Any]) -> Any:

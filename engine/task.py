@@ -17,6 +17,7 @@ from tenacity.stop import stop_base, stop_never
 from tenacity.wait import wait_base, wait_none
 
 from ..backends.errors import DefinitionError
+from .timeouts import check_timeout
 
 __all__ = ["Task", "FunctionTask", "task", "Retry", "VersionPolicy", "POLICIES", "major_of"]
 
@@ -100,6 +101,10 @@ class Task:
     requires: ClassVar[Sequence[str] | None] = None
     retry: ClassVar[Retry | stop_base | None] = None
     on_version_change: ClassVar[VersionPolicy] = "fail"
+    #: seconds one execute (or revert) call may take; None: the replica's
+    #: ``task_timeout``; ``math.inf``: no bound. See ``FlowRun`` for what a
+    #: timeout does to a thread Python cannot stop.
+    timeout: ClassVar[float | None] = None
 
     def __init__(
         self,
@@ -110,6 +115,7 @@ class Task:
         requires: Sequence[str] | None = None,
         retry: Retry | stop_base | None = None,
         on_version_change: VersionPolicy | None = None,
+        timeout: float | None = None,
     ) -> None:
         where = self._where()
         given_id = id if id is not None else type(self).id
@@ -120,6 +126,7 @@ class Task:
         self.task_provides = _provides_tuple(provides if provides is not None else type(self).provides)
         self.task_retry = _as_retry(retry if retry is not None else type(self).retry)
         self.task_policy = _check_policy(on_version_change or type(self).on_version_change, where)
+        self.task_timeout = check_timeout(timeout if timeout is not None else type(self).timeout, where)
         self._requires_override = requires if requires is not None else type(self).requires
         self._init_needs()
 
@@ -183,6 +190,7 @@ class Task:
             "requires": self._requires_override,
             "retry": self.task_retry,
             "on_version_change": self.task_policy,
+            "timeout": self.task_timeout,
         }
 
     def __repr__(self) -> str:
@@ -249,6 +257,7 @@ def task(
     requires: Sequence[str] | None = None,
     retry: Retry | stop_base | None = None,
     on_version_change: VersionPolicy = "fail",
+    timeout: float | None = None,
 ) -> FunctionTask: ...
 
 
@@ -263,6 +272,7 @@ def task(
     requires: Sequence[str] | None = None,
     retry: Retry | stop_base | None = None,
     on_version_change: VersionPolicy = "fail",
+    timeout: float | None = None,
 ) -> Callable[[Callable[..., Any]], FunctionTask]: ...
 
 
@@ -276,8 +286,10 @@ def task(
     requires: Sequence[str] | None = None,
     retry: Retry | stop_base | None = None,
     on_version_change: VersionPolicy = "fail",
+    timeout: float | None = None,
 ) -> FunctionTask | Callable[[Callable[..., Any]], FunctionTask]:
-    """Make a function a task: ``@task`` or ``@task(id=..., provides=...)``."""
+    """Make a function a task: ``@task`` or ``@task(id=..., provides=...)``.
+    ``timeout`` bounds each call in seconds (see ``Task.timeout``)."""
     settings = {
         "id": id,
         "version": version,
@@ -285,6 +297,7 @@ def task(
         "requires": requires,
         "retry": retry,
         "on_version_change": on_version_change,
+        "timeout": timeout,
     }
 
     def wrap(func: Callable[..., Any]) -> FunctionTask:

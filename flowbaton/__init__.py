@@ -50,6 +50,7 @@ from .engine import (  # noqa: E402
     task,
 )
 from .engine.factory import factory  # noqa: E402
+from .engine.timeouts import BuildTimeout, TaskTimeout  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -85,6 +86,8 @@ __all__ = [
     "MissingInputs",
     "NotJSONError",
     "ResultTooLarge",
+    "TaskTimeout",
+    "BuildTimeout",
     "__version__",
     "open_backend",
 ]

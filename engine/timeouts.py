@@ -1,0 +1,83 @@
+"""Bounds on code we cannot interrupt: task calls and factory builds.
+
+Python cannot stop a thread. A call that runs past its bound is *abandoned*,
+not killed: the run stops waiting for it, counts it as failed, and reports
+the thread as stuck until it returns (``Events.on_stuck``/``on_unstuck``),
+so a supervisor can restart the process. What may happen meanwhile is
+decided where the call was made (runner: no second call of the same task,
+no hand-back of the claim; lifecycle: the build counts as an attempt).
+
+Calls run on daemon threads: a stuck call must never keep a stopping
+process alive (``concurrent.futures`` joins its workers at exit).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+from ..backends.errors import DefinitionError, FactoryError, FlowbatonError
+
+__all__ = ["TaskTimeout", "BuildTimeout", "spawn", "call_within", "check_timeout"]
+
+_T = TypeVar("_T")
+
+
+class TaskTimeout(FlowbatonError):
+    """A task's execute (or revert) ran past its ``timeout``. The attempt
+    counts as failed (the task's retry policy decides what comes next);
+    its thread may still be running."""
+
+
+class BuildTimeout(FactoryError):
+    """Importing the factory and building the flow took longer than the
+    replica's ``build_timeout``; the build's thread may still be running."""
+
+
+def check_timeout(value: object, where: str) -> float | None:
+    """``None`` (no bound) or a positive number of seconds; ``math.inf``
+    also means no bound (a task's way to opt out of a replica default)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
+        raise DefinitionError(f"{where}: timeout must be a positive number of seconds or None, not {value!r}")
+    return float(value)
+
+
+def spawn(fn: Callable[..., _T], *args: Any, name: str) -> Future[_T]:
+    """Run ``fn(*args)`` on a new daemon thread; its outcome is the future's."""
+    future: Future[_T] = Future()
+
+    def body() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = fn(*args)
+        except BaseException as err:  # the future carries it to whoever waits
+            future.set_exception(err)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=body, name=name, daemon=True).start()
+    return future
+
+
+def call_within(fn: Callable[[], _T], timeout: float | None, *, name: str,
+                on_stuck: Callable[[], None], on_unstuck: Callable[[], None]) -> _T:
+    """``fn()``, waited for at most ``timeout`` seconds (``None``: inline, no
+    bound). Past it: ``on_stuck()``, then ``BuildTimeout``; ``on_unstuck()``
+    follows once the abandoned call returns, whatever it returned."""
+    if timeout is None or math.isinf(timeout):
+        return fn()
+    future = spawn(fn, name=name)
+    try:
+        return future.result(timeout)
+    except FutureTimeout:
+        on_stuck()
+        future.add_done_callback(lambda _: on_unstuck())  # at once if it has just returned
+        raise BuildTimeout(f"{name} did not finish within {timeout:g}s (build_timeout); "
+                           "its thread is abandoned, not stopped") from None
