@@ -115,6 +115,9 @@ class CorruptRecord(FlowbatonError):
         super().__init__(f"corrupt record at {where}: {what}")
         self.where = where
         self.what = what
+        #: The start of the stored bytes, where the reader had them: kept by
+        #: whoever replaces the record, for a person to look at.
+        self.raw: str | None = None
 
 
 class FlowNotFound(FlowbatonError, LookupError):

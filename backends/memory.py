@@ -230,5 +230,11 @@ class MemoryBackend(Backend):
     def list_replicas(self) -> list[ReplicaInfo]:
         now = self._clock()
         with self._lock:
-            live = [raw for raw, expires in self._replicas.values() if expires > now]
-        return [ReplicaInfo.from_json(raw, f"{self.url} replicas") for raw in live]
+            live = [(rid, raw) for rid, (raw, expires) in self._replicas.items() if expires > now]
+        found = []
+        for replica_id, raw in live:
+            try:
+                found.append(ReplicaInfo.from_json(raw, f"{self.url} replica {replica_id}"))
+            except CorruptRecord as err:  # one bad record must not hide the others
+                _LOG.warning("skipping %s", err)
+        return found

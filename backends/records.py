@@ -8,6 +8,9 @@ naming where it was found, never a ``KeyError`` deep in a replica.
 from __future__ import annotations
 
 import json
+import math
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +25,9 @@ __all__ = [
     "ClaimInfo",
     "ReplicaInfo",
     "Decline",
+    "MAX_DEPTH",
     "dumps",
+    "load_json",
     "owner_of",
 ]
 
@@ -36,33 +41,173 @@ def dumps(value: JSON) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
 
-def _load_object(raw: str | bytes, where: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CorruptRecord(where, f"not JSON ({err})") from err
-    if not isinstance(value, dict):
-        raise CorruptRecord(where, f"expected a JSON object, got {type(value).__name__}")
+#: The deepest nesting a record may have. Far more than any result needs,
+#: far from Python's recursion limit: readers of a decoded value (the codec,
+#: ``json.dumps``) recurse once per level, and a record nested 100,000 deep
+#: would raise ``RecursionError`` deep inside a replica or the CLI.
+MAX_DEPTH = 256
+
+# A JSON string, with escapes (unrolled: no backtracking per character).
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_PAIR = re.compile(r"\[\]|\{\}")
+
+
+def _too_deep(text: str) -> bool:
+    """Whether ``text``'s arrays and objects nest deeper than ``MAX_DEPTH``,
+    found without decoding it and at C speed: count brackets, and only if
+    there are that many, peel innermost pairs off the brackets outside
+    strings, one level per pass (a handful of passes for a wide record)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    for _ in range(MAX_DEPTH):
+        brackets, peeled = _PAIR.subn("", brackets)
+        if not peeled:
+            return False  # done, or unbalanced: json.loads names the error
+    return _PAIR.search(brackets) is not None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
     return value
 
 
-def _require(data: dict[str, Any], where: str, name: str, kind: type | tuple[type, ...]) -> Any:
+def load_json(raw: str | bytes, where: str, what: str = "record") -> Any:
+    """Decode one stored JSON value, or raise ``CorruptRecord`` naming
+    ``where``: not UTF-8, not JSON, nested deeper than ``MAX_DEPTH``, or
+    holding NaN/Infinity or a number no float can hold (a record that read
+    back could never be written again, ``dumps`` refuses them)."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
+        if not isinstance(text, str):
+            raise TypeError(f"stored as {type(raw).__name__}, not text")
+        if _too_deep(text):
+            raise CorruptRecord(where, f"{what} nests deeper than {MAX_DEPTH} levels")
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as err:
+        raise CorruptRecord(where, f"{what} is not JSON ({_short(err)})") from err
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+#: How much of an unreadable record a ``CorruptRecord`` keeps (``raw``).
+PREVIEW_CHARS = 2000
+
+
+def _preview(raw: str | bytes) -> str:
+    head = raw[:PREVIEW_CHARS]
+    text = head if isinstance(head, str) else bytes(head).decode("utf-8", "backslashreplace")
+    return text + ("..." if len(raw) > PREVIEW_CHARS else "")
+
+
+def _load_object(raw: str | bytes, where: str) -> dict[str, Any]:
+    value = load_json(raw, where)
+    if not isinstance(value, dict):
+        raise CorruptRecord(where, f"expected a JSON object, got {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    """A JSON type name for messages (never the value: it may be huge)."""
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+class _Kind:
+    """One field type: what ``isinstance`` accepts, what it is called, and
+    an optional check of the elements (lists of text, text-valued objects)."""
+
+    def __init__(self, name: str, check: Callable[[Any], bool]) -> None:
+        self.name = name
+        self.check = check
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is no epoch
+
+
+def _is_number(value: Any) -> bool:
+    # Finite (an SQL column can hold what JSON cannot), and an integer small
+    # enough for float(): 1e400 written as digits is not a time.
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return _is_int(value) and abs(value) < 2**1023
+
+
+TEXT = _Kind("a string", lambda v: isinstance(v, str))
+INT = _Kind("an integer", _is_int)
+NUMBER = _Kind("a number", _is_number)
+ARRAY = _Kind("an array", lambda v: isinstance(v, list))
+OBJECT = _Kind("an object", lambda v: isinstance(v, dict))
+TEXTS = _Kind("an array of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
+TEXT_MAP = _Kind("an object of strings",
+                 lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()))
+
+
+def _bad(where: str, name: str, kind: _Kind, value: Any) -> CorruptRecord:
+    return CorruptRecord(where, f"field {name!r} must be {kind.name}, got {_kind(value)}")
+
+
+def _require(data: dict[str, Any], where: str, name: str, kind: _Kind) -> Any:
     if name not in data:
         raise CorruptRecord(where, f"field {name!r} is missing")
     value = data[name]
-    if not isinstance(value, kind):
-        raise CorruptRecord(where, f"field {name!r} has type {type(value).__name__}")
+    if not kind.check(value):
+        raise _bad(where, name, kind, value)
     return value
 
 
-def _optional(data: dict[str, Any], where: str, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
-    value = data.get(name, default)
-    if value is not default and value is not None and not isinstance(value, kind):
-        raise CorruptRecord(where, f"field {name!r} has type {type(value).__name__}")
+def _optional(data: dict[str, Any], where: str, name: str, kind: _Kind, default: Any) -> Any:
+    """``default`` when absent or null."""
+    value = data.get(name)
+    if value is None:
+        return default
+    if not kind.check(value):
+        raise _bad(where, name, kind, value)
     return value
 
 
-_NUMBER = (int, float)
+def _meta(data: dict[str, Any], where: str, known: dict[str, _Kind]) -> dict[str, Any]:
+    """``meta``, with the keys the engine and the CLI read by name checked
+    (an unknown key is kept as it is: a newer version may have written it)."""
+    meta: dict[str, Any] = _optional(data, where, "meta", OBJECT, {})
+    for name, kind in known.items():
+        value = meta.get(name)
+        if value is not None and not kind.check(value):
+            raise _bad(where, f"meta.{name}", kind, value)
+    return meta
+
+
+# flow.meta keys read by name elsewhere (engine.lifecycle, engine.resume,
+# coordinator.ops and cli_views), with the type they expect.
+_FLOW_META = {
+    "takeovers": INT,
+    "progress_mark": INT,
+    "tasks": TEXTS,
+    "unmatched": TEXTS,
+    "resumes": ARRAY,
+    "operations": ARRAY,
+    "diff": OBJECT,
+    "version_decisions": TEXT_MAP,
+}
+_TASK_META = {"first_started": NUMBER}
+# A task failure as the runner writes it; the named parts are read as text.
+FAILURE_INFO = _Kind("an object of type, message and traceback strings", lambda v: isinstance(v, dict) and all(
+    isinstance(v.get(part, ""), str) for part in ("type", "message", "traceback")))
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass
@@ -92,25 +237,32 @@ class FlowDetail:
 
     @classmethod
     def from_json(cls, raw: str | bytes, where: str) -> FlowDetail:
-        data = _load_object(raw, where)
-        state = _require(data, where, "state", str)
+        try:
+            return cls._decode(_load_object(raw, where), where)
+        except CorruptRecord as err:
+            err.raw = _preview(raw)  # whoever replaces the record keeps what it was
+            raise
+
+    @classmethod
+    def _decode(cls, data: dict[str, Any], where: str) -> FlowDetail:
+        state = _require(data, where, "state", TEXT)
         if state not in FLOW_STATES:
-            raise CorruptRecord(where, f"unknown flow state {state!r}")
+            raise CorruptRecord(where, f"unknown flow state {state[:40]!r}")
         return cls(
-            id=_require(data, where, "id", str),
-            name=_require(data, where, "name", str),
-            factory=_require(data, where, "factory", str),
-            args=_require(data, where, "args", list),
-            kwargs=_require(data, where, "kwargs", dict),
-            inputs=_require(data, where, "inputs", dict),
+            id=_require(data, where, "id", TEXT),
+            name=_require(data, where, "name", TEXT),
+            factory=_require(data, where, "factory", TEXT),
+            args=_require(data, where, "args", ARRAY),
+            kwargs=_require(data, where, "kwargs", OBJECT),
+            inputs=_require(data, where, "inputs", OBJECT),
             state=state,
-            created_at=float(_require(data, where, "created_at", _NUMBER)),
-            updated_at=float(_require(data, where, "updated_at", _NUMBER)),
-            owner=_optional(data, where, "owner", str, None),
-            epoch=int(_optional(data, where, "epoch", int, 0)),
-            reason=_optional(data, where, "reason", str, None),
-            meta=_optional(data, where, "meta", dict, {}) or {},
-            schema=int(_optional(data, where, "schema", int, SCHEMA_VERSION)),
+            created_at=float(_require(data, where, "created_at", NUMBER)),
+            updated_at=float(_require(data, where, "updated_at", NUMBER)),
+            owner=_optional(data, where, "owner", TEXT, None),
+            epoch=_optional(data, where, "epoch", INT, 0),
+            reason=_optional(data, where, "reason", TEXT, None),
+            meta=_meta(data, where, _FLOW_META),
+            schema=_optional(data, where, "schema", INT, SCHEMA_VERSION),
         )
 
 
@@ -138,23 +290,22 @@ class TaskDetail:
     @classmethod
     def from_json(cls, raw: str | bytes, where: str) -> TaskDetail:
         data = _load_object(raw, where)
-        state = _require(data, where, "state", str)
+        state = _require(data, where, "state", TEXT)
         if state not in TASK_STATES:
-            raise CorruptRecord(where, f"unknown task state {state!r}")
-        failure = _optional(data, where, "failure", dict, None)
+            raise CorruptRecord(where, f"unknown task state {state[:40]!r}")
         return cls(
-            task_id=_require(data, where, "task_id", str),
+            task_id=_require(data, where, "task_id", TEXT),
             state=state,
             result=data.get("result"),
-            failure=failure,
-            version=_require(data, where, "version", str),
-            attempts=int(_require(data, where, "attempts", int)),
-            started_at=_optional(data, where, "started_at", _NUMBER, None),
-            finished_at=_optional(data, where, "finished_at", _NUMBER, None),
-            owner=_optional(data, where, "owner", str, None),
-            claim_id=_optional(data, where, "claim_id", str, None),
-            epoch=int(_optional(data, where, "epoch", int, 0)),
-            meta=_optional(data, where, "meta", dict, {}) or {},
+            failure=_optional(data, where, "failure", FAILURE_INFO, None),
+            version=_require(data, where, "version", TEXT),
+            attempts=_require(data, where, "attempts", INT),
+            started_at=_float_or_none(_optional(data, where, "started_at", NUMBER, None)),
+            finished_at=_float_or_none(_optional(data, where, "finished_at", NUMBER, None)),
+            owner=_optional(data, where, "owner", TEXT, None),
+            claim_id=_optional(data, where, "claim_id", TEXT, None),
+            epoch=_optional(data, where, "epoch", INT, 0),
+            meta=_meta(data, where, _TASK_META),
         )
 
 
@@ -194,6 +345,33 @@ class ClaimInfo:
     def token(self) -> str:
         return f"{self.claim_id}@{self.epoch}"
 
+    @classmethod
+    def from_json(cls, raw: str | bytes, where: str, *, flow_id: str,
+                  expires_at: float | None = None) -> ClaimInfo:
+        """A claim stored as JSON (``claim_id``, ``epoch``, ``claimed_at``
+        and, where the driver keeps it, ``owner``) by a key-value driver."""
+        data = _load_object(raw, where)
+        claim_id = _require(data, where, "claim_id", TEXT)
+        return cls(
+            flow_id=flow_id,
+            owner=_optional(data, where, "owner", TEXT, None) or owner_of(claim_id),
+            claim_id=claim_id,
+            epoch=_require(data, where, "epoch", INT),
+            claimed_at=float(_optional(data, where, "claimed_at", NUMBER, 0.0)),
+            expires_at=expires_at,
+        )
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], where: str) -> ClaimInfo:
+        """A claim stored as a row ``(flow_id, claim_id, epoch, claimed_at,
+        expires_at)``: SQL columns take any type a hand-edit gives them."""
+        names = ("flow_id", "claim_id", "epoch", "claimed_at", "expires_at")
+        data = dict(zip(names, row, strict=True))
+        for name, kind in zip(names, (TEXT, TEXT, INT, NUMBER, NUMBER), strict=True):
+            _require(data, where, name, kind)
+        return cls(data["flow_id"], owner_of(data["claim_id"]), data["claim_id"], data["epoch"],
+                   float(data["claimed_at"]), float(data["expires_at"]))
+
     def to_dict(self) -> dict[str, JSON]:
         return {
             "flow_id": self.flow_id,
@@ -225,13 +403,13 @@ class ReplicaInfo:
     def from_json(cls, raw: str | bytes, where: str) -> ReplicaInfo:
         data = _load_object(raw, where)
         return cls(
-            replica_id=_require(data, where, "replica_id", str),
-            host=_require(data, where, "host", str),
-            pid=int(_require(data, where, "pid", int)),
-            started_at=float(_require(data, where, "started_at", _NUMBER)),
-            version=_require(data, where, "version", str),
-            allow=_optional(data, where, "allow", list, []) or [],
-            seen_at=float(_optional(data, where, "seen_at", _NUMBER, 0.0)),
+            replica_id=_require(data, where, "replica_id", TEXT),
+            host=_require(data, where, "host", TEXT),
+            pid=_require(data, where, "pid", INT),
+            started_at=float(_require(data, where, "started_at", NUMBER)),
+            version=_require(data, where, "version", TEXT),
+            allow=_optional(data, where, "allow", TEXTS, []),
+            seen_at=float(_optional(data, where, "seen_at", NUMBER, 0.0)),
         )
 
 
@@ -251,7 +429,7 @@ class Decline:
     def from_json(cls, raw: str | bytes, where: str) -> Decline:
         data = _load_object(raw, where)
         return cls(
-            replica_id=_require(data, where, "replica_id", str),
-            reason=_require(data, where, "reason", str),
-            at=float(_require(data, where, "at", _NUMBER)),
+            replica_id=_require(data, where, "replica_id", TEXT),
+            reason=_require(data, where, "reason", TEXT),
+            at=float(_require(data, where, "at", NUMBER)),
         )

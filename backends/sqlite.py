@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
@@ -51,12 +51,14 @@ from .errors import (
     FlowNotFound,
 )
 from .options import Option, parse_options
-from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, owner_of
+from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from .states import RUNNABLE_FLOW_STATES
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend"]
 
 _LOG = logging.getLogger("flowbaton.backends.sqlite")
+
+T = TypeVar("T")
 
 #: Stored in ``PRAGMA user_version``; a newer file is refused, not guessed at.
 SCHEMA_VERSION = 1
@@ -96,8 +98,13 @@ _SCHEMA = (
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
+# A claim lives while its expiry is a number in the future. A hand-edited
+# expiry that is text (which SQLite sorts above every number) counts as
+# expired, not as a claim that never ends.
+_LIVE = "(typeof({0}) IN ('integer', 'real') AND {0} > :now)"
 _CURRENT = (
-    "flow_id = :flow_id AND claim_id = :claim_id AND epoch = :epoch AND expires_at > :now"
+    "flow_id = :flow_id AND claim_id = :claim_id AND epoch = :epoch AND "
+    + _LIVE.format("expires_at")
 )
 _CLAIM_IS_CURRENT = f"EXISTS (SELECT 1 FROM claims WHERE {_CURRENT})"
 
@@ -136,14 +143,16 @@ _PUT_CLAIM = (
 )
 _CLAIM_COLUMNS = "flow_id, claim_id, epoch, claimed_at, expires_at"
 _SELECT_CLAIM = (
-    f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE flow_id = :flow_id AND expires_at > :now"
+    f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE flow_id = :flow_id AND {_LIVE.format('expires_at')}"
 )
-_SELECT_CLAIMS = f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE expires_at > :now ORDER BY flow_id"
+_SELECT_CLAIMS = (
+    f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE {_LIVE.format('expires_at')} ORDER BY flow_id"
+)
 # Walks the runnable index in creation order and probes the claims primary
 # key: terminal flows are never read, and no record is decoded.
 _FIND_RUNNABLE = (
     "SELECT f.id FROM flows f LEFT JOIN claims c ON c.flow_id = f.id"
-    " WHERE f.runnable = 1 AND (c.flow_id IS NULL OR c.expires_at <= :now)"
+    f" WHERE f.runnable = 1 AND (c.flow_id IS NULL OR NOT {_LIVE.format('c.expires_at')})"
     " ORDER BY f.seq LIMIT :limit"
 )
 _RECORD_DECLINE = (
@@ -194,10 +203,9 @@ def _runnable(state: str) -> int:
     return int(state in RUNNABLE_FLOW_STATES)
 
 
-def _claim_info(row: Any) -> ClaimInfo:
-    flow_id, claim_id, epoch, claimed_at, expires_at = row
-    owner = owner_of(claim_id)
-    return ClaimInfo(flow_id, owner, claim_id, epoch, claimed_at, expires_at)
+def _is_live(expires_at: Any, now: float) -> bool:
+    """``_LIVE`` in Python: a number in the future."""
+    return isinstance(expires_at, (int, float)) and expires_at > now
 
 
 class SQLiteBackend(Backend):
@@ -434,8 +442,10 @@ class SQLiteBackend(Backend):
             if row is None:
                 raise FlowNotFound(f"no flow {flow_id!r} in {self.path}")
             last_epoch, holder, expires_at = row
-            if holder is not None and expires_at > now and not force:
+            if holder is not None and _is_live(expires_at, now) and not force:
                 raise ClaimHeld(f"flow {flow_id} is claimed by {holder}")
+            if not isinstance(last_epoch, int):
+                raise CorruptRecord(self._where("flows", id=flow_id), "last_epoch is not an integer")
             epoch = last_epoch + 1
             conn.execute(_BUMP_EPOCH, {"flow_id": flow_id, "epoch": epoch})
             conn.execute(_PUT_CLAIM, {"flow_id": flow_id, "claim_id": claim_id, "epoch": epoch,
@@ -453,12 +463,23 @@ class SQLiteBackend(Backend):
         params = {"flow_id": flow_id, "now": self._clock()}
         with self._reading(f"read claim on {flow_id!r}") as conn:
             row = conn.execute(_SELECT_CLAIM, params).fetchone()
-        return _claim_info(row) if row is not None else None
+        return ClaimInfo.from_row(row, self._where("claims", flow_id=flow_id)) if row else None
 
     def list_claims(self) -> list[ClaimInfo]:
         with self._reading("list claims") as conn:
             rows = conn.execute(_SELECT_CLAIMS, {"now": self._clock()}).fetchall()
-        return [_claim_info(row) for row in rows]
+        return self._readable(rows, lambda row: ClaimInfo.from_row(row, self._where("claims", flow_id=row[0])))
+
+    @staticmethod
+    def _readable(rows: list[Any], decode: Callable[[Any], T]) -> list[T]:
+        """Decoded rows of a listing; a corrupt one is logged and skipped."""
+        found: list[T] = []
+        for row in rows:
+            try:
+                found.append(decode(row))
+            except CorruptRecord as err:
+                _LOG.warning("skipping %s", err)
+        return found
 
     # ---------------------------------------------------------- fenced writes
 
@@ -538,8 +559,8 @@ class SQLiteBackend(Backend):
     def list_replicas(self) -> list[ReplicaInfo]:
         with self._reading("list replicas") as conn:
             rows = conn.execute(_SELECT_REPLICAS, {"now": self._clock()}).fetchall()
-        return [ReplicaInfo.from_json(raw, self._where("replicas", replica_id=rid))
-                for rid, raw in rows]
+        return self._readable(
+            rows, lambda row: ReplicaInfo.from_json(row[1], self._where("replicas", replica_id=row[0])))
 
     # -------------------------------------------------------------- lifecycle
 

@@ -22,6 +22,7 @@ from ..backends.records import ClaimInfo, FlowDetail, ReplicaInfo, TaskDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine.lifecycle import plan_flow
 from .cli_views import claim_row, flow_row, show_doc
+from .ops import current_claim, load_flow
 from .ops_stranded import find_stranded, gather, stranded_reason
 
 __all__ = ["Fleet", "flows", "claims", "replicas", "show", "plan", "last_progress"]
@@ -134,9 +135,13 @@ def replicas(backend: Backend) -> dict[str, JSON]:
 def show(backend: Backend, flow_id: str) -> dict[str, JSON]:
     """Everything about one flow: record, tasks, claim, declines, resume and
     operator history, and whether it is stranded (and why)."""
-    flow = backend.load_flow(flow_id)
-    claim = backend.current_claim(flow_id)
-    declines = backend.load_declines(flow_id)
+    flow = load_flow(backend, flow_id)
+    claim = current_claim(backend, flow_id)
+    try:
+        declines = backend.load_declines(flow_id)
+    except CorruptRecord as err:  # the flow itself is still worth showing
+        log.warning("show: declines not shown: %s", err)
+        declines = []
     doc = show_doc(flow, backend.load_tasks(flow_id), claim.owner if claim else None, declines, claim)
     why = stranded_reason(flow, claim is not None, declines, backend.list_replicas())
     return {**doc, "stranded": why is not None, "stranded_reason": why}

@@ -13,17 +13,20 @@ at a time in parallel (each read is one round trip to the backend).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from ..backends.base import Backend
-from ..backends.errors import FactoryError, FlowNotFound
+from ..backends.errors import CorruptRecord, FactoryError, FlowNotFound
 from ..backends.records import Decline, FlowDetail, ReplicaInfo
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine.factory import check_allowed, factory_module
 
 __all__ = ["gather", "may_import", "stranded_reason", "find_stranded"]
+
+log = logging.getLogger("flowbaton.coordinator.ops")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -96,4 +99,7 @@ def _declines(backend: Backend, flow_id: str) -> list[Decline]:
     try:
         return backend.load_declines(flow_id)
     except FlowNotFound:  # purged since the listing
+        return []
+    except CorruptRecord as err:  # one bad record must not hide the listing
+        log.warning("stranded: declines of flow %s not read: %s", flow_id, err)
         return []

@@ -11,7 +11,9 @@ Every way a run can end maps to one action on the claim:
   importable, today's code does not build): record a decline, release, and
   leave the flow alone locally for a while; never fail or delete it, since
   another replica (or the next deploy) may have the code;
-- a corrupt record: log, release, skip locally; other flows go on.
+- a corrupt record: log, hold the flow for the whole cluster (a placeholder
+  if its own record is unreadable: coordinator.corrupt), release, skip
+  locally; other flows go on.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ..backends.records import ClaimToken, Decline
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine.gate import Gate
 from ..engine.report import FlowReport
+from .corrupt import hold_corrupt
 from .lease import LeaseKeeper
 from .observer import ReplicaObserver
 from .skiplist import SkipList
@@ -110,6 +113,7 @@ class FlowWorker:
             self._decline(err)
         except CorruptRecord as err:
             self._skip(f"corrupt record: {err}", logging.ERROR)
+            self._hold_corrupt(err)
         except ClaimLost as err:
             self.gate.lose(f"claim lost: {err}")
         except BackendUnavailable as err:
@@ -191,6 +195,17 @@ class FlowWorker:
     def _skip(self, reason: str, level: int) -> None:
         self._log(level, "skipping flow %s: %s", reason, event="skip", reason=reason)
         self.skips.add(self.flow_id, self.settings.error_backoff, reason)
+
+    def _hold_corrupt(self, err: CorruptRecord) -> None:
+        """Hold the flow for every replica, not only skip it here: else each
+        replica claims it again after its backoff, for ever (coordinator.corrupt)."""
+        try:
+            done = hold_corrupt(self.backend, self.token, err, self.settings.replica_id)
+        except FlowbatonError as hold_err:
+            self._log(logging.WARNING, "flow %s: could not hold the corrupt flow: %s", hold_err)
+            return
+        if done is not None:
+            self._log(logging.ERROR, "flow %s: %s: %s", done, err, event="hold", reason=str(err))
 
     def release(self) -> None:
         """Hand the flow back now; another replica need not wait for the lease.

@@ -11,6 +11,21 @@ local function is_current(claim_key, claim_id, epoch)
   return claim.claim_id == claim_id and claim.epoch == tonumber(epoch)
 end
 
+-- The claim stored at claim_key as a table, or nil when there is none or it
+-- is unreadable (not JSON, no string claim_id, no numeric epoch). No token
+-- is ever current for an unreadable claim (is_current), so nobody holds it:
+-- claims replace it like an expired one instead of waiting on it forever.
+local function readable_claim(claim_key)
+  local raw = redis.call('GET', claim_key)
+  if not raw then return nil end
+  local ok, claim = pcall(cjson.decode, raw)
+  if ok and type(claim) == 'table' and type(claim.claim_id) == 'string'
+      and type(claim.epoch) == 'number' then
+    return claim
+  end
+  return nil
+end
+
 -- The flow's state: '' when the record is missing, '?' when unreadable.
 local function flow_state(flow_key)
   local raw = redis.call('GET', flow_key)

@@ -6,16 +6,17 @@
 --         {0, holder claim JSON, holder PTTL}   someone else holds it
 --         {1, epoch, PTTL ms, flow state}       claimed (or already ours)
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-local raw = redis.call('GET', KEYS[2])
-if raw then
-  local ok, held = pcall(cjson.decode, raw)
+-- An unreadable claim key (garbage, perhaps without expiry) counts as none:
+-- no token can be current for it, so replacing it fences nobody's writes.
+local held = readable_claim(KEYS[2])
+if held then
   -- Our own claim id: a retried call whose first reply was lost. Answer with
   -- the claim that call made instead of claiming (and fencing) a second time.
-  if ok and type(held) == 'table' and held.claim_id == ARGV[1] then
-    return {1, tonumber(held.epoch) or 0, redis.call('PTTL', KEYS[2]), flow_state(KEYS[1])}
+  if held.claim_id == ARGV[1] then
+    return {1, held.epoch, redis.call('PTTL', KEYS[2]), flow_state(KEYS[1])}
   end
   if ARGV[3] ~= '1' then
-    return {0, raw, redis.call('PTTL', KEYS[2])}
+    return {0, redis.call('GET', KEYS[2]), redis.call('PTTL', KEYS[2])}
   end
 end
 -- The epoch key is never deleted on release, so epochs only grow.

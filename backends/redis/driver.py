@@ -9,7 +9,6 @@ local clocks only feed the hints and the ``expires_at`` shown to operators.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -21,7 +20,7 @@ import redis.exceptions as rex
 
 from ..base import Backend
 from ..errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
-from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, owner_of
+from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client
@@ -241,12 +240,8 @@ class RedisBackend(Backend):
         if raw is None or pttl == -2:
             return None
         where = self._where(self._keys(flow_id).claim)
-        data = _claim_json(raw, where)
         expires = time.time() + pttl / 1000 if pttl >= 0 else None
-        claim_id = data["claim_id"]
-        owner = owner_of(claim_id)
-        return ClaimInfo(flow_id, owner, claim_id, int(data["epoch"]),
-                         float(data.get("claimed_at") or 0.0), expires)
+        return ClaimInfo.from_json(raw, where, flow_id=flow_id, expires_at=expires)
 
     def list_claims(self) -> list[ClaimInfo]:
         found = []
@@ -348,9 +343,9 @@ class RedisBackend(Backend):
 
     def list_replicas(self) -> list[ReplicaInfo]:
         found = []
-        for raw in self._index.replica_records():
+        for replica_id, raw in self._index.replica_records():
             try:
-                found.append(ReplicaInfo.from_json(raw, self._where(self._index.keys.replicas)))
+                found.append(ReplicaInfo.from_json(raw, self._where(self._index.keys.replicas, replica_id)))
             except CorruptRecord as err:
                 log.warning("list_replicas skips a corrupt record: %s", err)
         return found
@@ -367,19 +362,8 @@ class RedisBackend(Backend):
         self._conn.close()
 
 
-def _claim_json(raw: bytes, where: str) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-        if isinstance(data, dict) and isinstance(data.get("claim_id"), str):
-            int(data["epoch"])
-            return data
-    except (ValueError, TypeError, KeyError):
-        pass
-    raise CorruptRecord(where, f"not a claim record: {raw[:80]!r}")
-
-
 def _holder(raw: Any) -> str:
     try:
-        return str(_claim_json(raw, "")["claim_id"])
+        return ClaimInfo.from_json(raw, "claim", flow_id="").claim_id
     except CorruptRecord:
-        return f"an unreadable claim {raw!r}"
+        return "an unreadable claim"

@@ -238,12 +238,13 @@ class Index:
 
         self._conn.run("unregister replica", op)
 
-    def replica_records(self) -> list[bytes]:
+    def replica_records(self) -> list[tuple[str, bytes]]:
+        """(replica id, record) of every live replica."""
         keys = [self.keys.replicas, self.keys.replica_expiry]
-        records: list[bytes] = self._conn.run(
+        reply: list[bytes] = self._conn.run(
             "list replicas", lambda c, _: evalsha(c, "replicas", keys, [now_ms()])
         )
-        return records
+        return [(from_bytes(member), raw) for member, raw in zip(reply[::2], reply[1::2], strict=True)]
 
 
 def _chunks(members: list[bytes]) -> Iterable[list[bytes]]:

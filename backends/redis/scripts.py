@@ -38,7 +38,7 @@ _NAMES = (
     "replicas",
 )
 # Helpers in _prelude.lua; a script that calls one gets the prelude prepended.
-_HELPERS = ("is_current(", "flow_state(")
+_HELPERS = ("is_current(", "flow_state(", "readable_claim(")
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from ..errors import CorruptRecord, ResultTooLarge
-from ..records import ClaimInfo, dumps
+from ..records import ClaimInfo, dumps, load_json
 
 __all__ = ["claim_record", "parse_claim", "claim_holder", "sized"]
 
@@ -17,26 +16,16 @@ def claim_record(claim_id: str, epoch: int, owner: str) -> bytes:
 
 
 def parse_claim(flow_id: str, data: bytes, where: str) -> ClaimInfo:
-    try:
-        record = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CorruptRecord(where, f"claim is not JSON ({err})") from err
-    if not isinstance(record, dict):
-        raise CorruptRecord(where, "claim is not a JSON object")
-    claim_id, epoch, owner = record.get("claim_id"), record.get("epoch"), record.get("owner")
-    claimed_at = record.get("claimed_at")
-    if not (isinstance(claim_id, str) and isinstance(epoch, int) and isinstance(owner, str)):
-        raise CorruptRecord(where, "claim lacks claim_id, epoch or owner")
-    if not isinstance(claimed_at, (int, float)):
-        raise CorruptRecord(where, "claim lacks claimed_at")
-    return ClaimInfo(flow_id, owner, claim_id, epoch, float(claimed_at), None)
+    """The claim a claim znode holds, or ``CorruptRecord`` naming ``where``."""
+    return ClaimInfo.from_json(data, where, flow_id=flow_id)
 
 
 def claim_holder(data: bytes) -> str | None:
-    """The claim id a claim znode names, or None if it cannot be read."""
+    """The claim id a claim znode names, or None if it cannot be read (an
+    unreadable claim: a forced claim replaces it, nobody can renew it)."""
     try:
-        record = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        record = load_json(data, "claim")
+    except CorruptRecord:
         return None
     holder = record.get("claim_id") if isinstance(record, dict) else None
     return holder if isinstance(holder, str) else None

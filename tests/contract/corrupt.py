@@ -1,6 +1,7 @@
 """Write garbage straight into a backend's store, under the driver's feet.
 
-One function per operation, dispatching on the URL scheme. Each driver's
+One function per operation, dispatching on the URL scheme: flow and task
+records, claims (shared stores) and replica presences. Each driver's
 author fills in its hook: the record must end up exactly where the driver
 reads it, so that ``load_flow``/``load_tasks`` meet the garbage.
 """
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from flowbaton.backends import Backend
@@ -33,6 +37,98 @@ def corrupt_task(
 ) -> None:
     """Replace the stored record of task ``task_id`` of ``flow_id`` with ``garbage``."""
     _hook(url)(url, backend, flow_id, task_id, garbage)
+
+
+def corrupt_claim(url: str, flow_id: str, *, garbage: str = GARBAGE) -> None:
+    """Plant an unreadable claim on ``flow_id`` that never expires by itself:
+    a claim key without TTL (Redis), a persistent claim znode (ZooKeeper),
+    a claim row whose ``expires_at`` is text (SQLite: ``garbage`` unused).
+    Only shared stores: a memory:// claim is a typed object, never decoded."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        _sqlite_execute(url, "INSERT OR REPLACE INTO claims (flow_id, claim_id, epoch, claimed_at, expires_at)"
+                        " VALUES (?, 'intruder#1', 1, 0, 'never')", (flow_id,))
+    elif scheme == "zookeeper":
+        with _kazoo(url) as (client, paths):
+            client.create(paths.claim(flow_id), garbage.encode())  # persistent: no session ends it
+    elif scheme.startswith("redis"):
+        with _redis_client(url) as (client, prefix):
+            from flowbaton.backends.redis.keys import FlowKeys
+
+            client.set(FlowKeys.of(prefix, flow_id).claim, garbage)  # no TTL
+    else:
+        raise NotImplementedError(f"no corrupt-claim hook for {scheme}://")
+
+
+def corrupt_replica(
+    url: str, replica_id: str, *, backend: Backend | None = None, garbage: str = GARBAGE
+) -> None:
+    """Plant a live replica presence ``replica_id`` whose record is ``garbage``."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        if backend is None:
+            raise ValueError("memory:// keeps its records in the backend object: pass backend=")
+        backend._replicas[replica_id] = (garbage, time.time() + 3600)  # type: ignore[attr-defined]
+    elif scheme == "sqlite":
+        _sqlite_execute(url, "INSERT OR REPLACE INTO replicas (replica_id, record, expires_at) VALUES (?, ?, ?)",
+                        (replica_id, garbage, time.time() + 3600))
+    elif scheme == "zookeeper":
+        with _kazoo(url) as (client, paths):
+            client.create(paths.replica(replica_id), garbage.encode())
+    elif scheme.startswith("redis"):
+        with _redis_client(url) as (client, prefix):
+            from flowbaton.backends.redis.keys import IndexKeys
+
+            keys = IndexKeys.of(prefix)
+            client.hset(keys.replicas, replica_id, garbage)
+            client.zadd(keys.replica_expiry, {replica_id: int(time.time() * 1000) + 3_600_000})
+    else:
+        raise NotImplementedError(f"no corrupt-replica hook for {scheme}://")
+
+
+def _sqlite_execute(url: str, sql: str, args: tuple[object, ...]) -> None:
+    conn = sqlite3.connect(_sqlite_path(url), timeout=5, isolation_level=None)
+    try:
+        conn.execute(sql, args)
+    finally:
+        conn.close()
+
+
+def _sqlite_path(url: str) -> str:
+    return os.path.abspath(unquote(urlsplit(url).path[1:]))
+
+
+@contextmanager
+def _kazoo(url: str) -> Iterator[tuple[Any, Any]]:
+    """A separate kazoo client on the URL's ensemble, and the driver's layout."""
+    from kazoo.client import KazooClient
+
+    from flowbaton.backends.zookeeper.layout import Layout
+    from flowbaton.backends.zookeeper.settings import Settings
+
+    settings = Settings.from_url(url, {})
+    auth = [("digest", f"{settings.username}:{settings.password}")] if settings.username else None
+    client = KazooClient(hosts=settings.hosts, auth_data=auth)
+    client.start(timeout=10)
+    try:
+        yield client, Layout(settings.chroot)
+    finally:
+        client.stop()
+        client.close()
+
+
+@contextmanager
+def _redis_client(url: str) -> Iterator[tuple[Any, str]]:
+    """A separate client found through the driver's own URL parsing, and the key prefix."""
+    from flowbaton.backends.redis.client import Connection
+    from flowbaton.backends.redis.url import parse_url
+
+    target = parse_url(url)
+    conn = Connection(target)
+    try:
+        yield conn.redis, target.options["prefix"]
+    finally:
+        conn.close()
 
 
 def _hook(url: str) -> _Hook:
@@ -64,7 +160,7 @@ def _memory(
 def _sqlite(
     url: str, backend: Backend | None, flow_id: str, task_id: str | None, garbage: str
 ) -> None:
-    path = os.path.abspath(unquote(urlsplit(url).path[1:]))
+    path = _sqlite_path(url)
     conn = sqlite3.connect(path, timeout=5, isolation_level=None)
     try:
         if task_id is None:
@@ -85,22 +181,8 @@ def _zookeeper(
     url: str, backend: Backend | None, flow_id: str, task_id: str | None, garbage: str
 ) -> None:
     """Set the flow's (or task's) znode data from a separate kazoo client."""
-    from kazoo.client import KazooClient
-
-    from flowbaton.backends.zookeeper.layout import Layout
-    from flowbaton.backends.zookeeper.settings import Settings
-
-    settings = Settings.from_url(url, {})
-    paths = Layout(settings.chroot)
-    path = paths.flow(flow_id) if task_id is None else paths.task(flow_id, task_id)
-    auth = [("digest", f"{settings.username}:{settings.password}")] if settings.username else None
-    client = KazooClient(hosts=settings.hosts, auth_data=auth)
-    client.start(timeout=10)
-    try:
-        client.set(path, garbage.encode())
-    finally:
-        client.stop()
-        client.close()
+    with _kazoo(url) as (client, paths):
+        client.set(paths.flow(flow_id) if task_id is None else paths.task(flow_id, task_id), garbage.encode())
 
 
 def _redis(
@@ -108,15 +190,10 @@ def _redis(
 ) -> None:
     """Overwrite the flow's string key (or the task's hash field) from a
     separate client, found through the driver's own URL parsing and key layout."""
-    from flowbaton.backends.redis.client import Connection
     from flowbaton.backends.redis.keys import FlowKeys, to_bytes
-    from flowbaton.backends.redis.url import parse_url
 
-    target = parse_url(url)
-    keys = FlowKeys.of(target.options["prefix"], flow_id)
-    conn = Connection(target)
-    try:
-        client = conn.redis
+    with _redis_client(url) as (client, prefix):
+        keys = FlowKeys.of(prefix, flow_id)
         if task_id is None:
             written = client.set(keys.flow, garbage, xx=True)
         else:
@@ -124,8 +201,6 @@ def _redis(
             written = client.hexists(keys.tasks, field) and client.hset(keys.tasks, field, garbage) == 0
         if not written:
             raise LookupError(f"nothing stored for flow {flow_id!r} task {task_id!r} at {keys.flow}")
-    finally:
-        conn.close()
 
 
 _HOOKS: dict[str, _Hook] = {
