@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from ..backends.states import FLOW_STATES
 from .cli_commands import UsageError, cmd_demo, cmd_replica, cmd_submit
 from .ops_cli import add_ops_commands
 from .standalone import add_replica_options
+from .terminal import printable
 
 __all__ = ["main", "build_parser"]
 
@@ -35,7 +37,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line, like every other bad input."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # printable: argparse repeats the argument as typed, control characters too
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
 
 
 def _backend_option(parser: argparse.ArgumentParser, default: object) -> None:
@@ -49,6 +52,8 @@ def _positive(kind: type[float]) -> Callable[[str], float]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
         return value
@@ -152,4 +157,4 @@ class _HeldWarnings(logging.Handler):
 
 
 def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+    return printable(" ".join(str(err).split())) or type(err).__name__

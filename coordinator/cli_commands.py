@@ -18,6 +18,7 @@ from ..backends.base import Backend
 from ..backends.states import SUCCESS
 from .replica import connect
 from .standalone import run_replica
+from .terminal import printable
 
 __all__ = ["UsageError", "cmd_replica", "cmd_submit", "cmd_demo", "opened", "emit", "backend_url"]
 
@@ -45,18 +46,49 @@ def opened(args: argparse.Namespace) -> Iterator[Backend]:
         backend.close()
 
 
+#: How deep a JSON argument may nest. Plenty for arguments; far below the
+#: recursion limit of everything that walks the value later (codec, storage).
+MAX_ARGUMENT_DEPTH = 100
+
+
 def parse_json(text: str | None, option: str, kind: type) -> Any:
-    """A JSON option value of the expected kind (list for --args, object otherwise)."""
+    """A JSON option value of the expected kind (list for --args, object
+    otherwise): no NaN/Infinity (stored records cannot hold them), nested at
+    most ``MAX_ARGUMENT_DEPTH`` deep."""
     if text is None:
         return kind()
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except ValueError as err:
-        raise UsageError(f"{option}: not valid JSON ({err}): {text!r}") from None
+        raise UsageError(f"{option}: not valid JSON ({err}): {_shown(text)}") from None
+    except RecursionError:
+        raise UsageError(f"{option}: nested deeper than {MAX_ARGUMENT_DEPTH} levels") from None
     if not isinstance(value, kind):
         expected = "a JSON list" if kind is list else "a JSON object"
-        raise UsageError(f"{option}: expected {expected}, got {type(value).__name__}: {text!r}")
+        raise UsageError(f"{option}: expected {expected}, got {type(value).__name__}: {_shown(text)}")
+    if _too_deep(value):
+        raise UsageError(f"{option}: nested deeper than {MAX_ARGUMENT_DEPTH} levels")
     return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests deeper than the limit; iterative, so a deep
+    value cannot exhaust the stack while it is being measured."""
+    level = [value]
+    for _ in range(MAX_ARGUMENT_DEPTH):
+        level = [item for node in level if isinstance(node, (list, dict))
+                 for item in (node.values() if isinstance(node, dict) else node)]
+        if not level:
+            return False
+    return any(isinstance(node, (list, dict)) for node in level)
+
+
+def _shown(text: str, width: int = 200) -> str:
+    return repr(text) if len(text) <= width else repr(text[:width]) + "..."
 
 
 def emit(text: str) -> None:
@@ -83,9 +115,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
         try:
             report = coord.wait(flow_id, timeout=args.timeout)
         except TimeoutError as err:
-            print(f"flowbaton: {err}", file=sys.stderr)
+            print(f"flowbaton: {printable(str(err))}", file=sys.stderr)
             return 1
-    print(f"flow {flow_id}: {report.state}" + (f": {report.reason}" if report.reason else ""), file=sys.stderr)
+    print(printable(f"flow {flow_id}: {report.state}" + (f": {report.reason}" if report.reason else "")),
+          file=sys.stderr)
     return 0 if report.state == SUCCESS else 1
 
 

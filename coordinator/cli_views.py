@@ -3,17 +3,21 @@
 Views are pure functions of records, so they are easy to test and the JSON
 shapes live in one place. The shapes documented in issue 3 (``flows``,
 ``claims``, ``show``) only ever gain keys; tables for the newer operator
-commands are in ``ops_views``.
+commands are in ``ops_views``. Text output passes every stored string
+through ``terminal.printable`` (table cells, and each line as a whole);
+JSON output is exact.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..backends.records import ClaimInfo, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from .terminal import printable, printable_lines
 
 __all__ = [
     "flow_row",
@@ -146,13 +150,18 @@ def show_doc(
 def when(stamp: float | None) -> str:
     if stamp is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+    except (OverflowError, OSError, ValueError, TypeError):  # a stored stamp no calendar holds
+        return printable(repr(stamp))
 
 
 def seconds(value: float | None) -> str:
     """A span for people: 4.2s, 12m, 3.5h, 2.0d."""
     if value is None:
         return "-"
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return printable(repr(value))
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
         if abs(value) >= size:
             return f"{value / size:.1f}{unit}"
@@ -160,12 +169,17 @@ def seconds(value: float | None) -> str:
 
 
 def short(value: JSON, width: int = 40) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
+    """One cell: a string escaped, anything else as JSON (which escapes
+    control characters itself), cut to ``width``."""
+    text = printable(value) if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell; the last one is not padded."""
+    """Columns padded to their widest cell; the last one is not padded.
+    Cells are made printable here, so no table prints a stored string raw."""
+    headers = [printable(h) for h in headers]
+    rows = [[printable(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     lines = [headers, *rows]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
@@ -218,11 +232,11 @@ def render_show(doc: Mapping[str, JSON], is_stranded: bool) -> str:
     lines += [f"decision  {task}: {choice}" for task, choice in (doc.get("decisions") or {}).items()]
     cells = [[t["id"], t["state"], t["version"] or "-", str(t["attempts"]), t["owner"] or "-",
               short(t["failure"]["message"] if t["failure"] else t["result"])] for t in doc["tasks"]]
-    lines += ["", table(["TASK", "STATE", "VERSION", "ATTEMPTS", "OWNER", "RESULT / FAILURE"], cells)
-              if cells else "no tasks"]
-    if doc["unmatched"]:
-        lines.append("unmatched (stored, no longer in the flow): " + ", ".join(doc["unmatched"]))
-    return "\n".join(lines + _history(doc))
+    tasks = table(["TASK", "STATE", "VERSION", "ATTEMPTS", "OWNER", "RESULT / FAILURE"], cells) if cells \
+        else "no tasks"
+    tail = ["unmatched (stored, no longer in the flow): " + ", ".join(doc["unmatched"])] if doc["unmatched"] else []
+    tail += _history(doc)
+    return "\n".join([printable_lines(lines), "", tasks, *([printable_lines(tail)] if tail else [])])
 
 
 def _claim_text(claim: Mapping[str, JSON] | None) -> str:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Backend
-from ..backends.errors import ClaimHeld, CorruptRecord, FlowbatonError, FlowNotFound
+from ..backends.errors import ClaimHeld, FlowbatonError, FlowNotFound
 from ..backends.records import ClaimInfo, ClaimToken, FlowDetail, TaskDetail
 from ..backends.states import (
     CANCELLED,
@@ -48,7 +48,6 @@ from ..backends.states import (
     TERMINAL_FLOW_STATES,
 )
 from ..engine.resume import DECISIONS_KEY
-from .corrupt import CORRUPT_KEY
 
 __all__ = [
     "OpRefused",
@@ -60,8 +59,7 @@ __all__ = [
     "cancel",
     "retry",
     "purge",
-    "current_claim",
-    "load_flow",
+    "MIN_PURGE_AGE",
 ]
 
 log = logging.getLogger("flowbaton.coordinator.ops")
@@ -76,6 +74,8 @@ RETRYABLE = frozenset({FAILURE, REVERTED, HELD})
 # Task states a retry puts back to PENDING: the work failed, or was undone.
 RESETTABLE = frozenset({FAILURE, REVERTED, REVERT_FAILURE, REVERTING})
 DECISIONS = ("rerun", "reuse")
+# The youngest a flow may be for purge without force (see ``purge``).
+MIN_PURGE_AGE = 3600.0
 
 
 class OpRefused(FlowbatonError, ValueError):
@@ -104,7 +104,6 @@ class ActionResult:
                        + ("; any replica may resume it" if self.state in RUNNABLE_FLOW_STATES else ""),
             "cancel": f"cancelled flow {self.flow_id} (was {self.state_before}): {fenced}; no task starts again",
             "retry": f"flow {self.flow_id} is {self.state} again (was {self.state_before}): {fenced}",
-            "delete": f"deleted flow {self.flow_id} (was {self.state_before}) with its tasks and declines: {fenced}",
         }[self.action]
         extra = [f"tasks back to PENDING: {', '.join(self.tasks)}"] if self.tasks else []
         extra += [f"version decision: {t}={d}" for t, d in self.decisions.items()]
@@ -137,7 +136,7 @@ def operator_id() -> str:
 def _claimed(backend: Backend, flow_id: str, who: str) -> Iterator[tuple[ClaimToken, ClaimInfo | None]]:
     """Force-claim the flow for the block; release at the end. The claim
     read first only names who is fenced (it may change in between)."""
-    held = current_claim(backend, flow_id)
+    held = backend.current_claim(flow_id)
     token = backend.claim(flow_id, who, OP_LEASE, force=True)
     log.info("operator %s claimed flow %s at epoch %d (fencing %s)", who, flow_id, token.epoch,
              held.token if held else "nobody", extra={"flow_id": flow_id, "epoch": token.epoch})
@@ -147,25 +146,6 @@ def _claimed(backend: Backend, flow_id: str, who: str) -> Iterator[tuple[ClaimTo
         _release_quietly(backend, token)
         raise
     backend.release(token)
-
-
-def current_claim(backend: Backend, flow_id: str) -> ClaimInfo | None:
-    """The flow's live claim, or None; an unreadable claim is named in a
-    warning and counts as none: a forced claim replaces it (nobody can
-    prove they hold it, so nobody's writes depend on it)."""
-    try:
-        return backend.current_claim(flow_id)
-    except CorruptRecord as err:
-        log.warning("flow %s: replacing an unreadable claim: %s", flow_id, err)
-        return None
-
-
-def load_flow(backend: Backend, flow_id: str) -> FlowDetail:
-    """The flow record, or ``OpRefused`` saying how to remove an unreadable one."""
-    try:
-        return backend.load_flow(flow_id)
-    except CorruptRecord as err:
-        raise OpRefused(f"{err}; `flowbaton delete {flow_id} --force` removes the flow") from err
 
 
 def _release_quietly(backend: Backend, token: ClaimToken) -> None:
@@ -208,7 +188,7 @@ def release(backend: Backend, flow_id: str, *, who: str | None = None) -> Action
     and leave the flow unowned: any replica may resume it at once."""
     who = who or operator_id()
     with _claimed(backend, flow_id, who) as (token, held):
-        flow = load_flow(backend, flow_id)
+        flow = backend.load_flow(flow_id)
         before = flow.state
         _note(flow, "release", who, token, held)
         flow.owner = None  # a hand-over, not a crash: the next claim is no takeover
@@ -221,9 +201,9 @@ def cancel(backend: Backend, flow_id: str, *, who: str | None = None) -> ActionR
     (its owner is fenced, and CANCELLED is not runnable). Tasks that are
     running finish, but their results are not written; nothing is reverted."""
     who = who or operator_id()
-    _require(load_flow(backend, flow_id), CANCELLABLE, "cancel")  # refuse before fencing anyone
+    _require(backend.load_flow(flow_id), CANCELLABLE, "cancel")  # refuse before fencing anyone
     with _claimed(backend, flow_id, who) as (token, held):
-        flow = load_flow(backend, flow_id)
+        flow = backend.load_flow(flow_id)
         _require(flow, CANCELLABLE, "cancel")  # it may have ended meanwhile
         before = flow.state
         _note(flow, "cancel", who, token, held)
@@ -250,9 +230,9 @@ def retry(
     if decision not in (None, *DECISIONS):
         raise OpRefused(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
     who = who or operator_id()
-    _retry_plan(load_flow(backend, flow_id), backend.load_tasks(flow_id), task, decision)
+    _retry_plan(backend.load_flow(flow_id), backend.load_tasks(flow_id), task, decision)
     with _claimed(backend, flow_id, who) as (token, held):
-        flow, tasks = load_flow(backend, flow_id), backend.load_tasks(flow_id)
+        flow, tasks = backend.load_flow(flow_id), backend.load_tasks(flow_id)
         reset = _retry_plan(flow, tasks, task, decision)
         for tid in reset:
             backend.save_task(token, _pending(tasks[tid], token, who))
@@ -266,9 +246,6 @@ def retry(
 def _retry_plan(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None, decision: str | None) -> list[str]:
     """The task ids a retry puts back to PENDING, or ``OpRefused``."""
     _require(flow, RETRYABLE, "retry")
-    if CORRUPT_KEY in flow.meta:
-        raise OpRefused(f"flow {flow.id} is a placeholder for a record nobody could read: nothing to "
-                        f"run; `flowbaton delete {flow.id} --force` removes it")
     if flow.state == HELD:
         _check_held(flow, tasks, task, decision)
         return []
@@ -327,20 +304,30 @@ def _reopen(flow: FlowDetail, task: str | None, decision: str | None) -> dict[st
 
 
 def purge(backend: Backend, finished_before: float, dry_run: bool = False, *, who: str | None = None,
-          now: float | None = None) -> PurgeReport:
-    """Delete finished flows (SUCCESS, REVERTED, FAILURE, CANCELLED) last
-    updated more than ``finished_before`` seconds ago, with their tasks and
-    declines. Each is claimed first (without force: a flow someone holds is
-    skipped) and deleted under that claim."""
+          now: float | None = None, include_failed: bool = False, force: bool = False) -> PurgeReport:
+    """Delete finished flows (SUCCESS, REVERTED, CANCELLED; FAILURE only with
+    ``include_failed``) last updated more than ``finished_before`` seconds
+    ago, with their tasks and declines. Each is claimed first (without force:
+    a flow someone holds is skipped) and deleted under that claim.
+
+    FAILURE is kept by default: it records a revert that failed, whose side
+    effects still need someone's cleanup. An age under ``MIN_PURGE_AGE`` is
+    refused (dry run too: it shows what the real run would do) unless
+    ``force``: a flow that finished a moment ago may still be read by its
+    submitter, and ``0`` or ``10s`` for ``10d`` is a typo that deletes everything."""
+    if not force and not finished_before >= MIN_PURGE_AGE:
+        raise OpRefused(f"purging flows finished less than {MIN_PURGE_AGE / 3600:g}h ago "
+                        f"({finished_before:g}s) needs --force (force=True)")
+    states = TERMINAL_FLOW_STATES if include_failed else TERMINAL_FLOW_STATES - {FAILURE}
     cutoff = (time.time() if now is None else now) - finished_before
     report = PurgeReport(dry_run, cutoff)
-    old = [f for f in backend.list_flows(TERMINAL_FLOW_STATES) if f.updated_at < cutoff]
+    old = [f for f in backend.list_flows(states) if f.updated_at < cutoff]
     if dry_run:
         report.flows = old
         return report
     who = who or operator_id()
     for flow in old:
-        why = _purge_one(backend, flow.id, cutoff, who)
+        why = _purge_one(backend, flow.id, cutoff, who, states)
         if why is None:
             report.flows.append(flow)
         else:
@@ -348,7 +335,7 @@ def purge(backend: Backend, finished_before: float, dry_run: bool = False, *, wh
     return report
 
 
-def _purge_one(backend: Backend, flow_id: str, cutoff: float, who: str) -> str | None:
+def _purge_one(backend: Backend, flow_id: str, cutoff: float, who: str, states: frozenset[str]) -> str | None:
     """Delete one flow; None when done, else why it was skipped."""
     try:
         token = backend.claim(flow_id, who, OP_LEASE)
@@ -358,7 +345,7 @@ def _purge_one(backend: Backend, flow_id: str, cutoff: float, who: str) -> str |
         return "already gone"
     try:
         flow = backend.load_flow(flow_id)
-        changed = flow.state not in TERMINAL_FLOW_STATES or flow.updated_at >= cutoff
+        changed = flow.state not in states or flow.updated_at >= cutoff
         if not changed:
             backend.delete_flow(token)
             return None

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import ops, ops_delete, ops_query
+from . import ops, ops_query
 from .cli_commands import UsageError, backend_url, emit, opened
 from .cli_views import render_claims, render_flows, render_json, render_show
 from .ops_check import check
 from .ops_time import age_of, parse_point
 from .ops_views import render_check, render_plan, render_purge, render_replicas
 from .standalone import add_allow_option
+from .terminal import printable
 
 __all__ = ["add_ops_commands"]
 
@@ -103,16 +104,13 @@ def _add_actions(command: Command) -> None:
             choice = cmd.add_mutually_exclusive_group()
             choice.add_argument("--rerun", action="store_true", help="a task whose major version changed runs again")
             choice.add_argument("--reuse", action="store_true", help="... keeps its stored result")
-    delete = command("delete", "remove one flow (e.g. a corrupt one) with its tasks, declines and claim; "
-                               "fenced: its owner's next write fails")
-    delete.add_argument("flow_id", metavar="FLOW_ID")
-    delete.add_argument("--force", action="store_true", help="required: the flow is gone for good")
-    delete.add_argument("--dry-run", action="store_true", help="say what would be deleted; change nothing")
-    _yes_flag(delete)
-    delete.set_defaults(func=cmd_delete)
-    purge = command("purge", "delete finished flows (SUCCESS, REVERTED, FAILURE, CANCELLED) last updated long ago")
+    purge = command("purge", "delete finished flows (SUCCESS, REVERTED, CANCELLED) last updated long ago")
     purge.add_argument("--finished-before", metavar="DURATION", required=True, type=_time_arg(age_of),
                        help="a duration (30d, 12h) or an ISO time; flows last updated before then go")
+    purge.add_argument("--include-failed", action="store_true",
+                       help="FAILURE flows too (a failed revert: its side effects may still need cleanup)")
+    purge.add_argument("--force", action="store_true",
+                       help=f"allow a --finished-before under {ops.MIN_PURGE_AGE / 3600:g}h")
     purge.add_argument("--dry-run", action="store_true", help="list what would be purged; change nothing")
     _yes_flag(purge)
     purge.set_defaults(func=cmd_purge)
@@ -166,15 +164,15 @@ def confirm(args: argparse.Namespace, question: str | Callable[[], str]) -> None
     only built (it may read the backend) when it is asked."""
     if args.yes or not sys.stdin.isatty():
         return
-    sys.stderr.write(f"{question() if callable(question) else question} [y/N] ")
+    sys.stderr.write(f"{printable(question() if callable(question) else question)} [y/N] ")
     sys.stderr.flush()
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
         raise UsageError("not confirmed; nothing was changed")
 
 
 def _describe(backend: Any, flow_id: str) -> str:
-    flow = ops.load_flow(backend, flow_id)
-    claim = ops.current_claim(backend, flow_id)  # an unreadable one is replaced, like none
+    flow = backend.load_flow(flow_id)
+    claim = backend.current_claim(flow_id)
     owner = f", claimed by {claim.owner} at epoch {claim.epoch}" if claim else ", not claimed"
     return f"flow {flow_id} ({flow.state}{owner})"
 
@@ -184,7 +182,7 @@ def _act_on_flow(args: argparse.Namespace, question: Callable[[str], str], act: 
     with opened(args) as backend:
         confirm(args, lambda: question(_describe(backend, args.flow_id)))
         result = act(backend)
-    emit(result.describe())
+    emit(printable(result.describe()))
     return 0
 
 
@@ -205,31 +203,20 @@ def cmd_retry(args: argparse.Namespace) -> int:
                         lambda backend: ops.retry(backend, args.flow_id, task=args.task, decision=decision))
 
 
-def cmd_delete(args: argparse.Namespace) -> int:
-    with opened(args) as backend:
-        plan = ops_delete.describe_delete(backend, args.flow_id)
-        if args.dry_run:
-            emit(f"would delete {plan.describe()}")
-            return 0
-        if not args.force:
-            raise UsageError(f"delete removes flow {args.flow_id} for good: add --force "
-                             "(--dry-run shows what would go)")
-        confirm(args, f"delete {plan.describe()} for good?")
-        result = ops_delete.delete(backend, args.flow_id)
-    emit(result.describe())
-    return 0
-
-
 def cmd_purge(args: argparse.Namespace) -> int:
     with opened(args) as backend:
-        listed = ops.purge(backend, args.finished_before, dry_run=True)
+        listed = _purge(args, backend, dry_run=True)
         if args.dry_run or not listed.flows:
             emit(render_purge(listed))
             return 0
         confirm(args, f"delete {len(listed.flows)} finished flow(s) and their tasks for good?")
-        report = ops.purge(backend, args.finished_before)
+        report = _purge(args, backend, dry_run=False)
     emit(render_purge(report))
     return 0
+
+
+def _purge(args: argparse.Namespace, backend: Any, dry_run: bool) -> ops.PurgeReport:
+    return ops.purge(backend, args.finished_before, dry_run, include_failed=args.include_failed, force=args.force)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -2,16 +2,21 @@
 
 ``--since T`` and ``--finished-before T`` accept either: a duration counts
 back from now, an ISO time is taken as is (local time when it names no
-zone). Anything else is a ``ValueError`` that says what is accepted.
+zone). Anything else is a ``ValueError`` that says what is accepted: that
+includes ``nan``, ``inf``, negative durations and durations over
+``MAX_DURATION`` (a century), which no calendar arithmetic can use.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime
 
-__all__ = ["parse_duration", "parse_point", "age_of"]
+__all__ = ["parse_duration", "parse_point", "age_of", "MAX_DURATION"]
+
+MAX_DURATION = 100 * 366 * 86400.0
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -22,18 +27,24 @@ def parse_duration(text: str) -> float:
     """Seconds in ``text`` (``1h30m``; a bare number is seconds)."""
     cleaned = text.strip().lower()
     try:
-        return _non_negative(float(cleaned), text)
+        value = float(cleaned)
     except ValueError:
-        pass
+        value = _sum_of_parts(cleaned, text)
+    return _usable(value, text)
+
+
+def _sum_of_parts(cleaned: str, text: str) -> float:
     parts = _PART.findall(cleaned)
     if not parts or "".join(n + u for n, u in parts) != cleaned:
         raise ValueError(f"not a duration: {text!r} (expected {_ACCEPTED})")
     return sum(float(number) * _UNITS[unit] for number, unit in parts)
 
 
-def _non_negative(value: float, text: str) -> float:
-    if value < 0:
-        raise ValueError(f"a duration cannot be negative: {text!r}")
+def _usable(value: float, text: str) -> float:
+    problem = ("not a finite duration" if not math.isfinite(value) else "a negative duration" if value < 0
+               else "a duration over a century" if value > MAX_DURATION else None)
+    if problem:
+        raise ValueError(f"{problem}: {text!r} (expected {_ACCEPTED})")
     return value
 
 
@@ -43,7 +54,7 @@ def _parse_iso(text: str) -> float:
         cleaned = cleaned[:-1] + "+00:00"
     try:
         return datetime.fromisoformat(cleaned).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # OverflowError/OSError: a year the platform cannot convert
         raise ValueError(f"not a time: {text!r} (expected {_ACCEPTED})") from None
 
 

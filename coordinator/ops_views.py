@@ -1,5 +1,6 @@
 """Readable output of the operator commands (``replicas``, ``plan``,
-``check``, ``purge``); their JSON is the query functions' own documents."""
+``check``, ``purge``); their JSON is the query functions' own documents.
+Stored strings are made printable (``terminal``) cell by cell and line by line."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from .cli_views import seconds, short, table, when
 from .ops import PurgeReport
 from .ops_check import CheckReport
+from .terminal import printable_lines
 
 __all__ = ["render_replicas", "render_plan", "render_check", "render_purge"]
 
@@ -17,14 +19,14 @@ JSON = Any
 
 def render_replicas(doc: Mapping[str, JSON], now: float) -> str:
     rows = doc["replicas"]
-    lines = [table(["REPLICA", "HOST", "PID", "VERSION", "UP", "ALLOW", "CLAIMS"],
-                   [[r["replica_id"], r["host"], str(r["pid"]), r["version"], seconds(now - r["started_at"]),
-                     ",".join(r["allow"]) or "-", _claims_cell(r["claims"])] for r in rows])
-             if rows else "no live replicas"]
-    lines += [f"claimed by no live replica: {c['flow_id']} (owner {c['owner']}, epoch {c['epoch']})"
-              for c in doc["other_claims"]]
+    head = (table(["REPLICA", "HOST", "PID", "VERSION", "UP", "ALLOW", "CLAIMS"],
+                  [[r["replica_id"], r["host"], str(r["pid"]), r["version"], seconds(now - r["started_at"]),
+                    ",".join(r["allow"]) or "-", _claims_cell(r["claims"])] for r in rows])
+            if rows else "no live replicas")
+    lines = [f"claimed by no live replica: {c['flow_id']} (owner {c['owner']}, epoch {c['epoch']})"
+             for c in doc["other_claims"]]
     lines += [f"warning: {w}" for w in doc["warnings"]]
-    return "\n".join(lines)
+    return "\n".join([head, printable_lines(lines)]) if lines else head
 
 
 def _claims_cell(flow_ids: list[str]) -> str:
@@ -45,14 +47,14 @@ def render_plan(doc: Mapping[str, JSON]) -> str:
     lines += [f"  HELD      {reason}" for reason in doc.get("held") or []]
     if len(lines) == 1:
         lines.append("  nothing to do")
-    return "\n".join(lines)
+    return printable_lines(lines)
 
 
 def render_check(report: CheckReport) -> str:
     lines = [f"note     {note}" for note in report.notes]
     lines += [f"PROBLEM  {problem}" for problem in report.problems]
     verdict = "check: OK" if report.ok else f"check: {len(report.problems)} problem(s)"
-    return "\n".join([*lines, verdict])
+    return printable_lines([*lines, verdict])
 
 
 def render_purge(report: PurgeReport) -> str:
@@ -61,4 +63,4 @@ def render_purge(report: PurgeReport) -> str:
     lines += [f"skipped {flow_id}: {why}" for flow_id, why in report.skipped]
     lines.append(f"{verb} {len(report.flows)} flow(s) last updated before {when(report.cutoff)}"
                  + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
-    return "\n".join(lines)
+    return printable_lines(lines)
