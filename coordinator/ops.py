@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Backend
-from ..backends.errors import ClaimHeld, FlowbatonError, FlowNotFound
+from ..backends.errors import ClaimHeld, CorruptRecord, FlowbatonError, FlowNotFound
 from ..backends.records import ClaimInfo, ClaimToken, FlowDetail, TaskDetail
 from ..backends.states import (
     CANCELLED,
@@ -48,6 +48,7 @@ from ..backends.states import (
     TERMINAL_FLOW_STATES,
 )
 from ..engine.resume import DECISIONS_KEY
+from .corrupt import CORRUPT_KEY
 
 __all__ = [
     "OpRefused",
@@ -59,6 +60,8 @@ __all__ = [
     "cancel",
     "retry",
     "purge",
+    "current_claim",
+    "load_flow",
     "MIN_PURGE_AGE",
 ]
 
@@ -104,6 +107,7 @@ class ActionResult:
                        + ("; any replica may resume it" if self.state in RUNNABLE_FLOW_STATES else ""),
             "cancel": f"cancelled flow {self.flow_id} (was {self.state_before}): {fenced}; no task starts again",
             "retry": f"flow {self.flow_id} is {self.state} again (was {self.state_before}): {fenced}",
+            "delete": f"deleted flow {self.flow_id} (was {self.state_before}) with its tasks and declines: {fenced}",
         }[self.action]
         extra = [f"tasks back to PENDING: {', '.join(self.tasks)}"] if self.tasks else []
         extra += [f"version decision: {t}={d}" for t, d in self.decisions.items()]
@@ -136,7 +140,7 @@ def operator_id() -> str:
 def _claimed(backend: Backend, flow_id: str, who: str) -> Iterator[tuple[ClaimToken, ClaimInfo | None]]:
     """Force-claim the flow for the block; release at the end. The claim
     read first only names who is fenced (it may change in between)."""
-    held = backend.current_claim(flow_id)
+    held = current_claim(backend, flow_id)
     token = backend.claim(flow_id, who, OP_LEASE, force=True)
     log.info("operator %s claimed flow %s at epoch %d (fencing %s)", who, flow_id, token.epoch,
              held.token if held else "nobody", extra={"flow_id": flow_id, "epoch": token.epoch})
@@ -146,6 +150,25 @@ def _claimed(backend: Backend, flow_id: str, who: str) -> Iterator[tuple[ClaimTo
         _release_quietly(backend, token)
         raise
     backend.release(token)
+
+
+def current_claim(backend: Backend, flow_id: str) -> ClaimInfo | None:
+    """The flow's live claim, or None; an unreadable claim is named in a
+    warning and counts as none: a forced claim replaces it (nobody can
+    prove they hold it, so nobody's writes depend on it)."""
+    try:
+        return backend.current_claim(flow_id)
+    except CorruptRecord as err:
+        log.warning("flow %s: replacing an unreadable claim: %s", flow_id, err)
+        return None
+
+
+def load_flow(backend: Backend, flow_id: str) -> FlowDetail:
+    """The flow record, or ``OpRefused`` saying how to remove an unreadable one."""
+    try:
+        return backend.load_flow(flow_id)
+    except CorruptRecord as err:
+        raise OpRefused(f"{err}; `flowbaton delete {flow_id} --force` removes the flow") from err
 
 
 def _release_quietly(backend: Backend, token: ClaimToken) -> None:
@@ -188,7 +211,7 @@ def release(backend: Backend, flow_id: str, *, who: str | None = None) -> Action
     and leave the flow unowned: any replica may resume it at once."""
     who = who or operator_id()
     with _claimed(backend, flow_id, who) as (token, held):
-        flow = backend.load_flow(flow_id)
+        flow = load_flow(backend, flow_id)
         before = flow.state
         _note(flow, "release", who, token, held)
         flow.owner = None  # a hand-over, not a crash: the next claim is no takeover
@@ -201,9 +224,9 @@ def cancel(backend: Backend, flow_id: str, *, who: str | None = None) -> ActionR
     (its owner is fenced, and CANCELLED is not runnable). Tasks that are
     running finish, but their results are not written; nothing is reverted."""
     who = who or operator_id()
-    _require(backend.load_flow(flow_id), CANCELLABLE, "cancel")  # refuse before fencing anyone
+    _require(load_flow(backend, flow_id), CANCELLABLE, "cancel")  # refuse before fencing anyone
     with _claimed(backend, flow_id, who) as (token, held):
-        flow = backend.load_flow(flow_id)
+        flow = load_flow(backend, flow_id)
         _require(flow, CANCELLABLE, "cancel")  # it may have ended meanwhile
         before = flow.state
         _note(flow, "cancel", who, token, held)
@@ -230,9 +253,9 @@ def retry(
     if decision not in (None, *DECISIONS):
         raise OpRefused(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
     who = who or operator_id()
-    _retry_plan(backend.load_flow(flow_id), backend.load_tasks(flow_id), task, decision)
+    _retry_plan(load_flow(backend, flow_id), backend.load_tasks(flow_id), task, decision)
     with _claimed(backend, flow_id, who) as (token, held):
-        flow, tasks = backend.load_flow(flow_id), backend.load_tasks(flow_id)
+        flow, tasks = load_flow(backend, flow_id), backend.load_tasks(flow_id)
         reset = _retry_plan(flow, tasks, task, decision)
         for tid in reset:
             backend.save_task(token, _pending(tasks[tid], token, who))
@@ -246,6 +269,9 @@ def retry(
 def _retry_plan(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None, decision: str | None) -> list[str]:
     """The task ids a retry puts back to PENDING, or ``OpRefused``."""
     _require(flow, RETRYABLE, "retry")
+    if CORRUPT_KEY in flow.meta:
+        raise OpRefused(f"flow {flow.id} is a placeholder for a record nobody could read: nothing to "
+                        f"run; `flowbaton delete {flow.id} --force` removes it")
     if flow.state == HELD:
         _check_held(flow, tasks, task, decision)
         return []

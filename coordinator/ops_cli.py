@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import ops, ops_query
+from . import ops, ops_delete, ops_query
 from .cli_commands import UsageError, backend_url, emit, opened
 from .cli_views import render_claims, render_flows, render_json, render_show
 from .ops_check import check
@@ -104,6 +104,13 @@ def _add_actions(command: Command) -> None:
             choice = cmd.add_mutually_exclusive_group()
             choice.add_argument("--rerun", action="store_true", help="a task whose major version changed runs again")
             choice.add_argument("--reuse", action="store_true", help="... keeps its stored result")
+    delete = command("delete", "remove one flow (e.g. a corrupt one) with its tasks, declines and claim; "
+                               "fenced: its owner's next write fails")
+    delete.add_argument("flow_id", metavar="FLOW_ID")
+    delete.add_argument("--force", action="store_true", help="required: the flow is gone for good")
+    delete.add_argument("--dry-run", action="store_true", help="say what would be deleted; change nothing")
+    _yes_flag(delete)
+    delete.set_defaults(func=cmd_delete)
     purge = command("purge", "delete finished flows (SUCCESS, REVERTED, CANCELLED) last updated long ago")
     purge.add_argument("--finished-before", metavar="DURATION", required=True, type=_time_arg(age_of),
                        help="a duration (30d, 12h) or an ISO time; flows last updated before then go")
@@ -171,8 +178,8 @@ def confirm(args: argparse.Namespace, question: str | Callable[[], str]) -> None
 
 
 def _describe(backend: Any, flow_id: str) -> str:
-    flow = backend.load_flow(flow_id)
-    claim = backend.current_claim(flow_id)
+    flow = ops.load_flow(backend, flow_id)
+    claim = ops.current_claim(backend, flow_id)  # an unreadable one is replaced, like none
     owner = f", claimed by {claim.owner} at epoch {claim.epoch}" if claim else ", not claimed"
     return f"flow {flow_id} ({flow.state}{owner})"
 
@@ -201,6 +208,21 @@ def cmd_retry(args: argparse.Namespace) -> int:
     what = f" task {args.task}" if args.task else ""
     return _act_on_flow(args, lambda flow: f"retry{what} of {flow}?",
                         lambda backend: ops.retry(backend, args.flow_id, task=args.task, decision=decision))
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with opened(args) as backend:
+        plan = ops_delete.describe_delete(backend, args.flow_id)
+        if args.dry_run:
+            emit(printable(f"would delete {plan.describe()}"))
+            return 0
+        if not args.force:
+            raise UsageError(f"delete removes flow {args.flow_id} for good: add --force "
+                             "(--dry-run shows what would go)")
+        confirm(args, f"delete {plan.describe()} for good?")
+        result = ops_delete.delete(backend, args.flow_id)
+    emit(printable(result.describe()))
+    return 0
 
 
 def cmd_purge(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import argparse
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..backends import default_url
 from ..backends.errors import FlowbatonError
 from .logs import LOG_FORMATS, configure_logging
 from .probes import DEFAULT_METRICS_PORT
-from .replica import Coordinator, connect
+from .replica import DEFAULT_BUILD_TIMEOUT, DEFAULT_STOP_TIMEOUT, Coordinator, connect
 
 __all__ = ["REPLICA_ENV", "add_allow_option", "add_replica_options", "run_replica"]
 
@@ -36,6 +37,9 @@ REPLICA_ENV = {
     "--metrics-host": "FLOWBATON_METRICS_HOST",
     "--log-format": "FLOWBATON_LOG_FORMAT",
     "--log-level": "FLOWBATON_LOG_LEVEL",
+    "--task-timeout": "FLOWBATON_TASK_TIMEOUT",
+    "--build-timeout": "FLOWBATON_BUILD_TIMEOUT",
+    "--stop-timeout": "FLOWBATON_STOP_TIMEOUT",
 }
 
 
@@ -107,22 +111,58 @@ def add_replica_options(cmd: argparse.ArgumentParser) -> None:
                      help="text or json: one JSON object per line (default: $FLOWBATON_LOG_FORMAT, else text)")
     cmd.add_argument("--log-level", type=_LEVEL, metavar="LEVEL", default=_env("--log-level", "INFO"),
                      help="default: $FLOWBATON_LOG_LEVEL, else INFO")
+    _add_timeout_options(cmd)
+
+
+def _add_timeout_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--task-timeout", type=_SECONDS, metavar="SECONDS", default=_env("--task-timeout"),
+                     help="bound of a task call when the task sets no timeout: past it the attempt fails "
+                     "(TaskTimeout, retried per the task's policy) and, while its thread still runs, the flow "
+                     "is kept here and /healthz reports it (default: $FLOWBATON_TASK_TIMEOUT, else none)")
+    cmd.add_argument("--build-timeout", type=_SECONDS, metavar="SECONDS",
+                     default=_env("--build-timeout", f"{DEFAULT_BUILD_TIMEOUT:g}"),
+                     help="bound of importing a factory and building its flow: past it the flow is declined "
+                     "and the claim counts toward the poison limit (default: $FLOWBATON_BUILD_TIMEOUT, "
+                     f"else {DEFAULT_BUILD_TIMEOUT:g})")
+    cmd.add_argument("--stop-timeout", type=_SECONDS, metavar="SECONDS",
+                     default=_env("--stop-timeout", f"{DEFAULT_STOP_TIMEOUT:g}"),
+                     help="on SIGTERM, seconds to wait for running flows to hand back; past it the replica "
+                     "exits (status 1) without releasing them: their claims expire after the lease and the "
+                     "next owner resumes them with the running task in doubt. Keep it below the supervisor's "
+                     "grace period (default: $FLOWBATON_STOP_TIMEOUT, else "
+                     f"{DEFAULT_STOP_TIMEOUT:g})")
 
 
 def run_replica(args: argparse.Namespace) -> int:
-    """Run until SIGTERM/SIGINT, then hand the flows over and exit 0."""
+    """Run until SIGTERM/SIGINT, then hand the flows over and exit 0; or,
+    past ``--stop-timeout``, exit 1 at once without handing over the flows
+    still running (their threads cannot be stopped, only the process)."""
     configure_logging(args.log_format, args.log_level)
     coord = connect(getattr(args, "backend", None) or default_url(), replica_id=args.replica_id,
-                    allow=args.allow, lease=args.lease)
+                    allow=args.allow, lease=args.lease, task_timeout=args.task_timeout,
+                    build_timeout=args.build_timeout, stop_timeout=args.stop_timeout)
+    clean = True
     try:
         for warning in coord.backend.warnings():
             log.warning("backend: %s", warning, extra={"replica_id": coord.replica_id})
         if args.metrics_port is not None:
             _serve_http(coord, args.metrics_port, args.metrics_host)
-        coord.serve(concurrency=args.concurrency)
+        clean = coord.serve(concurrency=args.concurrency)
     finally:
         coord.close()
+    if not clean:
+        _exit_now(1)
     return 0
+
+
+def _exit_now(status: int) -> None:
+    """End the process now: a stuck task thread, or a thread it started,
+    must not keep it alive past the stop timeout (interpreter exit joins
+    non-daemon threads)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)
 
 
 def _serve_http(coord: Coordinator, port: int, host: str) -> None:
