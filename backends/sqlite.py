@@ -195,6 +195,15 @@ def _path_from_url(url: str) -> str:
     return os.path.abspath(path)
 
 
+def _create_private(path: str) -> None:
+    """Create the database file readable by its owner only (0600): records
+    hold arguments and results. SQLite gives the -wal and -shm files the
+    database file's mode. An existing file keeps its mode (the operator's
+    choice); any other failure is left for SQLite's open to report."""
+    with suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _is_busy(err: BaseException) -> bool:
     return isinstance(err, sqlite3.OperationalError) and "locked" in str(err)
 
@@ -230,6 +239,7 @@ class SQLiteBackend(Backend):
         self._synchronous = synchronous
         self._clock = clock
         self._closed = threading.Event()
+        _create_private(self.path)
         self._setup_connections()
         self._prepare_file()
 

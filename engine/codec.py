@@ -5,6 +5,15 @@ processes, possibly running newer code. Silently turning a tuple into a list
 or a datetime into a string would change what downstream tasks see after a
 resume, so anything that is not plain JSON is refused, naming the path to the
 offending value, unless the user registered a codec for its type.
+
+Tagging. A codec value is stored as ``{TAG: name, "value": ...}``. So that a
+plain dict can never be mistaken for one (a result shaped like a codec value
+used to come back as that type after a resume), ``encode`` escapes every
+plain dict that has the ``TAG`` key as ``{TAG: "dict", "value": {...}}``,
+and ``decode`` unwraps it. A dict without ``TAG`` is stored as it is, so
+records written before the escaping decode as they always did (the one
+shape that now reads differently is an old plain dict exactly
+``{TAG: "dict", "value": {...}}``; "dict" cannot be a codec name).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from ..backends.errors import NotJSONError
 __all__ = ["register_codec", "encode", "decode", "TAG"]
 
 TAG = "__flowbaton_type__"
+_ESCAPED = "dict"  # TAG's value for a plain dict that has the TAG key itself
 _PLAIN = (str, int, bool, type(None))
 
 
@@ -43,6 +53,8 @@ def register_codec(
 
     ``name`` is what the record keeps, so it must stay stable across deploys.
     """
+    if name == _ESCAPED:
+        raise ValueError(f"codec name {name!r} is reserved")
     with _lock:
         if name in _by_name and _by_name[name].kind is not kind:
             raise ValueError(f"codec name {name!r} is already used for {_by_name[name].kind}")
@@ -54,6 +66,13 @@ def register_codec(
 def encode(value: Any, where: str) -> Any:
     """Return ``value`` as plain JSON, or raise ``NotJSONError`` naming
     ``where`` and the path inside the value."""
+    try:
+        return _encode(value, where)
+    except RecursionError:
+        raise NotJSONError(f"{where}: nested too deeply to store") from None
+
+
+def _encode(value: Any, where: str) -> Any:
     kind = type(value)
     if kind in _PLAIN:
         return value
@@ -62,12 +81,13 @@ def encode(value: Any, where: str) -> Any:
             raise NotJSONError(f"{where}: {value!r} is not a finite number (JSON has no NaN/inf)")
         return value
     if kind is list:
-        return [encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [_encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
     if kind is dict:
-        return _encode_dict(value, where)
+        plain = _encode_dict(value, where)
+        return {TAG: _ESCAPED, "value": plain} if TAG in plain else plain
     codec = _by_type.get(kind)
     if codec is not None:
-        return {TAG: codec.name, "value": encode(codec.to_json(value), f"{where}<{codec.name}>")}
+        return {TAG: codec.name, "value": _encode(codec.to_json(value), f"{where}<{codec.name}>")}
     raise NotJSONError(
         f"{where}: {kind.__name__} is not plain JSON (use dict/list/str/int/float/bool/None, "
         f"or flowbaton.register_codec({kind.__name__}, ...))"
@@ -79,19 +99,27 @@ def _encode_dict(value: dict[Any, Any], where: str) -> dict[str, Any]:
     for key, item in value.items():
         if type(key) is not str:
             raise NotJSONError(f"{where}: key {key!r} is {type(key).__name__}, JSON keys are str")
-        out[key] = encode(item, f"{where}[{key!r}]")
+        out[key] = _encode(item, f"{where}[{key!r}]")
     return out
 
 
 def decode(value: Any) -> Any:
-    """Undo ``encode``: registered types come back as themselves."""
-    if not _by_name or type(value) in _PLAIN or type(value) is float:
+    """Undo ``encode``: registered types come back as themselves, escaped
+    plain dicts as plain dicts."""
+    if type(value) in _PLAIN or type(value) is float:
         return value
     if type(value) is list:
         return [decode(item) for item in value]
     if type(value) is dict:
-        codec = _by_name.get(value.get(TAG, "")) if len(value) == 2 else None
-        if codec is not None and "value" in value:
-            return codec.from_json(decode(value["value"]))
-        return {key: decode(item) for key, item in value.items()}
+        return _decode_dict(value)
     return value
+
+
+def _decode_dict(value: dict[str, Any]) -> Any:
+    tagged = TAG in value and len(value) == 2 and "value" in value
+    if tagged and value[TAG] == _ESCAPED and type(value["value"]) is dict:
+        return {key: decode(item) for key, item in value["value"].items()}
+    codec = _by_name.get(value[TAG]) if tagged and type(value[TAG]) is str else None
+    if codec is not None:
+        return codec.from_json(decode(value["value"]))
+    return {key: decode(item) for key, item in value.items()}

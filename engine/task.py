@@ -2,13 +2,15 @@
 
 A task's id is what ties it to its stored detail across restarts and
 deploys, so it must not depend on anything but the code: the explicit
-``id`` if given, else the callable's ``module.qualname``.
+``id`` if given, else the callable's ``module.qualname``. It must be
+storable everywhere, so it is checked at definition (``_check_id``).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, Union, cast, overload
@@ -54,6 +56,29 @@ def _check_version(version: object, where: str) -> str:
     if not isinstance(version, str) or len(parts) != 2 or not all(p.isdigit() for p in parts):
         raise DefinitionError(f"{where}: version must look like 'major.minor', got {version!r}")
     return version
+
+
+#: The longest task id: every backend stores it in a key or path (escaped,
+#: up to 12 bytes a character on ZooKeeper), and people read it in tables.
+MAX_TASK_ID = 200
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _check_id(task_id: object, where: str) -> None:
+    """A task id every backend can store and a terminal can show: a non-empty
+    str of at most ``MAX_TASK_ID`` characters, valid UTF-8 (no lone
+    surrogate), no control character."""
+    if not isinstance(task_id, str) or not task_id:
+        raise DefinitionError(f"{where}: task id must be a non-empty string, got {task_id!r}")
+    if len(task_id) > MAX_TASK_ID:
+        raise DefinitionError(f"{where}: task id {task_id[:40]!r}... has {len(task_id)} characters, "
+                              f"at most {MAX_TASK_ID}")
+    try:
+        task_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DefinitionError(f"{where}: task id {task_id!r} is not valid Unicode text (a lone surrogate)") from None
+    if _CONTROL.search(task_id):
+        raise DefinitionError(f"{where}: task id {task_id!r} holds a control character")
 
 
 def _check_policy(policy: object, where: str) -> VersionPolicy:
@@ -120,8 +145,7 @@ class Task:
         where = self._where()
         given_id = id if id is not None else type(self).id
         self.task_id: str = given_id if given_id is not None else self._default_id()
-        if not isinstance(self.task_id, str) or not self.task_id:
-            raise DefinitionError(f"{where}: task id must be a non-empty string, got {self.task_id!r}")
+        _check_id(self.task_id, where)
         self.task_version = _check_version(version or type(self).version, where)
         self.task_provides = _provides_tuple(provides if provides is not None else type(self).provides)
         self.task_retry = _as_retry(retry if retry is not None else type(self).retry)
