@@ -17,6 +17,7 @@ import abc
 from collections.abc import Callable, Collection, Sequence
 from typing import ClassVar
 
+from .limits import DEFAULT_MAX_RECORD_BYTES
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 
 __all__ = ["Backend", "StateListener", "SUSPENDED", "LOST", "CONNECTED"]
@@ -46,6 +47,12 @@ class Backend(abc.ABC):
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
     url: str
+    #: Largest record, in UTF-8 bytes of its JSON, this backend stores in one
+    #: piece (the ``max_record_bytes`` URL option; see ``limits``). Writes
+    #: over it raise ``ResultTooLarge`` before anything is written; the
+    #: engine reads it to fail a task whose result would not fit, instead of
+    #: losing the write and running the task again.
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     @classmethod
     @abc.abstractmethod
@@ -61,7 +68,10 @@ class Backend(abc.ABC):
         """Store a new flow and make it findable by ``find_runnable``.
 
         One round trip where the backend allows it; O(1) in the number of
-        stored flows. Raises ``FlowExists`` if the id is taken (nothing changes).
+        stored flows. Raises ``FlowExists`` if the id is taken (nothing changes),
+        ``FlowTooLarge`` if the record takes more than half of
+        ``max_record_bytes`` (``limits.check_new_flow``: the rest is kept for
+        what a run adds to it).
         """
 
     @abc.abstractmethod
@@ -126,14 +136,18 @@ class Backend(abc.ABC):
     def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
         """Create or replace one task detail, atomically conditional on
         ``token`` being current. One round trip. ``ClaimLost`` otherwise,
-        ``ResultTooLarge`` (before writing) where the backend has a size cap."""
+        ``ResultTooLarge`` (before writing) for a record over
+        ``max_record_bytes``."""
 
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
         """Several task details in one fenced write: all or none, one round
         trip, where the driver can. The runner stores one task's result
         together with the next task's start this way. The default saves them
         one by one, in order, which is as safe (a crash between two writes
-        is a crash between two steps) but not as fast."""
+        is a crash between two steps) but not as fast. Each record is
+        checked against ``max_record_bytes``; a driver
+        whose server caps a request splits a batch larger than the limit into
+        several fenced writes, in order (``limits.batches``)."""
         for task in tasks:
             self.save_task(token, task)
 
@@ -141,7 +155,8 @@ class Backend(abc.ABC):
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
         """Replace the flow record, conditional on ``token``. Keeps the
         runnable index in step with ``flow.state``: a flow in a state outside
-        ``RUNNABLE_FLOW_STATES`` is no longer returned by ``find_runnable``."""
+        ``RUNNABLE_FLOW_STATES`` is no longer returned by ``find_runnable``.
+        ``ResultTooLarge`` (before writing) for a record over ``max_record_bytes``."""
 
     # ------------------------------------------------------------ discovery
 

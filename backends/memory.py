@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from .base import Backend
 from .errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
+from .limits import DEFAULT_MAX_RECORD_BYTES, check_new_flow, checked_limit, option, sized
 from .options import parse_options
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, owner_of
 from .states import RUNNABLE_FLOW_STATES
@@ -23,6 +24,8 @@ from .states import RUNNABLE_FLOW_STATES
 __all__ = ["MemoryBackend"]
 
 _LOG = logging.getLogger("flowbaton.backends.memory")
+
+_OPTIONS = {"max_record_bytes": option(DEFAULT_MAX_RECORD_BYTES)}
 
 
 @dataclass
@@ -49,8 +52,15 @@ class MemoryBackend(Backend):
     schemes = ("memory",)
     capabilities = frozenset({"watch"})
 
-    def __init__(self, url: str = "memory://", *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        clock: Callable[[], float] = time.time,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    ) -> None:
         self.url = url
+        self.max_record_bytes = checked_limit(max_record_bytes)
         self._clock = clock
         self._lock = threading.Condition()
         self._flows: dict[str, _Stored] = {}
@@ -58,8 +68,8 @@ class MemoryBackend(Backend):
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> MemoryBackend:
-        parse_options(urlsplit(url).query, {}, options)
-        return cls(url)
+        parsed = parse_options(urlsplit(url).query, _OPTIONS, options)
+        return cls(url, max_record_bytes=parsed["max_record_bytes"])
 
     # ---------------------------------------------------------------- helpers
 
@@ -75,6 +85,10 @@ class MemoryBackend(Backend):
             return None
         return claim
 
+    def _sized(self, raw: str, what: str) -> str:
+        sized(raw, self.max_record_bytes, what)
+        return raw
+
     def _check(self, token: ClaimToken) -> _Stored:
         stored = self._flows.get(token.flow_id)
         claim = self._live_claim(stored) if stored else None
@@ -86,11 +100,12 @@ class MemoryBackend(Backend):
     # ------------------------------------------------------------------ flows
 
     def create_flow(self, flow: FlowDetail) -> None:
+        raw = check_new_flow(flow, self.max_record_bytes).decode()
         with self._lock:
             if flow.id in self._flows:
                 raise FlowExists(f"flow {flow.id!r} already exists in {self.url}")
             runnable = flow.state in RUNNABLE_FLOW_STATES
-            self._flows[flow.id] = _Stored(flow.to_json(), {}, {}, runnable)
+            self._flows[flow.id] = _Stored(raw, {}, {}, runnable)
             self._lock.notify_all()
 
     def load_flow(self, flow_id: str) -> FlowDetail:
@@ -166,17 +181,18 @@ class MemoryBackend(Backend):
     # ---------------------------------------------------------- fenced writes
 
     def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
-        raw = task.to_json()
+        raw = self._sized(task.to_json(), f"task {task.task_id!r} of flow {token.flow_id!r}")
         with self._lock:
             self._check(token).tasks[task.task_id] = raw
 
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
-        raws = [(task.task_id, task.to_json()) for task in tasks]
+        raws = [(t.task_id, self._sized(t.to_json(), f"task {t.task_id!r} of flow {token.flow_id!r}"))
+                for t in tasks]
         with self._lock:
             self._check(token).tasks.update(raws)
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
-        raw = flow.to_json()
+        raw = self._sized(flow.to_json(), f"flow {token.flow_id!r}")
         with self._lock:
             stored = self._check(token)
             stored.flow = raw
@@ -202,8 +218,9 @@ class MemoryBackend(Backend):
     # --------------------------------------------------------------- declines
 
     def record_decline(self, flow_id: str, decline: Decline) -> None:
+        raw = self._sized(decline.to_json(), f"decline of flow {flow_id!r}")
         with self._lock:
-            self._get(flow_id).declines[decline.replica_id] = decline.to_json()
+            self._get(flow_id).declines[decline.replica_id] = raw
 
     def load_declines(self, flow_id: str) -> list[Decline]:
         with self._lock:
@@ -215,7 +232,8 @@ class MemoryBackend(Backend):
     def register_replica(self, info: ReplicaInfo, lease: float) -> None:
         with self._lock:
             info.seen_at = self._clock()
-            self._replicas[info.replica_id] = (info.to_json(), info.seen_at + lease)
+            raw = self._sized(info.to_json(), f"replica {info.replica_id!r}")
+            self._replicas[info.replica_id] = (raw, info.seen_at + lease)
 
     def heartbeat_replica(self, replica_id: str, lease: float) -> None:
         with self._lock:

@@ -40,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
+from . import limits
 from .base import Backend
 from .errors import (
     BackendUnavailable,
@@ -68,6 +69,7 @@ _OPTIONS = {
     "synchronous": Option(
         str, "NORMAL", "NORMAL (WAL, no fsync per commit) or FULL", ("NORMAL", "FULL")
     ),
+    "max_record_bytes": limits.option(limits.DEFAULT_MAX_RECORD_BYTES),
 }
 
 # flows.seq (AUTOINCREMENT) orders "oldest first" and never reuses a number;
@@ -230,6 +232,7 @@ class SQLiteBackend(Backend):
         busy_timeout: float = 5.0,
         synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
+        max_record_bytes: int = limits.DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise BadBackendURL(f"option 'synchronous': {synchronous!r} is not one of NORMAL, FULL")
@@ -237,6 +240,7 @@ class SQLiteBackend(Backend):
         self.path = _path_from_url(url)
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
+        self.max_record_bytes = limits.checked_limit(max_record_bytes)
         self._clock = clock
         self._closed = threading.Event()
         _create_private(self.path)
@@ -246,7 +250,8 @@ class SQLiteBackend(Backend):
     @classmethod
     def from_url(cls, url: str, **options: object) -> SQLiteBackend:
         parsed = parse_options(urlsplit(url).query, _OPTIONS, options)
-        return cls(url, busy_timeout=parsed["busy_timeout"], synchronous=parsed["synchronous"])
+        return cls(url, busy_timeout=parsed["busy_timeout"], synchronous=parsed["synchronous"],
+                   max_record_bytes=parsed["max_record_bytes"])
 
     # ------------------------------------------------------------ connections
 
@@ -391,8 +396,8 @@ class SQLiteBackend(Backend):
     # ------------------------------------------------------------------ flows
 
     def create_flow(self, flow: FlowDetail) -> None:
-        row = {"id": flow.id, "state": flow.state, "runnable": _runnable(flow.state),
-               "record": flow.to_json()}
+        record = limits.check_new_flow(flow, self.max_record_bytes).decode()
+        row = {"id": flow.id, "state": flow.state, "runnable": _runnable(flow.state), "record": record}
         with self._writing(f"create flow {flow.id!r}") as conn:
             try:
                 conn.execute(_INSERT_FLOW, row)
@@ -493,15 +498,22 @@ class SQLiteBackend(Backend):
 
     # ---------------------------------------------------------- fenced writes
 
+    def _sized(self, record: str, what: str) -> str:
+        limits.sized(record, self.max_record_bytes, what)
+        return record
+
+    def _task_record(self, token: ClaimToken, task: TaskDetail) -> str:
+        return self._sized(task.to_json(), f"task {task.task_id!r} of flow {token.flow_id!r}")
+
     def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
-        record = task.to_json()
+        record = self._task_record(token, task)
         self._fenced(_SAVE_TASK, token, f"save task {task.task_id!r} of {token.flow_id!r}",
                      task_id=task.task_id, record=record)
 
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
         if len(tasks) <= 1:
             return self.save_task(token, tasks[0]) if tasks else None
-        rows = [self._fence(token, task_id=task.task_id, record=task.to_json()) for task in tasks]
+        rows = [self._fence(token, task_id=t.task_id, record=self._task_record(token, t)) for t in tasks]
         # One transaction, one commit: every statement re-checks the token,
         # and a refusal rolls back the ones before it.
         with self._transaction(f"save {len(rows)} tasks of {token.flow_id!r}") as conn:
@@ -511,7 +523,7 @@ class SQLiteBackend(Backend):
         return None
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
-        record = flow.to_json()
+        record = self._sized(flow.to_json(), f"flow {token.flow_id!r}")
         self._fenced(_SAVE_FLOW, token, f"save flow {token.flow_id!r}", record=record,
                      state=flow.state, runnable=_runnable(flow.state))
 
@@ -531,7 +543,8 @@ class SQLiteBackend(Backend):
     # --------------------------------------------------------------- declines
 
     def record_decline(self, flow_id: str, decline: Decline) -> None:
-        row = {"flow_id": flow_id, "replica_id": decline.replica_id, "record": decline.to_json()}
+        record = self._sized(decline.to_json(), f"decline of flow {flow_id!r}")
+        row = {"flow_id": flow_id, "replica_id": decline.replica_id, "record": record}
         with self._writing(f"record decline on {flow_id!r}") as conn:
             changed = conn.execute(_RECORD_DECLINE, row).rowcount
         if changed == 0:
@@ -552,7 +565,7 @@ class SQLiteBackend(Backend):
 
     def register_replica(self, info: ReplicaInfo, lease: float) -> None:
         info.seen_at = self._clock()
-        row = {"replica_id": info.replica_id, "record": info.to_json(),
+        row = {"replica_id": info.replica_id, "record": self._sized(info.to_json(), f"replica {info.replica_id!r}"),
                "expires_at": info.seen_at + lease}
         with self._writing(f"register replica {info.replica_id!r}") as conn:
             conn.execute(_PUT_REPLICA, row)

@@ -38,6 +38,7 @@ from .gate import Gate
 from .resume import ResumePlan
 from .retry import next_delay
 from .scheduler import ForwardSchedule, RevertSchedule
+from .sizes import fit_flow, fit_task, succeeded
 from .timeouts import TaskTimeout, spawn
 
 __all__ = ["FlowRun", "Halt"]
@@ -116,6 +117,7 @@ class FlowRun:
         to travel with the next write (usually the next task's start) as one
         round trip; ``flush`` sends it before the loop waits or the flow
         record changes, so nothing that depends on it can outrun it."""
+        detail = fit_task(detail, self.backend.max_record_bytes)  # long failure texts are cut, not refused
         self.details[detail.task_id] = detail
         self._unsaved.append(detail)
         if not defer:
@@ -137,6 +139,7 @@ class FlowRun:
             setattr(self.flow, key, value)
         self.flow.updated_at = self.clock()
         self.flow.epoch = self.token.epoch
+        fit_flow(self.flow, self.backend.max_record_bytes)  # trims the engine's history; FlowTooLarge if in vain
         self._guard(self.backend.save_flow, self.flow)
 
     def _guard(self, save: Callable[[ClaimToken, Any], None], record: Any) -> None:
@@ -348,11 +351,13 @@ class FlowRun:
             try:
                 stored = encode(result, f"task {tid!r} result")
                 provided = provided_values(task, result)
-            except FlowbatonError as bad:
+                finished = self.clock()
+                # Measured before writing: a refused write would leave the task RUNNING, run again on every claim.
+                done = succeeded(detail, stored, finished, self.backend.max_record_bytes, self.flow.id)
+            except FlowbatonError as bad:  # ResultTooLarge fails the task like any error it raised
                 error = bad
         if error is None:
-            finished = self.clock()
-            self.write_task(replace(detail, state=SUCCESS, result=stored, finished_at=finished), defer=True)
+            self.write_task(done, defer=True)
             self.events.on_task_finished(self.flow.id, tid, TASK_SUCCESS, _took(detail, finished))
             self.values.update(provided)
             self.in_doubt.discard(tid)

@@ -20,6 +20,7 @@ import redis.exceptions as rex
 
 from ..base import Backend
 from ..errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
+from ..limits import batches, check_new_flow, checked_limit, sized
 from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
@@ -54,6 +55,7 @@ class RedisBackend(Backend):
         self._conn = Connection(target)
         self._failover = target.service is not None  # behind Sentinel: a replica may be promoted
         self._prefix: str = target.options["prefix"]
+        self.max_record_bytes = checked_limit(target.options["max_record_bytes"])
         self._index = Index(self._conn, self._prefix)
         self._waiter = Waiter(self._conn, self._index.keys.signal)
         # Per-flow ordering inside this process: a renewal's index update
@@ -103,7 +105,7 @@ class RedisBackend(Backend):
     # ------------------------------------------------------------------ flows
 
     def create_flow(self, flow: FlowDetail) -> None:
-        keys, raw = self._keys(flow.id), flow.to_json()
+        keys, raw = self._keys(flow.id), check_new_flow(flow, self.max_record_bytes).decode()
 
         def op(client: Client, retried: bool) -> None:
             pipe = client.pipeline(transaction=False)
@@ -265,22 +267,31 @@ class RedisBackend(Backend):
             self._write_tasks(token, tasks)
 
     def _write_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
-        """One fenced round trip for one or more task details."""
+        """One fenced round trip for one or more task details; several, in
+        order, when together they would pass ``max_record_bytes`` (a script
+        call holds all its arguments in the server's memory at once)."""
+        pairs = [(to_bytes(t.task_id), sized(t.to_json(), self.max_record_bytes,
+                                              f"task {t.task_id!r} of flow {token.flow_id!r}")) for t in tasks]
+        for part in batches(pairs, [len(k) + len(v) for k, v in pairs], self.max_record_bytes):
+            what = f"task {tasks[0].task_id!r}" if len(tasks) == 1 else f"{len(part)} of {len(tasks)} tasks"
+            self._save_tasks(token, part, what)
+
+    def _save_tasks(self, token: ClaimToken, pairs: list[tuple[bytes, bytes]], what: str) -> None:
         keys = self._keys(token.flow_id)
         args: list[Arg] = [token.claim_id, token.epoch]
-        for task in tasks:
-            args += [to_bytes(task.task_id), task.to_json()]
+        for task_id, raw in pairs:
+            args += [task_id, raw]
 
         def op(client: Client, retried: bool) -> None:
             if evalsha(client, "save_tasks", [keys.claim, keys.tasks], args) != 1:
                 raise self._lost(token)
 
-        what = f"task {tasks[0].task_id!r}" if len(tasks) == 1 else f"{len(tasks)} tasks"
         self._conn.run(f"save {what} of {token.flow_id!r}", op)
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
         keys = self._keys(token.flow_id)
-        args: list[Arg] = [token.claim_id, token.epoch, flow.to_json()]
+        raw = sized(flow.to_json(), self.max_record_bytes, f"flow {token.flow_id!r}")
+        args: list[Arg] = [token.claim_id, token.epoch, raw]
         runnable = flow.state in RUNNABLE_FLOW_STATES
 
         def op(client: Client, retried: bool) -> None:
@@ -311,7 +322,8 @@ class RedisBackend(Backend):
 
     def record_decline(self, flow_id: str, decline: Decline) -> None:
         keys = self._keys(flow_id)
-        args: list[Arg] = [to_bytes(decline.replica_id), decline.to_json()]
+        raw = sized(decline.to_json(), self.max_record_bytes, f"decline of flow {flow_id!r}")
+        args: list[Arg] = [to_bytes(decline.replica_id), raw]
 
         def op(client: Client, retried: bool) -> None:
             if evalsha(client, "record_decline", [keys.flow, keys.declines], args) != 1:
@@ -333,7 +345,9 @@ class RedisBackend(Backend):
 
     def register_replica(self, info: ReplicaInfo, lease: float) -> None:
         info.seen_at = time.time()
-        self._index.register_replica(to_bytes(info.replica_id), info.to_json(), _ms(lease))
+        raw = info.to_json()
+        sized(raw, self.max_record_bytes, f"replica {info.replica_id!r}")
+        self._index.register_replica(to_bytes(info.replica_id), raw, _ms(lease))
 
     def heartbeat_replica(self, replica_id: str, lease: float) -> None:
         self._index.heartbeat_replica(to_bytes(replica_id), _ms(lease))

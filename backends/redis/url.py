@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .. import limits
 from ..errors import BadBackendURL
 from ..options import Option, parse_options
 from ..redact import redact_url
@@ -26,6 +27,7 @@ __all__ = ["OPTIONS", "Target", "parse_url"]
 
 OPTIONS: dict[str, Option] = {
     "prefix": Option(str, "fb", "prefix of every key: the namespace"),
+    "max_record_bytes": limits.option(limits.DEFAULT_MAX_RECORD_BYTES),
     "socket_timeout": Option(float, 5.0, "seconds to wait for one reply"),
     "socket_connect_timeout": Option(float, 5.0, "seconds to wait for a connection"),
     "retry_deadline": Option(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from ..errors import CorruptRecord, ResultTooLarge
+from .. import limits
+from ..errors import CorruptRecord
 from ..records import ClaimInfo, dumps, load_json
 
 __all__ = ["claim_record", "parse_claim", "claim_holder", "sized"]
@@ -38,10 +39,4 @@ def sized(raw: str, limit: int, what: str) -> bytes:
     1 MiB by default) and drops the connection doing so; we refuse first,
     with the record's name and the limit, at ``max_record_bytes``.
     """
-    data = raw.encode("utf-8")
-    if len(data) > limit:
-        raise ResultTooLarge(
-            f"{what}: record is {len(data):,} bytes, over the ZooKeeper limit of "
-            f"{limit:,} bytes per znode (max_record_bytes; server jute.maxbuffer)"
-        )
-    return data
+    return limits.sized(raw, limit, what, "; server jute.maxbuffer ~1 MiB per request")

@@ -36,6 +36,7 @@ from ..errors import (
     FlowExists,
     FlowNotFound,
 )
+from ..limits import batches, check_new_flow
 from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
@@ -50,6 +51,10 @@ from .watch import WorkSignal
 __all__ = ["ZooKeeperBackend"]
 
 log = logging.getLogger(__name__)
+
+# What one op of a multi costs besides its data and path (type, version,
+# flags, ACL list), counted generously when cutting a batch into requests.
+_OP_BYTES = 256
 
 
 def _check(path: str, version: int = -1) -> Op:
@@ -79,6 +84,7 @@ class ZooKeeperBackend(Backend):
     def __init__(self, url: str, settings: Settings) -> None:
         self.url = redact_url(url)
         self._settings = settings
+        self.max_record_bytes = settings.max_record_bytes
         self._paths = Layout(settings.chroot)
         self._lock = threading.Lock()
         self._known_tasks: dict[str, set[str]] = {}  # flow -> task znodes known to exist
@@ -162,7 +168,7 @@ class ZooKeeperBackend(Backend):
     # -------------------------------------------------------------- flows
 
     def create_flow(self, flow: FlowDetail) -> None:
-        data = sized(flow.to_json(), self._settings.max_record_bytes, f"flow {flow.id!r}")
+        data = check_new_flow(flow, self.max_record_bytes)
         self._zk.run(f"create flow {flow.id}", lambda again: self._create_flow(flow, data, again))
 
     def _create_flow(self, flow: FlowDetail, data: bytes, again: bool) -> None:
@@ -418,13 +424,21 @@ class ZooKeeperBackend(Backend):
             self._write_tasks(token, tasks)
 
     def _write_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
-        """One fenced round trip for one or more task details."""
+        """One fenced round trip for one or more task details; several, in
+        order, when together they would pass ``max_record_bytes``: the server
+        drops the connection on a request over its jute.maxbuffer, and a
+        multi is one request (two 700 KB results did that)."""
+        limit = self.max_record_bytes
         items = [
             (self._paths.task(token.flow_id, t.task_id),
-             sized(t.to_json(), self._settings.max_record_bytes, f"task {t.task_id!r} of flow {token.flow_id}"))
+             sized(t.to_json(), limit, f"task {t.task_id!r} of flow {token.flow_id!r}"))
             for t in tasks
         ]
-        what = f"task {tasks[0].task_id!r}" if len(tasks) == 1 else f"{len(tasks)} tasks"
+        for part in batches(items, [len(p) + len(d) + _OP_BYTES for p, d in items], limit):
+            what = f"task {tasks[0].task_id!r}" if len(tasks) == 1 else f"{len(part)} of {len(tasks)} tasks"
+            self._save_part(token, part, what)
+
+    def _save_part(self, token: ClaimToken, items: list[tuple[str, bytes]], what: str) -> None:
         self._zk.run(f"save {what} of flow {token.flow_id}", lambda again: self._save_tasks(token, items))
 
     def _save_tasks(self, token: ClaimToken, items: list[tuple[str, bytes]]) -> None:
@@ -449,7 +463,7 @@ class ZooKeeperBackend(Backend):
         raise Again(f"task znodes of flow {token.flow_id} keep changing")
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
-        data = sized(flow.to_json(), self._settings.max_record_bytes, f"flow {token.flow_id!r}")
+        data = sized(flow.to_json(), self.max_record_bytes, f"flow {token.flow_id!r}")
         runnable = flow.state in RUNNABLE_FLOW_STATES
         self._zk.run(f"save flow {token.flow_id}", lambda again: self._save_flow(token, data, runnable))
 
@@ -511,7 +525,7 @@ class ZooKeeperBackend(Backend):
 
     def record_decline(self, flow_id: str, decline: Decline) -> None:
         path = self._paths.decline(flow_id, decline.replica_id)
-        data = sized(decline.to_json(), self._settings.max_record_bytes, f"decline of {flow_id}")
+        data = sized(decline.to_json(), self.max_record_bytes, f"decline of {flow_id}")
         self._zk.run(f"record decline of {flow_id}", lambda again: self._upsert(path, data, flow_id))
 
     def _upsert(self, path: str, data: bytes, flow_id: str) -> None:
@@ -539,7 +553,7 @@ class ZooKeeperBackend(Backend):
 
     def register_replica(self, info: ReplicaInfo, lease: float) -> None:
         info.seen_at = time.time()
-        data = sized(info.to_json(), self._settings.max_record_bytes, f"replica {info.replica_id!r}")
+        data = sized(info.to_json(), self.max_record_bytes, f"replica {info.replica_id!r}")
         with self._lock:
             self._replicas[info.replica_id] = data
         path = self._paths.replica(info.replica_id)

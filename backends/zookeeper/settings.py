@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .. import limits
 from ..errors import BadBackendURL
 from ..options import Option, parse_options
 from .layout import normalize_chroot
@@ -47,7 +48,7 @@ OPTIONS: dict[str, Option] = {
     "reconnect_delay": Option(
         float, None, "most seconds between reconnect attempts, ±40 % jitter (default: session timeout / 3, max 1)"
     ),
-    "max_record_bytes": Option(int, 1_000_000, "largest record written (server's jute.maxbuffer ~1 MiB)"),
+    "max_record_bytes": limits.option(limits.ZOOKEEPER_MAX_RECORD_BYTES),
     "digest_file": Option(str, None, "file holding user:password for digest auth (instead of the URL's)"),
     "world_read": Option(bool, False, "with credentials, let anyone read the znodes flowbaton creates"),
     "insecure_acl": Option(
@@ -102,7 +103,7 @@ class Settings:
             operation_timeout=_positive(opts, "operation_timeout"),
             retry_deadline=_positive(opts, "retry_deadline"),
             reconnect_delay=_reconnect_delay(opts, session_timeout),
-            max_record_bytes=int(opts["max_record_bytes"]),
+            max_record_bytes=limits.checked_limit(opts["max_record_bytes"]),
             tls=_tls(opts),
             world_read=bool(opts["world_read"]),
             insecure_acl=str(opts["insecure_acl"]),
