@@ -8,11 +8,16 @@ import pytest
 
 from flowbaton.backends import Backend
 from flowbaton.backends.errors import CorruptRecord
+from flowbaton.backends.records import ReplicaInfo
 
-from .corrupt import corrupt_flow, corrupt_task
+from .corrupt import corrupt_claim, corrupt_flow, corrupt_replica, corrupt_task
 from .helpers import LEASE, make_flow, make_task
 
-GARBAGE = ["{not json", "[1, 2]", '{"id": "x"}', '{"state": "NO_SUCH_STATE"}']
+GARBAGE = [
+    "{not json", "[1, 2]", '{"id": "x"}', '{"state": "NO_SUCH_STATE"}',
+    "[" * 100_000 + "]" * 100_000,  # RecursionError in json.loads, unless bounded first
+    '{"id": "bad-flow", "state": "PENDING", "created_at": NaN}',
+]
 
 
 def _seed(backend: Backend) -> None:
@@ -70,3 +75,29 @@ def test_corrupt_task_can_be_overwritten_by_its_owner(backend_url: str, backend:
     token = backend.claim("bad-flow", "r2", LEASE)
     backend.save_task(token, make_task("bad/task ✓", attempts=2))
     assert backend.load_tasks("bad-flow")["bad/task ✓"].attempts == 2
+
+
+def test_list_replicas_skips_a_corrupt_record_with_warning(
+    backend_url: str, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend.register_replica(ReplicaInfo("good", "h", 1, 1.0, "1"), LEASE)
+    corrupt_replica(backend_url, "evil", backend=backend,
+                    garbage='{"replica_id": "evil", "host": "h", "pid": 1, "started_at": 1, '
+                            '"version": "1", "allow": [1]}')
+    with caplog.at_level(logging.WARNING, logger="flowbaton"):
+        assert [r.replica_id for r in backend.list_replicas()] == ["good"]
+    assert any("evil" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_a_forced_claim_replaces_an_unreadable_claim(shared_backend_url: str) -> None:
+    from flowbaton.backends import open_backend
+
+    with open_backend(shared_backend_url) as backend:
+        _seed(backend)
+        corrupt_claim(shared_backend_url, "bad-flow")
+        assert all(c.flow_id != "bad-flow" for c in backend.list_claims())  # skipped, not raised
+        token = backend.claim("bad-flow", "operator", LEASE, force=True)
+        claim = backend.current_claim("bad-flow")
+        assert claim is not None and claim.claim_id == token.claim_id
+        backend.release(token)
+        assert backend.current_claim("bad-flow") is None
