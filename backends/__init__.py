@@ -68,7 +68,7 @@ def open_backend(url: str | None = None, *, lease: float | None = None, **option
         message = redact_text(str(err), url)
         if message == str(err):
             raise
-        raise BadBackendURL(message) from None
+        raise type(err)(message) from None  # the same kind (InsecureBackend stays one)
     except FlowbatonError:
         raise
     except ValueError as err:  # urllib on e.g. 'redis://[::1/0' or a bad port, a driver's int()

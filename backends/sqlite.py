@@ -53,6 +53,7 @@ from .errors import (
 )
 from .options import Option, parse_options
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from .redact import redact_url
 from .states import RUNNABLE_FLOW_STATES
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend"]
@@ -186,12 +187,12 @@ def _path_from_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme != "sqlite" or parts.netloc:
         raise BadBackendURL(
-            f"{url!r}: expected sqlite:///relative.db or sqlite:////absolute/path.db (no host)"
+            f"{redact_url(url)!r}: expected sqlite:///relative.db or sqlite:////absolute/path.db (no host)"
         )
     path = unquote(parts.path[1:])
     if not path or path == ":memory:" or path.startswith("file:"):
         raise BadBackendURL(
-            f"{url!r}: name a database file; an in-memory SQLite database cannot be "
+            f"{redact_url(url)!r}: name a database file; an in-memory SQLite database cannot be "
             "shared between connections (use memory:// instead)"
         )
     return os.path.abspath(path)

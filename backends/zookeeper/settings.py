@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 from .. import limits
 from ..errors import BadBackendURL
 from ..options import Option, parse_options
+from ..redact import redact_url
 from .layout import normalize_chroot
 
 __all__ = ["Settings", "OPTIONS", "DEFAULT_SESSION_TIMEOUT"]
@@ -87,10 +88,10 @@ class Settings:
     def from_url(cls, url: str, overrides: dict[str, object]) -> Settings:
         parts = urlsplit(url)
         if parts.scheme != "zookeeper":
-            raise BadBackendURL(f"not a zookeeper:// URL: {url!r}")
+            raise BadBackendURL(f"not a zookeeper:// URL: {redact_url(url)!r}")
         userinfo, _, hosts = parts.netloc.rpartition("@")
         if not hosts:
-            raise BadBackendURL(f"zookeeper:// URL names no server: {url!r}")
+            raise BadBackendURL(f"zookeeper:// URL names no server: {redact_url(url)!r}")
         opts = parse_options(parts.query, OPTIONS, overrides)
         username, password = _credentials(userinfo, opts["digest_file"])
         return cls(
