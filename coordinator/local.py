@@ -20,7 +20,6 @@ from ..backends.errors import BackendUnavailable, ClaimHeld, ClaimLost, FactoryE
 from ..backends.records import ClaimToken, FlowDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine import FlowReport, factory_name, new_flow_detail, run_flow
-from ..engine.factory import factory_module
 from .identity import default_replica_id
 from .lease import LeasedGate, LeaseKeeper
 from .opening import open_with_lease
@@ -47,7 +46,7 @@ def run(
     its end in this process, and return its report.
 
     ``backend`` is a URL or an open Backend (default ``FLOWBATON_BACKEND``,
-    else ``sqlite:///./flowbaton.db``). ``allow`` defaults to the module of
+    else ``sqlite:///./flowbaton.db``). ``allow`` defaults to exactly
     ``factory``. Raises ``ClaimHeld`` while another process runs the flow,
     ``ClaimLost`` if the claim was lost mid-run (the flow stays resumable).
     """
@@ -56,7 +55,9 @@ def run(
         flow = _create_or_load(store, factory, args, kwargs, inputs, name, flow_id)
         if flow.state not in RUNNABLE_FLOW_STATES:
             return FlowReport.of(flow, store.load_tasks(flow.id))
-        allowed = list(allow) if allow is not None else [factory_module(flow.factory)]
+        # Default: exactly the factory the caller named (checked equal to the
+        # stored one), so a record swapped in under the run's feet names nothing else.
+        allowed = list(allow) if allow is not None else [flow.factory]
         return _claim_and_run(store, flow.id, allowed, lease, max_workers)
     finally:
         if not isinstance(backend, Backend):
