@@ -31,6 +31,10 @@ __all__ = ["register_codec", "encode", "decode", "TAG"]
 TAG = "__flowbaton_type__"
 _ESCAPED = "dict"  # TAG's value for a plain dict that has the TAG key itself
 _PLAIN = (str, int, bool, type(None))
+# Deepest value stored: records are refused on read past 256 levels
+# (backends.records.MAX_DEPTH), and a record wraps a value in a few levels of
+# its own. Refusing here makes it the task's failure, not a held flow later.
+MAX_DEPTH = 200
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def encode(value: Any, where: str) -> Any:
         raise NotJSONError(f"{where}: nested too deeply to store") from None
 
 
-def _encode(value: Any, where: str) -> Any:
+def _encode(value: Any, where: str, depth: int = 0) -> Any:
     kind = type(value)
     if kind in _PLAIN:
         return value
@@ -80,26 +84,28 @@ def _encode(value: Any, where: str) -> Any:
         if not math.isfinite(value):
             raise NotJSONError(f"{where}: {value!r} is not a finite number (JSON has no NaN/inf)")
         return value
+    if depth >= MAX_DEPTH:
+        raise NotJSONError(f"{where[:60]}...: nested deeper than {MAX_DEPTH} levels, too deep to store")
     if kind is list:
-        return [_encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [_encode(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
     if kind is dict:
-        plain = _encode_dict(value, where)
+        plain = _encode_dict(value, where, depth + 1)
         return {TAG: _ESCAPED, "value": plain} if TAG in plain else plain
     codec = _by_type.get(kind)
     if codec is not None:
-        return {TAG: codec.name, "value": _encode(codec.to_json(value), f"{where}<{codec.name}>")}
+        return {TAG: codec.name, "value": _encode(codec.to_json(value), f"{where}<{codec.name}>", depth + 1)}
     raise NotJSONError(
         f"{where}: {kind.__name__} is not plain JSON (use dict/list/str/int/float/bool/None, "
         f"or flowbaton.register_codec({kind.__name__}, ...))"
     )
 
 
-def _encode_dict(value: dict[Any, Any], where: str) -> dict[str, Any]:
+def _encode_dict(value: dict[Any, Any], where: str, depth: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in value.items():
         if type(key) is not str:
             raise NotJSONError(f"{where}: key {key!r} is {type(key).__name__}, JSON keys are str")
-        out[key] = _encode(item, f"{where}[{key!r}]")
+        out[key] = _encode(item, f"{where}[{key!r}]", depth)
     return out
 
 
