@@ -254,7 +254,7 @@ def test_tls_checks_host_names_unless_told_not_to() -> None:
 def tls_server(tmp_path: Path) -> Iterator[tuple[LocalZooKeeper, Path]]:
     """A private server with a TLS port whose certificate names only
     ``localhost`` (not 127.0.0.1); yields it and the CA file."""
-    trustme = pytest.importorskip("trustme")  # in the test extras; absent = an install problem
+    import trustme  # in the test extras: missing is an install error, never a skip
     ca = trustme.CA()
     ca_pem, cert_pem = tmp_path / "ca.pem", tmp_path / "server.pem"
     ca.cert_pem.write_to_path(str(ca_pem))
@@ -303,3 +303,44 @@ def test_a_flow_runs_end_to_end_with_credentials(
     assert report.state == SUCCESS, report
     with pytest.raises(NoAuthError):
         anonymous.get(_layout(url).flow(report.id))
+
+
+# ------------------------------- a server that refuses clients without auth
+
+
+def session_works_anonymously(hosts: str) -> bool:
+    client = KazooClient(hosts=hosts, timeout=4.0)
+    try:
+        client.start(timeout=5)
+        client.create("/probe", b"x")
+        return True
+    except Exception:  # kazoo's timeout or a session the server closed
+        return False
+    finally:
+        client.stop()
+        client.close()
+
+
+@pytest.fixture
+def enforcing_server(tmp_path: Path) -> Iterator[LocalZooKeeper]:
+    """A private server with authentication enforced (ZooKeeper >= 3.7):
+    a client that has not authenticated with digest gets no session."""
+    server = LocalZooKeeper(tmp_path / "zk")
+    server.extra_config = ["enforce.auth.enabled=true", "enforce.auth.schemes=digest"]
+    server.configure([server])
+    server.start()
+    try:
+        server.wait_serving()
+        yield server
+    finally:
+        server.kill()
+
+
+def test_flows_run_on_a_server_that_enforces_authentication(enforcing_server: LocalZooKeeper, tmp_path: Path) -> None:
+    assert not session_works_anonymously(enforcing_server.hosts)
+    url = server_url(enforcing_server.hosts, "enforced", True)
+    report = flowbaton.run("tests.coord_flows:steps", kwargs={"n": 2},
+                           inputs={"ledger": str(tmp_path / "ledger"), "pause": 0.0}, backend=url)
+    assert report.state == SUCCESS, report
+    with open_backend(url) as backend:
+        assert backend.warnings() == []

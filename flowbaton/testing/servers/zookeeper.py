@@ -64,10 +64,12 @@ def server_url(hosts: str, namespace: str, credentials: bool) -> str:
 
 
 def session_works(hosts: str, timeout: float) -> bool:
-    """True when a client session can be opened and a read answered."""
+    """True when a client session can be opened and a read answered
+    (authenticated with the test digest, so that a server enforcing
+    authentication answers too)."""
     from kazoo.client import KazooClient
 
-    client = KazooClient(hosts=hosts, timeout=4.0)
+    client = KazooClient(hosts=hosts, timeout=4.0, auth_data=[("digest", "{}:{}".format(*TEST_DIGEST))])
     try:
         client.start(timeout=timeout)
         client.exists("/")
