@@ -150,8 +150,10 @@ class Coordinator:
         name: str | None = None,
         flow_id: str | None = None,
     ) -> str:
-        """Validate and store a new flow; any replica may run it. Returns its id."""
-        detail = new_flow_detail(factory, args, kwargs, inputs, name=name, flow_id=flow_id)
+        """Validate and store a new flow; any replica may run it. Returns its id.
+        A factory given by name must be under this coordinator's ``allow``
+        (when it has one), checked before anything is imported."""
+        detail = new_flow_detail(factory, args, kwargs, inputs, name=name, flow_id=flow_id, allow=self.allow)
         self.backend.create_flow(detail)
         log.info("submitted flow %s (%s) [replica %s]", detail.id, detail.factory, self.replica_id,
                  extra={"flow_id": detail.id, "replica_id": self.replica_id})

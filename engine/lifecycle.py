@@ -43,10 +43,16 @@ def new_flow_detail(
     name: str | None = None,
     flow_id: str | None = None,
     clock: Callable[[], float] = time.time,
+    allow: Sequence[str] | None = None,
 ) -> FlowDetail:
     """Validate everything a replica will need, now, and return the unsaved
     record: the factory is saveable and builds a valid flow from these
-    arguments and inputs, and every value is plain JSON."""
+    arguments and inputs, and every value is plain JSON. A factory given by
+    name is checked against ``allow`` (when given) before anything is
+    imported: a service that submits names it was sent applies the same
+    allow-list as its replicas."""
+    if allow is not None and isinstance(factory, str):
+        check_allowed(factory, allow)
     fname = factory_name(factory)
     plain_args, plain_kwargs = check_arguments(args, dict(kwargs or {}), fname)
     plain_inputs = encode(dict(inputs or {}), "flow inputs")

@@ -222,3 +222,14 @@ def test_plan_takes_the_list_from_flowbaton_allow(
     monkeypatch.setenv("FLOWBATON_ALLOW", f"other.,{M}:build")  # a closed list of one
     assert run_cli(capsys, url, "plan", good, "--json").json()["run"] == ["noop"]
     assert bad_input(run_cli(capsys, url, "plan", evil))
+
+
+def test_a_coordinator_submits_only_names_under_its_allow_list(marker: Path) -> None:
+    """A service that submits factory names it was sent (an HTTP endpoint, a
+    queue) applies its replicas' allow-list before importing or calling:
+    ``subprocess:run`` is a public function defined in its own module, so
+    only the allow-list stands between it and the shell."""
+    with flowbaton.connect("memory://", allow=["tests."]) as coord:
+        with pytest.raises(FactoryNotAllowed, match="allowed prefixes"):
+            coord.submit("subprocess:run", args=touch(marker), kwargs={"shell": True})
+        assert coord.submit(f"{M}:build")  # what it allows still goes in
