@@ -360,5 +360,8 @@ class Coordinator:
 
 
 def _left(deadline: float, now: float) -> float | None:
-    """Seconds to ``deadline`` for ``Thread.join`` (None: no deadline)."""
-    return None if math.isinf(deadline) else max(0.0, deadline - now)
+    """Seconds to ``deadline`` for ``Thread.join`` (None: no deadline).
+    A wait longer than ``threading.TIMEOUT_MAX`` (about 292 years) raises
+    OverflowError in ``join``: that long means no deadline."""
+    left = deadline - now
+    return None if left >= threading.TIMEOUT_MAX else max(0.0, left)

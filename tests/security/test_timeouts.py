@@ -15,6 +15,7 @@ import math
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -167,3 +168,21 @@ def test_sigterm_with_a_hung_task_exits_within_the_stop_timeout_and_another_repl
     assert (first.replica, first.attempt) == ("r1", 1)
     assert (second.replica, second.attempt) == ("r2", 2) and second.epoch > first.epoch  # in doubt, re-run
     assert cluster.backend.load_tasks(flow_id)["hangs-once"].result == 2
+
+
+def test_a_stop_timeout_beyond_what_threads_can_wait_means_no_bound(gate: None) -> None:
+    """``Thread.join`` refuses a timeout over ``threading.TIMEOUT_MAX``
+    (OverflowError): a stop timeout of 1e300 s waits for the flow instead."""
+    store = MemoryBackend()
+    coord = Coordinator(store, allow=["tests."], lease=5.0, stop_timeout=1e300)
+    coord.start()
+    flow_id = coord.submit(f"{HOSTILE}:hang_once", inputs={"ledger": "/dev/null"})
+    until(lambda: store.load_tasks(flow_id).get("hangs-once"), 10, "the task to start")
+    release = threading.Timer(0.3, hostile_flows.GATE.set)
+    release.start()
+    try:
+        assert coord.stop() is True  # waited for the flow, which then handed back
+    finally:
+        release.cancel()
+        coord.close()
+    assert store.current_claim(flow_id) is None
