@@ -117,7 +117,7 @@ class MemoryBackend(Backend):
         with self._lock:
             tasks = dict(self._get(flow_id).tasks)
         return {
-            task_id: TaskDetail.from_json(raw, f"{self.url} flow {flow_id} task {task_id}")
+            task_id: TaskDetail.from_json(raw, f"{self.url} flow {flow_id} task {task_id}", key=task_id)
             for task_id, raw in tasks.items()
         }
 

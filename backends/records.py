@@ -288,8 +288,17 @@ class TaskDetail:
         return dumps(self.__dict__)
 
     @classmethod
-    def from_json(cls, raw: str | bytes, where: str) -> TaskDetail:
-        data = _load_object(raw, where)
+    def from_json(cls, raw: str | bytes, where: str, *, key: object = None) -> TaskDetail:
+        """``key``: the task id the record is stored under, where the driver
+        has one; a record for another task (or a key that is no task id, such
+        as undecodable bytes) is corrupt, not a task the engine would match."""
+        task = cls._decode(_load_object(raw, where), where)
+        if key is not None and key != task.task_id:
+            raise CorruptRecord(where, f"record is for task {task.task_id[:200]!r}, stored under {key!r:.200}")
+        return task
+
+    @classmethod
+    def _decode(cls, data: dict[str, Any], where: str) -> TaskDetail:
         state = _require(data, where, "state", TEXT)
         if state not in TASK_STATES:
             raise CorruptRecord(where, f"unknown task state {state[:40]!r}")

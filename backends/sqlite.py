@@ -215,6 +215,17 @@ def _runnable(state: str) -> int:
     return int(state in RUNNABLE_FLOW_STATES)
 
 
+def _text(raw: bytes) -> str | bytes:
+    """A TEXT value as ``str``; one that is not UTF-8 (written by hand) as
+    the bytes stored, which the record decoders report as ``CorruptRecord``
+    naming the row. sqlite3's default raises OperationalError for the whole
+    query instead: one bad row would fail a listing, as BackendUnavailable."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
 def _is_live(expires_at: Any, now: float) -> bool:
     """``_LIVE`` in Python: a number in the future."""
     return isinstance(expires_at, (int, float)) and expires_at > now
@@ -272,6 +283,7 @@ class SQLiteBackend(Backend):
                 check_same_thread=False, cached_statements=64,
             )
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.text_factory = _text
         return conn
 
     def _prepare_file(self) -> None:
@@ -419,7 +431,7 @@ class SQLiteBackend(Backend):
             raise FlowNotFound(f"no flow {flow_id!r} in {self.path}")
         where = self._where
         return {
-            task_id: TaskDetail.from_json(raw, where("tasks", flow_id=flow_id, task_id=task_id))
+            task_id: TaskDetail.from_json(raw, where("tasks", flow_id=flow_id, task_id=task_id), key=task_id)
             for task_id, raw in rows
             if task_id is not None
         }
@@ -533,7 +545,8 @@ class SQLiteBackend(Backend):
     def find_runnable(self, limit: int) -> list[str]:
         params = {"now": self._clock(), "limit": limit}
         with self._reading("find runnable flows") as conn:
-            return [row[0] for row in conn.execute(_FIND_RUNNABLE, params).fetchall()]
+            rows = conn.execute(_FIND_RUNNABLE, params).fetchall()
+        return [row[0] for row in rows if isinstance(row[0], str)]  # not text: no id we wrote (_text)
 
     def wait_for_work(self, timeout: float) -> bool:
         """No change notification between processes: wait out the timeout

@@ -136,7 +136,7 @@ class RedisBackend(Backend):
         tasks = {}
         for field, raw in fields.items():
             task_id = from_bytes(field)
-            tasks[task_id] = TaskDetail.from_json(raw, self._where(keys.tasks, task_id))
+            tasks[task_id] = TaskDetail.from_json(raw, self._where(keys.tasks, task_id), key=task_id)
         return tasks
 
     def _read_hash(self, what: str, flow_key: str, hash_key: str) -> tuple[bool, dict[bytes, bytes]]:

@@ -39,8 +39,16 @@ def to_bytes(text: str) -> bytes:
 
 
 def from_bytes(raw: bytes) -> str:
-    """Inverse of ``to_bytes``."""
-    return raw.decode("utf-8", "surrogatepass")
+    """Inverse of ``to_bytes``; never raises. Bytes no ``to_bytes`` made
+    (invalid UTF-8, planted by hand) keep their bad bytes as lone surrogates
+    (``surrogateescape``): such an id names no stored key, so an index entry
+    for it is dropped as stale and a task record under it is corrupt
+    (``TaskDetail.from_json(key=...)``), instead of a UnicodeDecodeError
+    that one bad member would raise in every listing."""
+    try:
+        return raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "surrogateescape")
 
 
 def as_text(raw: Any) -> str:

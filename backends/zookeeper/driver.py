@@ -219,17 +219,10 @@ class ZooKeeperBackend(Backend):
             if node is not None:
                 task_id = decode_name(name)
                 where = self._where(f"task {task_id!r} of flow {flow_id!r}", f"{folder}/{name}")
-                tasks[task_id] = self._task(where, task_id, node)
+                tasks[task_id] = TaskDetail.from_json(node.data, where, key=task_id)
         with self._lock:
             self._known_tasks[flow_id] = {f"{folder}/{name}" for name in names}
         return tasks
-
-    @staticmethod
-    def _task(where: str, task_id: str, node: Node) -> TaskDetail:
-        task = TaskDetail.from_json(node.data, where)
-        if task.task_id != task_id:
-            raise CorruptRecord(where, f"record is for task {task.task_id!r}")
-        return task
 
     def _read_folder(self, folder: str) -> tuple[list[str] | None, list[Node | None]]:
         names = self._zk.children_many([folder])[0]

@@ -43,9 +43,16 @@ def encode_name(value: str) -> str:
 
 
 def decode_name(name: str) -> str:
+    """Inverse of ``encode_name``; never raises. A name it did not make
+    (``%FF``: invalid UTF-8 once decoded) keeps its bad bytes as lone
+    surrogates, like ``redis.keys.from_bytes``: it names no stored record, and
+    a task record under it is corrupt (``TaskDetail.from_json(key=...)``)."""
     if name == _EMPTY:
         return ""
-    return unquote(name, encoding="utf-8", errors="surrogatepass")
+    try:
+        return unquote(name, encoding="utf-8", errors="surrogatepass")
+    except UnicodeDecodeError:
+        return unquote(name, encoding="utf-8", errors="surrogateescape")
 
 
 def normalize_chroot(path: str) -> str:

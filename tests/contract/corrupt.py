@@ -86,6 +86,26 @@ def corrupt_replica(
         raise NotImplementedError(f"no corrupt-replica hook for {scheme}://")
 
 
+def plant_undecodable_task(url: str, flow_id: str, record: str) -> None:
+    """Store ``record`` as a task of ``flow_id`` under a name that is not
+    valid UTF-8 once decoded: a znode ``%FF``, a hash field ``b"\\xff"``, a
+    task_id column of bytes 0xFF cast to TEXT. Shared stores only."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        _sqlite_execute(url, "INSERT INTO tasks (flow_id, task_id, record) VALUES (?, CAST(x'ff' AS TEXT), ?)",
+                        (flow_id, record))
+    elif scheme == "zookeeper":
+        with _kazoo(url) as (client, paths):
+            client.create(f"{paths.tasks(flow_id)}/%FF", record.encode())
+    elif scheme.startswith("redis"):
+        with _redis_client(url) as (client, prefix):
+            from flowbaton.backends.redis.keys import FlowKeys
+
+            client.hset(FlowKeys.of(prefix, flow_id).tasks, b"\xff", record)
+    else:
+        raise NotImplementedError(f"no undecodable-name hook for {scheme}://")
+
+
 def _sqlite_execute(url: str, sql: str, args: tuple[object, ...]) -> None:
     conn = sqlite3.connect(_sqlite_path(url), timeout=5, isolation_level=None)
     try:

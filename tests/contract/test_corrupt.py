@@ -10,7 +10,7 @@ from flowbaton.backends import Backend
 from flowbaton.backends.errors import CorruptRecord
 from flowbaton.backends.records import ReplicaInfo
 
-from .corrupt import corrupt_claim, corrupt_flow, corrupt_replica, corrupt_task
+from .corrupt import corrupt_claim, corrupt_flow, corrupt_replica, corrupt_task, plant_undecodable_task
 from .helpers import LEASE, make_flow, make_task
 
 GARBAGE = [
@@ -101,3 +101,19 @@ def test_a_forced_claim_replaces_an_unreadable_claim(shared_backend_url: str) ->
         assert claim is not None and claim.claim_id == token.claim_id
         backend.release(token)
         assert backend.current_claim("bad-flow") is None
+
+
+def test_a_task_under_an_undecodable_name_is_corrupt(shared_backend_url: str) -> None:
+    """A key or znode name that is not UTF-8 (planted by hand) is named as
+    CorruptRecord, not a UnicodeDecodeError (or, on SQLite, an error for the
+    whole query reported as BackendUnavailable), and discovery goes on."""
+    from flowbaton.backends import open_backend
+
+    with open_backend(shared_backend_url) as backend:
+        _seed(backend)
+        plant_undecodable_task(shared_backend_url, "bad-flow", make_task("good-task").to_json())
+        with pytest.raises(CorruptRecord) as caught:
+            backend.load_tasks("bad-flow")
+        assert "bad-flow" in str(caught.value)
+        assert {"good-1", "bad-flow", "good-2"} <= set(backend.find_runnable(10))
+        assert [f.id for f in backend.list_flows()] == ["good-1", "bad-flow", "good-2"]
