@@ -35,6 +35,11 @@ _PLAIN = (str, int, bool, type(None))
 # (backends.records.MAX_DEPTH), and a record wraps a value in a few levels of
 # its own. Refusing here makes it the task's failure, not a held flow later.
 MAX_DEPTH = 200
+# Longest int stored: CPython refuses to write or read an int of more than
+# 4300 digits as text (sys.int_max_str_digits), so json.dumps would raise a
+# bare ValueError at the write, leaving the task RUNNING to run again on every
+# claim. 14,000 bits is about 4,200 digits.
+_INT_BITS = 14_000
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,9 @@ def encode(value: Any, where: str) -> Any:
 def _encode(value: Any, where: str, depth: int = 0) -> Any:
     kind = type(value)
     if kind in _PLAIN:
+        if kind is int and value.bit_length() > _INT_BITS:
+            raise NotJSONError(f"{where}: an int of {value.bit_length():,} bits is too long to store as JSON "
+                               f"(at most {_INT_BITS:,} bits); store it as a str")
         return value
     if kind is float:
         if not math.isfinite(value):

@@ -16,6 +16,7 @@ from tests import engine_flows as ef
     ({1: "a"}, r"x: key 1 is int, JSON keys are str"),
     ([1, (2, 3)], r"x\[1\]: tuple is not plain JSON"),
     ({"a": {"b": b"raw"}}, r"x\['a'\]\['b'\]: bytes is not plain JSON"),
+    ([1, -(10 ** 5000)], r"x\[1\]: an int of 16,610 bits is too long to store as JSON"),
 ])
 def test_encode_refuses_with_the_path(value: object, message: str) -> None:
     with pytest.raises(NotJSONError, match=message):

@@ -67,6 +67,12 @@ def loud_failure(counter: str, size: int) -> None:
     raise RuntimeError("y" * size)
 
 
+@task(id="long-int")
+def long_int(counter: str) -> int:
+    count(counter)
+    return 10 ** 5000  # past CPython's 4300-digit int-to-text limit: json.dumps raises ValueError
+
+
 @task(id="after")
 def after(counter: str) -> str:
     count(counter)
@@ -88,6 +94,10 @@ def retried_big() -> Flow:
 
 def loud() -> Flow:
     return Linear("loud", loud_failure)
+
+
+def long_int_then_after() -> Flow:
+    return Linear("long-int-then-after", long_int, after)
 
 
 def big_then_after() -> Flow:
@@ -172,6 +182,15 @@ def test_result_over_the_limit_fails_its_task_once(
     assert re.search(r"record of 6\d,\d{3} bytes, over the limit of [\d,]+ bytes", message), message
     out = run_cli(capsys, small, "show", report.id)
     assert out.code == 0 and "ResultTooLarge" in out.stdout and "max_record_bytes 20,000" in out.stdout
+
+
+def test_an_int_too_long_for_json_fails_its_task_once(small: Backend, tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    report = run_here(small, "long_int_then_after", counter=str(counter))
+    assert runs(counter) == 1 and report.state == REVERTED
+    failure = report.tasks["long-int"].failure
+    assert failure is not None and failure["type"].endswith("NotJSONError")
+    assert "store it as a str" in failure["message"]
 
 
 def test_retries_of_an_oversized_result_follow_the_policy(small: Backend, tmp_path: Path) -> None:
