@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import math
 import time
 import traceback
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from .resume import ResumePlan
 from .retry import next_delay
 from .scheduler import ForwardSchedule, RevertSchedule
 from .sizes import fit_flow, fit_task, succeeded
-from .timeouts import TaskTimeout, spawn
+from .timeouts import TaskTimeout, bound, spawn
 
 __all__ = ["FlowRun", "Halt"]
 
@@ -284,8 +283,7 @@ class FlowRun:
 
     def _timeout_of(self, tid: str) -> float | None:
         own = self.compiled.tasks[tid].task_timeout
-        timeout = self.task_timeout if own is None else own
-        return None if timeout is None or math.isinf(timeout) else timeout
+        return bound(self.task_timeout if own is None else own)
 
     def _collect(self) -> list[Outcome]:
         if self._inline:

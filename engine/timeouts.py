@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from ..backends.errors import DefinitionError, FactoryError, FlowbatonError
 
-__all__ = ["TaskTimeout", "BuildTimeout", "spawn", "call_within", "check_timeout"]
+__all__ = ["TaskTimeout", "BuildTimeout", "spawn", "call_within", "check_timeout", "bound"]
 
 _T = TypeVar("_T")
 
@@ -48,6 +48,13 @@ def check_timeout(value: object, where: str) -> float | None:
     return float(value)
 
 
+def bound(timeout: float | None) -> float | None:
+    """The seconds to wait for a call, or None for no bound: ``None``,
+    ``math.inf``, and anything a thread cannot wait for (past
+    ``threading.TIMEOUT_MAX``, about 292 years, waits raise OverflowError)."""
+    return None if timeout is None or timeout >= threading.TIMEOUT_MAX else timeout
+
+
 def spawn(fn: Callable[..., _T], *args: Any, name: str) -> Future[_T]:
     """Run ``fn(*args)`` on a new daemon thread; its outcome is the future's."""
     future: Future[_T] = Future()
@@ -71,7 +78,8 @@ def call_within(fn: Callable[[], _T], timeout: float | None, *, name: str,
     """``fn()``, waited for at most ``timeout`` seconds (``None``: inline, no
     bound). Past it: ``on_stuck()``, then ``BuildTimeout``; ``on_unstuck()``
     follows once the abandoned call returns, whatever it returned."""
-    if timeout is None or math.isinf(timeout):
+    timeout = bound(timeout)
+    if timeout is None:
         return fn()
     future = spawn(fn, name=name)
     try:

@@ -88,6 +88,18 @@ def test_the_replica_default_bounds_tasks_without_their_own_timeout() -> None:
     assert report.state == SUCCESS
 
 
+def test_timeouts_beyond_what_threads_can_wait_mean_no_bound() -> None:
+    """A wait past ``threading.TIMEOUT_MAX`` raises OverflowError: such a
+    task or build timeout is no bound, not a crash of the run."""
+    store = MemoryBackend()
+    detail = new_flow_detail(f"{HOSTILE}:default_bound", inputs={"seconds": 0.0})
+    store.create_flow(detail)
+    token = store.claim(detail.id, "me", 30.0)
+    report = run_flow(store, token, replica_id="me", allow=["tests."], task_timeout=1e13, build_timeout=1e300)
+    assert report.state == SUCCESS
+    assert task(id="t", timeout=1e300)(lambda: None).task_timeout == 1e300  # accepted, as before
+
+
 def probe(port: int, path: str = "/healthz") -> tuple[int, dict[str, object]]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
