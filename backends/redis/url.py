@@ -13,7 +13,7 @@ rather than guessed at (and the refusal repeats none of it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -56,8 +56,10 @@ class Target:
     service: str | None  # sentinel master name
     db: int
     username: str | None
-    password: str | None
-    options: dict[str, Any]
+    # Out of repr (a traceback with locals, a debugger): the password, and
+    # the options, which hold sentinel_password.
+    password: str | None = field(repr=False)
+    options: dict[str, Any] = field(repr=False)
 
     def describe(self) -> str:
         """The URL without credentials, for messages and logs."""

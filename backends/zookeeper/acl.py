@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kazoo.security import ACL, Id, Permissions, make_acl, make_digest_acl_credential
 
@@ -66,7 +66,7 @@ def _who(ident: Id) -> str:
 class Policy:
     """Our identity (None without credentials) and what the world may do."""
 
-    identity: Id | None
+    identity: Id | None = field(repr=False)  # the digest: user name and password hash
     world_read: bool
     refuse: bool
 

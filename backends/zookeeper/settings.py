@@ -23,7 +23,7 @@ knows digest identities only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -73,14 +73,14 @@ class Settings:
     hosts: str
     chroot: str
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)  # a traceback with locals, a debugger: never the secret
     session_timeout: float
     connect_timeout: float
     operation_timeout: float
     retry_deadline: float
     reconnect_delay: float
     max_record_bytes: int
-    tls: dict[str, Any]
+    tls: dict[str, Any] = field(repr=False)  # keyfile_password
     world_read: bool = False
     insecure_acl: str = "refuse"
 

@@ -92,6 +92,24 @@ def _url_with_secret(draw: st.DrawFn) -> tuple[str, str]:
     return head + tail + ("?" + "&".join(options) if options else ""), secret
 
 
+
+def test_parsed_settings_keep_their_secrets_out_of_repr() -> None:
+    """The objects a URL is parsed into show no secret in their repr (a
+    traceback printed with its locals, an error tracker, a debugger)."""
+    from flowbaton.backends.redis.url import parse_url
+    from flowbaton.backends.zookeeper.acl import Policy
+    from flowbaton.backends.zookeeper.settings import Settings
+
+    target = parse_url("redis+sentinel://u:pw1@a:26379/m/0?sentinel_password=pw2")
+    settings = Settings.from_url("zookeeper://u:pw3@z:2181/ns?use_ssl=true&keyfile_password=pw4", {})
+    policy = Policy.from_settings(settings)
+    assert policy.identity is not None
+    shown = " ".join(map(repr, (target, settings, policy)))
+    for secret in ("pw1", "pw2", "pw3", "pw4", policy.identity.id.partition(":")[2]):
+        assert secret not in shown
+    assert "z:2181" in shown and "'a', 26379" in shown  # still recognisable
+
+
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_url_with_secret())
 def test_redact_url_never_shows_the_secret(case: tuple[str, str]) -> None:
