@@ -1,16 +1,5 @@
 -- Shared helpers, prepended by scripts.py to every script that names them.
 
--- Is the claim stored at claim_key exactly this token, claim id AND epoch?
--- The epoch alone is not enough: after a failover lost an INCR, the new
--- primary can hand the same epoch to a second claimer.
-local function is_current(claim_key, claim_id, epoch)
-  local raw = redis.call('GET', claim_key)
-  if not raw then return false end
-  local ok, claim = pcall(cjson.decode, raw)
-  if not ok or type(claim) ~= 'table' then return false end
-  return claim.claim_id == claim_id and claim.epoch == tonumber(epoch)
-end
-
 -- The claim stored at claim_key as a table, or nil when there is none or it
 -- is unreadable (not JSON, no string claim_id, no numeric epoch). No token
 -- is ever current for an unreadable claim (is_current), so nobody holds it:
@@ -24,6 +13,14 @@ local function readable_claim(claim_key)
     return claim
   end
   return nil
+end
+
+-- Is the claim stored at claim_key exactly this token, claim id AND epoch?
+-- The epoch alone is not enough: after a failover lost an INCR, the new
+-- primary can hand the same epoch to a second claimer.
+local function is_current(claim_key, claim_id, epoch)
+  local claim = readable_claim(claim_key)
+  return claim ~= nil and claim.claim_id == claim_id and claim.epoch == tonumber(epoch)
 end
 
 -- The flow's state: '' when the record is missing, '?' when unreadable.
