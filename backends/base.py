@@ -110,6 +110,9 @@ class Backend(abc.ABC):
         Raises ``FlowNotFound``. Safe to retry after a connection loss: an
         ambiguous attempt is resolved by reading back, never by claiming twice.
         Session backends ignore ``lease`` (the session is the lease).
+        A claim record that cannot be read is nobody's (no token is current
+        for it): ``force`` always replaces it, and drivers whose claims have
+        no session may treat it as absent.
         """
 
     @abc.abstractmethod
@@ -209,7 +212,10 @@ class Backend(abc.ABC):
         return None  # no connection events without sessions
 
     def warnings(self) -> list[str]:
-        """Settings of the server that can lose claims or data, in words."""
+        """Settings of the server that can lose claims or data, or let others
+        read or change the records (e.g. open ZooKeeper ACLs accepted with
+        ``?insecure_acl=warn``), in words; ``flowbaton check`` reports each as
+        a problem. Found at open or on the first call, not on every call."""
         return []
 
     def close(self) -> None:
