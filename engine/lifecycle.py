@@ -140,7 +140,7 @@ def run_flow(
         if found is not None:
             run.compiled = _build(run, allow, build_timeout, found)
             plan = _plan(run)
-            if plan is not None and _start(run, plan, max_takeovers, found):
+            if plan is not None and _start(run, plan, found):
                 run.run(plan)
     except Halt as halt:
         log.warning("flow %s: claim lost before it started (%s)", flow.id, halt, extra=run.log_fields())
@@ -149,13 +149,12 @@ def run_flow(
 
 @dataclass(frozen=True)
 class _Found:
-    """The flow record's owner and meta as this claim found them, before it
-    counted itself (``counted``) on the record."""
+    """The flow record's owner, state and meta as this claim found them,
+    before it counted itself on the record."""
 
     owner: str | None
     state: str
     meta: dict[str, Any]
-    counted: bool = False
 
 
 def _attempt(run: FlowRun, max_takeovers: int | None) -> _Found | None:
@@ -174,7 +173,7 @@ def _attempt(run: FlowRun, max_takeovers: int | None) -> _Found | None:
     if _count(run, found, max_takeovers):
         return None
     run.write_flow(owner=run.replica_id, state=RUNNING if flow.state == PENDING else flow.state)
-    return _Found(found.owner, found.state, found.meta, counted=True)
+    return found
 
 
 def _count(run: FlowRun, found: _Found, max_takeovers: int | None) -> bool:
@@ -230,14 +229,11 @@ def _hold(run: FlowRun, reason: str) -> None:
     run.finish(HELD, reason)
 
 
-def _start(run: FlowRun, plan: ResumePlan, max_takeovers: int | None, found: _Found | None = None) -> bool:
-    """Complete the claim's flow record after the build (state, owner,
-    resume diff), counting the claim first if ``_attempt`` did not, or hold
-    the flow; False when it must not run. A first run of a flow built as at
-    submit has nothing to add, so nothing is written."""
-    found = found or _Found(run.flow.owner, run.flow.state, dict(run.flow.meta))
-    if not found.counted and _count(run, found, max_takeovers):
-        return False
+def _start(run: FlowRun, plan: ResumePlan, found: _Found) -> bool:
+    """Complete the claim's flow record after the build (task list, resume
+    diff), or hold the flow; False when it must not run. ``_attempt`` has
+    counted the claim already. A first run of a flow built as at submit has
+    nothing to add, so nothing is written."""
     meta = dict(run.flow.meta)
     if plan.unmatched or "unmatched" in meta:
         meta["unmatched"] = plan.unmatched
