@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from .errors import CorruptRecord
 from .states import FLOW_STATES, PENDING, TASK_STATES
 
 __all__ = [
+    "nests_deeper",
     "SCHEMA_VERSION",
     "FlowDetail",
     "TaskDetail",
@@ -47,25 +47,17 @@ def dumps(value: JSON) -> str:
 #: would raise ``RecursionError`` deep inside a replica or the CLI.
 MAX_DEPTH = 256
 
-# A JSON string, with escapes (unrolled: no backtracking per character).
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_PAIR = re.compile(r"\[\]|\{\}")
-
-
-def _too_deep(text: str) -> bool:
-    """Whether ``text``'s arrays and objects nest deeper than ``MAX_DEPTH``,
-    found without decoding it and at C speed: count brackets, and only if
-    there are that many, peel innermost pairs off the brackets outside
-    strings, one level per pass (a handful of passes for a wide record)."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return False
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    for _ in range(MAX_DEPTH):
-        brackets, peeled = _PAIR.subn("", brackets)
-        if not peeled:
-            return False  # done, or unbalanced: json.loads names the error
-    return _PAIR.search(brackets) is not None
+def nests_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value``'s lists and dicts nest deeper than ``limit``;
+    level by level, so it is linear in the number of containers and never
+    recurses (a hostile value cannot exhaust the stack being measured)."""
+    level = [value]
+    for _ in range(limit):
+        level = [item for node in level if isinstance(node, (list, dict))
+                 for item in (node.values() if isinstance(node, dict) else node)]
+        if not level:
+            return False
+    return any(isinstance(node, (list, dict)) for node in level)
 
 
 def _no_constant(name: str) -> Any:
@@ -88,11 +80,14 @@ def load_json(raw: str | bytes, where: str, what: str = "record") -> Any:
         text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
         if not isinstance(text, str):
             raise TypeError(f"stored as {type(raw).__name__}, not text")
-        if _too_deep(text):
-            raise CorruptRecord(where, f"{what} nests deeper than {MAX_DEPTH} levels")
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
-    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as err:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:  # json's decoder guards its own recursion: far past MAX_DEPTH
+        raise CorruptRecord(where, f"{what} nests deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, TypeError, UnicodeDecodeError) as err:
         raise CorruptRecord(where, f"{what} is not JSON ({_short(err)})") from err
+    if nests_deeper(value, MAX_DEPTH):
+        raise CorruptRecord(where, f"{what} nests deeper than {MAX_DEPTH} levels")
+    return value
 
 
 def _short(err: BaseException) -> str:
