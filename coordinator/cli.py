@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
 from ..backends import DEFAULT_URL
@@ -25,7 +24,7 @@ from ..backends.errors import FlowbatonError
 from ..backends.states import FLOW_STATES
 from .cli_commands import UsageError, cmd_demo, cmd_replica, cmd_submit
 from .ops_cli import add_ops_commands
-from .standalone import add_replica_options
+from .standalone import add_replica_options, seconds_arg
 from .terminal import printable
 
 __all__ = ["main", "build_parser"]
@@ -44,22 +43,6 @@ class _Parser(argparse.ArgumentParser):
 def _backend_option(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--backend", metavar="URL", default=default,
                         help=f"backend URL (default: $FLOWBATON_BACKEND, else {DEFAULT_URL})")
-
-
-def _positive(kind: type[float]) -> Callable[[str], float]:
-    def convert(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-        return value
-
-    convert.__name__ = kind.__name__
-    return convert
 
 
 def _state(text: str) -> str:
@@ -101,7 +84,7 @@ def _add_submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     cmd.add_argument("--inputs", metavar="JSON", help="initial flow inputs, a JSON object")
     cmd.add_argument("--name", help="a name for people (default: the flow's own name)")
     cmd.add_argument("--wait", action="store_true", help="wait until the flow ends; exit 1 unless SUCCESS")
-    cmd.add_argument("--timeout", type=_positive(float), default=None, help="with --wait: give up after S seconds")
+    cmd.add_argument("--timeout", type=seconds_arg, default=None, help="with --wait: give up after S seconds")
     cmd.set_defaults(func=cmd_submit)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -20,10 +19,11 @@ from typing import Any
 from ..backends import default_url
 from ..backends.errors import FlowbatonError
 from .logs import LOG_FORMATS, configure_logging
+from .ops_time import MAX_DURATION
 from .probes import DEFAULT_METRICS_PORT
 from .replica import DEFAULT_BUILD_TIMEOUT, DEFAULT_STOP_TIMEOUT, Coordinator, connect
 
-__all__ = ["REPLICA_ENV", "add_allow_option", "add_replica_options", "run_replica"]
+__all__ = ["REPLICA_ENV", "add_allow_option", "add_replica_options", "run_replica", "seconds_arg"]
 
 log = logging.getLogger("flowbaton.coordinator")
 
@@ -53,7 +53,7 @@ def _checked(convert: Callable[[str], Any], rule: Callable[[Any], bool], what: s
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
-        if (isinstance(value, float) and not math.isfinite(value)) or not rule(value):  # nan/inf: never
+        if not rule(value):
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
         return value
 
@@ -62,7 +62,9 @@ def _checked(convert: Callable[[str], Any], rule: Callable[[Any], bool], what: s
 
 
 _COUNT = _checked(int, lambda v: v > 0, "a positive integer")
-_SECONDS = _checked(float, lambda v: v > 0, "a positive number of seconds")
+# nan fails every comparison; at most a century (ops_time.MAX_DURATION) keeps
+# any wait on it under threading.TIMEOUT_MAX (past it: OverflowError)
+seconds_arg = _checked(float, lambda v: 0 < v <= MAX_DURATION, "a positive number of seconds up to a century")
 _PORT = _checked(int, lambda v: 0 <= v <= 65535, "a port number")
 _FORMAT = _checked(str.lower, lambda v: v in LOG_FORMATS, f"one of {', '.join(LOG_FORMATS)}")
 _LEVEL = _checked(str.upper, lambda v: isinstance(logging.getLevelName(v), int), "a log level")
@@ -99,7 +101,7 @@ def add_replica_options(cmd: argparse.ArgumentParser) -> None:
                      help="flows run at once (default: $FLOWBATON_CONCURRENCY, else 4)")
     cmd.add_argument("--replica-id", default=_env("--replica-id"), metavar="ID",
                      help="default: $FLOWBATON_REPLICA_ID, else host-pid-random")
-    cmd.add_argument("--lease", type=_SECONDS, metavar="SECONDS", default=_env("--lease", "10"),
+    cmd.add_argument("--lease", type=seconds_arg, metavar="SECONDS", default=_env("--lease", "10"),
                      help="seconds after this replica dies before its flows are taken over "
                      "(default: $FLOWBATON_LEASE, else 10)")
     cmd.add_argument("--metrics-port", type=_PORT, default=_env("--metrics-port"), metavar="PORT",
@@ -115,16 +117,16 @@ def add_replica_options(cmd: argparse.ArgumentParser) -> None:
 
 
 def _add_timeout_options(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--task-timeout", type=_SECONDS, metavar="SECONDS", default=_env("--task-timeout"),
+    cmd.add_argument("--task-timeout", type=seconds_arg, metavar="SECONDS", default=_env("--task-timeout"),
                      help="bound of a task call when the task sets no timeout: past it the attempt fails "
                      "(TaskTimeout, retried per the task's policy) and, while its thread still runs, the flow "
                      "is kept here and /healthz reports it (default: $FLOWBATON_TASK_TIMEOUT, else none)")
-    cmd.add_argument("--build-timeout", type=_SECONDS, metavar="SECONDS",
+    cmd.add_argument("--build-timeout", type=seconds_arg, metavar="SECONDS",
                      default=_env("--build-timeout", f"{DEFAULT_BUILD_TIMEOUT:g}"),
                      help="bound of importing a factory and building its flow: past it the flow is declined "
                      "and the claim counts toward the poison limit (default: $FLOWBATON_BUILD_TIMEOUT, "
                      f"else {DEFAULT_BUILD_TIMEOUT:g})")
-    cmd.add_argument("--stop-timeout", type=_SECONDS, metavar="SECONDS",
+    cmd.add_argument("--stop-timeout", type=seconds_arg, metavar="SECONDS",
                      default=_env("--stop-timeout", f"{DEFAULT_STOP_TIMEOUT:g}"),
                      help="on SIGTERM, seconds to wait for running flows to hand back; past it the replica "
                      "exits (status 1) without releasing them: their claims expire after the lease and the "

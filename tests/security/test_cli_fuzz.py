@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from flowbaton.backends.base import Backend
 from flowbaton.backends.records import Decline
 from flowbaton.backends.states import CANCELLED, FAILURE, HELD, REVERTED, RUNNING, SUCCESS
 from flowbaton.coordinator.cli import build_parser, main
+from flowbaton.coordinator.ops_time import MAX_DURATION
 from tests.coordinator.ops_helpers import STEPS, present, store, task
 
 pytestmark = pytest.mark.security
@@ -263,7 +265,7 @@ def test_replica_options_parse_or_refuse_in_one_line() -> None:
     tried = 0
     values = st.one_of(_junk, st.floats().map(repr), st.integers(-5, 70000).map(str))
     options = ["--allow", "--concurrency", "--replica-id", "--lease", "--metrics-port", "--metrics-host",
-               "--log-format", "--log-level"]
+               "--log-format", "--log-level", "--task-timeout", "--build-timeout", "--stop-timeout"]
 
     @settings(max_examples=PARSE_EXAMPLES, deadline=None, database=None)
     @given(st.lists(st.tuples(st.sampled_from(options), values), max_size=6))
@@ -278,9 +280,10 @@ def test_replica_options_parse_or_refuse_in_one_line() -> None:
             except SystemExit as stop:
                 assert stop.code == 2 and len(err.getvalue().splitlines()) == 1, (argv, err.getvalue())
                 return
-        for name in ("lease",):
+        for name in ("lease", "task_timeout", "build_timeout", "stop_timeout"):
             value = getattr(args, name, None)
-            assert value is None or 0 < value < float("inf"), (argv, value)
+            # a thread cannot wait longer than TIMEOUT_MAX (OverflowError)
+            assert value is None or 0 < float(value) <= MAX_DURATION < threading.TIMEOUT_MAX, (argv, value)
 
     one()
     print(f"\nreplica options: {tried} generated")

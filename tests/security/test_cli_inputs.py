@@ -22,6 +22,7 @@ from flowbaton.backends import open_backend
 from flowbaton.backends.base import Backend
 from flowbaton.backends.errors import DefinitionError, FlowNotFound
 from flowbaton.backends.states import FAILURE, REVERTED, RUNNING, SUCCESS
+from flowbaton.coordinator.cli import build_parser
 from flowbaton.coordinator.terminal import printable
 from flowbaton.engine import Flow, Gate, Linear, Task, register_codec, task
 from flowbaton.engine.codec import TAG, decode, encode
@@ -104,6 +105,20 @@ def test_nan_and_inf_are_refused_everywhere(capsys: pytest.CaptureFixture[str], 
     backend = open_backend("memory://")
     out = run_cli(capsys, backend, *argv)
     assert bad_input(out), out
+
+
+@pytest.mark.parametrize("argv", [
+    ("replica", "--allow", "x.", option, value)
+    for option in ("--lease", "--task-timeout", "--build-timeout", "--stop-timeout") for value in ("1e12", "1e300")
+] + [("submit", "x:y", "--timeout", "1e300")])
+def test_seconds_longer_than_a_century_are_refused(capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]) -> None:
+    """Finite, yet past what a thread can wait (``threading.TIMEOUT_MAX``):
+    a replica given ``--lease 1e12`` died in its lease thread with OverflowError.
+    Parsed only: a replica that accepted it would serve until killed."""
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1 and "century" in err, err
 
 
 @pytest.mark.parametrize("url", ["redis://[::1/0", "redis://:s3cret@[::1/0", "zookeeper://[::1:2181/x",
