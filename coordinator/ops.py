@@ -60,6 +60,7 @@ __all__ = [
     "cancel",
     "retry",
     "purge",
+    "claimed",
     "current_claim",
     "load_flow",
     "MIN_PURGE_AGE",
@@ -137,9 +138,12 @@ def operator_id() -> str:
 
 
 @contextmanager
-def _claimed(backend: Backend, flow_id: str, who: str) -> Iterator[tuple[ClaimToken, ClaimInfo | None]]:
-    """Force-claim the flow for the block; release at the end. The claim
-    read first only names who is fenced (it may change in between)."""
+def claimed(backend: Backend, flow_id: str, who: str, *,
+            release: bool = True) -> Iterator[tuple[ClaimToken, ClaimInfo | None]]:
+    """Force-claim the flow for the block; release at the end (unless
+    ``release`` is False: the block deleted the flow, claim included), and
+    on an error. The claim read first only names who is fenced (it may
+    change in between)."""
     held = current_claim(backend, flow_id)
     token = backend.claim(flow_id, who, OP_LEASE, force=True)
     log.info("operator %s claimed flow %s at epoch %d (fencing %s)", who, flow_id, token.epoch,
@@ -149,7 +153,8 @@ def _claimed(backend: Backend, flow_id: str, who: str) -> Iterator[tuple[ClaimTo
     except BaseException:
         _release_quietly(backend, token)
         raise
-    backend.release(token)
+    if release:
+        backend.release(token)
 
 
 def current_claim(backend: Backend, flow_id: str) -> ClaimInfo | None:
@@ -210,7 +215,7 @@ def release(backend: Backend, flow_id: str, *, who: str | None = None) -> Action
     """Take the flow's claim away (bumping the epoch, so its holder is fenced)
     and leave the flow unowned: any replica may resume it at once."""
     who = who or operator_id()
-    with _claimed(backend, flow_id, who) as (token, held):
+    with claimed(backend, flow_id, who) as (token, held):
         flow = load_flow(backend, flow_id)
         before = flow.state
         _note(flow, "release", who, token, held)
@@ -225,7 +230,7 @@ def cancel(backend: Backend, flow_id: str, *, who: str | None = None) -> ActionR
     running finish, but their results are not written; nothing is reverted."""
     who = who or operator_id()
     _require(load_flow(backend, flow_id), CANCELLABLE, "cancel")  # refuse before fencing anyone
-    with _claimed(backend, flow_id, who) as (token, held):
+    with claimed(backend, flow_id, who) as (token, held):
         flow = load_flow(backend, flow_id)
         _require(flow, CANCELLABLE, "cancel")  # it may have ended meanwhile
         before = flow.state
@@ -254,7 +259,7 @@ def retry(
         raise OpRefused(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
     who = who or operator_id()
     _retry_plan(load_flow(backend, flow_id), backend.load_tasks(flow_id), task, decision)
-    with _claimed(backend, flow_id, who) as (token, held):
+    with claimed(backend, flow_id, who) as (token, held):
         flow, tasks = load_flow(backend, flow_id), backend.load_tasks(flow_id)
         reset = _retry_plan(flow, tasks, task, decision)
         for tid in reset:
@@ -378,5 +383,6 @@ def _purge_one(backend: Backend, flow_id: str, cutoff: float, who: str, states: 
     except BaseException:
         _release_quietly(backend, token)
         raise
-    backend.release(token)
+    if release:
+        backend.release(token)
     return f"changed since the listing (now {flow.state})"

@@ -11,13 +11,12 @@ changes nothing (``--dry-run``, the confirmation question).
 
 from __future__ import annotations
 
-from contextlib import suppress
 from dataclasses import dataclass
 
 from ..backends.base import Backend
-from ..backends.errors import CorruptRecord, FlowbatonError
+from ..backends.errors import CorruptRecord
 from ..backends.records import ClaimInfo
-from .ops import OP_LEASE, ActionResult, current_claim, operator_id
+from .ops import ActionResult, claimed, current_claim, operator_id
 
 __all__ = ["DeletePlan", "describe_delete", "delete"]
 
@@ -42,10 +41,7 @@ class DeletePlan:
 
 def describe_delete(backend: Backend, flow_id: str) -> DeletePlan:
     """Read what ``delete`` would remove. ``FlowNotFound`` if nothing is stored."""
-    try:
-        state = backend.load_flow(flow_id).state
-    except CorruptRecord:
-        state = UNREADABLE
+    state = _state(backend, flow_id)
     try:
         tasks: int | None = len(backend.load_tasks(flow_id))
     except CorruptRecord:
@@ -57,13 +53,15 @@ def delete(backend: Backend, flow_id: str, *, who: str | None = None) -> ActionR
     """Remove the flow with its tasks, declines and claim, fenced: the
     previous holder (if any) loses its claim first and cannot write again."""
     who = who or operator_id()
-    held = current_claim(backend, flow_id)
-    token = backend.claim(flow_id, who, OP_LEASE, force=True)
-    try:
-        before = describe_delete(backend, flow_id).state
+    with claimed(backend, flow_id, who, release=False) as (token, held):  # delete_flow ends the claim
+        before = _state(backend, flow_id)
         backend.delete_flow(token)
-    except BaseException:
-        with suppress(FlowbatonError):  # the original error wins; the lease ends the claim anyway
-            backend.release(token)
-        raise
     return ActionResult("delete", flow_id, before, "DELETED", token.epoch, held)
+
+
+def _state(backend: Backend, flow_id: str) -> str:
+    """The flow's state, or "unreadable"; ``FlowNotFound`` if nothing is stored."""
+    try:
+        return backend.load_flow(flow_id).state
+    except CorruptRecord:
+        return UNREADABLE
