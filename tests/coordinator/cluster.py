@@ -13,10 +13,13 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
+
+import pytest
 
 from flowbaton.backends import open_backend
 from flowbaton.backends.states import TERMINAL_FLOW_STATES
@@ -150,3 +153,16 @@ class Cluster:
         if urlsplit(self.url).scheme != "sqlite":
             return False
         return sqlite_writers_blocked(self.url[len("sqlite:///"):].split("?", 1)[0])
+
+
+@pytest.fixture
+def cluster(shared_backend_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """A Cluster on the session's backend, closed after the test; its
+    replicas' logs are printed (pytest shows them when the test failed).
+    Imported by the conftest of each suite that uses it."""
+    made = Cluster(shared_backend_url, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+        print(made.logs())

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.coordinator.cluster import Cluster
+from tests.coordinator.cluster import cluster
 
 from . import hostile_flows
+
+__all__ = ["cluster", "gate"]  # cluster: the coordinator suite's fixture
 
 
 @pytest.fixture
@@ -21,13 +22,3 @@ def gate() -> Iterator[None]:
         yield
     finally:
         hostile_flows.GATE.set()
-
-
-@pytest.fixture
-def cluster(shared_backend_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    made = Cluster(shared_backend_url, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
-        print(made.logs())  # shown by pytest only when the test failed
