@@ -22,6 +22,7 @@ from flowbaton.backends.errors import FactoryError
 from flowbaton.backends.records import FlowDetail
 from flowbaton.backends.states import HELD, PENDING
 from flowbaton.engine import run_flow
+from flowbaton.engine.events import NoEvents
 from flowbaton.engine.timeouts import BuildTimeout
 from tests.coordinator.cluster import Cluster
 from tests.servers import until
@@ -103,18 +104,11 @@ def test_a_replica_without_the_code_declines_without_counting(backend: Backend) 
     assert (after.state, after.owner, after.meta) == (before.state, before.owner, before.meta) == (PENDING, None, {})
 
 
-class Stuck:
+class Stuck(NoEvents):
+    """Records the stuck/unstuck events; the others are ignored."""
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str | None]] = []
-
-    def on_flow_claimed(self, flow_id: str, previous_owner: str | None) -> None:
-        pass
-
-    def on_task_finished(self, flow_id: str, task_id: str, outcome: str, seconds: float) -> None:
-        pass
-
-    def on_flow_finished(self, flow_id: str, state: str, seconds: float) -> None:
-        pass
 
     def on_stuck(self, flow_id: str, task_id: str | None, timeout: float) -> None:
         self.calls.append(("stuck", flow_id, task_id))
