@@ -32,6 +32,7 @@ from flowbaton.engine.sizes import fit_flow, record_size
 from tests.conftest import make_url
 from tests.coordinator.inprocess import LocalReplicas
 from tests.coordinator.ops_helpers import run_cli
+from tests.servers import until
 
 pytestmark = pytest.mark.security
 
@@ -397,10 +398,7 @@ def test_a_stored_flow_over_the_limit_is_declined_not_crashed_on(
         roomy.create_flow(detail)
     with open_backend(with_limit(shared_backend_url, LIMIT)) as store:
         replica = local_replicas.add(store, lease=1.0).start()
-        deadline = time.monotonic() + 20
-        while not store.load_declines(detail.id) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        declines = store.load_declines(detail.id)
+        declines = until(lambda: store.load_declines(detail.id), 20, "a replica to decline the flow")
         flow = store.load_flow(detail.id)
         replica.stop()
     assert declines and "FlowTooLarge" in declines[0].reason and "max_record_bytes" in declines[0].reason

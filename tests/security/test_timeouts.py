@@ -82,7 +82,9 @@ def test_a_timed_out_task_without_retries_fails_and_is_reverted_after_its_call_r
 
 def test_the_replica_default_bounds_tasks_without_their_own_timeout() -> None:
     store = MemoryBackend()
-    _, report = run_once(store, "default_bound", inputs={"seconds": 0.6}, task_timeout=0.2)
+    # 2 s of sleep against a 0.2 s bound: a loaded CI machine may wake the
+    # waiting thread late, but not 1.8 s late (the run lasts the 2 s anyway)
+    _, report = run_once(store, "default_bound", inputs={"seconds": 2.0}, task_timeout=0.2)
     assert report.state == REVERTED and "TaskTimeout" in (report.reason or "")
     _, report = run_once(store, "opted_out", inputs={"seconds": 0.6}, task_timeout=0.2)
     assert report.state == SUCCESS
