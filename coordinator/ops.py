@@ -139,9 +139,9 @@ def operator_id() -> str:
 
 @contextmanager
 def claimed(backend: Backend, flow_id: str, who: str, *,
-            release: bool = True) -> Iterator[tuple[ClaimToken, ClaimInfo | None]]:
+            release_after: bool = True) -> Iterator[tuple[ClaimToken, ClaimInfo | None]]:
     """Force-claim the flow for the block; release at the end (unless
-    ``release`` is False: the block deleted the flow, claim included), and
+    ``release_after`` is False: the block deleted the flow, claim included), and
     on an error. The claim read first only names who is fenced (it may
     change in between)."""
     held = current_claim(backend, flow_id)
@@ -153,7 +153,7 @@ def claimed(backend: Backend, flow_id: str, who: str, *,
     except BaseException:
         _release_quietly(backend, token)
         raise
-    if release:
+    if release_after:
         backend.release(token)
 
 
@@ -383,6 +383,5 @@ def _purge_one(backend: Backend, flow_id: str, cutoff: float, who: str, states: 
     except BaseException:
         _release_quietly(backend, token)
         raise
-    if release:
-        backend.release(token)
+    backend.release(token)
     return f"changed since the listing (now {flow.state})"

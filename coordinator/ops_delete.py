@@ -53,7 +53,7 @@ def delete(backend: Backend, flow_id: str, *, who: str | None = None) -> ActionR
     """Remove the flow with its tasks, declines and claim, fenced: the
     previous holder (if any) loses its claim first and cannot write again."""
     who = who or operator_id()
-    with claimed(backend, flow_id, who, release=False) as (token, held):  # delete_flow ends the claim
+    with claimed(backend, flow_id, who, release_after=False) as (token, held):  # delete_flow ends the claim
         before = _state(backend, flow_id)
         backend.delete_flow(token)
     return ActionResult("delete", flow_id, before, "DELETED", token.epoch, held)
