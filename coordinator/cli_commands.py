@@ -15,6 +15,7 @@ from typing import Any
 
 from ..backends import default_url, open_backend
 from ..backends.base import Backend
+from ..backends.records import nests_deeper
 from ..backends.states import SUCCESS
 from .replica import connect
 from .standalone import run_replica
@@ -66,25 +67,13 @@ def parse_json(text: str | None, option: str, kind: type) -> Any:
     if not isinstance(value, kind):
         expected = "a JSON list" if kind is list else "a JSON object"
         raise UsageError(f"{option}: expected {expected}, got {type(value).__name__}: {_shown(text)}")
-    if _too_deep(value):
+    if nests_deeper(value, MAX_ARGUMENT_DEPTH):
         raise UsageError(f"{option}: nested deeper than {MAX_ARGUMENT_DEPTH} levels")
     return value
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
-
-
-def _too_deep(value: Any) -> bool:
-    """Whether ``value`` nests deeper than the limit; iterative, so a deep
-    value cannot exhaust the stack while it is being measured."""
-    level = [value]
-    for _ in range(MAX_ARGUMENT_DEPTH):
-        level = [item for node in level if isinstance(node, (list, dict))
-                 for item in (node.values() if isinstance(node, dict) else node)]
-        if not level:
-            return False
-    return any(isinstance(node, (list, dict)) for node in level)
 
 
 def _shown(text: str, width: int = 200) -> str:

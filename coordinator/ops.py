@@ -164,7 +164,8 @@ def current_claim(backend: Backend, flow_id: str) -> ClaimInfo | None:
     try:
         return backend.current_claim(flow_id)
     except CorruptRecord as err:
-        log.warning("flow %s: replacing an unreadable claim: %s", flow_id, err)
+        log.warning("flow %s: its claim is unreadable, so it counts as none (a forced claim replaces it): %s",
+                    flow_id, err)
         return None
 
 
