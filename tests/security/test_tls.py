@@ -10,7 +10,6 @@ sign it); the right name works.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,37 +20,9 @@ from flowbaton.backends.errors import BackendUnavailable, BadBackendURL
 from flowbaton.backends.redis.client import _client_kwargs
 from flowbaton.backends.redis.url import parse_url
 from tests.contract.helpers import make_flow
-from tests.servers.redis import LocalRedis, free_port
+from tests.servers.redis import TLSServer
 
 pytestmark = [pytest.mark.security, pytest.mark.redis]
-
-TLSServer = Callable[[str], str]
-
-
-@pytest.fixture
-def tls_redis(make_redis_server: Callable[..., LocalRedis], tmp_path: Path) -> TLSServer:
-    """``tls_redis(name)``: a TLS port serving a certificate for ``name``;
-    returns a ``rediss://127.0.0.1`` URL trusting the test CA."""
-
-    def start(name: str) -> str:
-        ca = trustme.CA()
-        cert = ca.issue_cert(name)
-        files = {key: tmp_path / f"{key}.pem" for key in ("ca", "cert", "key")}
-        ca.cert_pem.write_to_path(str(files["ca"]))
-        cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
-        cert.private_key_pem.write_to_path(str(files["key"]))
-        port = free_port()
-        make_redis_server({
-            "tls-port": str(port),
-            "tls-cert-file": str(files["cert"]),
-            "tls-key-file": str(files["key"]),
-            "tls-ca-cert-file": str(files["ca"]),
-            "tls-auth-clients": "no",
-        })
-        return f"rediss://127.0.0.1:{port}/0?prefix=tls&ssl_ca_certs={files['ca']}"
-
-    return start
-
 
 def test_host_names_are_checked_by_default() -> None:
     target = parse_url("rediss://h/0")

@@ -10,14 +10,19 @@ Fixtures:
   ``redis_server``          session-wide server, ``.url(namespace)`` + injectors
   ``make_redis_server``     factory for private local servers (custom config)
   ``redis_sentinel_cluster`` primary + replica + 3 sentinels on loopback
+  ``tls_redis``             ``tls_redis(name)``: a private server with a TLS
+                            port whose certificate (from a throw-away trustme
+                            CA) names ``name``; returns its ``rediss://`` URL
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from flowbaton.testing.servers.redis import (
     LocalRedis,
@@ -30,6 +35,7 @@ from flowbaton.testing.servers.redis import redis_binary as _redis_binary
 from . import failing
 
 __all__ = [
+    "TLSServer",
     "LocalRedis",
     "SentinelCluster",
     "free_port",
@@ -83,3 +89,31 @@ def redis_sentinel_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield cluster
     finally:
         cluster.close()
+
+
+TLSServer = Callable[[str], str]
+
+
+@pytest.fixture
+def tls_redis(make_redis_server: Callable[..., LocalRedis], tmp_path: Path) -> TLSServer:
+    """``tls_redis(name)``: a TLS port serving a certificate for ``name``;
+    returns a ``rediss://127.0.0.1`` URL trusting the test CA."""
+
+    def start(name: str) -> str:
+        ca = trustme.CA()
+        cert = ca.issue_cert(name)
+        files = {key: tmp_path / f"{key}.pem" for key in ("ca", "cert", "key")}
+        ca.cert_pem.write_to_path(str(files["ca"]))
+        cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
+        cert.private_key_pem.write_to_path(str(files["key"]))
+        port = free_port()
+        make_redis_server({
+            "tls-port": str(port),
+            "tls-cert-file": str(files["cert"]),
+            "tls-key-file": str(files["key"]),
+            "tls-ca-cert-file": str(files["ca"]),
+            "tls-auth-clients": "no",
+        })
+        return f"rediss://127.0.0.1:{port}/0?prefix=tls&ssl_ca_certs={files['ca']}"
+
+    return start
