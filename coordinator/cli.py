@@ -24,7 +24,7 @@ from ..backends.errors import FlowbatonError
 from ..backends.states import FLOW_STATES
 from .cli_commands import UsageError, cmd_demo, cmd_replica, cmd_submit
 from .ops_cli import add_ops_commands
-from .standalone import add_replica_options, seconds_arg
+from .standalone import add_allow_option, add_replica_options, seconds_arg
 from .terminal import printable
 
 __all__ = ["main", "build_parser"]
@@ -79,6 +79,7 @@ def _add_replica(sub: argparse._SubParsersAction[_Parser]) -> None:
 def _add_submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     cmd = _command(sub, "submit", "store a new flow; prints its id")
     cmd.add_argument("factory", metavar="FACTORY", help="package.module:function returning the flow")
+    add_allow_option(cmd, "submit", required=False)
     cmd.add_argument("--args", metavar="JSON", help="factory positional arguments, a JSON list")
     cmd.add_argument("--kwargs", metavar="JSON", help="factory keyword arguments, a JSON object")
     cmd.add_argument("--inputs", metavar="JSON", help="initial flow inputs, a JSON object")

@@ -85,11 +85,13 @@ class _Allow(argparse.Action):
         setattr(namespace, self.dest, [*kept, *_entries(str(values))])
 
 
-def add_allow_option(cmd: argparse.ArgumentParser, who: str) -> None:
+def add_allow_option(cmd: argparse.ArgumentParser, who: str, *, required: bool = True) -> None:
     """``--allow``, required unless ``FLOWBATON_ALLOW`` is set: nothing
-    imports a stored factory name without an allow-list (issue 11)."""
+    imports a stored factory name without an allow-list (issue 11).
+    ``required=False`` where the name is the caller's own (``submit``):
+    applied when given, as a guard for scripts that pass names along."""
     env_allow = _entries(_env("--allow") or "")
-    cmd.add_argument("--allow", action=_Allow, default=env_allow or None, required=not env_allow,
+    cmd.add_argument("--allow", action=_Allow, default=env_allow or None, required=required and not env_allow,
                      metavar="PREFIX", help=f"module prefix whose factories {who} may import, or one exact "
                      "factory name pkg.mod:function for a closed list "
                      "(repeatable or comma-separated; default: $FLOWBATON_ALLOW, comma-separated)")

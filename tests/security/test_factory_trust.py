@@ -233,3 +233,21 @@ def test_a_coordinator_submits_only_names_under_its_allow_list(marker: Path) -> 
         with pytest.raises(FactoryNotAllowed, match="allowed prefixes"):
             coord.submit("subprocess:run", args=touch(marker), kwargs={"shell": True})
         assert coord.submit(f"{M}:build")  # what it allows still goes in
+
+
+def test_cli_submit_applies_allow_when_given(
+    capsys: pytest.CaptureFixture[str], marker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``flowbaton submit`` resolves the operator's own name by the rule;
+    with ``--allow`` (or ``FLOWBATON_ALLOW``) a script passing a name along
+    gets the replicas' allow-list too: nothing imported, nothing stored."""
+    url = f"sqlite:///{tmp_path / 'flows.db'}"
+    hostile = ["submit", "subprocess:run", "--args", f'["touch {marker}"]', "--kwargs", '{"shell": true}']
+    out = run_cli(capsys, url, *hostile, "--allow", "tests.")
+    assert bad_input(out) and "allowed prefixes (tests.)" in out.stderr, out
+    monkeypatch.setenv("FLOWBATON_ALLOW", "tests.")
+    out = run_cli(capsys, url, *hostile)
+    assert bad_input(out) and "allowed prefixes (tests.)" in out.stderr, out
+    assert run_cli(capsys, url, "submit", f"{M}:build").code == 0  # what it allows still goes in
+    with open_backend(url) as backend:
+        assert [flow.factory for flow in backend.list_flows()] == [f"{M}:build"]
