@@ -92,6 +92,11 @@ def _add_submit(sub: argparse._SubParsersAction[_Parser]) -> None:
 def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -> int:
     """Run one command. ``backend``: work on this open backend instead of
     ``--backend`` (it stays open); for memory:// tests and embedding."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    unreadable = _not_text(argv)
+    if unreadable is not None:
+        print(f"flowbaton: error: argument {printable(unreadable)} is not valid UTF-8 text", file=sys.stderr)
+        return EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
     args.backend_object = backend
     # Like `python -m`, find factories in the current directory: the console
@@ -112,6 +117,19 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -
     if held is not None:
         held.show()
     return code
+
+
+def _not_text(argv: Sequence[str]) -> str | None:
+    """The first argument no store could hold: Python hands undecodable
+    command-line bytes over as lone surrogates, which no backend can encode
+    (SQLite raised UnicodeEncodeError deep in a query). Checked once here
+    for every command and option."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return arg
+    return None
 
 
 class _HeldWarnings(logging.Handler):

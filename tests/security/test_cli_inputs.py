@@ -294,3 +294,13 @@ def test_a_value_deeper_than_a_record_may_nest_is_refused_when_encoded() -> None
     assert encode(value, "result") == value
     with pytest.raises(NotJSONError, match="nested deeper than"):
         encode([value], "result")
+
+
+@pytest.mark.parametrize("argv", [["show", "\ud800"], ["flows", "--owner", "a\udcffb"], ["cancel", "x\udc80", "--yes"]])
+def test_arguments_that_are_not_utf8_text_are_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Undecodable command-line bytes reach Python as lone surrogates; on
+    SQLite they raised UnicodeEncodeError from inside a query."""
+    out = run_cli(capsys, f"sqlite:///{tmp_path / 'flows.db'}", *argv)
+    assert bad_input(out) and "not valid UTF-8 text" in out.stderr, out
