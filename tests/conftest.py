@@ -9,11 +9,13 @@ cannot be started is an error, never a skip.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.backends import backend_params
 from tests.coordinator.inprocess import LocalReplicas
@@ -22,6 +24,13 @@ ALL_BACKENDS = ("memory", "sqlite", "zookeeper", "redis")
 SHARED_BACKENDS = ("sqlite", "zookeeper", "redis")
 
 pytest_plugins = ["tests.servers.zookeeper", "tests.servers.redis"]
+
+# CI replays the same generated inputs every run (a fuzz find must not fail
+# an unrelated submission by chance); a developer's run draws new ones and
+# keeps what failed in .hypothesis/ to replay it.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def make_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
