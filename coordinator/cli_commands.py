@@ -96,8 +96,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     fargs = parse_json(args.args, "--args", list)
     kwargs = parse_json(args.kwargs, "--kwargs", dict)
     inputs = parse_json(args.inputs, "--inputs", dict)
-    with connect(getattr(args, "backend_object", None) or backend_url(args), allow=args.allow) as coord:
-        flow_id = coord.submit(args.factory, fargs, kwargs, inputs, name=args.name)
+    with connect(getattr(args, "backend_object", None) or backend_url(args)) as coord:
+        flow_id = coord.submit(args.factory, fargs, kwargs, inputs, name=args.name, allow=args.allow)
         emit(flow_id)
         if not args.wait:
             return 0

@@ -149,11 +149,14 @@ class Coordinator:
         inputs: Mapping[str, Any] | None = None,
         name: str | None = None,
         flow_id: str | None = None,
+        allow: Sequence[str] | None = None,
     ) -> str:
-        """Validate and store a new flow; any replica may run it. Returns its id.
-        A factory given by name must be under this coordinator's ``allow``
-        (when it has one), checked before anything is imported."""
-        detail = new_flow_detail(factory, args, kwargs, inputs, name=name, flow_id=flow_id, allow=self.allow)
+        """Validate and store a new flow; any replica may run it (not only
+        this one: a front end may submit what workers run). Returns its id.
+        Submitting imports the factory and calls it once to validate the
+        flow, so a name received from outside (a request, a queue) must come
+        with ``allow``: it is checked before anything is imported."""
+        detail = new_flow_detail(factory, args, kwargs, inputs, name=name, flow_id=flow_id, allow=allow)
         self.backend.create_flow(detail)
         log.info("submitted flow %s (%s) [replica %s]", detail.id, detail.factory, self.replica_id,
                  extra={"flow_id": detail.id, "replica_id": self.replica_id})

@@ -224,15 +224,15 @@ def test_plan_takes_the_list_from_flowbaton_allow(
     assert bad_input(run_cli(capsys, url, "plan", evil))
 
 
-def test_a_coordinator_submits_only_names_under_its_allow_list(marker: Path) -> None:
+def test_submit_with_allow_checks_a_received_name_before_importing_it(marker: Path) -> None:
     """A service that submits factory names it was sent (an HTTP endpoint, a
-    queue) applies its replicas' allow-list before importing or calling:
-    ``subprocess:run`` is a public function defined in its own module, so
-    only the allow-list stands between it and the shell."""
-    with flowbaton.connect("memory://", allow=["tests."]) as coord:
+    queue) passes ``allow``: ``subprocess:run`` is a public function defined
+    in its own module, so only the allow-list stands between it and the
+    shell (submit calls the factory once to validate the flow)."""
+    with flowbaton.connect("memory://") as coord:
         with pytest.raises(FactoryNotAllowed, match="allowed prefixes"):
-            coord.submit("subprocess:run", args=touch(marker), kwargs={"shell": True})
-        assert coord.submit(f"{M}:build")  # what it allows still goes in
+            coord.submit("subprocess:run", args=touch(marker), kwargs={"shell": True}, allow=["tests."])
+        assert coord.submit(f"{M}:build", allow=["tests."])  # what it allows still goes in
 
 
 def test_cli_submit_applies_allow_when_given(
