@@ -8,7 +8,7 @@ Writes are counted, not estimated: every call of the contract's write methods
 run is counted, and so are the task records they carry (two per task: start,
 and result with state; a result rides with the next task's start). For scale: OpenStack TaskFlow
 6.5.0 runs 134 no-op tasks/s on memory persistence and 15 on SQLite on this
-machine class, with 4 writes per task (issue 2).
+machine class, with 4 writes per task (docs/design.md, "Targets").
 """
 
 from __future__ import annotations

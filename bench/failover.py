@@ -13,7 +13,7 @@ For a graceful stop it also reports release -> resume: from the moment the
 old owner finished its last step (and released the claim right after) to
 the new owner's first start, which excludes the in-flight step's own time.
 
-Targets (issue 3): kill -9 median <= lease + 0.5 s and p95 <= lease + 1 s;
+Targets (docs/design.md, "Targets"): kill -9 median <= lease + 0.5 s and p95 <= lease + 1 s;
 graceful handover p95 <= 0.5 s.
 """
 

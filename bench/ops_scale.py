@@ -12,7 +12,7 @@ each listing through the functions the CLI calls (``coordinator.ops_query``):
 
 - ``call``: on an open backend, median of ``--repeat`` runs;
 - ``connect+call``: open the backend, list, close; median, the figure the
-  target (issue 6: every listing under 1 s) is judged on;
+  target (every listing under 1 s: docs/design.md, "Targets") is judged on;
 - ``CLI``: one ``python -m flowbaton ... --json`` process, interpreter start
   and imports included, for reference.
 

@@ -1,9 +1,9 @@
 """What the CLI prints: the documented JSON shapes, and the same as tables.
 
 Views are pure functions of records, so they are easy to test and the JSON
-shapes live in one place. The shapes documented in issue 3 (``flows``,
-``claims``, ``show``) only ever gain keys; tables for the newer operator
-commands are in ``ops_views``. Text output passes every stored string
+shapes live in one place. The shapes of ``flows``, ``claims`` and ``show``
+only ever gain keys (docs/design.md, "Operator output"); tables for the
+newer operator commands are in ``ops_views``. Text output passes every stored string
 through ``terminal.printable`` (table cells, and each line as a whole);
 JSON output is exact.
 """

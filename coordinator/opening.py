@@ -2,9 +2,10 @@
 
 On ZooKeeper a claim lives exactly as long as the client session, so the
 replica's ``lease`` must become the session timeout when the connection is
-made (DESIGN.md: "lease means the same on every backend"); ``open_backend``
-passes it to drivers with the "session" capability. An explicit
-``session_timeout`` in the URL still wins (the driver applies that rule).
+made (docs/design.md, "Vocabulary": the lease bounds takeover time on every
+backend); ``open_backend`` passes it to drivers with the "session"
+capability. An explicit ``session_timeout`` in the URL still wins (the
+driver applies that rule).
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ class _Allow(argparse.Action):
 
 def add_allow_option(cmd: argparse.ArgumentParser, who: str, *, required: bool = True) -> None:
     """``--allow``, required unless ``FLOWBATON_ALLOW`` is set: nothing
-    imports a stored factory name without an allow-list (issue 11).
+    imports a stored factory name without an allow-list (docs/security.md).
     ``required=False`` where the name is the caller's own (``submit``):
     applied when given, as a guard for scripts that pass names along."""
     env_allow = _entries(_env("--allow") or "")

@@ -2,8 +2,8 @@
 
 A result too large to store fails its task, through the task's retry
 policy, *before* anything is written: a refused SUCCESS write would leave
-the task RUNNING, and every later claim would run it again (issue 11,
-item 7). Text the engine adds itself (failure messages and tracebacks,
+the task RUNNING, and every later claim would run it again (docs/security.md,
+"Limits"). Text the engine adds itself (failure messages and tracebacks,
 resume history, the task list, a failure reason) is trimmed, least useful
 first, when a record would not fit otherwise. A new flow takes at most half
 the limit (``backends.limits.check_new_flow``), so after trimming its

@@ -240,7 +240,7 @@ def test_digest_auth_keeps_other_clients_from_writing(
     zookeeper_server: Any, zookeeper_namespace: str, raw: KazooClient
 ) -> None:
     hosts = zookeeper_server.hosts
-    # world_read: creator-only is the default since issue 11 (tests/security/test_zookeeper_acl.py)
+    # world_read: creator-only is the default (docs/security.md; tests/security/test_zookeeper_acl.py)
     url = f"zookeeper://flow:s3cret@{hosts}/{zookeeper_namespace}?world_read=true"
     with open_backend(url) as owner:
         owner.create_flow(make_flow("f"))

@@ -79,7 +79,7 @@ def test_graceful_stop_hands_over_within_a_second(cluster: Cluster) -> None:
 def stop_outside_a_write(cluster: Cluster, name: str) -> None:
     """SIGSTOP the replica, but not while it holds SQLite's write lock: a
     process stopped inside a write transaction blocks every writer on the
-    host (a SQLite property, see DESIGN.md), which is not what this test is
+    host (a SQLite property, see docs/design.md, "Claims and fencing"), which is not what this test is
     about. Transactions are microseconds long, so a retry finds a gap."""
     replica = cluster.replicas[name]
     for _ in range(50):

@@ -1,4 +1,4 @@
-"""The resume rules of DESIGN.md, one by one, on every backend.
+"""The resume rules of docs/design.md ("Resume rules"), one by one, on every backend.
 
 A dead owner's leftovers are written straight into the store (``fake_crash``);
 ``test_crash.py`` does the same with a real SIGKILL.

@@ -1,1 +1,1 @@
-"""Security and limits: hostile records, oversized values, open ACLs, leaked secrets (issue 11)."""
+"""Security and limits: hostile records, oversized values, open ACLs, leaked secrets (docs/security.md)."""

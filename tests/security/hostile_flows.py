@@ -1,4 +1,4 @@
-"""Factories and tasks that misbehave as issue 11 items 3 and 4 describe:
+"""Factories and tasks that misbehave as docs/security.md, "Code that does not return", describes:
 killing or hanging their process while building, hanging while running.
 Importable by replica subprocesses (under the ``tests.`` prefix).
 

@@ -2,7 +2,7 @@
 (which imports ``os``), re-exports a function from another module, keeps
 private helpers and module-level objects. Only ``build``, ``Builders`` and
 ``callable_builder`` are factories; every other name here is a way out that
-the resolution rule must close (issue 11, item 1)."""
+the resolution rule must close (docs/security.md, "What the allow-list guarantees")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the CLI's arguments (issue 11).
+"""Property-based fuzzing of the CLI's arguments (docs/security.md, "Limits").
 
 Argument lists are drawn from a grammar of every command's real options,
 filled with sensible values (stored flow ids, durations, JSON), hostile ones

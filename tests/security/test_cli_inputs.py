@@ -1,4 +1,4 @@
-"""Issue 11, item 9: the small ones, each reproduced as reported.
+"""The small ones of docs/security.md (CLI inputs, terminal output, TLS), each reproduced as reported.
 
 Stored text with terminal escape sequences, CLI input that used to end in a
 traceback (``inf``/``nan`` durations, a malformed backend URL, 900-deep

@@ -1,4 +1,4 @@
-"""Issue 11 item 8: corrupt records are named, skipped in listings, held once,
+"""docs/security.md, "Corrupt records": corrupt records are named, skipped in listings, held once,
 and can be repaired from the CLI.
 
 Each test plants the damage the way someone with write access to the store

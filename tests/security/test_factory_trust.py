@@ -1,4 +1,4 @@
-"""Issue 11, items 1 and 2: a stored factory name reaches only what the
+"""docs/security.md, "What the allow-list guarantees": a stored factory name reaches only what the
 service chose.
 
 An attacker with write access to the store plants flow records whose

@@ -1,4 +1,4 @@
-"""Issue 11 item 3: building a flow counts as an attempt.
+"""docs/security.md, "Code that does not return": building a flow counts as an attempt.
 
 A factory that kills its process while building (os._exit, a segfault, OOM)
 used to crash-loop the whole cluster: the takeover count was written only

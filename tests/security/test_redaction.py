@@ -1,4 +1,4 @@
-"""Issue 11, item 6: no secret of a backend URL in any output.
+"""docs/security.md, "Secrets in output": no secret of a backend URL in any output.
 
 Every URL form that carries a secret (a Redis password alone or with a user,
 rediss://, Sentinel password options, ZooKeeper digest credentials and a TLS

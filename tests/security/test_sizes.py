@@ -1,4 +1,4 @@
-"""Issue 11, item 7: sizes. Every backend takes ``max_record_bytes``; a
+"""docs/security.md, "Limits": sizes. Every backend takes ``max_record_bytes``; a
 result over it fails its task once (through the retry policy), never a
 write that fails and a task run again on every claim; batches never exceed
 what the server takes; submit keeps half the limit for the engine's own

@@ -1,4 +1,4 @@
-"""Issue 11 item 4: nothing unbounded stalls a flow or a replica.
+"""docs/security.md, "Code that does not return": nothing unbounded stalls a flow or a replica.
 
 A task call past its ``timeout`` fails (``TaskTimeout``) and follows its
 retry policy, but its thread cannot be stopped: until it returns, the task

@@ -1,4 +1,4 @@
-"""Issue 11, item 9: ``rediss://`` checks the server's host name by default.
+"""docs/security.md, "Locking the store down": ``rediss://`` checks the server's host name by default.
 
 A real redis-server with TLS (Debian's is built with it) serves a
 certificate that ``trustme`` issues from a throw-away CA: one for the host

@@ -1,4 +1,4 @@
-"""ZooKeeper ACLs (issue 11, item 5), against a real server.
+"""ZooKeeper ACLs (docs/security.md, "Locking the store down"), against a real server.
 
 Digest auth needs no server configuration: any client may ``addauth
 digest``, and a znode whose ACL names only a digest identity refuses every
