@@ -39,6 +39,7 @@ __all__ = [
     "option",
     "checked_limit",
     "sized",
+    "fitting",
     "check_new_flow",
     "batches",
     "too_large",
@@ -77,6 +78,12 @@ def sized(raw: str, limit: int, what: str, hint: str = "") -> bytes:
     if len(data) > limit:
         raise ResultTooLarge(too_large(what, len(data), limit, hint))
     return data
+
+
+def fitting(raw: str, limit: int, what: str) -> str:
+    """``raw`` itself, after ``sized`` checked it: for drivers that store text."""
+    sized(raw, limit, what)
+    return raw
 
 
 def too_large(what: str, size: int, limit: int, hint: str = "") -> str:

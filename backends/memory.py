@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from .base import Backend
 from .errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
-from .limits import DEFAULT_MAX_RECORD_BYTES, check_new_flow, checked_limit, option, sized
+from .limits import DEFAULT_MAX_RECORD_BYTES, check_new_flow, checked_limit, fitting, option
 from .options import parse_options
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, owner_of
 from .states import RUNNABLE_FLOW_STATES
@@ -86,8 +86,7 @@ class MemoryBackend(Backend):
         return claim
 
     def _sized(self, raw: str, what: str) -> str:
-        sized(raw, self.max_record_bytes, what)
-        return raw
+        return fitting(raw, self.max_record_bytes, what)
 
     def _check(self, token: ClaimToken) -> _Stored:
         stored = self._flows.get(token.flow_id)

@@ -512,8 +512,7 @@ class SQLiteBackend(Backend):
     # ---------------------------------------------------------- fenced writes
 
     def _sized(self, record: str, what: str) -> str:
-        limits.sized(record, self.max_record_bytes, what)
-        return record
+        return limits.fitting(record, self.max_record_bytes, what)
 
     def _task_record(self, token: ClaimToken, task: TaskDetail) -> str:
         return self._sized(task.to_json(), f"task {task.task_id!r} of flow {token.flow_id!r}")

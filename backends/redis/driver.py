@@ -20,7 +20,7 @@ import redis.exceptions as rex
 
 from ..base import Backend
 from ..errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
-from ..limits import batches, check_new_flow, checked_limit, sized
+from ..limits import batches, check_new_flow, checked_limit, fitting, sized
 from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
@@ -345,8 +345,7 @@ class RedisBackend(Backend):
 
     def register_replica(self, info: ReplicaInfo, lease: float) -> None:
         info.seen_at = time.time()
-        raw = info.to_json()
-        sized(raw, self.max_record_bytes, f"replica {info.replica_id!r}")
+        raw = fitting(info.to_json(), self.max_record_bytes, f"replica {info.replica_id!r}")
         self._index.register_replica(to_bytes(info.replica_id), raw, _ms(lease))
 
     def heartbeat_replica(self, replica_id: str, lease: float) -> None:
