@@ -252,6 +252,32 @@ def test_6_a_task_run_twice_by_the_same_owner() -> None:
     assert "ran it twice" in violations(world)[6][0]
 
 
+def test_6_a_rerun_by_the_same_owner_after_a_redis_failover_lost_its_claim_is_counted() -> None:
+    world = World(backend="redis")
+    claim = clean_flow(world)  # "a" succeeded under r1-1 epoch 1
+    world.faults.append({"index": 0, "kind": "failover", "target": None, "replica": None,
+                         "start": world.tick(), "heal": world.tick(1.0)})
+    world.records.pop(("f1", "a"))  # the failover lost the claim, its epoch and "a"'s records
+    again = world.claim("f1", "r1-1", 1)  # the same replica claims again under the same epoch
+    world.read_tasks("f1")
+    world.task_run("f1", again, "a")
+    world.save_flow("f1", again, "SUCCESS")
+    world.release("f1", again)
+    assert 6 not in violations(world)
+    outcome = check_all(Index.build(world.evidence()))[5]
+    assert outcome.counts["cause: failover (same replica, epoch reused)"] == 1
+
+
+def test_6_a_rerun_by_the_same_owner_after_a_regrant_without_a_failover_is_blamed() -> None:
+    world = World(backend="redis")
+    clean_flow(world)
+    again = world.claim("f1", "r1-1", 1)  # no fault: an epoch reused is itself wrong
+    world.task_run("f1", again, "a")
+    world.save_flow("f1", again, "SUCCESS")
+    world.release("f1", again)
+    assert "ran it twice" in violations(world)[6][0]
+
+
 def test_6_an_in_doubt_rerun_after_a_kill_is_counted() -> None:
     world = World()
     old = clean_flow(world)

@@ -273,6 +273,12 @@ def _check_pair(ix: Index, out: Outcome, key: tuple[str, str], before: Execution
     if before.token == after.token:
         if before.end == "fail":
             out.counts["retries after a failed attempt"] += 1
+        elif _regranted(ix, key[0], before, after) and _lossy(ix, before.t, after.t):
+            # A Redis failover lost the claim, its epoch and the task's
+            # records; the same replica claimed the flow again under the
+            # same epoch number and, finding no SUCCESS, ran the task again.
+            out.counts["duplicates"] += 1
+            out.counts["cause: failover (same replica, epoch reused)"] += 1
         else:
             out.violate(f"flow {key[0]} task {key[1]}: {before.replica}@{before.epoch} ran it twice")
         return
@@ -286,6 +292,11 @@ def _check_pair(ix: Index, out: Outcome, key: tuple[str, str], before: Execution
         out.counts["cause: retry after a failed attempt"] += 1
     else:
         out.counts[f"cause: {_cause(ix, before, takeover)}"] += 1
+
+
+def _regranted(ix: Index, flow: str, before: Execution, after: Execution) -> bool:
+    """The flow was claimed again, under any token, between the two runs."""
+    return any(g.t1 is not None and before.t < g.t1 <= after.t for g in ix.grants.get(flow, []))
 
 
 def _takeover_between(ix: Index, flow: str, before: Execution, after: Execution) -> float | None:
