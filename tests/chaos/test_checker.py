@@ -254,7 +254,7 @@ def test_6_a_task_run_twice_by_the_same_owner() -> None:
 
 def test_6_a_rerun_by_the_same_owner_after_a_redis_failover_lost_its_claim_is_counted() -> None:
     world = World(backend="redis")
-    claim = clean_flow(world)  # "a" succeeded under r1-1 epoch 1
+    clean_flow(world)  # "a" succeeded under r1-1 epoch 1
     world.faults.append({"index": 0, "kind": "failover", "target": None, "replica": None,
                          "start": world.tick(), "heal": world.tick(1.0)})
     world.records.pop(("f1", "a"))  # the failover lost the claim, its epoch and "a"'s records
