@@ -40,7 +40,7 @@ from flowbaton.backends.base import Backend  # noqa: E402
 from flowbaton.backends.states import TERMINAL_FLOW_STATES  # noqa: E402
 from flowbaton.coordinator import Coordinator  # noqa: E402
 
-FACTORY = "flowbaton.coordinator.demo_flow:provision"
+FACTORY = "flowbaton.demo.flows:provision"
 STEP_PAUSE = 0.2
 
 
@@ -65,7 +65,7 @@ class Bench:
         name = f"bench-{self.spawned}"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         cmd = [sys.executable, "-m", "flowbaton", "--backend", self.url, "replica", "--allow",
-               "flowbaton.coordinator.demo_flow", "--lease", str(self.lease), "--replica-id", name,
+               "flowbaton.demo.flows", "--lease", str(self.lease), "--replica-id", name,
                "--concurrency", "1"]
         with (self.folder / f"{name}.log").open("wb") as log:
             self.procs[name] = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)

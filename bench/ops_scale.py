@@ -8,7 +8,7 @@ start them, see bench/servers.py) it stores ``--flows`` flows in a mix like
 a long-lived deployment's: most finished, ``--claims`` running and claimed
 by ``--replicas`` live replicas (three task records each), 5 % waiting
 (half of them declined by every replica: stranded), 1 % held. Then it times
-each listing through the functions the CLI calls (``coordinator.ops_query``):
+each listing through the functions the CLI calls (``flowbaton.ops.query``):
 
 - ``call``: on an open backend, median of ``--repeat`` runs;
 - ``connect+call``: open the backend, list, close; median, the figure the
@@ -50,7 +50,7 @@ from flowbaton.backends.states import (  # noqa: E402
     RUNNING,
     SUCCESS,
 )
-from flowbaton.coordinator import ops_query  # noqa: E402
+from flowbaton.ops import query as ops_query  # noqa: E402
 
 TARGET = 1.0
 FACTORY = "bench.flows:steps"

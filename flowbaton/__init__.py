@@ -1,23 +1,16 @@
 """flowbaton: multi-step operations that survive the death of the server running them.
 
-This module is the public API. The implementation lives in three layers that
-install as ``flowbaton.coordinator`` → ``flowbaton.engine`` →
-``flowbaton.backends``.
+This module is the public API. The implementation lives in packages that
+import only downward (docs/design.md, "Layers"): ``cli`` → ``ops`` →
+``coordinator`` → ``observability`` → ``engine`` → ``backends``; ``demo``
+holds the demo's flows (engine only) and ``testing`` the fault-injection
+harness, which nothing in the product imports.
 """
 
 from __future__ import annotations
 
-import os as _os
-
-# In a source checkout the three layers are top-level folders next to this
-# package (pyproject maps them in when installed); let imports find them too,
-# so tests and `python -m flowbaton` work from the repository root.
-_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-if _os.path.isfile(_os.path.join(_root, "engine", "__init__.py")):
-    __path__.append(_root)
-
-from .backends import open_backend  # noqa: E402
-from .backends.errors import (  # noqa: E402
+from .backends import open_backend
+from .backends.errors import (
     BackendUnavailable,
     ClaimHeld,
     ClaimLost,
@@ -35,8 +28,8 @@ from .backends.errors import (  # noqa: E402
     NotJSONError,
     ResultTooLarge,
 )
-from .coordinator import Coordinator, connect, run  # noqa: E402
-from .engine import (  # noqa: E402
+from .coordinator import Coordinator, connect, run
+from .engine import (
     Flow,
     FlowReport,
     Graph,
@@ -49,8 +42,8 @@ from .engine import (  # noqa: E402
     register_codec,
     task,
 )
-from .engine.factory import factory  # noqa: E402
-from .engine.timeouts import BuildTimeout, TaskTimeout  # noqa: E402
+from .engine.factory import factory
+from .engine.timeouts import BuildTimeout, TaskTimeout
 
 __version__ = "0.1.0"
 

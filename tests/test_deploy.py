@@ -22,10 +22,10 @@ import yaml
 
 from flowbaton.backends.redis.url import parse_url
 from flowbaton.backends.zookeeper.settings import Settings
-from flowbaton.coordinator.cli import build_parser
-from flowbaton.coordinator.health import ReplicaHealth
-from flowbaton.coordinator.probes import DEFAULT_METRICS_PORT, ProbeServer
-from flowbaton.coordinator.standalone import REPLICA_ENV
+from flowbaton.cli.main import build_parser
+from flowbaton.cli.replica import REPLICA_ENV
+from flowbaton.observability.health import ReplicaHealth
+from flowbaton.observability.probes import DEFAULT_METRICS_PORT, ProbeServer
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 REPO = DEPLOY.parent

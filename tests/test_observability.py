@@ -24,10 +24,10 @@ from flowbaton.backends.errors import MissingDriver
 from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.states import REVERTED, RUNNING, SUCCESS, TERMINAL_FLOW_STATES
 from flowbaton.coordinator import Coordinator
-from flowbaton.coordinator.logs import JSONFormatter, configure_logging
-from flowbaton.coordinator.observer import metrics_class
 from flowbaton.engine import Flow, Linear, Retry, new_flow_detail, run_flow, task
 from flowbaton.engine.events import TASK_OUTCOMES
+from flowbaton.observability.logs import JSONFormatter, configure_logging
+from flowbaton.observability.observer import metrics_class
 from flowbaton.testing.servers import free_port
 from tests.backends import backend_params
 from tests.coordinator.cluster import REPO, env
@@ -221,7 +221,7 @@ def test_takeovers_declines_and_lost_claims_are_counted_and_logged(
 
 def test_metrics_without_prometheus_client_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "flowbaton.coordinator.metrics", raising=False)
+    monkeypatch.delitem(sys.modules, "flowbaton.observability.metrics", raising=False)
     with pytest.raises(MissingDriver, match=r"pip install 'flowbaton\[metrics\]'"):
         metrics_class()
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..engine.context import current_task
+from flowbaton.engine.context import current_task
 
 __all__ = ["ENV", "LedgerEntry", "read_jsonl", "read_ledger", "record", "recorded"]
 

@@ -32,9 +32,9 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..backends.base import Backend, StateListener
-from ..backends.records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, dumps
-from .ledger import read_jsonl
+from flowbaton.backends.base import Backend, StateListener
+from flowbaton.backends.records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, dumps
+from flowbaton.testing.ledger import read_jsonl
 
 __all__ = ["ENV", "HistoryFile", "RecordingBackend", "digest", "read_history", "wrap_from_env"]
 

@@ -15,7 +15,7 @@ import pytest
 
 from flowbaton.backends.base import Backend
 from flowbaton.backends.records import ReplicaInfo, TaskDetail
-from flowbaton.coordinator.cli import main
+from flowbaton.cli.main import main
 from flowbaton.engine.lifecycle import new_flow_detail
 
 STEPS = "tests.coord_flows:steps"

@@ -161,7 +161,9 @@ def test_a_replica_without_the_code_declines_and_another_runs_it(cluster: Cluste
     cluster.wait_registered("picky")
     flow_id = cluster.submit(n=2)
     until(lambda: cluster.backend.load_declines(flow_id), 15, "the decline")
-    assert cluster.state(flow_id) == PENDING and cluster.backend.current_claim(flow_id) is None
+    # The decline is recorded before the claim is released: wait for both.
+    until(lambda: cluster.backend.current_claim(flow_id) is None, 15, "the decliner's release")
+    assert cluster.state(flow_id) == PENDING
     shown = cli(cluster.url, "show", flow_id)
     assert "declined  by picky" in shown.stdout and "FactoryNotAllowed" in shown.stdout
     assert "someone.else." in shown.stdout and "STRANDED" in shown.stdout

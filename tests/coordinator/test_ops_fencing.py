@@ -23,7 +23,8 @@ from flowbaton.backends import open_backend
 from flowbaton.backends.base import Backend
 from flowbaton.backends.records import TaskDetail
 from flowbaton.backends.states import CANCELLED, HELD, REVERTED, RUNNING, SUCCESS
-from flowbaton.coordinator import Coordinator, connect, ops
+from flowbaton.coordinator import Coordinator, connect
+from flowbaton.ops import actions as ops
 from tests.servers import until
 
 from .cluster import STEPS, Run, read_runs

@@ -8,8 +8,8 @@ import pytest
 
 from flowbaton.backends.records import Decline, FlowDetail, ReplicaInfo
 from flowbaton.backends.states import PENDING, RUNNING, SUCCESS
-from flowbaton.coordinator.ops_stranded import stranded_reason
-from flowbaton.coordinator.ops_time import age_of, parse_duration, parse_point
+from flowbaton.ops.stranded import stranded_reason
+from flowbaton.ops.times import age_of, parse_duration, parse_point
 
 NOW = 1_700_000_000.0
 

@@ -31,8 +31,8 @@ from flowbaton.backends import open_backend
 from flowbaton.backends.base import Backend
 from flowbaton.backends.records import Decline
 from flowbaton.backends.states import CANCELLED, FAILURE, HELD, REVERTED, RUNNING, SUCCESS
-from flowbaton.coordinator.cli import build_parser, main
-from flowbaton.coordinator.ops_time import MAX_DURATION
+from flowbaton.cli.main import build_parser, main
+from flowbaton.ops.times import MAX_DURATION
 from tests.coordinator.ops_helpers import STEPS, present, store, task
 
 pytestmark = pytest.mark.security

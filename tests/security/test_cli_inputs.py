@@ -22,8 +22,8 @@ from flowbaton.backends import open_backend
 from flowbaton.backends.base import Backend
 from flowbaton.backends.errors import DefinitionError, FlowNotFound
 from flowbaton.backends.states import FAILURE, REVERTED, RUNNING, SUCCESS
-from flowbaton.coordinator.cli import build_parser
-from flowbaton.coordinator.terminal import printable
+from flowbaton.cli.main import build_parser
+from flowbaton.cli.terminal import printable
 from flowbaton.engine import Flow, Gate, Linear, Task, register_codec, task
 from flowbaton.engine.codec import TAG, decode, encode
 from tests.coordinator.ops_helpers import bad_input, run_cli, store

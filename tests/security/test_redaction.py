@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowbaton.backends.redact import MASK, redact_text, redact_url
-from flowbaton.coordinator.cli import main
+from flowbaton.cli.main import main
 from tests.servers.redis import LocalRedis, redis_binary
 
 pytestmark = pytest.mark.security

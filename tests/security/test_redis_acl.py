@@ -16,7 +16,7 @@ import redis
 import flowbaton
 from flowbaton.backends import open_backend
 from flowbaton.backends.errors import FlowbatonError
-from flowbaton.coordinator.cli import main
+from flowbaton.cli.main import main
 from flowbaton.testing.servers.redis import LocalRedis
 
 pytestmark = [pytest.mark.security, pytest.mark.redis]

@@ -32,6 +32,6 @@ the report as a dict (``report["ok"]``, ``report["invariants"]``).
 
 from __future__ import annotations
 
-from .run import ChaosConfig, run_chaos
+from flowbaton.testing.chaos.run import ChaosConfig, run_chaos
 
 __all__ = ["ChaosConfig", "run_chaos"]

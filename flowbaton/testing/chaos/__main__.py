@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .nemesis import REPLICA_FAULTS
-from .report import table, write_report
-from .run import WORKLOAD, ChaosConfig, recheck, run_chaos
-from .setups import BACKEND_FAULTS
+from flowbaton.testing.chaos.nemesis import REPLICA_FAULTS
+from flowbaton.testing.chaos.report import table, write_report
+from flowbaton.testing.chaos.run import WORKLOAD, ChaosConfig, recheck, run_chaos
+from flowbaton.testing.chaos.setups import BACKEND_FAULTS
 
 __all__ = ["main"]
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from ...backends.states import TERMINAL_FLOW_STATES
-from .evidence import FENCED, Execution, Index, Observation, Op
-from .workload import KINDS, expected_state
+from flowbaton.backends.states import TERMINAL_FLOW_STATES
+from flowbaton.testing.chaos.evidence import FENCED, Execution, Index, Observation, Op
+from flowbaton.testing.chaos.workload import KINDS, expected_state
 
 __all__ = ["Outcome", "check_all"]
 

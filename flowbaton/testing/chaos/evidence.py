@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...backends.base import Backend
-from ...backends.errors import FlowbatonError
-from ...backends.records import FlowDetail, TaskDetail
-from ..ledger import read_ledger
-from ..recorder import digest, read_history, result_digest
+from flowbaton.backends.base import Backend
+from flowbaton.backends.errors import FlowbatonError
+from flowbaton.backends.records import FlowDetail, TaskDetail
+from flowbaton.testing.ledger import read_ledger
+from flowbaton.testing.recorder import digest, read_history, result_digest
 
 __all__ = ["Evidence", "Execution", "Index", "Observation", "Op", "load_evidence", "load_saved", "read_final",
            "save_final"]

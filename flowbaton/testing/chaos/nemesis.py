@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .proxy import CUT_MODES
-from .replicas import LedgerWatch, ReplicaSet
-from .setups import Setup, SqliteSetup
-from .workload import write_generation
+from flowbaton.testing.chaos.proxy import CUT_MODES
+from flowbaton.testing.chaos.replicas import LedgerWatch, ReplicaSet
+from flowbaton.testing.chaos.setups import Setup, SqliteSetup
+from flowbaton.testing.chaos.workload import write_generation
 
 __all__ = ["REPLICA_FAULTS", "Fault", "Nemesis", "plan_faults"]
 

@@ -26,10 +26,10 @@ import math
 import statistics
 from typing import Any
 
-from ...backends.states import TERMINAL_FLOW_STATES
-from .checks import Outcome
-from .evidence import Index, Op
-from .nemesis import REPLICA_FAULTS
+from flowbaton.backends.states import TERMINAL_FLOW_STATES
+from flowbaton.testing.chaos.checks import Outcome
+from flowbaton.testing.chaos.evidence import Index, Op
+from flowbaton.testing.chaos.nemesis import REPLICA_FAULTS
 
 __all__ = ["check_orphans", "check_recovery", "orphan_times", "recovery_stats"]
 

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import flowbaton
-
-from ..ledger import ENV as LEDGER_ENV
-from ..recorder import ENV as RECORD_ENV
-from .workload import DEPLOY_ENV
+from flowbaton.testing.chaos.workload import DEPLOY_ENV
+from flowbaton.testing.ledger import ENV as LEDGER_ENV
+from flowbaton.testing.recorder import ENV as RECORD_ENV
 
 __all__ = ["LedgerWatch", "Replica", "ReplicaSet", "replica_env"]
 

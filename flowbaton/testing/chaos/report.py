@@ -7,9 +7,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .checks import Outcome, check_all
-from .evidence import Evidence, Index
-from .recovery import check_orphans, check_recovery, recovery_stats
+from flowbaton.testing.chaos.checks import Outcome, check_all
+from flowbaton.testing.chaos.evidence import Evidence, Index
+from flowbaton.testing.chaos.recovery import check_orphans, check_recovery, recovery_stats
 
 __all__ = ["build_report", "table", "write_report"]
 

@@ -27,20 +27,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...backends import open_backend
-from ...backends.base import Backend
-from ...backends.errors import BackendUnavailable, FlowbatonError, FlowExists
-from ...backends.records import FlowDetail
-from ...backends.states import TERMINAL_FLOW_STATES
-from ...engine import new_flow_detail
-from ..recorder import HistoryFile, RecordingBackend
-from .evidence import Evidence, load_evidence, load_saved, read_final, save_final
-from .nemesis import Fault, Nemesis, available_faults, plan_faults
-from .proxy import ProxyHub
-from .replicas import ReplicaSet
-from .report import build_report, write_report
-from .setups import Setup, open_setup
-from .workload import KINDS, write_generation
+from flowbaton.backends import open_backend
+from flowbaton.backends.base import Backend
+from flowbaton.backends.errors import BackendUnavailable, FlowbatonError, FlowExists
+from flowbaton.backends.records import FlowDetail
+from flowbaton.backends.states import TERMINAL_FLOW_STATES
+from flowbaton.engine import new_flow_detail
+from flowbaton.testing.chaos.evidence import Evidence, load_evidence, load_saved, read_final, save_final
+from flowbaton.testing.chaos.nemesis import Fault, Nemesis, available_faults, plan_faults
+from flowbaton.testing.chaos.proxy import ProxyHub
+from flowbaton.testing.chaos.replicas import ReplicaSet
+from flowbaton.testing.chaos.report import build_report, write_report
+from flowbaton.testing.chaos.setups import Setup, open_setup
+from flowbaton.testing.chaos.workload import KINDS, write_generation
+from flowbaton.testing.recorder import HistoryFile, RecordingBackend
 
 __all__ = ["WORKLOAD", "ChaosConfig", "recheck", "run_chaos"]
 

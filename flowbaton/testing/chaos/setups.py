@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from ..servers import ServerError
-from .proxy import ProxyHub, Upstream
+from flowbaton.testing.chaos.proxy import ProxyHub, Upstream
+from flowbaton.testing.servers import ServerError
 
 __all__ = ["BACKEND_FAULTS", "Setup", "open_setup"]
 
@@ -181,7 +181,7 @@ class ZooKeeperSetup(Setup):
     faults = BACKEND_FAULTS["zookeeper"]
 
     def __init__(self, folder: Path, hub: ProxyHub) -> None:
-        from ..servers.zookeeper import ZooKeeperEnsemble
+        from flowbaton.testing.servers.zookeeper import ZooKeeperEnsemble
 
         self.root = folder / "zookeeper"
         self.ensemble = ZooKeeperEnsemble(self.root)
@@ -236,7 +236,7 @@ class RedisSetup(Setup):
     NODE_CONFIG = {"min-replicas-to-write": "1", "min-replicas-max-lag": "10"}
 
     def __init__(self, folder: Path, hub: ProxyHub, *, bare: bool = False) -> None:
-        from ..servers.redis import SentinelCluster, redis_binary
+        from flowbaton.testing.servers.redis import SentinelCluster, redis_binary
 
         if bare:  # the test suite's small cluster: one replica, no min-replicas-to-write
             self.cluster = SentinelCluster(redis_binary(), folder / "redis")

@@ -34,8 +34,8 @@ from typing import Any
 
 from tenacity import stop_after_attempt
 
-from ...engine import Flow, Linear, Retry, Task, Unordered, current_task, task
-from ..ledger import record, recorded
+from flowbaton.engine import Flow, Linear, Retry, Task, Unordered, current_task, task
+from flowbaton.testing.ledger import record, recorded
 
 __all__ = ["DEPLOY_ENV", "KINDS", "chaos_flow", "deploy_generation", "expected_state", "write_generation"]
 

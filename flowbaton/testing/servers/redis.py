@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from . import ServerError, docker_reachable, fail, free_port
+from flowbaton.testing.servers import ServerError, docker_reachable, fail, free_port
 
 __all__ = [
     "BASE_CONFIG",

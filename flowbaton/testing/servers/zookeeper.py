@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ServerError, docker_reachable, fail, free_port, wait_until
+from flowbaton.testing.servers import ServerError, docker_reachable, fail, free_port, wait_until
 
 __all__ = [
     "ENV_VAR",

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .cli_views import seconds, short, table, when
-from .ops import PurgeReport
-from .ops_check import CheckReport
+from ..ops.actions import PurgeReport
+from ..ops.check import CheckReport
 from .terminal import printable_lines
+from .views import seconds, short, table, when
 
 __all__ = ["render_replicas", "render_plan", "render_check", "render_purge"]
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from ..backends import default_url
 from ..backends.errors import FlowbatonError
-from .logs import LOG_FORMATS, configure_logging
-from .ops_time import MAX_DURATION
-from .probes import DEFAULT_METRICS_PORT
-from .replica import DEFAULT_BUILD_TIMEOUT, DEFAULT_STOP_TIMEOUT, Coordinator, connect
+from ..coordinator.replica import DEFAULT_BUILD_TIMEOUT, DEFAULT_STOP_TIMEOUT, Coordinator, connect
+from ..observability.logs import LOG_FORMATS, configure_logging
+from ..observability.probes import DEFAULT_METRICS_PORT
+from ..ops.times import MAX_DURATION
 
 __all__ = ["REPLICA_ENV", "add_allow_option", "add_replica_options", "run_replica", "seconds_arg"]
 

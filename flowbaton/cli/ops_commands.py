@@ -15,14 +15,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import ops, ops_delete, ops_query
-from .cli_commands import UsageError, backend_url, emit, opened
-from .cli_views import render_claims, render_flows, render_json, render_show
-from .ops_check import check
-from .ops_time import age_of, parse_point
+from ..ops import actions as ops
+from ..ops import delete as ops_delete
+from ..ops import query as ops_query
+from ..ops.check import check
+from ..ops.times import age_of, parse_point
+from .commands import UsageError, backend_url, emit, opened
 from .ops_views import render_check, render_plan, render_purge, render_replicas
-from .standalone import add_allow_option
+from .replica import add_allow_option
 from .terminal import printable
+from .views import render_claims, render_flows, render_json, render_show
 
 __all__ = ["add_ops_commands"]
 

@@ -16,7 +16,7 @@ have written in between) and checks again that it applies; a refusal
 
 All of it is callable from Python::
 
-    from flowbaton.coordinator import ops
+    from flowbaton.ops import actions as ops
     ops.cancel(backend, flow_id)
 """
 
@@ -47,8 +47,8 @@ from ..backends.states import (
     RUNNING,
     TERMINAL_FLOW_STATES,
 )
+from ..coordinator.corrupt import CORRUPT_KEY
 from ..engine.resume import DECISIONS_KEY
-from .corrupt import CORRUPT_KEY
 
 __all__ = [
     "OpRefused",
@@ -66,7 +66,7 @@ __all__ = [
     "MIN_PURGE_AGE",
 ]
 
-log = logging.getLogger("flowbaton.coordinator.ops")
+log = logging.getLogger("flowbaton.ops.actions")
 
 OPERATIONS_KEY = "operations"  # flow.meta: the last operator actions, oldest first
 _HISTORY = 20

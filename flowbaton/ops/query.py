@@ -20,14 +20,14 @@ from ..backends.base import Backend
 from ..backends.errors import CorruptRecord, FlowNotFound
 from ..backends.records import ClaimInfo, FlowDetail, ReplicaInfo, TaskDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
+from ..cli.views import claim_row, flow_row, show_doc
 from ..engine.lifecycle import plan_flow
-from .cli_views import claim_row, flow_row, show_doc
-from .ops import current_claim, load_flow
-from .ops_stranded import find_stranded, gather, stranded_reason
+from .actions import current_claim, load_flow
+from .stranded import find_stranded, gather, stranded_reason
 
 __all__ = ["Fleet", "flows", "claims", "replicas", "show", "plan", "last_progress"]
 
-log = logging.getLogger("flowbaton.coordinator.ops")
+log = logging.getLogger("flowbaton.ops.actions")
 
 JSON = Any
 

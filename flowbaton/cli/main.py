@@ -22,9 +22,9 @@ from ..backends import DEFAULT_URL
 from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
 from ..backends.states import FLOW_STATES
-from .cli_commands import UsageError, cmd_demo, cmd_replica, cmd_submit
-from .ops_cli import add_ops_commands
-from .standalone import add_allow_option, add_replica_options, seconds_arg
+from .commands import UsageError, cmd_demo, cmd_replica, cmd_submit
+from .ops_commands import add_ops_commands
+from .replica import add_allow_option, add_replica_options, seconds_arg
 from .terminal import printable
 
 __all__ = ["main", "build_parser"]

@@ -22,7 +22,7 @@ from ..backends.base import CONNECTED, LOST, SUSPENDED, Backend
 from ..backends.errors import BackendUnavailable, ClaimLost, FlowbatonError
 from ..backends.records import ClaimToken, ReplicaInfo
 from ..engine.gate import Gate
-from .observer import ReplicaObserver
+from ..observability.observer import ReplicaObserver
 
 __all__ = ["LeasedGate", "LeaseKeeper", "default_margin"]
 

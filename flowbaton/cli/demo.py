@@ -22,13 +22,13 @@ from typing import IO
 from ..backends import open_backend
 from ..backends.base import Backend
 from ..backends.states import RUNNING, SUCCESS, TERMINAL_FLOW_STATES
-from .demo_flow import STEPS
-from .replica import Coordinator
+from ..coordinator.replica import Coordinator
+from ..demo.flows import STEPS
 
 __all__ = ["run_demo"]
 
 LEASE = 2.0
-FACTORY = "flowbaton.coordinator.demo_flow:provision"
+FACTORY = "flowbaton.demo.flows:provision"
 KILL_AT_STEP = 4
 NAMES = ("replica-A", "replica-B")
 
@@ -113,7 +113,7 @@ class Demo:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (_package_root(), os.environ.get("PYTHONPATH"))
                                                             if p), PYTHONUNBUFFERED="1")
         cmd = [sys.executable, "-m", "flowbaton", "--backend", self.url, "replica", "--allow",
-               "flowbaton.coordinator.demo_flow", "--lease", str(LEASE), "--replica-id", name, "--concurrency", "1"]
+               "flowbaton.demo.flows", "--lease", str(LEASE), "--replica-id", name, "--concurrency", "1"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.procs[name] = proc
         _follow(proc.stdout, say)

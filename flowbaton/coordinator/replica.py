@@ -25,13 +25,13 @@ from ..backends.errors import FactoryError, FlowbatonError
 from ..backends.records import ClaimToken
 from ..engine import FlowReport, new_flow_detail, run_flow
 from ..engine.timeouts import check_timeout
+from ..observability.health import ReplicaHealth
+from ..observability.observer import ReplicaObserver, metrics_class
+from ..observability.probes import ProbeServer
 from .claimloop import ClaimLoop, default_poll_interval
-from .health import ReplicaHealth
 from .identity import default_replica_id, flowbaton_version, replica_info
 from .lease import LeasedGate, LeaseKeeper
-from .observer import ReplicaObserver, metrics_class
 from .opening import open_with_lease
-from .probes import ProbeServer
 from .skiplist import SkipList
 from .waiting import wait_for_flow
 from .worker import FlowWorker, RunFlow, WorkerSettings
@@ -39,7 +39,7 @@ from .worker import FlowWorker, RunFlow, WorkerSettings
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from .metrics import ReplicaMetrics
+    from flowbaton.observability.metrics import ReplicaMetrics
 
 __all__ = ["Coordinator", "connect", "DEFAULT_BUILD_TIMEOUT", "DEFAULT_STOP_TIMEOUT"]
 

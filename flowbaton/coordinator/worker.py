@@ -37,9 +37,9 @@ from ..backends.records import ClaimToken, Decline
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine.gate import Gate
 from ..engine.report import FlowReport
+from ..observability.observer import ReplicaObserver
 from .corrupt import hold_corrupt
 from .lease import LeaseKeeper
-from .observer import ReplicaObserver
 from .skiplist import SkipList
 
 __all__ = ["WorkerSettings", "FlowWorker", "RunFlow"]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from ..backends.base import Backend
 from ..backends.errors import BackendUnavailable, ClaimHeld, FlowbatonError, FlowNotFound
 from ..backends.records import ClaimToken
-from .observer import ReplicaObserver
+from ..observability.observer import ReplicaObserver
 from .skiplist import SkipList
 
 __all__ = ["ClaimLoop", "default_poll_interval"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..backends.base import Backend
 from ..backends.errors import CorruptRecord
 from ..backends.records import ClaimInfo
-from .ops import ActionResult, claimed, current_claim, operator_id
+from .actions import ActionResult, claimed, current_claim, operator_id
 
 __all__ = ["DeletePlan", "describe_delete", "delete"]
 

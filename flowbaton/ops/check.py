@@ -19,7 +19,7 @@ from ..backends.base import Backend
 from ..backends.errors import BackendUnavailable, CorruptRecord, InsecureBackend
 from ..backends.records import ReplicaInfo
 from ..backends.redact import redact_url
-from .identity import flowbaton_version
+from ..coordinator.identity import flowbaton_version
 
 __all__ = ["CheckReport", "check"]
 

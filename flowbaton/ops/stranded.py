@@ -26,7 +26,7 @@ from ..engine.factory import check_allowed, factory_module
 
 __all__ = ["gather", "may_import", "stranded_reason", "find_stranded"]
 
-log = logging.getLogger("flowbaton.coordinator.ops")
+log = logging.getLogger("flowbaton.ops.actions")
 
 T = TypeVar("T")
 R = TypeVar("R")

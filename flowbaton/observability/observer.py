@@ -18,7 +18,7 @@ from ..backends.errors import BackendUnavailable, MissingDriver
 from .health import ReplicaHealth
 
 if TYPE_CHECKING:
-    from .metrics import ReplicaMetrics
+    from flowbaton.observability.metrics import ReplicaMetrics
 
 __all__ = ["ReplicaObserver", "metrics_class"]
 
@@ -27,7 +27,7 @@ def metrics_class() -> type[ReplicaMetrics]:
     """``metrics.ReplicaMetrics``, imported only now: ``prometheus_client``
     is an optional extra, and its absence must say what to install."""
     try:
-        from .metrics import ReplicaMetrics
+        from flowbaton.observability.metrics import ReplicaMetrics
     except ImportError as err:
         raise MissingDriver("metrics need prometheus-client: pip install 'flowbaton[metrics]'") from err
     return ReplicaMetrics

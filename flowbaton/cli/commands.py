@@ -17,8 +17,8 @@ from ..backends import default_url, open_backend
 from ..backends.base import Backend
 from ..backends.records import nests_deeper
 from ..backends.states import SUCCESS
-from .replica import connect
-from .standalone import run_replica
+from ..coordinator.replica import connect
+from .replica import run_replica
 from .terminal import printable
 
 __all__ = ["UsageError", "cmd_replica", "cmd_submit", "cmd_demo", "opened", "emit", "backend_url"]
@@ -112,6 +112,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from flowbaton.cli.demo import run_demo
 
     return run_demo()
