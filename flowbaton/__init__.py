@@ -15,17 +15,11 @@ from .backends.errors import (
     ClaimHeld,
     ClaimLost,
     CorruptRecord,
-    CycleError,
     DefinitionError,
-    DuplicateTaskId,
-    FactoryError,
-    FactoryNotAllowed,
     FlowbatonError,
     FlowExists,
     FlowNotFound,
     MissingDriver,
-    MissingInputs,
-    NotJSONError,
     ResultTooLarge,
 )
 from .coordinator import Coordinator, connect, run
@@ -42,6 +36,7 @@ from .engine import (
     register_codec,
     task,
 )
+from .engine.errors import CycleError, DuplicateTaskId, FactoryError, FactoryNotAllowed, MissingInputs, NotJSONError
 from .engine.factory import factory
 from .engine.timeouts import BuildTimeout, TaskTimeout
 

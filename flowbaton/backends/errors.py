@@ -1,7 +1,10 @@
 """One exception tree for the whole product, grouped by what the caller does next.
 
 It lives in the lowest layer so that every layer (backends, engine,
-coordinator) raises the same types without importing upwards.
+coordinator) raises the same types without importing upwards. The errors
+only the engine raises (a flow or factory defined wrongly) are its own, in
+``engine.errors``, under this module's ``DefinitionError``: a backend
+raises one definition error too, ``limits.FlowTooLarge``.
 """
 
 from __future__ import annotations
@@ -9,12 +12,6 @@ from __future__ import annotations
 __all__ = [
     "FlowbatonError",
     "DefinitionError",
-    "DuplicateTaskId",
-    "CycleError",
-    "MissingInputs",
-    "FactoryError",
-    "FactoryNotAllowed",
-    "NotJSONError",
     "ResultTooLarge",
     "ClaimError",
     "ClaimLost",
@@ -38,30 +35,6 @@ class FlowbatonError(Exception):
 
 class DefinitionError(FlowbatonError, ValueError):
     """A task, flow or factory is defined wrongly; fix the code."""
-
-
-class DuplicateTaskId(DefinitionError):
-    """Two tasks of one flow share an id; the message names both places."""
-
-
-class CycleError(DefinitionError):
-    """The flow's ordering (data and explicit edges) has a cycle."""
-
-
-class MissingInputs(DefinitionError):
-    """A task requires a value nothing provides (no task, no flow input)."""
-
-
-class FactoryError(DefinitionError):
-    """A factory reference or its arguments cannot be saved or loaded."""
-
-
-class FactoryNotAllowed(FactoryError):
-    """A stored factory name is outside this replica's allowed prefixes."""
-
-
-class NotJSONError(DefinitionError, TypeError):
-    """A value bound for storage is not plain JSON; names the task and path."""
 
 
 class ResultTooLarge(FlowbatonError, ValueError):

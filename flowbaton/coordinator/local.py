@@ -16,10 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..backends.base import Backend
-from ..backends.errors import BackendUnavailable, ClaimHeld, ClaimLost, FactoryError, FlowNotFound
+from ..backends.errors import BackendUnavailable, ClaimHeld, ClaimLost, FlowNotFound
 from ..backends.records import ClaimToken, FlowDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine import FlowReport, factory_name, new_flow_detail, run_flow
+from ..engine.errors import FactoryError
 from .identity import default_replica_id
 from .lease import LeasedGate, LeaseKeeper
 from .opening import open_with_lease

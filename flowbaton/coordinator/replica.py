@@ -21,9 +21,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend
-from ..backends.errors import FactoryError, FlowbatonError
+from ..backends.errors import FlowbatonError
 from ..backends.records import ClaimToken
 from ..engine import FlowReport, new_flow_detail, run_flow
+from ..engine.errors import FactoryError
 from ..engine.timeouts import check_timeout
 from ..observability.health import ReplicaHealth
 from ..observability.observer import ReplicaObserver, metrics_class

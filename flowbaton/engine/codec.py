@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.errors import NotJSONError
+from .errors import NotJSONError
 
 __all__ = ["register_codec", "encode", "decode", "TAG"]
 

@@ -12,7 +12,8 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..backends.errors import CycleError, DefinitionError, DuplicateTaskId, MissingInputs
+from ..backends.errors import DefinitionError
+from .errors import CycleError, DuplicateTaskId, MissingInputs
 from .patterns import Flow, Graph, Linear, Node
 from .task import Task
 

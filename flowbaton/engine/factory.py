@@ -32,8 +32,8 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, TypeVar
 
-from ..backends.errors import FactoryError, FactoryNotAllowed
 from .codec import encode
+from .errors import FactoryError, FactoryNotAllowed
 from .patterns import Flow
 
 __all__ = [

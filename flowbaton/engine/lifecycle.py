@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Backend
-from ..backends.errors import CorruptRecord, DefinitionError, FactoryError
+from ..backends.errors import CorruptRecord, DefinitionError
 from ..backends.records import ClaimToken, FlowDetail
 from ..backends.states import FAILURE, HELD, PENDING, REVERTED, RUNNABLE_FLOW_STATES, RUNNING, SUCCESS
 from .codec import encode
 from .compiler import CompiledFlow, compile_flow
+from .errors import FactoryError
 from .events import NO_EVENTS, Events
 from .factory import build_flow, check_allowed, check_arguments, factory_name, load_factory
 from .gate import Gate

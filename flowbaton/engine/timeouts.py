@@ -20,7 +20,8 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
-from ..backends.errors import DefinitionError, FactoryError, FlowbatonError
+from ..backends.errors import DefinitionError, FlowbatonError
+from .errors import FactoryError
 
 __all__ = ["TaskTimeout", "BuildTimeout", "spawn", "call_within", "check_timeout", "bound"]
 

@@ -19,9 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from ..backends.base import Backend
-from ..backends.errors import CorruptRecord, FactoryError, FlowNotFound
+from ..backends.errors import CorruptRecord, FlowNotFound
 from ..backends.records import Decline, FlowDetail, ReplicaInfo
 from ..backends.states import RUNNABLE_FLOW_STATES
+from ..engine.errors import FactoryError
 from ..engine.factory import check_allowed, factory_module
 
 __all__ = ["gather", "may_import", "stranded_reason", "find_stranded"]

@@ -11,10 +11,11 @@ import pytest
 
 import flowbaton
 from flowbaton.backends import open_backend
-from flowbaton.backends.errors import BackendUnavailable, ClaimHeld, ClaimLost, FactoryError, FactoryNotAllowed
+from flowbaton.backends.errors import BackendUnavailable, ClaimHeld, ClaimLost
 from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import ClaimToken
 from flowbaton.backends.states import REVERTED, SUCCESS
+from flowbaton.engine.errors import FactoryError, FactoryNotAllowed
 from tests import coord_flows
 from tests.servers import until
 

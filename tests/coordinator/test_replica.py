@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from flowbaton.backends.errors import BackendUnavailable, FactoryError, FlowNotFound
+from flowbaton.backends.errors import BackendUnavailable, FlowNotFound
 from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import ClaimToken
 from flowbaton.backends.states import HELD, PENDING, SUCCESS
@@ -20,6 +20,7 @@ from flowbaton.coordinator import Coordinator
 from flowbaton.coordinator.claimloop import ClaimLoop
 from flowbaton.coordinator.skiplist import SkipList
 from flowbaton.engine import FlowReport, Gate, load_report
+from flowbaton.engine.errors import FactoryError
 from tests.coordinator.cluster import read_runs
 from tests.coordinator.inprocess import LocalReplicas, submit_steps
 from tests.servers import until

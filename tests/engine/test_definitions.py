@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flowbaton.backends.errors import (
+from flowbaton.engine import compile_flow, factory_name, load_factory, new_flow_detail
+from flowbaton.engine.errors import (
     CycleError,
     DuplicateTaskId,
     FactoryError,
@@ -12,7 +13,6 @@ from flowbaton.backends.errors import (
     MissingInputs,
     NotJSONError,
 )
-from flowbaton.engine import compile_flow, factory_name, load_factory, new_flow_detail
 from tests.engine import defs_flows as defs
 
 M = "tests.engine.defs_flows"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flowbaton.backends.errors import NotJSONError
 from flowbaton.engine import compile_flow
 from flowbaton.engine.codec import encode
+from flowbaton.engine.errors import NotJSONError
 from flowbaton.engine.scheduler import ForwardSchedule, RevertSchedule
 from tests import engine_flows as ef
 

@@ -283,9 +283,9 @@ def test_purge_refuses_a_young_age_without_force(backend: Backend, capsys: pytes
 def test_a_value_deeper_than_a_record_may_nest_is_refused_when_encoded() -> None:
     """Stored records are refused on read past records.MAX_DEPTH; the codec
     refuses such a value first, so it is the task's failure, not a held flow."""
-    from flowbaton.backends.errors import NotJSONError
     from flowbaton.backends.records import MAX_DEPTH as RECORD_DEPTH
     from flowbaton.engine.codec import MAX_DEPTH, encode
+    from flowbaton.engine.errors import NotJSONError
 
     assert MAX_DEPTH < RECORD_DEPTH
     value: list[object] = []

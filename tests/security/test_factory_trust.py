@@ -23,10 +23,10 @@ import pytest
 import flowbaton
 from flowbaton.backends import open_backend
 from flowbaton.backends.base import Backend
-from flowbaton.backends.errors import FactoryError, FactoryNotAllowed
 from flowbaton.backends.records import FlowDetail
 from flowbaton.backends.states import FAILURE, PENDING, SUCCESS
 from flowbaton.engine import factory_name, load_factory, new_flow_detail
+from flowbaton.engine.errors import FactoryError, FactoryNotAllowed
 from tests.coordinator.inprocess import LocalReplicas, submit_steps
 from tests.coordinator.ops_helpers import bad_input, run_cli
 from tests.security import hostile_service, registered_service

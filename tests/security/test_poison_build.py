@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from flowbaton.backends.base import Backend
-from flowbaton.backends.errors import FactoryError
 from flowbaton.backends.records import FlowDetail
 from flowbaton.backends.states import HELD, PENDING
 from flowbaton.engine import run_flow
+from flowbaton.engine.errors import FactoryError
 from flowbaton.engine.events import NoEvents
 from flowbaton.engine.timeouts import BuildTimeout
 from tests.coordinator.cluster import Cluster
