@@ -1,0 +1,179 @@
+"""The flow record's ``meta``: one owner for every key anyone reads or writes.
+
+``FlowDetail.meta`` is a JSON object that the engine, the runtime and the
+operator API all keep facts in (the poison counter, the task list the flow
+was last built with, the resume history, operator notes, version
+decisions). Each of them reads and writes it through ``FlowMeta`` here, so
+a key is spelled once and read with one type. The backends check the same
+keys' types when a record is decoded (``backends.records``, a corrupt value
+is a ``CorruptRecord`` at the boundary); ``tests/engine/test_meta.py`` keeps
+the two lists equal.
+
+``FlowMeta`` wraps a copy of the dict and never drops a key it does not
+know (a newer release may have written it); every change returns a new
+``FlowMeta``, and ``to_dict`` gives back exactly the keys that are set, in
+the order they were first written, so a record read and written unchanged
+stays byte for byte the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "FlowMeta",
+    "TAKEOVERS",
+    "PROGRESS_MARK",
+    "TASKS",
+    "UNMATCHED",
+    "RESUMES",
+    "DIFF",
+    "DECISIONS",
+    "OPERATIONS",
+    "CORRUPT",
+    "HISTORY",
+]
+
+TAKEOVERS = "takeovers"  # claims in a row that ended without handing back and without progress
+PROGRESS_MARK = "progress_mark"  # finished tasks when the counter was last set
+TASKS = "tasks"  # task ids of the flow as last built (tells added tasks from unreached ones)
+UNMATCHED = "unmatched"  # stored task ids today's code no longer has
+RESUMES = "resumes"  # the last resumes: who, when, epoch, takeover, diff
+DIFF = "diff"  # the last resume's diff between stored and rebuilt flow
+DECISIONS = "version_decisions"  # an operator's rerun/reuse choice per task ("*": all)
+OPERATIONS = "operations"  # the last operator actions, oldest first
+CORRUPT = "corrupt_record"  # a HELD placeholder's: where, what, raw, by, at
+#: entries kept in each history list (resumes, operations)
+HISTORY = 20
+
+
+class FlowMeta:
+    """A typed view of one flow record's ``meta``."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
+        self._raw: dict[str, Any] = dict(raw or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object to store (a copy)."""
+        return dict(self._raw)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FlowMeta) and self._raw == other._raw
+
+    def __repr__(self) -> str:
+        return f"FlowMeta({self._raw!r})"
+
+    def _with(self, **changes: Any) -> FlowMeta:
+        """A copy with keys set (a value of ``None`` removes the key)."""
+        raw = dict(self._raw)
+        for key, value in changes.items():
+            if value is None:
+                raw.pop(key, None)
+            else:
+                raw[key] = value
+        return FlowMeta(raw)
+
+    # ------------------------------------------------------- poison counter
+
+    @property
+    def takeovers(self) -> int:
+        return int(self._raw.get(TAKEOVERS, 0))
+
+    @property
+    def progress_mark(self) -> int | None:
+        mark = self._raw.get(PROGRESS_MARK)
+        return None if mark is None else int(mark)
+
+    def counted(self, takeovers: int, progress: int) -> FlowMeta:
+        """The poison counter as a new claim sets it (``engine.lifecycle``)."""
+        return self._with(**{TAKEOVERS: takeovers, PROGRESS_MARK: progress})
+
+    def counter_reset(self) -> FlowMeta:
+        """A fresh start for the poison guard (an operator's retry)."""
+        return self._with(**{TAKEOVERS: 0, PROGRESS_MARK: None})
+
+    # ------------------------------------------------------------ the build
+
+    @property
+    def tasks(self) -> list[str] | None:
+        """Task ids of the flow as last built, or None when never stored
+        (or trimmed away to fit the record)."""
+        tasks = self._raw.get(TASKS)
+        return [str(t) for t in tasks] if isinstance(tasks, list) else None
+
+    @property
+    def unmatched(self) -> list[str]:
+        return [str(u) for u in self._raw.get(UNMATCHED) or []]
+
+    def built(self, tasks: Sequence[str], unmatched: Sequence[str]) -> FlowMeta:
+        """What a build found: today's task list, and the stored tasks it no
+        longer has (written when there are any, or to clear earlier ones)."""
+        changes: dict[str, Any] = {}
+        if unmatched or UNMATCHED in self._raw:
+            changes[UNMATCHED] = list(unmatched)
+        changes[TASKS] = list(tasks)
+        return self._with(**changes)
+
+    def without_build(self) -> FlowMeta:
+        """Drop the task list (the last thing trimmed to fit a record:
+        every reader copes without it)."""
+        raw = dict(self._raw)
+        raw.pop(TASKS, None)
+        raw.pop(UNMATCHED, None)
+        return FlowMeta(raw)
+
+    # ------------------------------------------------------------- resumes
+
+    @property
+    def resumes(self) -> list[Any]:
+        resumes = self._raw.get(RESUMES)
+        return list(resumes) if isinstance(resumes, list) else []
+
+    @property
+    def diff(self) -> dict[str, Any] | None:
+        diff = self._raw.get(DIFF)
+        return dict(diff) if isinstance(diff, dict) else None
+
+    def resumed(self, entry: Mapping[str, Any], diff: Mapping[str, Any]) -> FlowMeta:
+        """One more resume in the history (the oldest beyond ``HISTORY`` go)."""
+        history = self.resumes[-(HISTORY - 1):]
+        return self._with(**{RESUMES: [*history, dict(entry)], DIFF: dict(diff)})
+
+    def undecided_versions(self) -> list[dict[str, Any]]:
+        """The last resume's major version changes under policy "fail": each
+        ``{"task", "stored", "current", "policy"}``; an operator must choose."""
+        changes = (self.diff or {}).get("version_changed") or []
+        return [c for c in changes if isinstance(c, dict) and c.get("policy") == "fail"]
+
+    # --------------------------------------------------------- operators
+
+    @property
+    def decisions(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in (self._raw.get(DECISIONS) or {}).items()}
+
+    def decided(self, added: Mapping[str, str]) -> FlowMeta:
+        return self._with(**{DECISIONS: {**(self._raw.get(DECISIONS) or {}), **added}}) if added else self
+
+    @property
+    def operations(self) -> list[Any]:
+        operations = self._raw.get(OPERATIONS)
+        return list(operations) if isinstance(operations, list) else []
+
+    def operated(self, entry: Mapping[str, Any]) -> FlowMeta:
+        """One more operator note (the oldest beyond ``HISTORY`` go)."""
+        return self._with(**{OPERATIONS: [*self.operations[-(HISTORY - 1):], dict(entry)]})
+
+    # ---------------------------------------------------- corrupt records
+
+    @property
+    def corrupt(self) -> dict[str, Any] | None:
+        """Set on a placeholder written over an unreadable flow record."""
+        corrupt = self._raw.get(CORRUPT)
+        return dict(corrupt) if isinstance(corrupt, dict) else None
+
+    @classmethod
+    def placeholder(cls, where: str, what: str, raw: str | None, by: str, at: float) -> FlowMeta:
+        return cls({CORRUPT: {"where": where, "what": what, "raw": raw, "by": by, "at": at}})
