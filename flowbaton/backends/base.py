@@ -14,13 +14,14 @@ they raise ``ClaimLost`` and change nothing.
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Callable, Collection, Sequence
 from typing import ClassVar
 
 from .limits import DEFAULT_MAX_RECORD_BYTES
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 
-__all__ = ["Backend", "StateListener", "SUSPENDED", "LOST", "CONNECTED"]
+__all__ = ["Backend", "Capability", "StateListener", "SUSPENDED", "LOST", "CONNECTED"]
 
 # Connection events a session-based backend reports to its listeners.
 SUSPENDED = "suspended"  # connection in doubt: start no new task
@@ -28,6 +29,21 @@ LOST = "lost"  # session gone: every claim of this backend object is gone
 CONNECTED = "connected"  # back to normal (claims must be re-verified)
 
 StateListener = Callable[[str], None]
+
+
+class Capability(str, enum.Enum):
+    """What a driver offers beyond the contract; the runtime adapts to it."""
+
+    #: several processes or hosts may use one store (else: one process only)
+    SHARED = "shared"
+    #: claims die with the client session, and listeners hear SUSPENDED/LOST
+    SESSION = "session"
+    #: ``wait_for_work`` wakes on every change that makes a flow runnable,
+    #: including a claim ending with its session, so replicas may poll rarely
+    WATCH = "watch"
+    #: ``wait_for_work`` wakes on submits and releases but not on a lease
+    #: running out, which polling must still find
+    NOTIFY = "notify"
 
 
 class Backend(abc.ABC):
@@ -41,10 +57,8 @@ class Backend(abc.ABC):
 
     #: URL scheme(s) this driver serves.
     schemes: ClassVar[tuple[str, ...]] = ()
-    #: Optional features: "session" (claims die with the client session and
-    #: listeners get SUSPENDED/LOST), "shared" (several processes/hosts may use
-    #: one store), "watch" (``wait_for_work`` wakes on changes, not polling).
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: Optional features (``Capability``).
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
     url: str
     #: Largest record, in UTF-8 bytes of its JSON, this backend stores in one

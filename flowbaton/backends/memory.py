@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .base import Backend
+from .base import Backend, Capability
 from .errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
 from .limits import DEFAULT_MAX_RECORD_BYTES, check_new_flow, checked_limit, fitting, option
 from .options import parse_options
@@ -50,7 +50,7 @@ class MemoryBackend(Backend):
     """All state in one dict behind one lock."""
 
     schemes = ("memory",)
-    capabilities = frozenset({"watch"})
+    capabilities = frozenset({Capability.WATCH})
 
     def __init__(
         self,

@@ -41,7 +41,7 @@ from urllib.parse import unquote, urlsplit
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from . import limits
-from .base import Backend
+from .base import Backend, Capability
 from .errors import (
     BackendUnavailable,
     BadBackendURL,
@@ -235,7 +235,7 @@ class SQLiteBackend(Backend):
     """Records and claims in one SQLite file (WAL), shared by the host's processes."""
 
     schemes = ("sqlite",)
-    capabilities = frozenset({"shared"})
+    capabilities = frozenset({Capability.SHARED})
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis.exceptions as rex
 
-from ..base import Backend
+from ..base import Backend, Capability
 from ..errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
 from ..limits import batches, check_new_flow, checked_limit, fitting, sized
 from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
@@ -48,7 +48,7 @@ class RedisBackend(Backend):
     """Flows, tasks and claims in one Redis (standalone or behind Sentinel)."""
 
     schemes = ("redis", "rediss", "redis+sentinel")
-    capabilities = frozenset({"shared"})
+    capabilities = frozenset({Capability.SHARED})
 
     def __init__(self, url: str, target: Target) -> None:
         self.url = redact_url(url)  # shown in messages and by `check`: no password

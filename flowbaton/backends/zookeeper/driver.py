@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from ..base import CONNECTED, LOST, Backend, StateListener
+from ..base import CONNECTED, LOST, Backend, Capability, StateListener
 from ..errors import (
     BackendUnavailable,
     ClaimHeld,
@@ -77,7 +77,7 @@ class ZooKeeperBackend(Backend):
     """Records and claims in one chroot of a ZooKeeper ensemble."""
 
     schemes = ("zookeeper",)
-    capabilities = frozenset({"shared", "session", "watch"})
+    capabilities = frozenset({Capability.SHARED, Capability.SESSION, Capability.WATCH})
 
     _FENCE_OPS = 2  # every fenced multi starts with the two checks of _fence()
 
