@@ -1,7 +1,8 @@
 """Finding work and claiming it, at a cost that does not grow with the store.
 
 Per poll interval an idle replica makes one ``find_runnable`` call and then
-waits (``wait_for_work`` wakes early on backends that watch for changes).
+waits (``wait_for_work`` wakes early on backends that watch for changes or
+announce submits and releases).
 It asks for more candidates than it has free slots and shuffles them, so
 replicas polling at the same moment mostly try different flows instead of
 all racing for the oldest one; losing a race (``ClaimHeld``) is normal.
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..backends.base import Backend
+from ..backends.base import Backend, Capability
 from ..backends.errors import BackendUnavailable, ClaimHeld, FlowbatonError, FlowNotFound
 from ..backends.records import ClaimToken
 from ..observability.observer import ReplicaObserver
@@ -28,13 +29,17 @@ log = logging.getLogger("flowbaton.coordinator")
 Launch = Callable[[ClaimToken, float], bool]
 
 _MAX_BACKOFF = 5.0  # seconds between polls while the backend is unreachable
+#: capabilities whose ``wait_for_work`` wakes on news, so idling waits on it
+_WAKES_IDLE = frozenset({Capability.WATCH, Capability.NOTIFY})
 
 
 def default_poll_interval(lease: float, backend: Backend) -> float:
     """Short enough that an expired lease or a released claim is picked up
     well within the takeover targets (lease + 0.5 s; 0.5 s after a graceful
-    release). A watching backend wakes on changes, so it may poll rarely."""
-    ceiling = 1.0 if "watch" in backend.capabilities else 0.25
+    release). A watching backend wakes on every change, so it may poll
+    rarely; one that only notifies (Redis) does not announce a lease running
+    out, which only a poll finds, so it keeps the short interval."""
+    ceiling = 1.0 if Capability.WATCH in backend.capabilities else 0.25
     return max(0.02, min(ceiling, lease / 4))
 
 
@@ -143,12 +148,13 @@ class ClaimLoop:
             self._idle(pause * self._rng.uniform(0.8, 1.2))
 
     def _idle(self, timeout: float) -> None:
-        """Wait for the next poll: on the backend's watch when it has one and
-        a slot is free, else on our own wake-up event."""
+        """Wait for the next poll: on the backend's ``wait_for_work`` when it
+        wakes on news (watch or notify) and a slot is free, else on our own
+        wake-up event."""
         if self._wake.is_set() or self._stopping.is_set():
             self._wake.clear()
             return
-        if "watch" in self.backend.capabilities and self.free_slots() > 0:
+        if not _WAKES_IDLE.isdisjoint(self.backend.capabilities) and self.free_slots() > 0:
             try:
                 self.backend.wait_for_work(timeout)
             except FlowbatonError:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..backends.base import CONNECTED, LOST, SUSPENDED, Backend
+from ..backends.base import CONNECTED, LOST, SUSPENDED, Backend, Capability
 from ..backends.errors import BackendUnavailable, ClaimLost, FlowbatonError
 from ..backends.records import ClaimToken, ReplicaInfo
 from ..engine.gate import Gate
@@ -93,7 +93,7 @@ class LeaseKeeper:
         self._stopping = threading.Event()
         self._suspended = False
         self._thread: threading.Thread | None = None
-        if "session" in backend.capabilities:
+        if Capability.SESSION in backend.capabilities:
             backend.add_state_listener(self._on_session)
 
     # ------------------------------------------------------------ tracking

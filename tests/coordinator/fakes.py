@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flowbaton.backends.base import StateListener
+from flowbaton.backends.base import Capability, StateListener
 from flowbaton.backends.errors import BackendUnavailable
 from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import ClaimToken
@@ -28,7 +28,7 @@ class StubBackend(MemoryBackend):
     """Memory backend whose renewals can be delayed or fail, and that can
     announce session events like ZooKeeper's driver does."""
 
-    capabilities = frozenset({"watch", "session"})
+    capabilities = frozenset({Capability.WATCH, Capability.SESSION})
 
     def __init__(self, clock: FakeClock) -> None:
         super().__init__(clock=clock)
