@@ -10,21 +10,21 @@ driver applies that rule).
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 
 from ..backends import default_url, open_backend
 from ..backends.base import Backend
 
-__all__ = ["open_with_lease"]
+__all__ = ["WrapBackend", "open_with_lease"]
+
+#: Applied to a backend as it is opened; returns the backend the replica uses.
+WrapBackend = Callable[[Backend], Backend]
 
 
-def open_with_lease(url: str | None, lease: float) -> Backend:
+def open_with_lease(url: str | None, lease: float, wrap_backend: WrapBackend | None = None) -> Backend:
+    """Open ``url`` (default: ``FLOWBATON_BACKEND``, else the SQLite file)
+    with ``lease``, then hand it to ``wrap_backend`` if given: a caller that
+    wants every call seen (the chaos harness records each claim and fenced
+    write for its checker) passes the wrapper in; nothing here looks for it."""
     backend = open_backend(url or default_url(), lease=lease)
-    # Fault-injection runs (flowbaton.testing.chaos) set FLOWBATON_RECORD_WRITES=DIR
-    # to log every claim and fenced write this replica attempts, for the
-    # checker. Unset (production) the backend is returned as it is.
-    if os.environ.get("FLOWBATON_RECORD_WRITES"):
-        from flowbaton.testing.recorder import wrap_from_env
-
-        backend = wrap_from_env(backend)
-    return backend
+    return backend if wrap_backend is None else wrap_backend(backend)

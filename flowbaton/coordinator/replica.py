@@ -32,7 +32,7 @@ from ..observability.probes import ProbeServer
 from .claimloop import ClaimLoop, default_poll_interval
 from .identity import default_replica_id, flowbaton_version, replica_info
 from .lease import LeasedGate, LeaseKeeper
-from .opening import open_with_lease
+from .opening import WrapBackend, open_with_lease
 from .skiplist import SkipList
 from .waiting import wait_for_flow
 from .worker import FlowWorker, RunFlow, WorkerSettings
@@ -60,6 +60,8 @@ def connect(
     allow: Sequence[str] | None = None,
     lease: float = 10.0,
     max_takeovers: int = 3,
+    *,
+    wrap_backend: WrapBackend | None = None,
     **options: Any,
 ) -> Coordinator:
     """Open the backend ``url`` names (default ``FLOWBATON_BACKEND``, else
@@ -68,9 +70,13 @@ def connect(
     ``stop_timeout`` ...).
     ``allow`` lists the module prefixes whose factories this replica may
     import, or exact ``"pkg.mod:function"`` names for a closed list
-    (``engine.factory`` has the whole rule); ``start`` needs one."""
+    (``engine.factory`` has the whole rule); ``start`` needs one.
+    ``wrap_backend`` is applied to the backend opened from ``url`` (not to
+    a ``Backend`` passed in, which the caller may wrap itself) and the
+    replica uses what it returns: fault-injection runs record every call
+    this way (``flowbaton.testing.recorder.wrap_from_env``)."""
     owned = not isinstance(url, Backend)
-    backend = url if isinstance(url, Backend) else open_with_lease(url, lease)
+    backend = url if isinstance(url, Backend) else open_with_lease(url, lease, wrap_backend)
     return Coordinator(backend, replica_id=replica_id, allow=allow, lease=lease,
                        max_takeovers=max_takeovers, owns_backend=owned, **options)
 

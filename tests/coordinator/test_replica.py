@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
+from flowbaton.backends.base import Backend
 from flowbaton.backends.errors import BackendUnavailable, FlowNotFound
 from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import ClaimToken
 from flowbaton.backends.states import HELD, PENDING, SUCCESS
-from flowbaton.coordinator import Coordinator
+from flowbaton.coordinator import Coordinator, connect
 from flowbaton.coordinator.claimloop import ClaimLoop
 from flowbaton.coordinator.skiplist import SkipList
 from flowbaton.engine import FlowReport, Gate, load_report
@@ -149,6 +150,21 @@ def test_an_unexpected_runner_error_costs_one_flow_not_the_replica(
     ids = [submit_steps(coord, tmp_path / "l") for _ in range(3)]
     until(lambda: all(coord.skips.skipped(f) for f in ids), what="all three tried")
     assert sorted(calls) == sorted(ids) and store.list_claims() == []
+
+
+def test_connect_hands_the_backend_it_opens_to_wrap_backend() -> None:
+    opened: list[Backend] = []
+    wrapped = MemoryBackend()
+
+    def wrap(backend: Backend) -> Backend:
+        opened.append(backend)
+        return wrapped
+
+    with connect("memory://", allow=["tests."], wrap_backend=wrap) as coord:
+        assert coord.backend is wrapped and len(opened) == 1 and opened[0] is not wrapped
+    given = MemoryBackend()
+    with connect(given, wrap_backend=wrap) as coord:  # the caller's own object: the caller wraps it
+        assert coord.backend is given and len(opened) == 1
 
 
 def test_a_replica_refuses_to_start_without_an_allow_list(store: MemoryBackend) -> None:
