@@ -1,4 +1,5 @@
-"""The CLI's commands: each takes the parsed arguments and returns an exit code.
+"""The commands that run flows: ``replica``, ``submit`` (and ``--wait``),
+``demo``. Each takes the parsed arguments and returns an exit code.
 
 Errors are raised, not printed: ``cli.main`` turns every ``FlowbatonError``
 and ``UsageError`` into one line on stderr and exit status 2.
@@ -9,42 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from ..backends import default_url, open_backend
-from ..backends.base import Backend
 from ..backends.records import nests_deeper
 from ..backends.states import SUCCESS
 from ..coordinator.replica import connect
+from .common import UsageError, backend_url, emit
 from .replica import run_replica
 from .terminal import printable
 
-__all__ = ["UsageError", "cmd_replica", "cmd_submit", "cmd_demo", "opened", "emit", "backend_url"]
-
-
-class UsageError(Exception):
-    """Bad command-line input that argparse cannot see (e.g. malformed JSON)."""
-
-
-def backend_url(args: argparse.Namespace) -> str:
-    return str(getattr(args, "backend", None) or default_url())
-
-
-@contextmanager
-def opened(args: argparse.Namespace) -> Iterator[Backend]:
-    """The backend the command works on: the one ``main(backend=...)`` was
-    given (left open; memory:// tests, embedding), else one opened here."""
-    given: Backend | None = getattr(args, "backend_object", None)
-    if given is not None:
-        yield given
-        return
-    backend = open_backend(backend_url(args))
-    try:
-        yield backend
-    finally:
-        backend.close()
+__all__ = ["cmd_replica", "cmd_submit", "cmd_demo", "parse_json"]
 
 
 #: How deep a JSON argument may nest. Plenty for arguments; far below the
@@ -80,16 +55,11 @@ def _shown(text: str, width: int = 200) -> str:
     return repr(text) if len(text) <= width else repr(text[:width]) + "..."
 
 
-def emit(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
 # ---------------------------------------------------------------- commands
 
 
 def cmd_replica(args: argparse.Namespace) -> int:
-    return run_replica(args)  # logging, metrics port, serve: see standalone.py
+    return run_replica(args)  # logging, metrics port, serve: see cli/replica.py
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

@@ -1,8 +1,8 @@
 """``flowbaton``: run a replica, submit flows, and look at them.
 
-The parser and the error policy live here; commands are in
-``cli_commands`` (replica, submit, demo) and ``ops_cli`` (the operator
-commands), rendering in ``cli_views``/``ops_views``. Exit status: 0 ok, 1
+The parser and the error policy live here; commands are in ``commands``
+(replica, submit, demo) and ``ops_commands`` (the operator commands),
+argument types in ``args``, rendering in ``views``/``ops_views``. Exit status: 0 ok, 1
 ``check`` found a problem (or ``submit --wait`` saw the flow fail), 2 bad
 input: any bad input (unknown flow, unreachable backend, malformed JSON,
 bad URL, an action that does not apply) ends with one line on stderr, so
@@ -21,10 +21,11 @@ from typing import NoReturn
 from ..backends import DEFAULT_URL
 from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
-from ..backends.states import FLOW_STATES
-from .commands import UsageError, cmd_demo, cmd_replica, cmd_submit
+from .args import add_allow_option, positive_seconds
+from .commands import cmd_demo, cmd_replica, cmd_submit
+from .common import UsageError
 from .ops_commands import add_ops_commands
-from .replica import add_allow_option, add_replica_options, seconds_arg
+from .replica import add_replica_options
 from .terminal import printable
 
 __all__ = ["main", "build_parser"]
@@ -45,20 +46,13 @@ def _backend_option(parser: argparse.ArgumentParser, default: object) -> None:
                         help=f"backend URL (default: $FLOWBATON_BACKEND, else {DEFAULT_URL})")
 
 
-def _state(text: str) -> str:
-    state = text.upper()
-    if state not in FLOW_STATES:
-        raise argparse.ArgumentTypeError(f"unknown state {text!r} (one of {', '.join(sorted(FLOW_STATES))})")
-    return state
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="flowbaton", description="Flows that survive the death of the server running them.")
     _backend_option(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_replica(sub)
     _add_submit(sub)
-    add_ops_commands(lambda name, help_text: _command(sub, name, help_text), _state)
+    add_ops_commands(lambda name, help_text: _command(sub, name, help_text))
     demo = sub.add_parser("demo", help="watch a replica die with SIGKILL and another finish its flow")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -85,7 +79,7 @@ def _add_submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     cmd.add_argument("--inputs", metavar="JSON", help="initial flow inputs, a JSON object")
     cmd.add_argument("--name", help="a name for people (default: the flow's own name)")
     cmd.add_argument("--wait", action="store_true", help="wait until the flow ends; exit 1 unless SUCCESS")
-    cmd.add_argument("--timeout", type=seconds_arg, default=None, help="with --wait: give up after S seconds")
+    cmd.add_argument("--timeout", type=positive_seconds, default=None, help="with --wait: give up after S seconds")
     cmd.set_defaults(func=cmd_submit)
 
 

@@ -19,10 +19,9 @@ from ..ops import actions as ops
 from ..ops import delete as ops_delete
 from ..ops import query as ops_query
 from ..ops.check import check
-from ..ops.times import age_of, parse_point
-from .commands import UsageError, backend_url, emit, opened
+from .args import add_allow_option, flow_state, time_age, time_point
+from .common import UsageError, backend_url, emit, opened
 from .ops_views import render_check, render_plan, render_purge, render_replicas
-from .replica import add_allow_option
 from .terminal import printable
 from .views import render_claims, render_flows, render_json, render_show
 
@@ -33,17 +32,6 @@ EXIT_PROBLEM = 1
 Command = Callable[[str, str], argparse.ArgumentParser]
 
 
-def _time_arg(convert: Callable[[str], float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            return convert(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    parse.__name__ = "time"
-    return parse
-
-
 def _json_flag(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--json", action="store_true", help="one JSON document")
 
@@ -52,22 +40,21 @@ def _yes_flag(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation on a terminal")
 
 
-def add_ops_commands(command: Command, state: Callable[[str], str]) -> None:
-    """Register the operator commands; ``command(name, help)`` makes a
-    subparser, ``state`` converts a flow state argument."""
-    _add_listings(command, state)
+def add_ops_commands(command: Command) -> None:
+    """Register the operator commands; ``command(name, help)`` makes a subparser."""
+    _add_listings(command)
     _add_actions(command)
     cmd = command("check", "backend reachable, server settings safe, versions; exit 1 on a problem")
     cmd.set_defaults(func=cmd_check)
 
 
-def _add_listings(command: Command, state: Callable[[str], str]) -> None:
+def _add_listings(command: Command) -> None:
     flows = command("flows", "list stored flows, oldest first")
-    flows.add_argument("--state", type=state, help="only flows in this state")
+    flows.add_argument("--state", type=flow_state, help="only flows in this state")
     flows.add_argument("--owner", metavar="ID", help="only flows claimed by this replica")
     flows.add_argument("--stranded", action="store_true",
                        help="only runnable flows no live replica will run (rows say why)")
-    flows.add_argument("--since", metavar="T", type=_time_arg(parse_point),
+    flows.add_argument("--since", metavar="T", type=time_point,
                        help="only flows updated since T: a duration back from now (10m, 2h, 1d) or an ISO time")
     _json_flag(flows)
     flows.set_defaults(func=cmd_flows)
@@ -114,7 +101,7 @@ def _add_actions(command: Command) -> None:
     _yes_flag(delete)
     delete.set_defaults(func=cmd_delete)
     purge = command("purge", "delete finished flows (SUCCESS, REVERTED, CANCELLED) last updated long ago")
-    purge.add_argument("--finished-before", metavar="DURATION", required=True, type=_time_arg(age_of),
+    purge.add_argument("--finished-before", metavar="DURATION", required=True, type=time_age,
                        help="a duration (30d, 12h) or an ISO time; flows last updated before then go")
     purge.add_argument("--include-failed", action="store_true",
                        help="FAILURE flows too (a failed revert: its side effects may still need cleanup)")

@@ -13,23 +13,29 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
 
 from ..backends import default_url
 from ..backends.errors import FlowbatonError
 from ..coordinator.replica import DEFAULT_BUILD_TIMEOUT, DEFAULT_STOP_TIMEOUT, Coordinator, connect
-from ..observability.logs import LOG_FORMATS, configure_logging
+from ..observability.logs import configure_logging
 from ..observability.probes import DEFAULT_METRICS_PORT
-from ..ops.times import MAX_DURATION
+from .args import (
+    ALLOW_ENV,
+    add_allow_option,
+    log_format,
+    log_level,
+    port_number,
+    positive_count,
+    positive_seconds,
+)
 
-__all__ = ["REPLICA_ENV", "add_allow_option", "add_replica_options", "run_replica", "seconds_arg"]
+__all__ = ["REPLICA_ENV", "add_replica_options", "run_replica"]
 
 log = logging.getLogger("flowbaton.coordinator")
 
 #: option -> the environment variable it falls back to
 REPLICA_ENV = {
-    "--allow": "FLOWBATON_ALLOW",
+    "--allow": ALLOW_ENV,
     "--concurrency": "FLOWBATON_CONCURRENCY",
     "--replica-id": "FLOWBATON_REPLICA_ID",
     "--lease": "FLOWBATON_LEASE",
@@ -47,88 +53,38 @@ def _env(option: str, default: str | None = None) -> str | None:
     return os.environ.get(REPLICA_ENV[option]) or default
 
 
-def _checked(convert: Callable[[str], Any], rule: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
-    def check(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
-        if not rule(value):
-            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
-        return value
-
-    check.__name__ = what
-    return check
-
-
-_COUNT = _checked(int, lambda v: v > 0, "a positive integer")
-# nan fails every comparison; at most a century (ops_time.MAX_DURATION) keeps
-# any wait on it under threading.TIMEOUT_MAX (past it: OverflowError)
-seconds_arg = _checked(float, lambda v: 0 < v <= MAX_DURATION, "a positive number of seconds up to a century")
-_PORT = _checked(int, lambda v: 0 <= v <= 65535, "a port number")
-_FORMAT = _checked(str.lower, lambda v: v in LOG_FORMATS, f"one of {', '.join(LOG_FORMATS)}")
-_LEVEL = _checked(str.upper, lambda v: isinstance(logging.getLevelName(v), int), "a log level")
-
-
-def _entries(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
-
-
-class _Allow(argparse.Action):
-    """Repeatable, each a comma list; the first ``--allow`` replaces the
-    environment's list instead of adding to it."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
-        current = getattr(namespace, self.dest)
-        kept = [] if current is self.default else list(current)
-        setattr(namespace, self.dest, [*kept, *_entries(str(values))])
-
-
-def add_allow_option(cmd: argparse.ArgumentParser, who: str, *, required: bool = True) -> None:
-    """``--allow``, required unless ``FLOWBATON_ALLOW`` is set: nothing
-    imports a stored factory name without an allow-list (docs/security.md).
-    ``required=False`` where the name is the caller's own (``submit``):
-    applied when given, as a guard for scripts that pass names along."""
-    env_allow = _entries(_env("--allow") or "")
-    cmd.add_argument("--allow", action=_Allow, default=env_allow or None, required=required and not env_allow,
-                     metavar="PREFIX", help=f"module prefix whose factories {who} may import, or one exact "
-                     "factory name pkg.mod:function for a closed list "
-                     "(repeatable or comma-separated; default: $FLOWBATON_ALLOW, comma-separated)")
-
-
 def add_replica_options(cmd: argparse.ArgumentParser) -> None:
     add_allow_option(cmd, "this replica")
-    cmd.add_argument("--concurrency", type=_COUNT, metavar="N", default=_env("--concurrency", "4"),
+    cmd.add_argument("--concurrency", type=positive_count, metavar="N", default=_env("--concurrency", "4"),
                      help="flows run at once (default: $FLOWBATON_CONCURRENCY, else 4)")
     cmd.add_argument("--replica-id", default=_env("--replica-id"), metavar="ID",
                      help="default: $FLOWBATON_REPLICA_ID, else host-pid-random")
-    cmd.add_argument("--lease", type=seconds_arg, metavar="SECONDS", default=_env("--lease", "10"),
+    cmd.add_argument("--lease", type=positive_seconds, metavar="SECONDS", default=_env("--lease", "10"),
                      help="seconds after this replica dies before its flows are taken over "
                      "(default: $FLOWBATON_LEASE, else 10)")
-    cmd.add_argument("--metrics-port", type=_PORT, default=_env("--metrics-port"), metavar="PORT",
+    cmd.add_argument("--metrics-port", type=port_number, default=_env("--metrics-port"), metavar="PORT",
                      help=f"serve /metrics, /healthz and /readyz on PORT, e.g. {DEFAULT_METRICS_PORT} "
                      "(default: $FLOWBATON_METRICS_PORT, else off; needs flowbaton[metrics])")
     cmd.add_argument("--metrics-host", default=_env("--metrics-host", ""), metavar="HOST",
                      help="address to bind the metrics port to (default: $FLOWBATON_METRICS_HOST, else all)")
-    cmd.add_argument("--log-format", type=_FORMAT, metavar="{text,json}", default=_env("--log-format", "text"),
+    cmd.add_argument("--log-format", type=log_format, metavar="{text,json}", default=_env("--log-format", "text"),
                      help="text or json: one JSON object per line (default: $FLOWBATON_LOG_FORMAT, else text)")
-    cmd.add_argument("--log-level", type=_LEVEL, metavar="LEVEL", default=_env("--log-level", "INFO"),
+    cmd.add_argument("--log-level", type=log_level, metavar="LEVEL", default=_env("--log-level", "INFO"),
                      help="default: $FLOWBATON_LOG_LEVEL, else INFO")
     _add_timeout_options(cmd)
 
 
 def _add_timeout_options(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--task-timeout", type=seconds_arg, metavar="SECONDS", default=_env("--task-timeout"),
+    cmd.add_argument("--task-timeout", type=positive_seconds, metavar="SECONDS", default=_env("--task-timeout"),
                      help="bound of a task call when the task sets no timeout: past it the attempt fails "
                      "(TaskTimeout, retried per the task's policy) and, while its thread still runs, the flow "
                      "is kept here and /healthz reports it (default: $FLOWBATON_TASK_TIMEOUT, else none)")
-    cmd.add_argument("--build-timeout", type=seconds_arg, metavar="SECONDS",
+    cmd.add_argument("--build-timeout", type=positive_seconds, metavar="SECONDS",
                      default=_env("--build-timeout", f"{DEFAULT_BUILD_TIMEOUT:g}"),
                      help="bound of importing a factory and building its flow: past it the flow is declined "
                      "and the claim counts toward the poison limit (default: $FLOWBATON_BUILD_TIMEOUT, "
                      f"else {DEFAULT_BUILD_TIMEOUT:g})")
-    cmd.add_argument("--stop-timeout", type=seconds_arg, metavar="SECONDS",
+    cmd.add_argument("--stop-timeout", type=positive_seconds, metavar="SECONDS",
                      default=_env("--stop-timeout", f"{DEFAULT_STOP_TIMEOUT:g}"),
                      help="on SIGTERM, seconds to wait for running flows to hand back; past it the replica "
                      "exits (status 1) without releasing them: their claims expire after the lease and the "

@@ -1,0 +1,120 @@
+"""Argument types and the ``--allow`` option, shared by every command.
+
+One factory, ``argument_type``, makes every ``type=`` converter: a parser
+that raises ``ValueError`` with the sentence to show becomes argparse's usage
+error (one line, exit status 2, ``cli.main``). ``checked`` is the common case
+of a conversion followed by a rule, refused as "not <what>: 'text'".
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ..backends.states import FLOW_STATES
+from ..observability.logs import LOG_FORMATS
+from ..ops.times import MAX_DURATION, age_of, parse_point
+
+__all__ = [
+    "ALLOW_ENV",
+    "argument_type",
+    "checked",
+    "positive_count",
+    "positive_seconds",
+    "port_number",
+    "log_format",
+    "log_level",
+    "flow_state",
+    "time_point",
+    "time_age",
+    "allow_entries",
+    "add_allow_option",
+]
+
+T = TypeVar("T")
+
+ALLOW_ENV = "FLOWBATON_ALLOW"
+
+
+def argument_type(name: str, parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``parse`` as an argparse ``type=``: its ``ValueError`` message is the
+    one line the user sees. ``name`` is what argparse calls the type."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def checked(convert: Callable[[str], T], rule: Callable[[T], bool], what: str) -> Callable[[str], T]:
+    """``convert``, then ``rule``; either refusing is "not <what>: 'text'"."""
+
+    def parse(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise ValueError(f"not {what}: {text!r}") from None
+        if not rule(value):
+            raise ValueError(f"not {what}: {text!r}")
+        return value
+
+    return argument_type(what, parse)
+
+
+def _flow_state(text: str) -> str:
+    state = text.upper()
+    if state not in FLOW_STATES:
+        raise ValueError(f"unknown state {text!r} (one of {', '.join(sorted(FLOW_STATES))})")
+    return state
+
+
+positive_count = checked(int, lambda v: v > 0, "a positive integer")
+# nan fails every comparison; at most a century (ops.times.MAX_DURATION) keeps
+# any wait on it under threading.TIMEOUT_MAX (past it: OverflowError)
+positive_seconds = checked(float, lambda v: 0 < v <= MAX_DURATION, "a positive number of seconds up to a century")
+port_number = checked(int, lambda v: 0 <= v <= 65535, "a port number")
+log_format = checked(str.lower, lambda v: v in LOG_FORMATS, f"one of {', '.join(LOG_FORMATS)}")
+log_level = checked(str.upper, lambda v: isinstance(logging.getLevelName(v), int), "a log level")
+flow_state = argument_type("state", _flow_state)
+#: a wall-clock time: a duration back from now, or an ISO time (``ops.times``)
+time_point = argument_type("time", parse_point)
+#: seconds since the time named, the same way
+time_age = argument_type("time", age_of)
+
+
+# ------------------------------------------------------------------ --allow
+
+
+def allow_entries(text: str) -> list[str]:
+    """The prefixes of one comma list."""
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+class _Allow(argparse.Action):
+    """Repeatable, each a comma list; the first ``--allow`` replaces the
+    environment's list instead of adding to it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest)
+        kept = [] if current is self.default else list(current)
+        setattr(namespace, self.dest, [*kept, *allow_entries(str(values))])
+
+
+def add_allow_option(cmd: argparse.ArgumentParser, who: str, *, required: bool = True) -> None:
+    """``--allow``, required unless ``FLOWBATON_ALLOW`` is set: nothing
+    imports a stored factory name without an allow-list (docs/security.md).
+    ``required=False`` where the name is the caller's own (``submit``):
+    applied when given, as a guard for scripts that pass names along."""
+    env_allow = allow_entries(os.environ.get(ALLOW_ENV) or "")
+    cmd.add_argument("--allow", action=_Allow, default=env_allow or None, required=required and not env_allow,
+                     metavar="PREFIX", help=f"module prefix whose factories {who} may import, or one exact "
+                     "factory name pkg.mod:function for a closed list "
+                     "(repeatable or comma-separated; default: $FLOWBATON_ALLOW, comma-separated)")

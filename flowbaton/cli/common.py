@@ -1,0 +1,48 @@
+"""What every command shares: the backend it works on, how it prints, and
+the error for bad input argparse cannot see.
+
+Kept apart from the commands themselves so the operator commands
+(``ops_commands``) need neither the replica runtime nor the demo.
+Errors are raised, not printed: ``cli.main`` turns every ``FlowbatonError``
+and ``UsageError`` into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..backends import default_url, open_backend
+from ..backends.base import Backend
+
+__all__ = ["UsageError", "backend_url", "opened", "emit"]
+
+
+class UsageError(Exception):
+    """Bad command-line input that argparse cannot see (e.g. malformed JSON)."""
+
+
+def backend_url(args: argparse.Namespace) -> str:
+    return str(getattr(args, "backend", None) or default_url())
+
+
+@contextmanager
+def opened(args: argparse.Namespace) -> Iterator[Backend]:
+    """The backend the command works on: the one ``main(backend=...)`` was
+    given (left open; memory:// tests, embedding), else one opened here."""
+    given: Backend | None = getattr(args, "backend_object", None)
+    if given is not None:
+        yield given
+        return
+    backend = open_backend(backend_url(args))
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def emit(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
