@@ -8,7 +8,7 @@ the reason (``flows --state HELD``, ``show``).
 
 When the flow record itself is unreadable there is nothing to set HELD on:
 it is replaced by a placeholder that keeps the flow id, the error and the
-start of the old bytes (``meta["corrupt_record"]``). Tasks and declines stay
+start of the old bytes (``FlowMeta.corrupt``). Tasks and declines stay
 as they are. The placeholder cannot be retried (there is no factory to run);
 ``flowbaton delete FLOW_ID --force`` removes the flow.
 """
@@ -22,10 +22,13 @@ from ..backends.base import Backend
 from ..backends.errors import CorruptRecord
 from ..backends.records import ClaimToken, FlowDetail
 from ..backends.states import HELD, RUNNABLE_FLOW_STATES
+from ..engine.meta import CORRUPT, FlowMeta
 
 __all__ = ["CORRUPT_KEY", "hold_corrupt", "placeholder"]
 
-CORRUPT_KEY = "corrupt_record"  # flow.meta of a placeholder: where, what, raw, by, at
+#: The flow.meta key of a placeholder (``engine.meta.CORRUPT``), under its
+#: older name for the code that still imports it from here.
+CORRUPT_KEY = CORRUPT
 
 
 def placeholder(flow_id: str, err: CorruptRecord, replica_id: str, now: float, epoch: int) -> FlowDetail:
@@ -33,7 +36,7 @@ def placeholder(flow_id: str, err: CorruptRecord, replica_id: str, now: float, e
     reason = (f"the stored flow record could not be read ({err}); replica {replica_id} held the flow "
               f"with this placeholder (tasks and declines kept): remove it with "
               f"`flowbaton delete {flow_id} --force`")
-    meta = {CORRUPT_KEY: {"where": err.where, "what": err.what, "raw": err.raw, "by": replica_id, "at": now}}
+    meta = FlowMeta.placeholder(err.where, err.what, err.raw, replica_id, now).to_dict()
     return FlowDetail(id=flow_id, name="(unreadable record)", factory="", state=HELD, created_at=now,
                       updated_at=now, epoch=epoch, reason=reason, meta=meta)
 

@@ -22,6 +22,7 @@ from .errors import FactoryError
 from .events import NO_EVENTS, Events
 from .factory import build_flow, check_allowed, check_arguments, factory_name, load_factory
 from .gate import Gate
+from .meta import FlowMeta
 from .report import FlowReport
 from .resume import ResumePlan, plan_resume
 from .runner import FlowRun, Halt
@@ -32,7 +33,6 @@ __all__ = ["new_flow_detail", "run_flow", "plan_flow", "FLOW_ID_PATTERN"]
 log = logging.getLogger("flowbaton.engine")
 
 FLOW_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_HISTORY = 20  # resume entries kept in a flow's meta
 
 
 def new_flow_detail(
@@ -72,7 +72,7 @@ def new_flow_detail(
         state=PENDING,
         created_at=now,
         updated_at=now,
-        meta={"tasks": compiled.order},  # what a first claim builds needs no write of its own
+        meta=FlowMeta().built(compiled.order, []).to_dict(),  # a first claim's build then writes nothing
     )
 
 
@@ -155,7 +155,7 @@ class _Found:
 
     owner: str | None
     state: str
-    meta: dict[str, Any]
+    meta: FlowMeta
 
 
 def _attempt(run: FlowRun, max_takeovers: int | None) -> _Found | None:
@@ -165,7 +165,7 @@ def _attempt(run: FlowRun, max_takeovers: int | None) -> _Found | None:
     corrupt. The record names us as owner from now on: if this process dies
     building or running, the next claim sees a takeover."""
     flow = run.flow
-    found = _Found(flow.owner, flow.state, dict(flow.meta))
+    found = _Found(flow.owner, flow.state, FlowMeta(flow.meta))
     try:
         run.details = run.backend.load_tasks(flow.id)
     except CorruptRecord as err:
@@ -182,12 +182,12 @@ def _count(run: FlowRun, found: _Found, max_takeovers: int | None) -> bool:
     over the limit. A claim whose predecessor never handed the flow back
     (owner still named) counts, unless a task finished since."""
     progress = sum(1 for d in run.details.values() if d.state in (SUCCESS, FAILURE, REVERTED))
-    count = int(found.meta.get("takeovers", 0))
-    if progress != found.meta.get("progress_mark"):
+    count = found.meta.takeovers
+    if progress != found.meta.progress_mark:
         count = 0
     elif found.owner is not None:
         count += 1
-    run.flow.meta = {**run.flow.meta, "takeovers": count, "progress_mark": progress}
+    run.flow.meta = FlowMeta(run.flow.meta).counted(count, progress).to_dict()
     if max_takeovers is not None and count > max_takeovers:
         _hold(run, f"taken over {count} times without any task finishing (limit {max_takeovers}): "
                    "a task, or building the flow, may be crashing or hanging its replica")
@@ -211,7 +211,7 @@ def _build(run: FlowRun, allow: Sequence[str] | None, build_timeout: float | Non
         raise
     except DefinitionError:  # FactoryError, FactoryNotAllowed: the worker declines
         with contextlib.suppress(Halt):  # the claim is gone: whoever has it now counts for itself
-            run.write_flow(owner=found.owner, state=found.state, meta=dict(found.meta))
+            run.write_flow(owner=found.owner, state=found.state, meta=found.meta.to_dict())
         raise
 
 
@@ -235,12 +235,10 @@ def _start(run: FlowRun, plan: ResumePlan, found: _Found) -> bool:
     diff), or hold the flow; False when it must not run. ``_attempt`` has
     counted the claim already. A first run of a flow built as at submit has
     nothing to add, so nothing is written."""
-    meta = dict(run.flow.meta)
-    if plan.unmatched or "unmatched" in meta:
-        meta["unmatched"] = plan.unmatched
-    meta["tasks"] = run.compiled.order
+    built = FlowMeta(run.flow.meta).built(run.compiled.order, plan.unmatched)
     if run.details or found.state != PENDING:
-        _record_resume(run, meta, plan, found.owner)
+        built = _record_resume(run, built, plan, found.owner)
+    meta = built.to_dict()
     if plan.held:
         run.flow.meta = meta
         _hold(run, "; ".join(plan.held))
@@ -251,7 +249,8 @@ def _start(run: FlowRun, plan: ResumePlan, found: _Found) -> bool:
     return True
 
 
-def _record_resume(run: FlowRun, meta: dict[str, Any], plan: ResumePlan, previous_owner: str | None) -> None:
+def _record_resume(run: FlowRun, meta: FlowMeta, plan: ResumePlan, previous_owner: str | None) -> FlowMeta:
+    """``meta`` with this resume in its history and its diff as the last one."""
     takeover = previous_owner is not None
     entry = {
         "at": run.clock(),
@@ -261,10 +260,9 @@ def _record_resume(run: FlowRun, meta: dict[str, Any], plan: ResumePlan, previou
         "takeover": takeover,
         **plan.diff(),
     }
-    history = list(meta.get("resumes", []))[-(_HISTORY - 1):]
-    meta["resumes"] = [*history, entry]
-    meta["diff"] = plan.diff()
-    log.info("flow %s resumed by %s at epoch %d: %s", run.flow.id, run.replica_id, run.token.epoch, meta["diff"],
-             extra={**run.log_fields(), "event": "resume", "takeover": takeover, "diff": meta["diff"]})
+    diff = plan.diff()
+    log.info("flow %s resumed by %s at epoch %d: %s", run.flow.id, run.replica_id, run.token.epoch, diff,
+             extra={**run.log_fields(), "event": "resume", "takeover": takeover, "diff": diff})
+    return meta.resumed(entry, diff)
 
 

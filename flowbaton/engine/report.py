@@ -9,6 +9,7 @@ from ..backends.base import Backend
 from ..backends.records import FlowDetail, TaskDetail
 from ..backends.states import SUCCESS, TERMINAL_FLOW_STATES
 from .codec import decode
+from .meta import FlowMeta
 
 __all__ = ["FlowReport", "load_report"]
 
@@ -36,8 +37,7 @@ class FlowReport:
     @classmethod
     def of(cls, flow: FlowDetail, tasks: dict[str, TaskDetail]) -> FlowReport:
         results = {tid: decode(t.result) for tid, t in tasks.items() if t.state == SUCCESS}
-        unmatched = [str(u) for u in flow.meta.get("unmatched", [])]
-        return cls(flow.id, flow.name, flow.state, flow.reason, flow, tasks, results, unmatched)
+        return cls(flow.id, flow.name, flow.state, flow.reason, flow, tasks, results, FlowMeta(flow.meta).unmatched)
 
 
 def load_report(backend: Backend, flow_id: str) -> FlowReport:

@@ -22,13 +22,14 @@ from ..backends.states import (
 )
 from .codec import decode, encode
 from .compiler import CompiledFlow
+from .meta import DECISIONS, FlowMeta
 from .task import Task, major_of
 
 __all__ = ["ResumePlan", "plan_resume", "DECISIONS_KEY"]
 
-# flow.meta key where an operator's choice for version changes is kept:
-# {task_id or "*": "rerun" | "reuse"} (set by `flowbaton retry --rerun/--reuse`).
-DECISIONS_KEY = "version_decisions"
+#: The flow.meta key of an operator's version choices (``meta.DECISIONS``),
+#: under its older name for the code that still imports it from here.
+DECISIONS_KEY = DECISIONS
 
 
 @dataclass
@@ -67,9 +68,10 @@ class ResumePlan:
 
 def plan_resume(compiled: CompiledFlow, flow: FlowDetail, details: dict[str, TaskDetail]) -> ResumePlan:
     plan = ResumePlan()
-    previous = flow.meta.get("tasks")
-    known = set(previous) if isinstance(previous, list) else None
-    decisions = flow.meta.get(DECISIONS_KEY) or {}
+    meta = FlowMeta(flow.meta)
+    previous = meta.tasks
+    known = set(previous) if previous is not None else None
+    decisions = meta.decisions  # an operator's rerun/reuse per task id or "*"
     for tid in compiled.order:
         detail = details.get(tid)
         if known is not None and tid not in known and detail is None:

@@ -22,6 +22,7 @@ from ..backends.errors import ResultTooLarge
 from ..backends.limits import FlowTooLarge, too_large
 from ..backends.records import FlowDetail, TaskDetail
 from ..backends.states import SUCCESS
+from .meta import DIFF, RESUMES, UNMATCHED, FlowMeta
 
 __all__ = ["record_size", "succeeded", "fit_task", "fit_flow", "REVERT_RESERVE"]
 
@@ -102,9 +103,9 @@ def _clip(value: Any, chars: int) -> Any:
 
 
 def _last_resume_only(flow: FlowDetail) -> None:
-    resumes = flow.meta.get("resumes")
+    resumes = flow.meta.get(RESUMES)
     if isinstance(resumes, list):
-        flow.meta["resumes"] = resumes[-1:]
+        flow.meta[RESUMES] = resumes[-1:]
 
 
 def _short_reason(flow: FlowDetail) -> None:
@@ -114,7 +115,7 @@ def _short_reason(flow: FlowDetail) -> None:
 
 def _short_lists(flow: FlowDetail) -> None:
     """Lists of task ids (unmatched, diffs, the last resume's) cut to their first few."""
-    for key in ("unmatched", "diff", "resumes"):
+    for key in (UNMATCHED, DIFF, RESUMES):
         if key in flow.meta:
             flow.meta[key] = _cap(flow.meta[key])
 
@@ -128,12 +129,11 @@ def _cap(value: Any) -> Any:
 
 
 def _no_history(flow: FlowDetail) -> None:
-    for key in ("resumes", "diff"):
+    for key in (RESUMES, DIFF):
         flow.meta.pop(key, None)
 
 
 def _no_task_list(flow: FlowDetail) -> None:
     """Last resort: the stored order is only used to show tasks in order and
     to name tasks added since; each reader copes without it."""
-    flow.meta.pop("tasks", None)
-    flow.meta.pop("unmatched", None)
+    flow.meta = FlowMeta(flow.meta).without_build().to_dict()
