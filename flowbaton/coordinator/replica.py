@@ -25,6 +25,7 @@ from ..backends.errors import FlowbatonError
 from ..backends.records import ClaimToken
 from ..engine import FlowReport, new_flow_detail, run_flow
 from ..engine.errors import FactoryError
+from ..engine.poison import PoisonRule
 from ..engine.timeouts import check_timeout
 from ..observability.health import ReplicaHealth
 from ..observability.observer import ReplicaObserver, metrics_class
@@ -59,7 +60,7 @@ def connect(
     replica_id: str | None = None,
     allow: Sequence[str] | None = None,
     lease: float = 10.0,
-    max_takeovers: int = 3,
+    max_takeovers: int | None = 3,
     *,
     wrap_backend: WrapBackend | None = None,
     **options: Any,
@@ -91,7 +92,7 @@ class Coordinator:
         replica_id: str | None = None,
         allow: Sequence[str] | None = None,
         lease: float = 10.0,
-        max_takeovers: int = 3,
+        max_takeovers: int | None = 3,
         max_workers: int = 8,
         poll_interval: float | None = None,
         owns_backend: bool = False,
@@ -101,13 +102,15 @@ class Coordinator:
         build_timeout: float | None = DEFAULT_BUILD_TIMEOUT,
         stop_timeout: float | None = DEFAULT_STOP_TIMEOUT,
     ) -> None:
-        """``task_timeout``: seconds a task call may take when the task sets
-        no ``timeout`` of its own (None: unbounded); ``build_timeout``: the
-        same for importing a factory and building its flow; ``stop_timeout``:
-        how long ``stop()`` waits for running flows to hand back (None or
-        ``math.inf``: until they do). What a
-        timeout does to a thread Python cannot stop: ``engine.runner.FlowRun``
-        and ``stop``."""
+        """``max_takeovers``: claims in a row that may end in a dead replica,
+        with no task finishing, before a flow is held (the poison rule; None:
+        never held). ``task_timeout``: seconds a task call may take when
+        the task sets no ``timeout`` of its own (None: unbounded);
+        ``build_timeout``: the same for importing a factory and building its
+        flow; ``stop_timeout``: how long ``stop()`` waits for running flows
+        to hand back (None or ``math.inf``: until they do). What a timeout
+        does to a thread Python cannot stop: ``engine.runner.FlowRun`` and
+        ``stop``."""
         if lease <= 0:
             raise ValueError(f"lease must be positive, got {lease!r}")
         for name, value in (("task_timeout", task_timeout), ("build_timeout", build_timeout),
@@ -118,7 +121,7 @@ class Coordinator:
         self.replica_id = replica_id or default_replica_id()
         self.allow = list(allow) if allow is not None else None
         self.lease = lease
-        self.settings = WorkerSettings(self.replica_id, self.allow, max_workers, max_takeovers,
+        self.settings = WorkerSettings(self.replica_id, self.allow, max_workers, _poison_rule(max_takeovers),
                                        task_timeout=task_timeout, build_timeout=build_timeout)
         self.poll_interval = poll_interval or default_poll_interval(lease, backend)
         self._owns_backend = owns_backend
@@ -367,6 +370,12 @@ class Coordinator:
                 self._workers.pop(worker.flow_id, None)
                 self._idle.notify_all()
             self.loop.wake()
+
+
+def _poison_rule(max_takeovers: int | None) -> PoisonRule | None:
+    """The replica's poison rule: a flow taken over more than
+    ``max_takeovers`` times in a row without progress is held (None: never)."""
+    return None if max_takeovers is None else PoisonRule(max_takeovers)
 
 
 def _left(deadline: float, now: float) -> float | None:

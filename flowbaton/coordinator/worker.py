@@ -36,6 +36,7 @@ from ..backends.errors import (
 from ..backends.records import ClaimToken, Decline
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine.gate import Gate
+from ..engine.poison import DEFAULT_RULE, PoisonRule
 from ..engine.report import FlowReport
 from ..observability.observer import ReplicaObserver
 from .corrupt import hold_corrupt
@@ -54,7 +55,7 @@ class WorkerSettings:
     replica_id: str
     allow: Sequence[str] | None
     max_workers: int = 8
-    max_takeovers: int = 3
+    poison: PoisonRule | None = DEFAULT_RULE  # when a flow that keeps killing replicas is held
     decline_backoff: float = 60.0  # seconds to leave a flow we cannot run alone
     error_backoff: float = 30.0  # same after an unexpected error or corrupt record
     release_patience: float = 30.0  # seconds to keep retrying a release the backend could not take
@@ -131,7 +132,7 @@ class FlowWorker:
             return self.run_flow(
                 self.backend, self.token, replica_id=self.settings.replica_id,
                 allow=self.settings.allow, gate=self.gate,
-                max_workers=self.settings.max_workers, max_takeovers=self.settings.max_takeovers,
+                max_workers=self.settings.max_workers, poison=self.settings.poison,
                 events=self, task_timeout=self.settings.task_timeout, build_timeout=self.settings.build_timeout,
             )
         finally:

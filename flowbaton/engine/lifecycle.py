@@ -23,6 +23,7 @@ from .events import NO_EVENTS, Events
 from .factory import build_flow, check_allowed, check_arguments, factory_name, load_factory
 from .gate import Gate
 from .meta import FlowMeta
+from .poison import DEFAULT_RULE, PoisonRule, takeovers_after
 from .report import FlowReport
 from .resume import ResumePlan, plan_resume
 from .runner import FlowRun, Halt
@@ -109,7 +110,7 @@ def run_flow(
     allow: Sequence[str] | None = None,
     gate: Gate | None = None,
     max_workers: int = 8,
-    max_takeovers: int | None = 3,
+    poison: PoisonRule | None = DEFAULT_RULE,
     clock: Callable[[], float] = time.time,
     events: Events = NO_EVENTS,
     task_timeout: float | None = None,
@@ -120,8 +121,8 @@ def run_flow(
 
     Building is an attempt: before the factory is imported, the claim is
     counted on the flow record (owner, takeovers), so a factory that kills
-    its process trips the poison rule (``max_takeovers``) like a task that
-    does; a flow over the limit is HELD without being built. A factory that
+    its process trips the ``poison`` rule like a task that does; a flow over
+    its limit is HELD without being built (``None``: counted, never held). A factory that
     cannot be loaded here (``FactoryError``: a decline, another replica may
     have the code) leaves the record as it found it. ``build_timeout``
     bounds import and build (``BuildTimeout``, a ``FactoryError``, but it
@@ -137,7 +138,7 @@ def run_flow(
                   gate=gate or Gate(), max_workers=max_workers, clock=clock, events=events,
                   task_timeout=task_timeout)
     try:
-        found = _attempt(run, max_takeovers)
+        found = _attempt(run, poison)
         if found is not None:
             run.compiled = _build(run, allow, build_timeout, found)
             plan = _plan(run)
@@ -158,7 +159,7 @@ class _Found:
     meta: FlowMeta
 
 
-def _attempt(run: FlowRun, max_takeovers: int | None) -> _Found | None:
+def _attempt(run: FlowRun, poison: PoisonRule | None) -> _Found | None:
     """Count this claim on the flow record before anything of the flow's
     code runs, or hold the flow (None): too many claims ended without
     handing the flow back and without a task finishing, or a task record is
@@ -171,26 +172,21 @@ def _attempt(run: FlowRun, max_takeovers: int | None) -> _Found | None:
     except CorruptRecord as err:
         _hold(run, f"cannot resume: {err}")
         return None
-    if _count(run, found, max_takeovers):
+    if _count(run, found, poison):
         return None
     run.write_flow(owner=run.replica_id, state=RUNNING if flow.state == PENDING else flow.state)
     return found
 
 
-def _count(run: FlowRun, found: _Found, max_takeovers: int | None) -> bool:
-    """Set the poison counters in ``run.flow.meta``; True (flow held) when
-    over the limit. A claim whose predecessor never handed the flow back
-    (owner still named) counts, unless a task finished since."""
+def _count(run: FlowRun, found: _Found, poison: PoisonRule | None) -> bool:
+    """Set the poison counters in ``run.flow.meta`` (``poison.takeovers_after``);
+    True (flow held) when the rule says the count is too high."""
     progress = sum(1 for d in run.details.values() if d.state in (SUCCESS, FAILURE, REVERTED))
-    count = found.meta.takeovers
-    if progress != found.meta.progress_mark:
-        count = 0
-    elif found.owner is not None:
-        count += 1
+    count = takeovers_after(found.meta, found.owner, progress)
     run.flow.meta = FlowMeta(run.flow.meta).counted(count, progress).to_dict()
-    if max_takeovers is not None and count > max_takeovers:
-        _hold(run, f"taken over {count} times without any task finishing (limit {max_takeovers}): "
-                   "a task, or building the flow, may be crashing or hanging its replica")
+    reason = None if poison is None else poison.hold_reason(count)
+    if reason is not None:
+        _hold(run, reason)
         return True
     return False
 

@@ -13,6 +13,7 @@ from flowbaton.backends.records import TaskDetail
 from flowbaton.backends.states import HELD, REVERTED, REVERTING, RUNNING, SUCCESS
 from flowbaton.engine import DECISIONS_KEY, Gate, plan_flow, plan_resume, rebuild
 from flowbaton.engine.lifecycle import _attempt, _start
+from flowbaton.engine.poison import PoisonRule
 from flowbaton.engine.runner import FlowRun
 from tests import engine_flows as ef
 from tests.engine.helpers import fake_crash, run_once, submit
@@ -185,11 +186,11 @@ def test_poison_flow_is_held_after_too_many_takeovers(backend: Backend) -> None:
         # what run_flow writes at start, then the replica "dies" without progress
         run = FlowRun(backend, token, stored, rebuild(stored, None), backend.load_tasks(flow_id),
                       replica_id=f"victim{attempt}", gate=Gate(), max_workers=1)
-        found = _attempt(run, max_takeovers=2)  # counts the claim, as before the build
+        found = _attempt(run, PoisonRule(max_takeovers=2))  # counts the claim, as before the build
         assert found is not None
         assert _start(run, plan_resume(run.compiled, stored, run.details), found)
         backend.release(token)
     # victim0 set the progress mark; victim1, victim2 and this run found no progress since
-    report = run_once(backend, flow_id, max_takeovers=2)
+    report = run_once(backend, flow_id, poison=PoisonRule(max_takeovers=2))
     assert report.state == HELD and "taken over 3 times" in (report.reason or "")
     assert ef.CALLS == []
