@@ -12,7 +12,8 @@ someone holds.
 Every action re-reads the flow *after* claiming it (the fenced owner may
 have written in between) and checks again that it applies; a refusal
 (``OpRefused``) changes nothing. Each action leaves a note in
-``flow.meta["operations"]`` (who, when, what, which claim it fenced).
+the flow's operator history (``FlowMeta.operated``: who, when, what, which
+claim it fenced).
 
 All of it is callable from Python::
 
@@ -47,8 +48,7 @@ from ..backends.states import (
     RUNNING,
     TERMINAL_FLOW_STATES,
 )
-from ..coordinator.corrupt import CORRUPT_KEY
-from ..engine.resume import DECISIONS_KEY
+from ..engine.meta import OPERATIONS, FlowMeta
 
 __all__ = [
     "OpRefused",
@@ -68,8 +68,7 @@ __all__ = [
 
 log = logging.getLogger("flowbaton.ops.actions")
 
-OPERATIONS_KEY = "operations"  # flow.meta: the last operator actions, oldest first
-_HISTORY = 20
+OPERATIONS_KEY = OPERATIONS  # flow.meta: the last operator actions (kept for scripts that read it)
 # How long an operator's claim lives if the command dies mid-action (on
 # ZooKeeper: until the command's session ends). Actions take milliseconds.
 OP_LEASE = 30.0
@@ -195,8 +194,7 @@ def _note(flow: FlowDetail, action: str, who: str, token: ClaimToken, held: Clai
           **extra: Any) -> None:
     entry = {"action": action, "by": who, "at": time.time(), "epoch": token.epoch,
              "fenced": held.token if held else None, **extra}
-    history = list(flow.meta.get(OPERATIONS_KEY) or [])[-(_HISTORY - 1):]
-    flow.meta = {**flow.meta, OPERATIONS_KEY: [*history, entry]}
+    flow.meta = FlowMeta(flow.meta).operated(entry).to_dict()
 
 
 def _require(flow: FlowDetail, allowed: frozenset[str], action: str) -> None:
@@ -275,7 +273,7 @@ def retry(
 def _retry_plan(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None, decision: str | None) -> list[str]:
     """The task ids a retry puts back to PENDING, or ``OpRefused``."""
     _require(flow, RETRYABLE, "retry")
-    if CORRUPT_KEY in flow.meta:
+    if FlowMeta(flow.meta).corrupt is not None:
         raise OpRefused(f"flow {flow.id} is a placeholder for a record nobody could read: nothing to "
                         f"run; `flowbaton delete {flow.id} --force` removes it")
     if flow.state == HELD:
@@ -295,7 +293,7 @@ def _retry_plan(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None
 def _check_held(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None, decision: str | None) -> None:
     if task is not None and decision is None:
         raise OpRefused("on a HELD flow, --task names the task a --rerun/--reuse choice is for; add one of them")
-    if task is not None and task not in tasks and task not in (flow.meta.get("tasks") or []):
+    if task is not None and task not in tasks and task not in (FlowMeta(flow.meta).tasks or []):
         raise OpRefused(f"flow {flow.id} has no task {task!r}")
     undecided = _undecided_versions(flow)
     if undecided and decision is None:
@@ -305,10 +303,8 @@ def _check_held(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None
 
 def _undecided_versions(flow: FlowDetail) -> list[str]:
     """Major version changes the last resume held the flow for (policy 'fail')."""
-    diff = flow.meta.get("diff")
-    changes = (diff.get("version_changed") or []) if isinstance(diff, dict) else []
     return [f"task {c.get('task')!r} changed major version {c.get('stored')} -> {c.get('current')}"
-            for c in changes if isinstance(c, dict) and c.get("policy") == "fail"]
+            for c in FlowMeta(flow.meta).undecided_versions()]
 
 
 def _pending(detail: TaskDetail, token: ClaimToken, who: str) -> TaskDetail:
@@ -322,13 +318,9 @@ def _pending(detail: TaskDetail, token: ClaimToken, who: str) -> TaskDetail:
 
 def _reopen(flow: FlowDetail, task: str | None, decision: str | None) -> dict[str, str]:
     """Flow fields of a retry; returns the version decision it added."""
-    meta = dict(flow.meta)
-    meta["takeovers"] = 0  # a fresh start for the poison-flow guard
-    meta.pop("progress_mark", None)
     added = {task or "*": decision} if decision else {}
-    if added:
-        meta[DECISIONS_KEY] = {**(meta.get(DECISIONS_KEY) or {}), **added}
-    flow.meta, flow.state, flow.reason, flow.owner = meta, RUNNING, None, None
+    meta = FlowMeta(flow.meta).counter_reset().decided(added)  # a fresh start for the poison-flow guard
+    flow.meta, flow.state, flow.reason, flow.owner = meta.to_dict(), RUNNING, None, None
     return added
 
 
