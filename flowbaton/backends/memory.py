@@ -179,11 +179,6 @@ class MemoryBackend(Backend):
 
     # ---------------------------------------------------------- fenced writes
 
-    def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
-        raw = self._sized(task.to_json(), f"task {task.task_id!r} of flow {token.flow_id!r}")
-        with self._lock:
-            self._check(token).tasks[task.task_id] = raw
-
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
         raws = [(t.task_id, self._sized(t.to_json(), f"task {t.task_id!r} of flow {token.flow_id!r}"))
                 for t in tasks]

@@ -517,14 +517,19 @@ class SQLiteBackend(Backend):
     def _task_record(self, token: ClaimToken, task: TaskDetail) -> str:
         return self._sized(task.to_json(), f"task {task.task_id!r} of flow {token.flow_id!r}")
 
-    def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
+    def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
+        if len(tasks) == 1:
+            self._save_one(token, tasks[0])
+        elif tasks:
+            self._save_several(token, tasks)
+
+    def _save_one(self, token: ClaimToken, task: TaskDetail) -> None:
+        """One statement in autocommit mode: no BEGIN/COMMIT round trips."""
         record = self._task_record(token, task)
         self._fenced(_SAVE_TASK, token, f"save task {task.task_id!r} of {token.flow_id!r}",
                      task_id=task.task_id, record=record)
 
-    def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
-        if len(tasks) <= 1:
-            return self.save_task(token, tasks[0]) if tasks else None
+    def _save_several(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
         rows = [self._fence(token, task_id=t.task_id, record=self._task_record(token, t)) for t in tasks]
         # One transaction, one commit: every statement re-checks the token,
         # and a refusal rolls back the ones before it.
@@ -532,7 +537,6 @@ class SQLiteBackend(Backend):
             for row in rows:
                 if conn.execute(_SAVE_TASK, row).rowcount == 0:
                     raise self._claim_lost(token)
-        return None
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
         record = self._sized(flow.to_json(), f"flow {token.flow_id!r}")

@@ -259,14 +259,7 @@ class RedisBackend(Backend):
 
     # ---------------------------------------------------------- fenced writes
 
-    def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
-        self._write_tasks(token, [task])
-
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
-        if tasks:
-            self._write_tasks(token, tasks)
-
-    def _write_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
         """One fenced round trip for one or more task details; several, in
         order, when together they would pass ``max_record_bytes`` (a script
         call holds all its arguments in the server's memory at once)."""

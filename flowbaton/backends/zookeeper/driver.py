@@ -409,14 +409,7 @@ class ZooKeeperBackend(Backend):
 
     # ------------------------------------------------------- fenced writes
 
-    def save_task(self, token: ClaimToken, task: TaskDetail) -> None:
-        self._write_tasks(token, [task])
-
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
-        if tasks:
-            self._write_tasks(token, tasks)
-
-    def _write_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
         """One fenced round trip for one or more task details; several, in
         order, when together they would pass ``max_record_bytes``: the server
         drops the connection on a request over its jute.maxbuffer, and a
