@@ -10,10 +10,11 @@ import json
 import logging
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,19 +23,29 @@ from tenacity import stop_after_attempt
 from flowbaton.backends import open_backend
 from flowbaton.backends.errors import MissingDriver
 from flowbaton.backends.memory import MemoryBackend
+from flowbaton.backends.records import ClaimToken
 from flowbaton.backends.states import REVERTED, RUNNING, SUCCESS, TERMINAL_FLOW_STATES
 from flowbaton.coordinator import Coordinator
-from flowbaton.engine import Flow, Linear, Retry, new_flow_detail, run_flow, task
+from flowbaton.coordinator.lease import LeasedGate, LeaseKeeper
+from flowbaton.coordinator.skiplist import SkipList
+from flowbaton.coordinator.worker import FlowWorker, WorkerSettings
+from flowbaton.engine import Claim, Flow, Linear, Retry, new_flow_detail, run_flow, task
 from flowbaton.engine.events import TASK_OUTCOMES
 from flowbaton.observability.logs import JSONFormatter, configure_logging
-from flowbaton.observability.observer import metrics_class
+from flowbaton.observability.observer import ReplicaObserver, metrics_class
 from flowbaton.testing.servers import free_port
 from tests.backends import backend_params
 from tests.coordinator.cluster import REPO, env
 from tests.coordinator.inprocess import LocalReplicas, submit_steps
+from tests.engine.helpers import claim_of
 from tests.servers import until
 
+if TYPE_CHECKING:
+    from flowbaton.observability.metrics import ReplicaMetrics
+
 REVERTING = "tests.test_observability:reverting"
+SLOW = "tests.test_observability:slow"
+SLOW_SECONDS = 0.2
 
 
 # ------------------------------------------------------------------ flows
@@ -58,6 +69,15 @@ def always_fails(made: str) -> None:
 def reverting() -> Flow:
     """made (ok, revertible) then flaky (fails, retried once, fails again)."""
     return Linear("obs-reverting", make_thing, always_fails)
+
+
+@task(id="obs-slow")
+def slow_step() -> None:
+    time.sleep(SLOW_SECONDS)  # the work a duration must show
+
+
+def slow() -> Flow:
+    return Linear("obs-slow", slow_step)
 
 
 # ---------------------------------------------------------------- helpers
@@ -88,19 +108,20 @@ def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
 
 class Recorder:
     def __init__(self) -> None:
-        self.tasks: list[tuple[str, str]] = []
+        self.tasks: list[tuple[str, str, float]] = []
         self.flows: list[tuple[str, float]] = []
-        self.claims: list[str | None] = []
-
-    def on_flow_claimed(self, flow_id: str, previous_owner: str | None) -> None:
-        self.claims.append(previous_owner)
 
     def on_task_finished(self, flow_id: str, task_id: str, outcome: str, seconds: float) -> None:
-        assert seconds >= 0
-        self.tasks.append((task_id, outcome))
+        self.tasks.append((task_id, outcome, seconds))
 
     def on_flow_finished(self, flow_id: str, state: str, seconds: float) -> None:
         self.flows.append((state, seconds))
+
+    def on_stuck(self, flow_id: str, task_id: str | None, timeout: float) -> None:
+        pass
+
+    def on_unstuck(self, flow_id: str, task_id: str | None) -> None:
+        pass
 
 
 def test_the_engine_reports_each_outcome_once_after_writing_it() -> None:
@@ -109,26 +130,89 @@ def test_the_engine_reports_each_outcome_once_after_writing_it() -> None:
     store.create_flow(detail)
     token = store.claim(detail.id, "me", 10.0)
     recorder = Recorder()
-    report = run_flow(store, token, replica_id="me", allow=["tests."], events=recorder)
+    report = run_flow(store, claim_of(token), replica_id="me", allow=["tests."], events=recorder)
     assert report.state == REVERTED
-    assert recorder.tasks == [("obs-made", "success"), ("obs-flaky", "retry"), ("obs-flaky", "failure"),
-                              ("obs-made", "revert")]
+    assert [(tid, outcome) for tid, outcome, _ in recorder.tasks] == [
+        ("obs-made", "success"), ("obs-flaky", "retry"), ("obs-flaky", "failure"), ("obs-made", "revert")]
     [(state, seconds)] = recorder.flows
-    assert state == REVERTED and 0 <= seconds < 60
-    assert recorder.claims == [None]  # nobody held it before: not a takeover
+    assert state == REVERTED and seconds == report.flow.updated_at - report.flow.created_at
+    assert all(took <= seconds for _, _, took in recorder.tasks)  # every call happened within the flow's life
 
 
-def test_the_engine_names_the_previous_owner_of_a_flow_it_takes_over() -> None:
+def test_durations_are_measured_on_the_records_own_timestamps() -> None:
+    store = MemoryBackend()
+    detail = new_flow_detail(SLOW)
+    store.create_flow(detail)
+    recorder = Recorder()
+    report = run_flow(store, claim_of(store.claim(detail.id, "me", 10.0)), replica_id="me", allow=["tests."],
+                      events=recorder)
+    [(task_id, outcome, seconds)] = recorder.tasks
+    stored = store.load_tasks(detail.id)[task_id]
+    assert (task_id, outcome) == ("obs-slow", "success")
+    assert stored.started_at is not None and stored.finished_at is not None
+    assert seconds == stored.finished_at - stored.started_at and seconds >= SLOW_SECONDS
+    [(_, flow_seconds)] = recorder.flows
+    assert flow_seconds == report.flow.updated_at - report.flow.created_at and flow_seconds >= seconds
+
+
+# --------------------------------------------------- claims and takeovers
+
+
+def work(store: MemoryBackend, token: ClaimToken) -> ReplicaMetrics:
+    """Run ``token``'s flow the way a replica's worker does; its metrics."""
+    observer = ReplicaObserver()
+    metrics = observer.metrics = metrics_class()(token.owner, "test")
+    claim = Claim(token, LeasedGate(), time.monotonic())
+    keeper = LeaseKeeper(store, token.owner, 10.0)
+    keeper.track(claim)  # renewed by nobody: the run is over long before the lease
+    FlowWorker(store, keeper, SkipList(), WorkerSettings(token.owner, ["tests."]), run_flow, claim, observer)()
+    return metrics
+
+
+def claim_events(caplog: pytest.LogCaptureFixture, flow_id: str) -> list[dict[str, Any]]:
+    docs = [json.loads(JSONFormatter().format(r)) for r in caplog.records]
+    return [d for d in docs if d.get("flow_id") == flow_id and d.get("event") in ("claim", "takeover")]
+
+
+def test_a_claim_of_a_flow_nobody_held_is_no_takeover(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="flowbaton")
+    store = MemoryBackend()
+    detail = new_flow_detail(REVERTING)
+    store.create_flow(detail)
+    found = samples(work(store, store.claim(detail.id, "me", 10.0)).exposition()[0].decode())
+    assert value(found, "flowbaton_flows_claimed_total") == 1 and value(found, "flowbaton_takeovers_total") == 0
+    [claimed] = claim_events(caplog, detail.id)
+    assert claimed["event"] == "claim" and claimed["message"].startswith(f"claimed flow {detail.id} [replica me")
+
+
+def test_a_worker_names_the_previous_owner_of_a_flow_it_takes_over(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="flowbaton")
     store = MemoryBackend()
     detail = new_flow_detail(REVERTING)
     store.create_flow(detail)
     old = store.claim(detail.id, "old", 10.0)
     detail.state, detail.owner = RUNNING, "old"
     store.save_flow(old, detail)  # then "old" died without handing the flow back
-    token = store.claim(detail.id, "new", 10.0, force=True)
-    recorder = Recorder()
-    run_flow(store, token, replica_id="new", allow=["tests."], events=recorder)
-    assert recorder.claims == ["old"]
+    found = samples(work(store, store.claim(detail.id, "new", 10.0, force=True)).exposition()[0].decode())
+    assert value(found, "flowbaton_flows_claimed_total") == 1 and value(found, "flowbaton_takeovers_total") == 1
+    [took] = claim_events(caplog, detail.id)
+    assert (took["event"], took["previous_owner"]) == ("takeover", "old")
+    assert took["message"].startswith(f"took over flow {detail.id} from old, which never released it [replica new")
+
+
+def test_a_claim_whose_flow_record_cannot_be_read_is_a_plain_claim(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="flowbaton")
+    store = MemoryBackend()
+    detail = new_flow_detail(REVERTING)
+    store.create_flow(detail)
+    old = store.claim(detail.id, "old", 10.0)
+    detail.state, detail.owner = RUNNING, "old"
+    store.save_flow(old, detail)
+    store._flows[detail.id].flow = '{"id": "' + detail.id + '"}'  # unreadable: whether "old" held it is unknown
+    found = samples(work(store, store.claim(detail.id, "new", 10.0, force=True)).exposition()[0].decode())
+    assert value(found, "flowbaton_flows_claimed_total") == 1 and value(found, "flowbaton_takeovers_total") == 0
+    [claimed] = claim_events(caplog, detail.id)  # then the unreadable record is held (event "hold")
+    assert claimed["event"] == "claim"
 
 
 # ------------------------------------------------------------------ metrics

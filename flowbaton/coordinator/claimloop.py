@@ -18,15 +18,17 @@ from collections.abc import Callable
 
 from ..backends.base import Backend, Capability
 from ..backends.errors import BackendUnavailable, ClaimHeld, FlowbatonError, FlowNotFound
-from ..backends.records import ClaimToken
+from ..engine.claim import Claim
 from ..observability.observer import ReplicaObserver
+from .lease import LeasedGate
 from .skiplist import SkipList
 
 __all__ = ["ClaimLoop", "default_poll_interval"]
 
 log = logging.getLogger("flowbaton.coordinator")
 
-Launch = Callable[[ClaimToken, float], bool]
+#: Starts running a claim just granted; False if it was not taken (no room).
+Launch = Callable[[Claim[LeasedGate]], bool]
 
 _MAX_BACKOFF = 5.0  # seconds between polls while the backend is unreachable
 #: capabilities whose ``wait_for_work`` wakes on news, so idling waits on it
@@ -102,13 +104,15 @@ class ClaimLoop:
         return found
 
     def _try_claim(self, flow_id: str) -> int:
+        """Claim one flow and launch it; the claim's gate counts its lease
+        from before the request was sent (``lease.LeaseKeeper.track``)."""
         sent_at = self._clock()
         try:
             with self.observer.backend_call("claim"):
                 token = self.backend.claim(flow_id, self.replica_id, self.lease)
         except (ClaimHeld, FlowNotFound):
             return 0  # another replica was faster, or an operator purged it
-        return 1 if self.launch(token, sent_at) else 0
+        return 1 if self.launch(Claim(token, LeasedGate(self._clock), sent_at)) else 0
 
     # ------------------------------------------------------------ thread
 

@@ -16,11 +16,11 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..backends.base import CONNECTED, LOST, SUSPENDED, Backend, Capability
 from ..backends.errors import BackendUnavailable, ClaimLost, FlowbatonError
 from ..backends.records import ClaimToken, ReplicaInfo
+from ..engine.claim import Claim
 from ..engine.gate import Gate
 from ..observability.observer import ReplicaObserver
 
@@ -57,12 +57,6 @@ class LeasedGate(Gate):
         return super().may_start()
 
 
-@dataclass
-class _Held:
-    token: ClaimToken
-    gate: LeasedGate  # its deadline: start nothing after it without a renewal
-
-
 class LeaseKeeper:
     """One heartbeat thread per replica: renews every claim it tracks and the
     replica's presence every ``lease / 3``, whatever the tasks are doing."""
@@ -87,7 +81,7 @@ class LeaseKeeper:
         self._presence = presence
         self._presence_until = -math.inf  # monotonic: our presence may have expired after this
         self._clock = clock
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, Claim[LeasedGate]] = {}  # each gate's deadline: start nothing after it
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -98,13 +92,12 @@ class LeaseKeeper:
 
     # ------------------------------------------------------------ tracking
 
-    def track(self, token: ClaimToken, gate: LeasedGate, sent_at: float) -> None:
-        """Keep ``token`` renewed; ``sent_at`` is when the claim request left
-        (monotonic), which is when its lease began at the latest."""
-        held = _Held(token, gate)
-        self._set_deadline(held, sent_at)
+    def track(self, claim: Claim[LeasedGate]) -> None:
+        """Keep ``claim`` renewed; its lease began at ``claim.sent_at`` at the
+        latest (when the request left), so its gate's deadline counts from there."""
+        self._set_deadline(claim, claim.sent_at)
         with self._lock:
-            self._held[token.flow_id] = held
+            self._held[claim.flow_id] = claim
 
     def untrack(self, flow_id: str) -> None:
         with self._lock:
@@ -114,15 +107,15 @@ class LeaseKeeper:
         with self._lock:
             return [h.token for h in self._held.values()]
 
-    def _tracked(self, held: _Held) -> bool:
+    def _tracked(self, held: Claim[LeasedGate]) -> bool:
         with self._lock:
-            return self._held.get(held.token.flow_id) is held
+            return self._held.get(held.flow_id) is held
 
-    def _snapshot(self) -> list[_Held]:
+    def _snapshot(self) -> list[Claim[LeasedGate]]:
         with self._lock:
             return list(self._held.values())
 
-    def _set_deadline(self, held: _Held, sent_at: float) -> None:
+    def _set_deadline(self, held: Claim[LeasedGate], sent_at: float) -> None:
         held.gate.deadline = sent_at + self.lease - self.margin
 
     # ----------------------------------------------------------- heartbeat
@@ -137,7 +130,7 @@ class LeaseKeeper:
         if self._presence is not None:
             self._heartbeat_presence()
 
-    def _renew(self, held: _Held) -> bool:
+    def _renew(self, held: Claim[LeasedGate]) -> bool:
         """Renew one claim; True if it is still ours and renewed in time."""
         if held.gate.lost:
             return False
@@ -162,7 +155,7 @@ class LeaseKeeper:
         self._set_deadline(held, sent)
         return True
 
-    def _lose(self, held: _Held, reason: str) -> bool:
+    def _lose(self, held: Claim[LeasedGate], reason: str) -> bool:
         log.warning("flow %s: %s; starting no further task", held.token.flow_id, reason,
                     extra=self._extra(held.token))
         held.gate.lose(reason)

@@ -20,6 +20,7 @@ from ..backends.errors import BackendUnavailable, ClaimHeld, ClaimLost, FlowNotF
 from ..backends.records import ClaimToken, FlowDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine import FlowReport, factory_name, new_flow_detail, run_flow
+from ..engine.claim import Claim
 from ..engine.errors import FactoryError
 from .identity import default_replica_id
 from .lease import LeasedGate, LeaseKeeper
@@ -106,24 +107,24 @@ def _claim_and_run(store: Backend, flow_id: str, allow: list[str], lease: float,
             f"flow {flow_id} is being run elsewhere ({err}); it can be resumed here "
             f"once that run stops or its lease ({lease:g}s) runs out"
         ) from err
-    gate = LeasedGate()
+    claim = Claim(token, LeasedGate(), sent_at)
     keeper = LeaseKeeper(store, replica_id, lease)
-    keeper.track(token, gate, sent_at)
+    keeper.track(claim)
     keeper.start()
     try:
-        report = _run_on_thread(store, token, replica_id, allow, gate, max_workers)
+        report = _run_on_thread(store, claim, replica_id, allow, max_workers)
     finally:
         keeper.stop()
         # Also after giving the claim up: on ZooKeeper it lives as long as the
         # session, and the release is fenced (docs/chaos-bugs.md #1).
-        _release(store, token, gave_up=gate.lost)
-    if gate.lost:
-        raise ClaimLost(f"flow {flow_id}: {gate.lost_reason}; it stays resumable")
+        _release(store, token, gave_up=claim.gate.lost)
+    if claim.gate.lost:
+        raise ClaimLost(f"flow {flow_id}: {claim.gate.lost_reason}; it stays resumable")
     return report
 
 
 def _run_on_thread(
-    store: Backend, token: ClaimToken, replica_id: str, allow: list[str], gate: LeasedGate, max_workers: int
+    store: Backend, claim: Claim[LeasedGate], replica_id: str, allow: list[str], max_workers: int
 ) -> FlowReport:
     """Run the flow on a helper thread; Ctrl-C here asks it to stop at the
     next task boundary instead of abandoning tasks half-done."""
@@ -132,19 +133,19 @@ def _run_on_thread(
     def target() -> None:
         try:
             # No poison rule: the caller sees every death, and counts them.
-            box["report"] = run_flow(store, token, replica_id=replica_id, allow=allow, gate=gate,
-                                     max_workers=max_workers, poison=None)
+            box["report"] = run_flow(store, claim, replica_id=replica_id, allow=allow, max_workers=max_workers,
+                                     poison=None)
         except BaseException as err:  # handed to the calling thread
             box["error"] = err
 
-    thread = threading.Thread(target=target, name=f"flowbaton-run-{token.flow_id[:12]}", daemon=True)
+    thread = threading.Thread(target=target, name=f"flowbaton-run-{claim.flow_id[:12]}", daemon=True)
     thread.start()
     try:
         while thread.is_alive():
             thread.join(0.2)
     except KeyboardInterrupt:
-        log.warning("interrupted: letting running tasks of flow %s finish, then releasing it", token.flow_id)
-        gate.stop("interrupted")
+        log.warning("interrupted: letting running tasks of flow %s finish, then releasing it", claim.flow_id)
+        claim.gate.stop("interrupted")
         thread.join()
         raise
     if "error" in box:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
-from ..backends.records import ClaimToken
 from ..engine import FlowReport, new_flow_detail, run_flow
+from ..engine.claim import Claim
 from ..engine.errors import FactoryError
 from ..engine.poison import PoisonRule
 from ..engine.timeouts import check_timeout
@@ -344,19 +344,18 @@ class Coordinator:
         with self._idle:
             return self._idle.wait_for(lambda: not self._workers, timeout)
 
-    def _launch(self, token: ClaimToken, sent_at: float) -> bool:
+    def _launch(self, claim: Claim[LeasedGate]) -> bool:
         """Start a worker thread for a fresh claim; False (and the claim
         released) if the replica is stopping or already full."""
-        gate = LeasedGate(self._clock)
-        worker = FlowWorker(self.backend, self.keeper, self.skips, self.settings, self._run_flow, token, gate,
+        worker = FlowWorker(self.backend, self.keeper, self.skips, self.settings, self._run_flow, claim,
                             self.observer)
         with self._lock:
             accepted = not self._stopping and len(self._workers) < self._concurrency
             if accepted:
                 thread = threading.Thread(target=self._work, args=(worker,), daemon=True,
-                                          name=f"flowbaton-flow-{token.flow_id[:12]}")
-                self._workers[token.flow_id] = (worker, thread)
-                self.keeper.track(token, gate, sent_at)
+                                          name=f"flowbaton-flow-{claim.flow_id[:12]}")
+                self._workers[claim.flow_id] = (worker, thread)
+                self.keeper.track(claim)
                 thread.start()
         if not accepted:
             worker.release()

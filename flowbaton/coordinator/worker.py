@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
@@ -33,8 +34,10 @@ from ..backends.errors import (
     DefinitionError,
     FlowbatonError,
 )
-from ..backends.records import ClaimToken, Decline
+from ..backends.records import Decline, FlowDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
+from ..engine.claim import Claim
+from ..engine.events import Events
 from ..engine.gate import Gate
 from ..engine.poison import DEFAULT_RULE, PoisonRule
 from ..engine.report import FlowReport
@@ -47,7 +50,26 @@ __all__ = ["WorkerSettings", "FlowWorker", "RunFlow"]
 
 log = logging.getLogger("flowbaton.coordinator")
 
-RunFlow = Callable[..., FlowReport]
+
+class RunFlow(Protocol):
+    """What a worker calls to run its claimed flow: ``engine.run_flow``, or
+    a test's stand-in. Every argument is given; the first two by position."""
+
+    def __call__(
+        self,
+        backend: Backend,
+        claim: Claim[Gate],
+        /,
+        *,
+        flow: FlowDetail,
+        replica_id: str,
+        allow: Sequence[str] | None,
+        max_workers: int,
+        poison: PoisonRule | None,
+        events: Events,
+        task_timeout: float | None,
+        build_timeout: float | None,
+    ) -> FlowReport: ...
 
 
 @dataclass(frozen=True)
@@ -73,8 +95,7 @@ class FlowWorker:
         skips: SkipList,
         settings: WorkerSettings,
         run_flow: RunFlow,
-        token: ClaimToken,
-        gate: Gate,
+        claim: Claim[Gate],
         observer: ReplicaObserver | None = None,
     ) -> None:
         self.backend = backend
@@ -83,14 +104,16 @@ class FlowWorker:
         self.skips = skips
         self.settings = settings
         self.run_flow = run_flow
-        self.token = token
-        self.gate = gate
+        self.claim = claim
         self.report: FlowReport | None = None
-        self._claim_logged = False
 
     @property
     def flow_id(self) -> str:
-        return self.token.flow_id
+        return self.claim.flow_id
+
+    @property
+    def gate(self) -> Gate:
+        return self.claim.gate
 
     def __call__(self) -> None:
         try:
@@ -128,40 +151,29 @@ class FlowWorker:
             self._log_outcome()
 
     def _run_engine(self) -> FlowReport:
+        """Run the flow; the observer hears of every task and flow outcome
+        (metrics) and of calls stuck past their timeout (``/healthz``)."""
+        flow = self._read_claimed()
+        return self.run_flow(
+            self.backend, self.claim, flow=flow, replica_id=self.settings.replica_id,
+            allow=self.settings.allow, max_workers=self.settings.max_workers, poison=self.settings.poison,
+            events=self.observer, task_timeout=self.settings.task_timeout,
+            build_timeout=self.settings.build_timeout,
+        )
+
+    def _read_claimed(self) -> FlowDetail:
+        """The flow's record, read once for the run. It tells whether this
+        claim is a takeover (the record still names an owner that never
+        handed the flow back: it died or was fenced), logged now, before
+        anything runs; a record that cannot be read names no previous
+        owner, so that claim is logged as a plain one."""
         try:
-            return self.run_flow(
-                self.backend, self.token, replica_id=self.settings.replica_id,
-                allow=self.settings.allow, gate=self.gate,
-                max_workers=self.settings.max_workers, poison=self.settings.poison,
-                events=self, task_timeout=self.settings.task_timeout, build_timeout=self.settings.build_timeout,
-            )
-        finally:
-            if not self._claim_logged:  # the flow record could not be read: no previous owner known
-                self.on_flow_claimed(self.flow_id, None)
-
-    # ------------------------------------------------- engine.events.Events
-
-    def on_flow_claimed(self, flow_id: str, previous_owner: str | None) -> None:
-        """Say whether this claim is a takeover: the flow record, as the run
-        read it, still names an owner that never released it (it died or
-        was fenced). Logged here rather than read again before the run."""
-        self._claim_logged = True
-        self._log_claim(previous_owner)
-
-    def on_task_finished(self, flow_id: str, task_id: str, outcome: str, seconds: float) -> None:
-        self.observer.on_task_finished(flow_id, task_id, outcome, seconds)
-
-    def on_flow_finished(self, flow_id: str, state: str, seconds: float) -> None:
-        self.observer.on_flow_finished(flow_id, state, seconds)
-
-    def on_stuck(self, flow_id: str, task_id: str | None, timeout: float) -> None:
-        """A call ran past its timeout; until it returns ``/healthz`` says so.
-        The claim stays ours meanwhile (the runner does not hand back), except
-        after a build timeout: no task ran, so the flow is declined."""
-        self.observer.on_stuck(flow_id, task_id, timeout)
-
-    def on_unstuck(self, flow_id: str, task_id: str | None) -> None:
-        self.observer.on_unstuck(flow_id, task_id)
+            flow = self.backend.load_flow(self.flow_id)
+        except BaseException:
+            self._log_claim(None)
+            raise
+        self._log_claim(flow.owner)
+        return flow
 
     def _log_claim(self, previous: str | None) -> None:
         self.observer.claimed(takeover=previous is not None)
@@ -201,7 +213,7 @@ class FlowWorker:
         """Hold the flow for every replica, not only skip it here: else each
         replica claims it again after its backoff, for ever (coordinator.corrupt)."""
         try:
-            done = hold_corrupt(self.backend, self.token, err, self.settings.replica_id)
+            done = hold_corrupt(self.backend, self.claim.token, err, self.settings.replica_id)
         except FlowbatonError as hold_err:
             self._log(logging.WARNING, "flow %s: could not hold the corrupt flow: %s", hold_err)
             return
@@ -224,7 +236,7 @@ class FlowWorker:
         try:
             for attempt in retrying:
                 with attempt, self.observer.backend_call("release"):
-                    self.backend.release(self.token)
+                    self.backend.release(self.claim.token)
         except ClaimLost as err:
             self._log(logging.INFO, "flow %s: claim already gone at release: %s", err, event="release")
         except FlowbatonError as err:  # BackendUnavailable for longer than the patience, among others
@@ -237,7 +249,7 @@ class FlowWorker:
         follow. ``fields`` join flow_id/replica_id/epoch as structured
         fields (``event`` names what happened: claim, takeover, release ...)."""
         log.log(level, message + " [replica %s epoch %d]", self.flow_id, *args,
-                self.settings.replica_id, self.token.epoch, extra={**self._extra(), **fields})
+                self.settings.replica_id, self.claim.epoch, extra={**self._extra(), **fields})
 
     def _extra(self) -> dict[str, object]:
-        return {"flow_id": self.flow_id, "replica_id": self.settings.replica_id, "epoch": self.token.epoch}
+        return {"flow_id": self.flow_id, "replica_id": self.settings.replica_id, "epoch": self.claim.epoch}

@@ -5,6 +5,7 @@ It knows the backend contract and records, never a particular driver.
 
 from __future__ import annotations
 
+from .claim import Claim
 from .codec import register_codec
 from .compiler import CompiledFlow, compile_flow
 from .context import TaskContext, current_task
@@ -12,6 +13,7 @@ from .factory import check_allowed, factory_name, load_factory
 from .gate import Gate
 from .lifecycle import FLOW_ID_PATTERN, new_flow_detail, plan_flow, rebuild, run_flow
 from .patterns import Flow, Graph, Linear, Unordered
+from .poison import PoisonRule
 from .report import FlowReport, load_report
 from .resume import DECISIONS_KEY, ResumePlan, plan_resume
 from .task import FunctionTask, Retry, Task, task
@@ -19,6 +21,7 @@ from .task import FunctionTask, Retry, Task, task
 __all__ = [
     "DECISIONS_KEY",
     "FLOW_ID_PATTERN",
+    "Claim",
     "CompiledFlow",
     "Flow",
     "FlowReport",
@@ -26,6 +29,7 @@ __all__ = [
     "Gate",
     "Graph",
     "Linear",
+    "PoisonRule",
     "ResumePlan",
     "Retry",
     "Task",

@@ -38,11 +38,6 @@ class Events(Protocol):
     """Observer of runs. ``seconds`` are wall-clock durations taken from the
     records' own timestamps, so every replica measures the same way."""
 
-    def on_flow_claimed(self, flow_id: str, previous_owner: str | None) -> None:
-        """The run read the claimed flow's record, before anything else:
-        ``previous_owner`` is the replica that held the flow and never handed
-        it back (this claim is a takeover), else None."""
-
     def on_task_finished(self, flow_id: str, task_id: str, outcome: str, seconds: float) -> None:
         """One execute or revert call ended with ``outcome`` (a ``TASK_*``)."""
 
@@ -62,9 +57,6 @@ class Events(Protocol):
 
 class NoEvents:
     """The default: nobody listens."""
-
-    def on_flow_claimed(self, flow_id: str, previous_owner: str | None) -> None:
-        pass
 
     def on_task_finished(self, flow_id: str, task_id: str, outcome: str, seconds: float) -> None:
         pass

@@ -14,8 +14,9 @@ from typing import Any
 
 from ..backends.base import Backend
 from ..backends.errors import CorruptRecord, DefinitionError
-from ..backends.records import ClaimToken, FlowDetail
+from ..backends.records import FlowDetail
 from ..backends.states import FAILURE, HELD, PENDING, REVERTED, RUNNABLE_FLOW_STATES, RUNNING, SUCCESS
+from .claim import Claim
 from .codec import encode
 from .compiler import CompiledFlow, compile_flow
 from .errors import FactoryError
@@ -104,11 +105,11 @@ def plan_flow(backend: Backend, flow_id: str, *, allow: Sequence[str] | None = N
 
 def run_flow(
     backend: Backend,
-    token: ClaimToken,
+    claim: Claim[Gate],
     *,
+    flow: FlowDetail | None = None,
     replica_id: str,
     allow: Sequence[str] | None = None,
-    gate: Gate | None = None,
     max_workers: int = 8,
     poison: PoisonRule | None = DEFAULT_RULE,
     clock: Callable[[], float] = time.time,
@@ -116,8 +117,11 @@ def run_flow(
     task_timeout: float | None = None,
     build_timeout: float | None = None,
 ) -> FlowReport:
-    """Run a flow we hold ``token`` for, from wherever it stopped;
-    ``events`` hears of every task and flow outcome (metrics).
+    """Run a flow we hold ``claim`` on, from wherever it stopped: every
+    write is fenced with its token, every task start asks its gate first.
+    ``flow`` is the flow's record if the caller read it after claiming (a
+    replica does, to log whether the claim is a takeover), else it is read
+    here. ``events`` hears of every task and flow outcome (metrics).
 
     Building is an attempt: before the factory is imported, the claim is
     counted on the flow record (owner, takeovers), so a factory that kills
@@ -129,14 +133,13 @@ def run_flow(
     counts: the abandoned build may be hanging every replica in turn).
     ``task_timeout`` is the default bound of a task call (see ``FlowRun``).
     """
-    flow = backend.load_flow(token.flow_id)
-    events.on_flow_claimed(flow.id, flow.owner)
+    if flow is None:
+        flow = backend.load_flow(claim.flow_id)
     if flow.state not in RUNNABLE_FLOW_STATES:
         return FlowReport.of(flow, backend.load_tasks(flow.id))
     check_allowed(flow.factory, allow)  # a plain decline: nothing written, nothing imported
-    run = FlowRun(backend, token, flow, CompiledFlow(flow.name), {}, replica_id=replica_id,  # built below
-                  gate=gate or Gate(), max_workers=max_workers, clock=clock, events=events,
-                  task_timeout=task_timeout)
+    run = FlowRun(backend, claim, flow, CompiledFlow(flow.name), {}, replica_id=replica_id,  # built below
+                  max_workers=max_workers, clock=clock, events=events, task_timeout=task_timeout)
     try:
         found = _attempt(run, poison)
         if found is not None:

@@ -29,6 +29,7 @@ from ..backends.states import (
     SUCCESS,
 )
 from .binding import execute_kwargs, provided_values, revert_args
+from .claim import Claim
 from .codec import decode, encode
 from .compiler import CompiledFlow
 from .context import TaskContext, task_context
@@ -79,23 +80,22 @@ class FlowRun:
     def __init__(
         self,
         backend: Backend,
-        token: ClaimToken,
+        claim: Claim[Gate],
         flow: FlowDetail,
         compiled: CompiledFlow,
         details: dict[str, TaskDetail],
         *,
         replica_id: str,
-        gate: Gate,
         max_workers: int,
         clock: Callable[[], float] = time.time,
         events: Events = NO_EVENTS,
         task_timeout: float | None = None,
     ) -> None:
-        self.backend, self.token, self.flow, self.compiled = backend, token, flow, compiled
+        self.backend, self.claim, self.flow, self.compiled = backend, claim, flow, compiled
         self.task_timeout = task_timeout  # for tasks without a timeout of their own
         self.events = events
         self.details = details
-        self.replica_id, self.gate, self.clock = replica_id, gate, clock
+        self.replica_id, self.clock = replica_id, clock
         self.max_workers = max(1, max_workers)
         self.values: dict[str, Any] = {k: decode(v) for k, v in {**flow.kwargs, **flow.inputs}.items()}
         self.in_doubt: set[str] = set()
@@ -108,6 +108,16 @@ class FlowRun:
         self._delayed: list[tuple[float, str]] = []
         self._unsaved: list[TaskDetail] = []
         self._revert_began: dict[str, float] = {}
+
+    @property
+    def token(self) -> ClaimToken:
+        """What every write is fenced with."""
+        return self.claim.token
+
+    @property
+    def gate(self) -> Gate:
+        """What every task start asks first."""
+        return self.claim.gate
 
     # ------------------------------------------------------------ writes
 

@@ -11,6 +11,7 @@ from flowbaton.backends import CONNECTED, LOST, SUSPENDED
 from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import FlowDetail, ReplicaInfo
 from flowbaton.coordinator.lease import LeasedGate, LeaseKeeper, default_margin
+from flowbaton.engine import Claim
 
 from .fakes import FakeClock, StubBackend, unavailable
 
@@ -33,7 +34,7 @@ def keep(backend: StubBackend, clock: FakeClock) -> tuple[LeaseKeeper, LeasedGat
     keeper = LeaseKeeper(backend, "r1", LEASE, clock=clock)
     gate = LeasedGate(clock)
     token = backend.claim("f1", "r1", LEASE)
-    keeper.track(token, gate, clock())
+    keeper.track(Claim(token, gate, clock()))
     return keeper, gate, token
 
 
@@ -150,7 +151,7 @@ def test_the_thread_renews_on_its_own() -> None:
     lease = 0.6
     keeper = LeaseKeeper(store, "r1", lease)
     gate = LeasedGate()
-    keeper.track(store.claim("f1", "r1", lease), gate, time.monotonic())
+    keeper.track(Claim(store.claim("f1", "r1", lease), gate, time.monotonic()))
     keeper.start()
     try:
         end = time.monotonic() + 3 * lease

@@ -19,8 +19,9 @@ from flowbaton.backends.records import ClaimToken
 from flowbaton.backends.states import HELD, PENDING, SUCCESS
 from flowbaton.coordinator import Coordinator, connect
 from flowbaton.coordinator.claimloop import ClaimLoop
+from flowbaton.coordinator.lease import LeasedGate
 from flowbaton.coordinator.skiplist import SkipList
-from flowbaton.engine import FlowReport, Gate, load_report
+from flowbaton.engine import Claim, FlowReport, Gate, load_report
 from flowbaton.engine.errors import FactoryError
 from tests.coordinator.cluster import read_runs
 from tests.coordinator.inprocess import LocalReplicas, submit_steps
@@ -39,12 +40,13 @@ class Blocking:
         self.gates: dict[str, Gate] = {}
         self.lock = threading.Lock()
 
-    def __call__(self, backend: Any, token: ClaimToken, *, gate: Gate, **_: Any) -> FlowReport:
+    def __call__(self, backend: Any, claim: Claim[Gate], /, **_: Any) -> FlowReport:
+        gate = claim.gate
         with self.lock:
-            self.gates[token.flow_id] = gate
+            self.gates[claim.flow_id] = gate
         while not (gate.stopped or gate.lost):
             gate.wait(0.05)
-        return load_report(backend, token.flow_id)
+        return load_report(backend, claim.flow_id)
 
 
 def test_submitted_flows_run_to_success(
@@ -142,8 +144,8 @@ def test_an_unexpected_runner_error_costs_one_flow_not_the_replica(
 ) -> None:
     calls: list[str] = []
 
-    def explode(backend: Any, token: ClaimToken, **_: Any) -> FlowReport:
-        calls.append(token.flow_id)
+    def explode(backend: Any, claim: Claim[Gate], /, **_: Any) -> FlowReport:
+        calls.append(claim.flow_id)
         raise ZeroDivisionError("bug")
 
     coord = local_replicas.add(store, run_flow=explode).start()
@@ -195,8 +197,8 @@ def test_poll_once_skips_flows_claimed_elsewhere(store: MemoryBackend, tmp_path:
     store.claim(ids[0], "someone", 10.0)
     launched: list[str] = []
 
-    def launch(token: ClaimToken, sent_at: float) -> bool:
-        launched.append(token.flow_id)
+    def launch(claim: Claim[LeasedGate]) -> bool:
+        launched.append(claim.flow_id)
         return True
 
     loop = ClaimLoop(store, "me", 2.0, skips=SkipList(), free_slots=lambda: 10, running=set,

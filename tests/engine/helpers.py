@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from flowbaton.backends import Backend, ClaimToken, FlowDetail, TaskDetail
 from flowbaton.backends.states import RUNNING, SUCCESS
-from flowbaton.engine import FlowReport, new_flow_detail, run_flow
+from flowbaton.engine import Claim, FlowReport, Gate, new_flow_detail, run_flow
 
 
 def submit(backend: Backend, factory: str, **kw: Any) -> FlowDetail:
@@ -16,10 +17,16 @@ def submit(backend: Backend, factory: str, **kw: Any) -> FlowDetail:
     return detail
 
 
+def claim_of(token: ClaimToken, gate: Gate | None = None) -> Claim[Gate]:
+    """A claim as a caller without a lease keeper holds it: a plain gate
+    (open until the test closes it), asked for now."""
+    return Claim(token, gate or Gate(), time.monotonic())
+
+
 def run_once(backend: Backend, flow_id: str, replica: str = "r1", **kw: Any) -> FlowReport:
     token = backend.claim(flow_id, replica, 30.0)
     try:
-        return run_flow(backend, token, replica_id=replica, **kw)
+        return run_flow(backend, claim_of(token), replica_id=replica, **kw)
     finally:
         release_quietly(backend, token)
 

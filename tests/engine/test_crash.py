@@ -14,7 +14,7 @@ from flowbaton.backends import open_backend
 from flowbaton.backends.errors import ClaimHeld
 from flowbaton.backends.states import SUCCESS
 from flowbaton.engine import run_flow
-from tests.engine.helpers import release_quietly, submit
+from tests.engine.helpers import claim_of, release_quietly, submit
 from tests.servers import until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def test_sigkill_mid_flow_then_resume(shared_backend_url: str, tmp_path: Path) -
 
     token = until(claim, 30, "the dead owner's lease to expire")
     try:
-        report = run_flow(backend, token, replica_id="survivor", allow=["tests."])
+        report = run_flow(backend, claim_of(token), replica_id="survivor", allow=["tests."])
     finally:
         release_quietly(backend, token)
     assert report.state == SUCCESS

@@ -11,12 +11,12 @@ import pytest
 from flowbaton.backends import Backend
 from flowbaton.backends.records import TaskDetail
 from flowbaton.backends.states import HELD, REVERTED, REVERTING, RUNNING, SUCCESS
-from flowbaton.engine import DECISIONS_KEY, Gate, plan_flow, plan_resume, rebuild
+from flowbaton.engine import DECISIONS_KEY, plan_flow, plan_resume, rebuild
 from flowbaton.engine.lifecycle import _attempt, _start
 from flowbaton.engine.poison import PoisonRule
 from flowbaton.engine.runner import FlowRun
 from tests import engine_flows as ef
-from tests.engine.helpers import fake_crash, run_once, submit
+from tests.engine.helpers import claim_of, fake_crash, run_once, submit
 
 CHANGING = "tests.engine_flows:changing"
 
@@ -184,8 +184,8 @@ def test_poison_flow_is_held_after_too_many_takeovers(backend: Backend) -> None:
         token = backend.claim(flow_id, f"victim{attempt}", 30.0)
         stored = backend.load_flow(flow_id)
         # what run_flow writes at start, then the replica "dies" without progress
-        run = FlowRun(backend, token, stored, rebuild(stored, None), backend.load_tasks(flow_id),
-                      replica_id=f"victim{attempt}", gate=Gate(), max_workers=1)
+        run = FlowRun(backend, claim_of(token), stored, rebuild(stored, None), backend.load_tasks(flow_id),
+                      replica_id=f"victim{attempt}", max_workers=1)
         found = _attempt(run, PoisonRule(max_takeovers=2))  # counts the claim, as before the build
         assert found is not None
         assert _start(run, plan_resume(run.compiled, stored, run.details), found)

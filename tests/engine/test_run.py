@@ -12,7 +12,7 @@ from flowbaton.backends import Backend
 from flowbaton.backends.states import FAILURE, REVERTED, SUCCESS
 from flowbaton.engine import register_codec
 from tests import engine_flows as ef
-from tests.engine.helpers import run_once, submit
+from tests.engine.helpers import claim_of, run_once, submit
 
 F = "tests.engine_flows"
 
@@ -180,7 +180,7 @@ def test_a_gate_paused_during_a_start_write_holds_the_task(then: str) -> None:
     backend.save_tasks = lambda token, details: [pausing_save(token, d) for d in details]  # type: ignore[method-assign]
     flow = submit(backend, f"{F}:changing")
     token = backend.claim(flow.id, "r1", 30.0)
-    report = run_flow(backend, token, replica_id="r1", gate=gate)
+    report = run_flow(backend, claim_of(token, gate), replica_id="r1")
     if then == "resume":
         assert report.state == SUCCESS and ef.CALLS == ["a", "b", "c"]
     else:

@@ -26,6 +26,7 @@ from flowbaton.engine.events import NoEvents
 from flowbaton.engine.poison import PoisonRule
 from flowbaton.engine.timeouts import BuildTimeout
 from tests.coordinator.cluster import Cluster
+from tests.engine.helpers import claim_of
 from tests.servers import until
 
 from . import hostile_flows
@@ -83,11 +84,11 @@ def test_each_claim_is_counted_before_the_factory_runs(backend: Backend, tmp_pat
     for n in range(2):
         token = backend.claim(flow_id, f"r{n}", 30.0, force=True)
         with pytest.raises(ProcessDeath):
-            run_flow(backend, token, replica_id=f"r{n}", allow=["tests."], poison=PoisonRule(1))
+            run_flow(backend, claim_of(token), replica_id=f"r{n}", allow=["tests."], poison=PoisonRule(1))
         stored = backend.load_flow(flow_id)  # written before the factory ran
         assert stored.owner == f"r{n}" and stored.meta["takeovers"] == n
     token = backend.claim(flow_id, "r2", 30.0, force=True)
-    report = run_flow(backend, token, replica_id="r2", allow=["tests."], poison=PoisonRule(1))
+    report = run_flow(backend, claim_of(token), replica_id="r2", allow=["tests."], poison=PoisonRule(1))
     assert report.state == HELD and "taken over 2 times" in (report.reason or "")
     assert marks(marker) == 2  # held without building
     assert backend.load_flow(flow_id).owner is None
@@ -99,7 +100,7 @@ def test_a_replica_without_the_code_declines_without_counting(backend: Backend) 
     for n in range(4):
         token = backend.claim(flow_id, f"r{n}", 30.0, force=True)
         with pytest.raises(FactoryError, match="not_deployed_here"):
-            run_flow(backend, token, replica_id=f"r{n}", allow=["tests."], poison=PoisonRule(1))
+            run_flow(backend, claim_of(token), replica_id=f"r{n}", allow=["tests."], poison=PoisonRule(1))
         backend.release(token)
     after = backend.load_flow(flow_id)
     assert (after.state, after.owner, after.meta) == (before.state, before.owner, before.meta) == (PENDING, None, {})
@@ -128,7 +129,7 @@ def test_a_build_past_the_build_timeout_is_declined_counted_and_reported(
         token = backend.claim(flow_id, f"r{n}", 30.0, force=True)
         began = time.monotonic()
         with pytest.raises(BuildTimeout, match="build_timeout"):
-            run_flow(backend, token, replica_id=f"r{n}", allow=["tests."], poison=PoisonRule(1),
+            run_flow(backend, claim_of(token), replica_id=f"r{n}", allow=["tests."], poison=PoisonRule(1),
                      build_timeout=0.3, events=events)
         assert time.monotonic() - began < 5.0
         backend.release(token)
@@ -138,6 +139,7 @@ def test_a_build_past_the_build_timeout_is_declined_counted_and_reported(
     hostile_flows.GATE.set()
     until(lambda: events.calls.count(("unstuck", flow_id, None)) == 2, 10, "the abandoned builds to return")
     token = backend.claim(flow_id, "r2", 30.0, force=True)
-    report = run_flow(backend, token, replica_id="r2", allow=["tests."], poison=PoisonRule(1), build_timeout=0.3)
+    report = run_flow(backend, claim_of(token), replica_id="r2", allow=["tests."], poison=PoisonRule(1),
+                      build_timeout=0.3)
     assert report.state == HELD and "hanging" in (report.reason or "")
     assert marks(marker) == 2

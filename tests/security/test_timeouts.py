@@ -29,6 +29,7 @@ from flowbaton.backends.states import HELD, REVERTED, SUCCESS
 from flowbaton.coordinator import Coordinator
 from flowbaton.engine import FlowReport, new_flow_detail, run_flow, task
 from tests.coordinator.cluster import REPO, Cluster, env
+from tests.engine.helpers import claim_of
 from tests.servers import until
 
 from . import hostile_flows
@@ -44,7 +45,7 @@ def run_once(store: MemoryBackend, factory: str, inputs: dict[str, float] | None
     detail = new_flow_detail(f"{HOSTILE}:{factory}", inputs=inputs)
     store.create_flow(detail)
     token = store.claim(detail.id, "me", 30.0)
-    return detail.id, run_flow(store, token, replica_id="me", allow=["tests."], task_timeout=task_timeout)
+    return detail.id, run_flow(store, claim_of(token), replica_id="me", allow=["tests."], task_timeout=task_timeout)
 
 
 def test_timeouts_are_checked_at_definition() -> None:
@@ -97,7 +98,7 @@ def test_timeouts_beyond_what_threads_can_wait_mean_no_bound() -> None:
     detail = new_flow_detail(f"{HOSTILE}:default_bound", inputs={"seconds": 0.0})
     store.create_flow(detail)
     token = store.claim(detail.id, "me", 30.0)
-    report = run_flow(store, token, replica_id="me", allow=["tests."], task_timeout=1e13, build_timeout=1e300)
+    report = run_flow(store, claim_of(token), replica_id="me", allow=["tests."], task_timeout=1e13, build_timeout=1e300)
     assert report.state == SUCCESS
     assert task(id="t", timeout=1e300)(lambda: None).task_timeout == 1e300  # accepted, as before
 
