@@ -25,6 +25,7 @@ from ..engine.errors import FactoryError
 from .identity import default_replica_id
 from .lease import LeasedGate, LeaseKeeper
 from .opening import open_with_lease
+from .release import release_claim
 
 __all__ = ["run"]
 
@@ -155,14 +156,17 @@ def _run_on_thread(
 
 
 def _release(store: Backend, token: ClaimToken, *, gave_up: bool) -> None:
-    """Fenced: frees the claim only if it is still ours. After giving it up,
-    a backend that cannot take the release leaves the claim to expire and
-    the caller hears ``ClaimLost``, the news that matters."""
+    """Fenced: frees the claim only if it is still ours; one attempt, since
+    a person is waiting (``coordinator.release``). After giving the claim
+    up, a backend that cannot take the release leaves it to expire and the
+    caller hears ``ClaimLost``, the news that matters; else it hears
+    ``BackendUnavailable``."""
     try:
-        store.release(token)
-    except ClaimLost as err:
-        log.info("flow %s: claim already gone at release: %s", token.flow_id, err)
+        gone = release_claim(store, token, patience=0.0)
     except BackendUnavailable as err:
         if not gave_up:
             raise
         log.warning("flow %s: release failed, the lease will expire: %s", token.flow_id, err)
+        return
+    if gone is not None:
+        log.info("flow %s: claim already gone at release: %s", token.flow_id, gone)

@@ -24,8 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
-
 from ..backends.base import Backend
 from ..backends.errors import (
     BackendUnavailable,
@@ -44,6 +42,7 @@ from ..engine.report import FlowReport
 from ..observability.observer import ReplicaObserver
 from .corrupt import hold_corrupt
 from .lease import LeaseKeeper
+from .release import release_claim
 from .skiplist import SkipList
 
 __all__ = ["WorkerSettings", "FlowWorker", "RunFlow"]
@@ -222,27 +221,19 @@ class FlowWorker:
 
     def release(self) -> None:
         """Hand the flow back now; another replica need not wait for the lease.
-
-        A release the backend cannot take now (quorum lost, server restarting)
-        is tried again for a while: on ZooKeeper the claim lives as long as our
-        session, which can outlive the outage, so giving up would strand the
-        flow until this process dies."""
-        retrying = Retrying(
-            retry=retry_if_exception_type(BackendUnavailable),
-            wait=wait_exponential(multiplier=0.2, max=2.0),
-            stop=stop_before_delay(self.settings.release_patience),
-            reraise=True,
-        )
+        A release the backend cannot take now (quorum lost, server
+        restarting) is tried again for ``release_patience`` seconds
+        (``coordinator.release``); after that the lease runs out on its own."""
         try:
-            for attempt in retrying:
-                with attempt, self.observer.backend_call("release"):
-                    self.backend.release(self.claim.token)
-        except ClaimLost as err:
-            self._log(logging.INFO, "flow %s: claim already gone at release: %s", err, event="release")
+            gone = release_claim(self.backend, self.claim.token, patience=self.settings.release_patience,
+                                 observer=self.observer)
         except FlowbatonError as err:  # BackendUnavailable for longer than the patience, among others
             self._log(logging.WARNING, "flow %s: release failed, the lease will expire: %s", err, event="release")
         else:
-            self._log(logging.INFO, "released flow %s", event="release")
+            if gone is not None:
+                self._log(logging.INFO, "flow %s: claim already gone at release: %s", gone, event="release")
+            else:
+                self._log(logging.INFO, "released flow %s", event="release")
 
     def _log(self, level: int, message: str, *args: object, **fields: object) -> None:
         """``message`` starts with the flow id's ``%s``; replica and epoch

@@ -93,17 +93,23 @@ def _try_resume(url: str) -> flowbaton.FlowReport | None:
 
 
 class _RenewalsFail(MemoryBackend):
-    """Renewals never get through; every release is recorded."""
+    """Renewals never get through (nor releases, if ``releases_fail``);
+    every release is recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, renewals_fail: bool = True, releases_fail: bool = False) -> None:
         super().__init__()
+        self.renewals_fail, self.releases_fail = renewals_fail, releases_fail
         self.released: list[ClaimToken] = []
 
     def renew(self, token: ClaimToken, lease: float) -> None:
-        raise BackendUnavailable("renewals are not getting through")
+        if self.renewals_fail:
+            raise BackendUnavailable("renewals are not getting through")
+        super().renew(token, lease)
 
     def release(self, token: ClaimToken) -> None:
         self.released.append(token)
+        if self.releases_fail:
+            raise BackendUnavailable("releases are not getting through")
         super().release(token)
 
 
@@ -116,3 +122,23 @@ def test_a_claim_given_up_mid_run_is_still_released(tmp_path: Path) -> None:
         flowbaton.run(STEPS, kwargs={"n": 2}, inputs={"ledger": str(tmp_path / "l"), "pause": 1.5},
                       backend=backend, flow_id="f1", lease=0.6)
     assert [token.flow_id for token in backend.released] == ["f1"]
+
+
+def test_a_release_that_fails_after_a_run_that_kept_its_claim_is_reported(tmp_path: Path) -> None:
+    """The flow is done but its claim may still be held: the caller hears of
+    it at once (one attempt) instead of a report that hides it."""
+    backend = _RenewalsFail(renewals_fail=False, releases_fail=True)
+    with pytest.raises(BackendUnavailable, match="releases are not getting through"):
+        flowbaton.run(STEPS, kwargs={"n": 1}, inputs={"ledger": str(tmp_path / "l")}, backend=backend, flow_id="f1")
+    assert [token.flow_id for token in backend.released] == ["f1"]
+
+
+def test_a_release_that_fails_after_giving_the_claim_up_is_left_to_expire(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = _RenewalsFail(releases_fail=True)
+    with pytest.raises(ClaimLost):  # the news that matters, not the failed release
+        flowbaton.run(STEPS, kwargs={"n": 2}, inputs={"ledger": str(tmp_path / "l"), "pause": 1.5},
+                      backend=backend, flow_id="f1", lease=0.6)
+    assert [token.flow_id for token in backend.released] == ["f1"]
+    assert "flow f1: release failed, the lease will expire" in caplog.text
