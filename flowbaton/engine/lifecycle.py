@@ -126,9 +126,9 @@ def run_flow(
     Building is an attempt: before the factory is imported, the claim is
     counted on the flow record (owner, takeovers), so a factory that kills
     its process trips the ``poison`` rule like a task that does; a flow over
-    its limit is HELD without being built (``None``: counted, never held). A factory that
-    cannot be loaded here (``FactoryError``: a decline, another replica may
-    have the code) leaves the record as it found it. ``build_timeout``
+    its limit is HELD without being built (``None``: counted, never held).
+    A factory that cannot be loaded here (``FactoryError``: a decline,
+    another replica may have the code) leaves the record as it found it. ``build_timeout``
     bounds import and build (``BuildTimeout``, a ``FactoryError``, but it
     counts: the abandoned build may be hanging every replica in turn).
     ``task_timeout`` is the default bound of a task call (see ``FlowRun``).
