@@ -1,8 +1,9 @@
 """The operator commands of the CLI: listings, ``show``, ``plan``, the
 fenced actions and ``check``.
 
-Each command is a thin shell over ``ops_query``/``ops``/``ops_check`` (the
-same functions scripts and the bench call) plus rendering. Actions ask for
+Each command is a thin shell over ``flowbaton.ops`` (``query``, ``actions``,
+``delete``, ``check``: the same functions scripts and the bench call) plus
+rendering. Actions ask for
 confirmation when stdin is a terminal, unless ``--yes``; a refusal, like any
 bad input, is one line on stderr and exit status 2 (``cli.main``).
 """
@@ -12,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ..ops import actions as ops
 from ..ops import delete as ops_delete
@@ -23,13 +24,14 @@ from .args import add_allow_option, flow_state, time_age, time_point
 from .common import UsageError, backend_url, emit, opened
 from .ops_views import render_check, render_plan, render_purge, render_replicas
 from .terminal import printable
-from .views import render_claims, render_flows, render_json, render_show
+from .views import Document, render_claims, render_flows, render_json, render_show
 
 __all__ = ["add_ops_commands"]
 
 EXIT_PROBLEM = 1
 
 Command = Callable[[str, str], argparse.ArgumentParser]
+D = TypeVar("D", bound="Document | Sequence[Document]")
 
 
 def _json_flag(cmd: argparse.ArgumentParser) -> None:
@@ -115,7 +117,8 @@ def _add_actions(command: Command) -> None:
 # ----------------------------------------------------------------- listings
 
 
-def _emit_doc(args: argparse.Namespace, doc: Any, render: Callable[[Any], str]) -> int:
+def _emit_doc(args: argparse.Namespace, doc: D, render: Callable[[D], str]) -> int:
+    """``--json``: the document's own JSON; else ``render`` it for people."""
     emit(render_json(doc) if args.json else render(doc))
     return 0
 
@@ -142,7 +145,7 @@ def cmd_replicas(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with opened(args) as backend:
         doc = ops_query.show(backend, args.flow_id)
-    return _emit_doc(args, doc, lambda d: render_show(d, d["stranded"]))
+    return _emit_doc(args, doc, render_show)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -1,32 +1,34 @@
 """Readable output of the operator commands (``replicas``, ``plan``,
-``check``, ``purge``); their JSON is the query functions' own documents.
-Stored strings are made printable (``terminal``) cell by cell and line by line."""
+``check``, ``purge``): each renders a report the operator API owns
+(``ops.documents``, ``ops.check``, ``ops.actions``), whose ``to_json`` is
+the JSON. Stored strings are made printable (``terminal``) cell by cell and
+line by line."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from ..ops.actions import PurgeReport
 from ..ops.check import CheckReport
+from ..ops.documents import FlowPlan, ReplicaRow, ReplicasReport
 from .terminal import printable_lines
 from .views import seconds, short, table, when
 
 __all__ = ["render_replicas", "render_plan", "render_check", "render_purge"]
 
-JSON = Any
 
-
-def render_replicas(doc: Mapping[str, JSON], now: float) -> str:
-    rows = doc["replicas"]
+def render_replicas(report: ReplicasReport, now: float) -> str:
     head = (table(["REPLICA", "HOST", "PID", "VERSION", "UP", "ALLOW", "CLAIMS"],
-                  [[r["replica_id"], r["host"], str(r["pid"]), r["version"], seconds(now - r["started_at"]),
-                    ",".join(r["allow"]) or "-", _claims_cell(r["claims"])] for r in rows])
-            if rows else "no live replicas")
-    lines = [f"claimed by no live replica: {c['flow_id']} (owner {c['owner']}, epoch {c['epoch']})"
-             for c in doc["other_claims"]]
-    lines += [f"warning: {w}" for w in doc["warnings"]]
+                  [_replica_cells(r, now) for r in report.replicas])
+            if report.replicas else "no live replicas")
+    lines = [f"claimed by no live replica: {c.flow_id} (owner {c.owner}, epoch {c.epoch})"
+             for c in report.other_claims]
+    lines += [f"warning: {w}" for w in report.warnings]
     return "\n".join([head, printable_lines(lines)]) if lines else head
+
+
+def _replica_cells(row: ReplicaRow, now: float) -> list[str]:
+    info = row.info
+    return [info.replica_id, info.host, str(info.pid), info.version, seconds(now - info.started_at),
+            ",".join(info.allow) or "-", _claims_cell(row.claims)]
 
 
 def _claims_cell(flow_ids: list[str]) -> str:
@@ -35,16 +37,16 @@ def _claims_cell(flow_ids: list[str]) -> str:
     return f"{len(flow_ids)}: " + short(", ".join(flow_ids), 60)
 
 
-def render_plan(doc: Mapping[str, JSON]) -> str:
-    lines = [f"plan for flow {doc['flow_id']} ({doc['state']}, factory {doc['factory']}); nothing is changed"]
-    for label, key in (("reuse", "reuse"), ("run", "run"), ("in doubt", "in_doubt"), ("failed", "failed"),
-                       ("added", "added"), ("unmatched", "unmatched")):
-        if doc.get(key):
-            lines.append(f"  {label:<10}{', '.join(doc[key])}")
-    for change in doc.get("version_changed") or []:
+def render_plan(plan: FlowPlan) -> str:
+    lines = [f"plan for flow {plan.flow_id} ({plan.state}, factory {plan.factory}); nothing is changed"]
+    for label, tasks in (("reuse", plan.reuse), ("run", plan.run), ("in doubt", plan.in_doubt),
+                         ("failed", plan.failed), ("added", plan.added), ("unmatched", plan.unmatched)):
+        if tasks:
+            lines.append(f"  {label:<10}{', '.join(tasks)}")
+    for change in plan.version_changed:
         lines.append(f"  version   {change['task']}: {change['stored']} -> {change['current']}, "
                      f"policy {change['policy']}")
-    lines += [f"  HELD      {reason}" for reason in doc.get("held") or []]
+    lines += [f"  HELD      {reason}" for reason in plan.held]
     if len(lines) == 1:
         lines.append("  nothing to do")
     return printable_lines(lines)

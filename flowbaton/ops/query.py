@@ -1,7 +1,7 @@
 """What operators read: flows, claims, replicas, one flow, a resume plan.
 
-Each function returns the documented JSON-ready shapes (``cli_views``) and
-is what the CLI calls, so scripts and the bench (``bench/ops_scale.py``)
+Each function returns a typed document (``ops.documents``: its ``to_json``
+is the documented ``--json`` shape) and is what the CLI calls, so scripts and the bench (``bench/ops_scale.py``)
 measure exactly what an operator waits for. Costs: listings read the flow
 index once (``list_flows``) plus the live claims and replicas; per-flow
 reads happen only for claims (their flow and tasks, for state and last
@@ -14,22 +14,19 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..backends.base import Backend
 from ..backends.errors import CorruptRecord, FlowNotFound
 from ..backends.records import ClaimInfo, FlowDetail, ReplicaInfo, TaskDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
-from ..cli.views import claim_row, flow_row, show_doc
 from ..engine.lifecycle import plan_flow
 from .actions import current_claim, load_flow
+from .documents import ClaimRow, FlowPlan, FlowRow, FlowShow, ReplicaRow, ReplicasReport
 from .stranded import find_stranded, gather, stranded_reason
 
 __all__ = ["Fleet", "flows", "claims", "replicas", "show", "plan", "last_progress"]
 
 log = logging.getLogger("flowbaton.ops.actions")
-
-JSON = Any
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ def flows(
     owner: str | None = None,
     stranded: bool = False,
     since: float | None = None,
-) -> list[dict[str, JSON]]:
+) -> list[FlowRow]:
     """Stored flows, oldest first: in ``state``, claimed by ``owner``,
     updated at or after ``since`` (wall-clock seconds), stranded (rows then
     say why, under ``stranded``)."""
@@ -70,9 +67,9 @@ def flows(
     found = [f for f in found if (owner is None or owners.get(f.id) == owner)
              and (since is None or f.updated_at >= since)]
     if not stranded:
-        return [flow_row(f, owners.get(f.id)) for f in found]
+        return [FlowRow.of(f, owners.get(f.id)) for f in found]
     reasons = find_stranded(backend, found, set(owners), backend.list_replicas())
-    return [{**flow_row(f, owners.get(f.id)), "stranded": reasons[f.id]} for f in found if f.id in reasons]
+    return [FlowRow.of(f, owners.get(f.id), reasons[f.id]) for f in found if f.id in reasons]
 
 
 # ------------------------------------------------------------------- claims
@@ -96,7 +93,7 @@ def _claimed_flow(backend: Backend, flow_id: str) -> tuple[FlowDetail | None, fl
 
 
 def claims(backend: Backend, *, owner: str | None = None, stale: bool = False,
-           now: float | None = None) -> list[dict[str, JSON]]:
+           now: float | None = None) -> list[ClaimRow]:
     """Live claims, oldest first; ``stale``: only those whose owner is not a
     live replica (a dead process whose lease has not run out yet, a zombie,
     an interrupted operator command)."""
@@ -106,33 +103,31 @@ def claims(backend: Backend, *, owner: str | None = None, stale: bool = False,
               if (owner is None or c.owner == owner) and (not stale or c.owner not in live)]
     context = gather(lambda c: _claimed_flow(backend, c.flow_id), chosen)
     current = time.time() if now is None else now
-    return [claim_row(c, fleet.replica(c.owner), flow, progress, current)
+    return [ClaimRow.of(c, fleet.replica(c.owner), flow, progress, current)
             for c, (flow, progress) in zip(chosen, context, strict=True)]
 
 
 # ----------------------------------------------------------------- replicas
 
 
-def replicas(backend: Backend) -> dict[str, JSON]:
+def replicas(backend: Backend) -> ReplicasReport:
     """Live replicas with the flows each holds, claims held by anyone else
     (``other_claims``), and the backend's warnings about its server."""
     fleet = Fleet.read(backend)
     held: dict[str, list[str]] = {}
     for claim in fleet.claims:
         held.setdefault(claim.owner, []).append(claim.flow_id)
-    rows = [{"replica_id": r.replica_id, "host": r.host, "pid": r.pid, "version": r.version,
-             "allow": r.allow, "started_at": r.started_at, "seen_at": r.seen_at,
-             "claims": sorted(held.get(r.replica_id, []))}
+    rows = [ReplicaRow(r, sorted(held.get(r.replica_id, [])))
             for r in sorted(fleet.replicas, key=lambda r: (r.started_at, r.replica_id))]
     live = {r.replica_id for r in fleet.replicas}
-    others = [c.to_dict() for c in fleet.claims if c.owner not in live]
-    return {"replicas": rows, "other_claims": others, "warnings": backend.warnings()}
+    others = [c for c in fleet.claims if c.owner not in live]
+    return ReplicasReport(rows, others, backend.warnings())
 
 
 # ------------------------------------------------------------------ one flow
 
 
-def show(backend: Backend, flow_id: str) -> dict[str, JSON]:
+def show(backend: Backend, flow_id: str) -> FlowShow:
     """Everything about one flow: record, tasks, claim, declines, resume and
     operator history, and whether it is stranded (and why)."""
     flow = load_flow(backend, flow_id)
@@ -142,14 +137,14 @@ def show(backend: Backend, flow_id: str) -> dict[str, JSON]:
     except CorruptRecord as err:  # the flow itself is still worth showing
         log.warning("show: declines not shown: %s", err)
         declines = []
-    doc = show_doc(flow, backend.load_tasks(flow_id), claim.owner if claim else None, declines, claim)
+    tasks = backend.load_tasks(flow_id)
     why = stranded_reason(flow, claim is not None, declines, backend.list_replicas())
-    return {**doc, "stranded": why is not None, "stranded_reason": why}
+    return FlowShow.of(flow, tasks, declines, claim, why)
 
 
-def plan(backend: Backend, flow_id: str, allow: Sequence[str]) -> dict[str, JSON]:
+def plan(backend: Backend, flow_id: str, allow: Sequence[str]) -> FlowPlan:
     """What resuming the flow with the code importable here would do.
     Writes nothing, but imports and calls the stored factory: the record is
     untrusted, so it gets the replicas' rule and the operator's ``allow``
     list, never its own module's."""
-    return plan_flow(backend, flow_id, allow=allow)
+    return FlowPlan.of(plan_flow(backend, flow_id, allow=allow))

@@ -1,4 +1,5 @@
-"""The ops pieces that decide without I/O: times as typed, stranded reasons."""
+"""The ops pieces that decide without I/O: times as typed, stranded reasons,
+and the documents the queries return."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from flowbaton.backends.records import Decline, FlowDetail, ReplicaInfo
+from flowbaton.backends.records import ClaimInfo, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from flowbaton.backends.states import PENDING, RUNNING, SUCCESS
+from flowbaton.ops.documents import ClaimRow, FlowRow, FlowShow
 from flowbaton.ops.stranded import stranded_reason
 from flowbaton.ops.times import age_of, parse_duration, parse_point
 
@@ -60,3 +62,43 @@ def test_stranded_reasons() -> None:
     restarted = _replica("a", ["svc."], started_at=NOW + 10)  # declined before it (re)started
     assert stranded_reason(_flow(), False, declined, [restarted]) is None
     assert stranded_reason(_flow(factory="not a name"), False, [], [able]) is not None
+
+
+# ---------------------------------------------------------------- documents
+# The --json shapes are a compatibility promise (docs/design.md, "Operator
+# output"): keys only ever added, in this order.
+
+FLOW_KEYS = ["id", "name", "state", "factory", "owner", "created_at", "updated_at", "reason"]
+CLAIM_KEYS = ["flow_id", "owner", "token", "epoch", "claimed_at", "expires_at", "host", "pid", "state", "age",
+              "lease", "lease_left", "last_progress", "stale"]
+SHOW_KEYS = ["id", "name", "state", "factory", "args", "kwargs", "inputs", "owner", "tasks", "unmatched",
+             "reason", "declines", "created_at", "updated_at", "epoch", "claim", "resumes", "operations",
+             "decisions", "stranded", "stranded_reason"]
+
+
+def test_flow_rows_keep_their_keys_and_order() -> None:
+    assert list(FlowRow.of(_flow(), None).to_json()) == FLOW_KEYS
+    stranded = FlowRow.of(_flow(), None, "no live replica").to_json()
+    assert list(stranded) == [*FLOW_KEYS, "stranded"] and stranded["stranded"] == "no live replica"
+
+
+def test_claim_rows_say_where_the_owner_runs_and_what_is_left() -> None:
+    claim = ClaimInfo("f", "a", "a#1", 3, NOW - 5, NOW + 7)
+    live = ClaimRow.of(claim, _replica("a", []), _flow(RUNNING), NOW - 1, NOW).to_json()
+    assert list(live) == CLAIM_KEYS
+    assert (live["host"], live["age"], live["lease"], live["lease_left"], live["stale"]) == ("h", 5.0, "lease",
+                                                                                             7.0, False)
+    session = ClaimRow.of(ClaimInfo("f", "b", "b#1", 3, NOW, None), now=NOW).to_json()
+    assert (session["lease"], session["lease_left"], session["host"], session["stale"]) == ("session", None,
+                                                                                            None, True)
+
+
+def test_show_lists_todays_tasks_first_and_reads_meta_by_type() -> None:
+    flow = _flow(RUNNING)
+    flow.meta = {"tasks": ["b", "a"], "unmatched": ["z"], "version_decisions": {"*": "rerun"}, "newer": 1}
+    stored = {"z": TaskDetail("z", SUCCESS, 1, None, "1.0", 1, NOW, NOW, "r", "r#1", 1, {})}
+    doc = FlowShow.of(flow, stored, [Decline("r", "no", NOW)], None, "why").to_json()
+    assert list(doc) == SHOW_KEYS
+    assert [t["id"] for t in doc["tasks"]] == ["b", "a", "z"] and doc["tasks"][0]["state"] == PENDING
+    assert (doc["unmatched"], doc["decisions"], doc["resumes"], doc["operations"]) == (["z"], {"*": "rerun"}, [], [])
+    assert (doc["stranded"], doc["stranded_reason"], doc["owner"]) == (True, "why", None)

@@ -1,0 +1,268 @@
+"""The documents the operator queries return: typed, each with its JSON.
+
+``flowbaton ... --json`` prints ``to_json()`` of these, so the shapes of
+``flows``, ``claims`` and ``show`` live here, in the API that builds them,
+and only ever gain keys (docs/design.md, "Operator output"). Every
+``to_json`` spells its keys out in their documented order: a script that
+reads the output sees the same bytes release after release. Documents are
+pure values built from records; reading the records is ``ops.query``'s job,
+rendering them as tables the CLI's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.records import ClaimInfo, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from ..engine.meta import FlowMeta
+
+__all__ = ["FlowRow", "ClaimRow", "ReplicaRow", "ReplicasReport", "TaskRow", "FlowShow", "FlowPlan"]
+
+JSON = Any
+
+
+@dataclass(frozen=True)
+class FlowRow:
+    """One stored flow in a listing: the documented keys, plus ``reason``
+    (why HELD, failed or cancelled) and, in a stranded listing only,
+    ``stranded`` (why no live replica will run it)."""
+
+    id: str
+    name: str
+    state: str
+    factory: str
+    owner: str | None  # the live claim's owner, not the record's
+    created_at: float
+    updated_at: float
+    reason: str | None
+    stranded: str | None = None
+
+    @classmethod
+    def of(cls, flow: FlowDetail, owner: str | None, stranded: str | None = None) -> FlowRow:
+        return cls(flow.id, flow.name, flow.state, flow.factory, owner, flow.created_at, flow.updated_at,
+                   flow.reason, stranded)
+
+    def to_json(self) -> dict[str, JSON]:
+        row = {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "factory": self.factory,
+            "owner": self.owner,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "reason": self.reason,
+        }
+        return row if self.stranded is None else {**row, "stranded": self.stranded}
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One live claim: the claim's documented keys, plus where its owner
+    runs (``host``/``pid`` from its presence; None when the owner is no live
+    replica, which makes the claim ``stale``), the flow's ``state``, ``age``
+    and ``lease_left`` in seconds (``lease_left`` None and ``lease``
+    "session" where the session is the lease), and ``last_progress``: the
+    latest task start or end."""
+
+    claim: ClaimInfo
+    replica: ReplicaInfo | None  # the owner's presence; None: no live replica
+    state: str | None  # the flow's; None when it could not be read
+    age: float
+    lease_left: float | None
+    last_progress: float | None
+
+    @classmethod
+    def of(cls, claim: ClaimInfo, replica: ReplicaInfo | None = None, flow: FlowDetail | None = None,
+           progress: float | None = None, now: float | None = None) -> ClaimRow:
+        current = time.time() if now is None else now
+        left = None if claim.expires_at is None else round(claim.expires_at - current, 3)
+        return cls(claim, replica, flow.state if flow else None, round(current - claim.claimed_at, 3), left,
+                   progress)
+
+    @property
+    def host(self) -> str | None:
+        return self.replica.host if self.replica else None
+
+    @property
+    def pid(self) -> int | None:
+        return self.replica.pid if self.replica else None
+
+    @property
+    def lease(self) -> str:
+        """What bounds the claim: a "lease" that runs out, or the holder's "session"."""
+        return "session" if self.claim.expires_at is None else "lease"
+
+    @property
+    def stale(self) -> bool:
+        """Held by no live replica: a dead process whose lease has not run
+        out yet, a zombie, an interrupted operator command."""
+        return self.replica is None
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            **self.claim.to_dict(),
+            "host": self.host,
+            "pid": self.pid,
+            "state": self.state,
+            "age": self.age,
+            "lease": self.lease,
+            "lease_left": self.lease_left,
+            "last_progress": self.last_progress,
+            "stale": self.stale,
+        }
+
+
+@dataclass(frozen=True)
+class ReplicaRow:
+    """One live replica and the flows it holds (sorted ids)."""
+
+    info: ReplicaInfo
+    claims: list[str]
+
+    def to_json(self) -> dict[str, JSON]:
+        info = self.info
+        return {"replica_id": info.replica_id, "host": info.host, "pid": info.pid, "version": info.version,
+                "allow": info.allow, "started_at": info.started_at, "seen_at": info.seen_at,
+                "claims": self.claims}
+
+
+@dataclass(frozen=True)
+class ReplicasReport:
+    """``flowbaton replicas``: live replicas oldest first, claims held by no
+    live replica (``other_claims``), and the backend's warnings about its server."""
+
+    replicas: list[ReplicaRow]
+    other_claims: list[ClaimInfo]
+    warnings: list[str]
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"replicas": [r.to_json() for r in self.replicas],
+                "other_claims": [c.to_dict() for c in self.other_claims], "warnings": self.warnings}
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One task of a flow as ``show`` lists it; a task of today's flow that
+    never started has no record and shows as PENDING, attempt 0."""
+
+    id: str
+    state: str
+    version: str | None
+    attempts: int
+    result: JSON
+    failure: dict[str, str] | None
+    owner: str | None
+
+    @classmethod
+    def of(cls, task_id: str, detail: TaskDetail | None) -> TaskRow:
+        if detail is None:  # in the flow, never started
+            return cls(task_id, "PENDING", None, 0, None, None, None)
+        return cls(task_id, detail.state, detail.version, detail.attempts, detail.result, detail.failure,
+                   detail.owner)
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"id": self.id, "state": self.state, "version": self.version, "attempts": self.attempts,
+                "result": self.result, "failure": self.failure, "owner": self.owner}
+
+
+def _task_order(flow: FlowDetail, tasks: Mapping[str, TaskDetail]) -> list[str]:
+    """The flow's own order (stored by the engine at the last run), then any
+    stored task it no longer has."""
+    known = FlowMeta(flow.meta).tasks or []
+    return known + sorted(t for t in tasks if t not in known)
+
+
+@dataclass(frozen=True)
+class FlowShow:
+    """``flowbaton show``: the documented object, plus ``reason`` (why HELD
+    or failed), ``declines`` (which replica refused the flow, and why),
+    ``claim`` (the live claim), ``resumes`` (each resume: who, when, epoch,
+    takeover or not, and the diff between stored and rebuilt flow),
+    ``operations`` (operator actions), ``decisions`` (operator choices on
+    version changes), and whether the flow is stranded (and why)."""
+
+    flow: FlowDetail
+    tasks: list[TaskRow]  # today's order, then stored tasks the flow no longer has
+    declines: list[Decline]
+    claim: ClaimInfo | None
+    stranded_reason: str | None
+
+    @classmethod
+    def of(cls, flow: FlowDetail, tasks: Mapping[str, TaskDetail], declines: Sequence[Decline],
+           claim: ClaimInfo | None, stranded_reason: str | None) -> FlowShow:
+        rows = [TaskRow.of(t, tasks.get(t)) for t in _task_order(flow, tasks)]
+        return cls(flow, rows, list(declines), claim, stranded_reason)
+
+    @property
+    def owner(self) -> str | None:
+        """The live claim's owner (the record's ``owner`` may name a dead one)."""
+        return self.claim.owner if self.claim else None
+
+    @property
+    def meta(self) -> FlowMeta:
+        return FlowMeta(self.flow.meta)
+
+    @property
+    def stranded(self) -> bool:
+        return self.stranded_reason is not None
+
+    def to_json(self) -> dict[str, JSON]:
+        flow, meta = self.flow, self.meta
+        return {
+            "id": flow.id,
+            "name": flow.name,
+            "state": flow.state,
+            "factory": flow.factory,
+            "args": flow.args,
+            "kwargs": flow.kwargs,
+            "inputs": flow.inputs,
+            "owner": self.owner,
+            "tasks": [t.to_json() for t in self.tasks],
+            "unmatched": meta.unmatched,
+            "reason": flow.reason,
+            "declines": [{"replica_id": d.replica_id, "reason": d.reason, "at": d.at} for d in self.declines],
+            "created_at": flow.created_at,
+            "updated_at": flow.updated_at,
+            "epoch": flow.epoch,
+            "claim": self.claim.to_dict() if self.claim else None,
+            "resumes": meta.resumes,
+            "operations": meta.operations,
+            "decisions": meta.decisions,
+            "stranded": self.stranded,
+            "stranded_reason": self.stranded_reason,
+        }
+
+
+@dataclass(frozen=True)
+class FlowPlan:
+    """``flowbaton plan``: what resuming the flow with the code here would
+    do (``engine.resume``'s rules), task ids by fate, and the reasons it
+    would be HELD."""
+
+    flow_id: str
+    state: str
+    factory: str
+    added: list[str]
+    unmatched: list[str]
+    version_changed: list[dict[str, JSON]]
+    reuse: list[str]
+    run: list[str]
+    in_doubt: list[str]
+    failed: list[str]
+    held: list[str]
+
+    @classmethod
+    def of(cls, plan: Mapping[str, JSON]) -> FlowPlan:
+        """From the engine's plan document (``engine.lifecycle.plan_flow``)."""
+        return cls(plan["flow_id"], plan["state"], plan["factory"], plan["added"], plan["unmatched"],
+                   plan["version_changed"], plan["reuse"], plan["run"], plan["in_doubt"], plan["failed"],
+                   plan["held"])
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"flow_id": self.flow_id, "state": self.state, "factory": self.factory, "added": self.added,
+                "unmatched": self.unmatched, "version_changed": self.version_changed, "reuse": self.reuse,
+                "run": self.run, "in_doubt": self.in_doubt, "failed": self.failed, "held": self.held}
