@@ -38,7 +38,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
+from tenacity import wait_random
 
 from . import limits
 from .base import Backend, Capability
@@ -54,6 +54,7 @@ from .errors import (
 from .options import Option, parse_options
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from .redact import redact_url
+from .retrying import RetryPolicy
 from .states import RUNNABLE_FLOW_STATES
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend"]
@@ -297,13 +298,8 @@ class SQLiteBackend(Backend):
         """Switch the file to WAL (persistent, so usually a no-op). The switch
         needs a moment of exclusive access; processes opening the file at once
         may see 'locked', so retry it within the busy timeout."""
-        retrying = Retrying(
-            retry=retry_if_exception(_is_busy), stop=stop_after_delay(self._busy_timeout),
-            wait=wait_random(0.005, 0.05), reraise=True,
-        )
-        for attempt in retrying:
-            with attempt:
-                mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        policy = RetryPolicy(self._busy_timeout, wait_random(0.005, 0.05), _is_busy)
+        mode = policy.run(lambda retried: self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0])
         if str(mode).lower() != "wal":
             raise BackendUnavailable(f"sqlite {self.path}: cannot use WAL journal (got {mode!r})")
 

@@ -4,8 +4,9 @@
 
 Every call into redis-py goes through ``Connection.run``: transient errors
 (connection reset, timeout, LOADING, READONLY after a failover, NOSCRIPT)
-are retried with tenacity until ``retry_deadline``; what is left becomes a
-flowbaton error with the cause chained. No redis exception leaves here.
+are retried until ``retry_deadline`` (the drivers' shared loop,
+``backends/retrying.py``); what is left becomes a flowbaton error with the
+cause chained. No redis exception leaves here.
 
 redis-py's own retries are switched off: an operation must know whether an
 earlier attempt may have reached the server (``retried``) to resolve the
@@ -24,16 +25,10 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import RetryCallState, wait_exponential, wait_random
 
 from ..errors import BackendUnavailable, CorruptRecord, FlowbatonError
+from ..retrying import RetryPolicy
 from ._types import Client, Pipe
 from .scripts import load_all
 from .url import Target
@@ -94,6 +89,9 @@ class Connection:
         self.target = target
         self.where = target.describe()
         self.deadline: float = target.options["retry_deadline"]
+        self.policy = RetryPolicy(
+            self.deadline, wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05), is_transient
+        )
         self._sentinel: Sentinel | None = None
         self.redis = self._connect(target)
 
@@ -117,21 +115,10 @@ class Connection:
         earlier attempt may have been applied, the reply lost.
         """
         try:
-            for attempt in self._retrying(what):
-                with attempt:
-                    return op(self.redis, attempt.retry_state.attempt_number > 1)
+            return self.policy.run(lambda retried: op(self.redis, retried),
+                                   on_retry=lambda state: self._before_retry(what, state))
         except rex.RedisError as err:
             raise self._translate(what, err) from err
-        raise AssertionError("unreachable: tenacity re-raises the last error")
-
-    def _retrying(self, what: str) -> Retrying:
-        return Retrying(
-            stop=stop_after_delay(self.deadline),
-            wait=wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05),
-            retry=retry_if_exception(is_transient),
-            before_sleep=lambda state: self._before_retry(what, state),
-            reraise=True,
-        )
 
     def _before_retry(self, what: str, state: RetryCallState) -> None:
         err = state.outcome.exception() if state.outcome else None

@@ -42,10 +42,11 @@ from kazoo.protocol.serialization import Auth
 from kazoo.protocol.states import KazooState
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import wait_exponential
 
 from ..base import CONNECTED, LOST, SUSPENDED
 from ..errors import BackendUnavailable
+from ..retrying import RetryPolicy
 from .acl import NOT_READABLE, Policy
 from .multiread import BATCH, Raw, send_multi_read
 from .settings import Settings
@@ -178,6 +179,7 @@ class Session:
         self._on_state = on_state
         self._local = threading.local()
         self._multi_read = True  # until a server says it has no multiRead (< 3.6)
+        self._policy = RetryPolicy(settings.retry_deadline, wait_exponential(multiplier=0.02, max=0.5), _transient)
         self.client.add_listener(self._kazoo_state)
 
     def start(self) -> None:
@@ -238,23 +240,9 @@ class Session:
         """Run ``step(again)`` until it returns, retrying transient errors
         until ``retry_deadline``; ``again`` is True from the second attempt
         on, so a step can first resolve what an ambiguous attempt did."""
-        deadline = time.monotonic() + self.settings.retry_deadline
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            return step(attempts > 1)
-
-        retrying = Retrying(
-            stop=stop_after_delay(self.settings.retry_deadline),
-            wait=wait_exponential(multiplier=0.02, max=0.5),
-            retry=retry_if_exception(_transient),
-            reraise=True,
-        )
-        self._local.deadline = deadline
+        self._local.deadline = time.monotonic() + self.settings.retry_deadline
         try:
-            return retrying(attempt)
+            return self._policy.run(step)
         except KazooException as err:
             raise self._translate(what, err) from err
         except KazooTimeoutError as err:
