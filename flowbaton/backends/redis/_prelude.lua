@@ -1,4 +1,13 @@
--- Shared helpers, prepended by scripts.py to every script that names them.
+-- Shared by every script: scripts.py prepends this file to each of them.
+--
+-- Replies. Every script answers with one shape, a table {status, ...}:
+-- the status is one of the names below (a string, so that redis-cli and
+-- MONITOR show it as it is meant), and the fields after it are named in
+-- each script's header. scripts.py decodes it (``Reply``) in one place.
+local OK = 'ok'                    -- done; for a read: here is the answer
+local NOT_CURRENT = 'not_current'  -- the claim token is not current: nothing changed
+local HELD = 'held'                -- another live claim holds the flow: nothing changed
+local NO_FLOW = 'no_flow'          -- there is no such flow: nothing changed
 
 -- The claim stored at claim_key as a table, or nil when there is none or it
 -- is unreadable (not JSON, no string claim_id, no numeric epoch). No token

@@ -4,7 +4,7 @@
 -- which those up to now are orphans. Both kinds are merged by creation.
 -- KEYS[1] runnable zset, KEYS[2] created zset
 -- ARGV[1] now in ms, ARGV[2] how many, ARGV[3] first score that is a time
--- Returns {member, score, member, score, ...}, at most ARGV[2] pairs
+-- Returns {OK, member, score, member, score, ...}, at most ARGV[2] pairs
 local n = tonumber(ARGV[2])
 local free = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3],
   'WITHSCORES', 'LIMIT', 0, n)
@@ -19,7 +19,7 @@ for i = 1, #lapsed, 2 do
   found[#found + 1] = {lapsed[i], lapsed[i + 1], tonumber(seq) or math.huge}
 end
 table.sort(found, function(a, b) return a[3] < b[3] end)
-local reply = {}
+local reply = {OK}
 for i = 1, math.min(n, #found) do
   reply[#reply + 1] = found[i][1]
   reply[#reply + 1] = found[i][2]

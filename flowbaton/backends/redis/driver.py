@@ -29,7 +29,7 @@ from .checks import server_warnings
 from .client import Connection, execute
 from .index import Index
 from .keys import FlowKeys, as_text, from_bytes, to_bytes
-from .scripts import Arg, evalsha
+from .scripts import Arg, Status, decode_reply, evalsha, run_script
 from .url import Target, parse_url
 from .waiter import Waiter
 
@@ -167,9 +167,9 @@ class RedisBackend(Backend):
         flow_keys = [keys.claim, keys.flow, keys.tasks, keys.epoch, keys.declines]
 
         def op(client: Client, retried: bool) -> None:
-            reply = evalsha(client, "delete_flow", flow_keys, args)
+            reply = run_script(client, "delete_flow", flow_keys, args)
             # Not current and already gone after a lost reply: our delete did it.
-            if reply != 1 and not (retried and not reply[1]):
+            if not reply.ok and not (retried and not reply.fields[0]):
                 raise self._lost(token)
             self._index.forget(client, keys)
 
@@ -186,13 +186,14 @@ class RedisBackend(Backend):
         args: list[Arg] = [claim_id, _ms(lease), "1" if force else "0", repr(time.time())]
 
         def op(client: Client, retried: bool) -> ClaimToken:
-            reply = evalsha(client, "claim", [keys.flow, keys.claim, keys.epoch], args)
-            if reply[0] < 0:
+            reply = run_script(client, "claim", [keys.flow, keys.claim, keys.epoch], args)
+            if reply.status is Status.NO_FLOW:
                 raise FlowNotFound(f"no flow {flow_id!r} in {self._conn.where}")
-            if reply[0] == 0:
-                raise ClaimHeld(f"flow {flow_id!r} is claimed by {_holder(reply[1])}")
-            self._index.claimed(client, keys, as_text(reply[3]), int(reply[2]))
-            return ClaimToken(flow_id, claim_id, int(reply[1]))
+            if reply.status is Status.HELD:
+                raise ClaimHeld(f"flow {flow_id!r} is claimed by {_holder(reply.fields[0])}")
+            epoch, pttl, state = reply.fields
+            self._index.claimed(client, keys, as_text(state), int(pttl))
+            return ClaimToken(flow_id, claim_id, int(epoch))
 
         with self._stripe(flow_id):
             return self._conn.run(f"claim flow {flow_id!r}", op)
@@ -203,10 +204,10 @@ class RedisBackend(Backend):
         args: list[Arg] = [token.claim_id, token.epoch, lease_ms]
 
         def op(client: Client, retried: bool) -> None:
-            reply = evalsha(client, "renew", [keys.claim, keys.flow], args)
-            if reply[0] != 1:
+            reply = run_script(client, "renew", [keys.claim, keys.flow], args)
+            if not reply.ok:
                 raise self._lost(token)
-            self._index.claimed(client, keys, as_text(reply[1]), lease_ms)
+            self._index.claimed(client, keys, as_text(reply.fields[0]), lease_ms)
 
         with self._stripe(token.flow_id):
             self._conn.run(f"renew claim on {token.flow_id!r}", op)
@@ -215,12 +216,11 @@ class RedisBackend(Backend):
         keys = self._keys(token.flow_id)
 
         def op(client: Client, retried: bool) -> None:
-            reply = evalsha(client, "release", [keys.claim, keys.flow], [token.claim_id, token.epoch])
-            released = reply[0] == 1
+            reply = run_script(client, "release", [keys.claim, keys.flow], [token.claim_id, token.epoch])
             # After a lost reply the claim key is gone because we deleted it.
-            if not released and not (retried and not reply[1]):
+            if not reply.ok and not (retried and not reply.fields[0]):
                 raise self._lost(token)
-            self._index.released(client, keys, as_text(reply[-1]))
+            self._index.released(client, keys, as_text(reply.fields[-1]))
 
         with self._stripe(token.flow_id):
             self._conn.run(f"release claim on {token.flow_id!r}", op)
@@ -276,7 +276,7 @@ class RedisBackend(Backend):
             args += [task_id, raw]
 
         def op(client: Client, retried: bool) -> None:
-            if evalsha(client, "save_tasks", [keys.claim, keys.tasks], args) != 1:
+            if not run_script(client, "save_tasks", [keys.claim, keys.tasks], args).ok:
                 raise self._lost(token)
 
         self._conn.run(f"save {what} of {token.flow_id!r}", op)
@@ -293,7 +293,7 @@ class RedisBackend(Backend):
             if runnable:
                 # Safe even if the script refuses us: at worst a stale hint.
                 self._index.queue_runnable(pipe, keys)
-            if execute(pipe)[0] != 1:
+            if not decode_reply("save_flow", execute(pipe)[0]).ok:
                 raise self._lost(token)
             if not runnable:
                 # Only after the write is confirmed: dropping the hint of a
@@ -319,7 +319,7 @@ class RedisBackend(Backend):
         args: list[Arg] = [to_bytes(decline.replica_id), raw]
 
         def op(client: Client, retried: bool) -> None:
-            if evalsha(client, "record_decline", [keys.flow, keys.declines], args) != 1:
+            if not run_script(client, "record_decline", [keys.flow, keys.declines], args).ok:
                 raise FlowNotFound(f"no flow {flow_id!r} in {self._conn.where}")
 
         self._conn.run(f"record decline of {flow_id!r}", op)

@@ -25,7 +25,7 @@ from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client, Pipe
 from .client import Connection, execute
 from .keys import FlowKeys, IndexKeys, as_text, from_bytes
-from .scripts import evalsha
+from .scripts import decode_reply, evalsha, run_script
 
 __all__ = ["Index", "now_ms"]
 
@@ -112,8 +112,8 @@ class Index:
         now = now_ms()
         # One query over the hint; twice the limit leaves room for entries
         # the probe below turns away.
-        reply = evalsha(client, "candidates", [self.keys.runnable, self.keys.created],
-                        [now, 2 * limit, _FIRST_TIME_SCORE])
+        reply = run_script(client, "candidates", [self.keys.runnable, self.keys.created],
+                           [now, 2 * limit, _FIRST_TIME_SCORE]).fields
         entries = list(zip(reply[::2], reply[1::2], strict=True))
         if not entries:
             return []
@@ -123,14 +123,15 @@ class Index:
             evalsha(pipe, "probe", [keys.flow, keys.claim], [])
         found: list[str] = []
         changes: list[Any] = []
-        for (member, score), (state, pttl) in zip(entries, execute(pipe), strict=True):
+        probes = [decode_reply("probe", raw).fields for raw in execute(pipe)]
+        for (member, score), (state, pttl) in zip(entries, probes, strict=True):
             change = self._judge(member, as_text(state), int(pttl), now)
             if change is None:
                 found.append(from_bytes(member))
             elif change != "keep":
                 changes += [member, score, change]
         if changes:
-            evalsha(client, "reindex", [self.keys.runnable], changes)
+            run_script(client, "reindex", [self.keys.runnable], changes)
         return found[:limit]
 
     def _judge(self, member: bytes, state: str, pttl: int, now: int) -> str | None:
@@ -241,8 +242,8 @@ class Index:
     def replica_records(self) -> list[tuple[str, bytes]]:
         """(replica id, record) of every live replica."""
         keys = [self.keys.replicas, self.keys.replica_expiry]
-        reply: list[bytes] = self._conn.run(
-            "list replicas", lambda c, _: evalsha(c, "replicas", keys, [now_ms()])
+        reply = self._conn.run(
+            "list replicas", lambda c, _: run_script(c, "replicas", keys, [now_ms()]).fields
         )
         return [(from_bytes(member), raw) for member, raw in zip(reply[::2], reply[1::2], strict=True)]
 

@@ -8,7 +8,7 @@
 -- ARGV[1] flow id
 -- ARGV[2] 'set': score := creation seq; 'nx': only if absent; 'none': only
 --         make sure the flow has a creation entry (a non-runnable new flow)
--- Returns the flow's creation sequence number
+-- Returns {OK, the flow's creation sequence number}
 local seq = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not seq then
   seq = redis.call('INCR', KEYS[3])
@@ -19,4 +19,4 @@ if ARGV[2] == 'set' then
 elseif ARGV[2] == 'nx' then
   redis.call('ZADD', KEYS[1], 'NX', seq, ARGV[1])
 end
-return tonumber(seq)
+return {OK, tonumber(seq)}

@@ -3,7 +3,7 @@
 -- ARGV triples: member, expected score, new score ('' removes the member)
 -- A change applies only while the member still has the expected score, so
 -- a claim, renewal or release that moved the entry meanwhile wins.
--- Returns the number of members changed
+-- Returns {OK, the number of members changed}
 local changed = 0
 for i = 1, #ARGV, 3 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
@@ -16,4 +16,4 @@ for i = 1, #ARGV, 3 do
     changed = changed + 1
   end
 end
-return changed
+return {OK, changed}
