@@ -21,6 +21,7 @@ from typing import NoReturn
 from ..backends import DEFAULT_URL
 from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
+from ..coordinator.opening import WrapBackend
 from .args import add_allow_option, positive_seconds
 from .commands import cmd_demo, cmd_replica, cmd_submit
 from .common import UsageError
@@ -83,9 +84,12 @@ def _add_submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     cmd.set_defaults(func=cmd_submit)
 
 
-def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None,
+         wrap_backend: WrapBackend | None = None) -> int:
     """Run one command. ``backend``: work on this open backend instead of
-    ``--backend`` (it stays open); for memory:// tests and embedding."""
+    ``--backend`` (it stays open); for memory:// tests and embedding.
+    ``wrap_backend``: what ``replica`` wraps around the backend it opens
+    (the chaos harness records every call: ``testing.chaos.replica_entry``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     unreadable = _not_text(argv)
     if unreadable is not None:
@@ -93,6 +97,7 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -
         return EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
     args.backend_object = backend
+    args.wrap_backend = wrap_backend
     # Like `python -m`, find factories in the current directory: the console
     # script alone would only see installed packages.
     if os.getcwd() not in sys.path:

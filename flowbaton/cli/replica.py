@@ -96,11 +96,14 @@ def _add_timeout_options(cmd: argparse.ArgumentParser) -> None:
 def run_replica(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT, then hand the flows over and exit 0; or,
     past ``--stop-timeout``, exit 1 at once without handing over the flows
-    still running (their threads cannot be stopped, only the process)."""
+    still running (their threads cannot be stopped, only the process).
+    ``args.wrap_backend`` (``main(wrap_backend=...)``), when set, wraps the
+    backend the replica opens."""
     configure_logging(args.log_format, args.log_level)
     coord = connect(getattr(args, "backend", None) or default_url(), replica_id=args.replica_id,
                     allow=args.allow, lease=args.lease, task_timeout=args.task_timeout,
-                    build_timeout=args.build_timeout, stop_timeout=args.stop_timeout)
+                    build_timeout=args.build_timeout, stop_timeout=args.stop_timeout,
+                    wrap_backend=getattr(args, "wrap_backend", None))
     clean = True
     try:
         for warning in coord.backend.warnings():

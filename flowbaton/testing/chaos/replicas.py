@@ -2,9 +2,10 @@
 
 Slot ``r1`` is one replica position; each process started in it is a new
 incarnation with its own replica id (``r1-1``, ``r1-2``...), so the evidence
-always says which process did what. Replicas write their history of backend
-calls (``FLOWBATON_RECORD_WRITES``) and their tasks' ledger
-(``FLOWBATON_CHAOS_LEDGER``) into the run folder.
+always says which process did what. Replicas run the CLI through
+``replica_entry``, which records their history of backend calls
+(``FLOWBATON_RECORD_WRITES``); they write their tasks' ledger
+(``FLOWBATON_CHAOS_LEDGER``) into the run folder too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from flowbaton.testing.ledger import ENV as LEDGER_ENV
 from flowbaton.testing.recorder import ENV as RECORD_ENV
 
 __all__ = ["LedgerWatch", "Replica", "ReplicaSet", "replica_env"]
+
+#: ``python -m flowbaton`` with the recorder passed in (its docstring says why)
+ENTRY = "flowbaton.testing.chaos.replica_entry"
 
 
 def replica_env(folder: Path) -> dict[str, str]:
@@ -82,7 +86,7 @@ class ReplicaSet:
         replica = self.replicas[slot]
         replica.incarnation += 1
         replica.ids.append(replica.replica_id)
-        cmd = [sys.executable, "-m", "flowbaton", "--backend", replica.url, "replica",
+        cmd = [sys.executable, "-m", ENTRY, "--backend", replica.url, "replica",
                "--lease", str(self.lease), "--replica-id", replica.replica_id,
                "--concurrency", str(self.concurrency)]
         for prefix in self.allow:
