@@ -23,10 +23,11 @@ def claim_of(token: ClaimToken, gate: Gate | None = None) -> Claim[Gate]:
     return Claim(token, gate or Gate(), time.monotonic())
 
 
-def run_once(backend: Backend, flow_id: str, replica: str = "r1", **kw: Any) -> FlowReport:
+def run_once(backend: Backend, flow_id: str, replica: str = "r1", gate: Gate | None = None, **kw: Any) -> FlowReport:
+    """Claim the flow, run it under ``gate`` (a plain one unless given), release."""
     token = backend.claim(flow_id, replica, 30.0)
     try:
-        return run_flow(backend, claim_of(token), replica_id=replica, **kw)
+        return run_flow(backend, claim_of(token, gate), replica_id=replica, **kw)
     finally:
         release_quietly(backend, token)
 
