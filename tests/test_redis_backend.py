@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,13 +14,14 @@ import pytest
 import redis
 import redis.connection
 
-from flowbaton.backends import open_backend
+from flowbaton.backends import Capability, open_backend
 from flowbaton.backends.errors import BackendUnavailable, ClaimLost, CorruptRecord
 from flowbaton.backends.redis import RedisBackend
 from flowbaton.backends.redis import index as index_module
 from flowbaton.backends.redis.keys import FlowKeys, IndexKeys
 from flowbaton.backends.states import RUNNING, SUCCESS
-from tests.contract.helpers import LEASE, make_flow, make_task, wait_until
+from tests.contract.helpers import DEADLINE as WAIT
+from tests.contract.helpers import LEASE, make_flow, make_task, wait_until, woken_by
 from tests.servers.redis import LocalRedis
 
 pytestmark = pytest.mark.redis
@@ -373,3 +375,104 @@ def test_wait_for_work_wakes_on_a_new_flow(private: LocalRedis, backend: RedisBa
     finally:
         other.close()
     assert backend.wait_for_work(5) is True
+
+
+# ------------------------------------------------- wait_for_work (NOTIFY)
+
+
+def test_notify_is_declared_and_watch_is_not(backend: RedisBackend) -> None:
+    """A lease running out publishes nothing: replicas must keep polling."""
+    assert Capability.NOTIFY in backend.capabilities and Capability.WATCH not in backend.capabilities
+
+
+def test_wait_for_work_wakes_on_a_release(private: LocalRedis, backend: RedisBackend) -> None:
+    backend.create_flow(make_flow("f"))
+    other = _open(private)
+    try:
+        def claim_and_release(n: int) -> None:
+            other.release(other.claim("f", "r2", LEASE))
+
+        woken, took = woken_by(backend, claim_and_release, timeout=30)
+    finally:
+        other.close()
+    assert woken and took < WAIT
+
+
+def test_a_burst_of_submits_wakes_a_waiter_once_not_once_per_flow(
+    private: LocalRedis, backend: RedisBackend
+) -> None:
+    other = _open(private)
+    try:
+        woken, _ = woken_by(backend, lambda n: other.create_flow(make_flow(f"first-{n}")), timeout=30)
+        assert woken
+        for n in range(50):
+            other.create_flow(make_flow(f"burst-{n}"))
+        wakes = 0
+        while backend.wait_for_work(0.3):  # a message still in flight may wake it once more
+            wakes += 1
+            assert wakes <= 3, "one wake-up per buffered message"
+        assert wakes >= 1
+    finally:
+        other.close()
+
+
+def _flowbaton_clients(server: LocalRedis) -> list[dict[str, Any]]:
+    with server.client() as client:
+        return [c for c in client.client_list() if c.get("name") == "flowbaton"]
+
+
+def test_wait_for_work_leaves_no_thread_or_connection_behind(private: LocalRedis) -> None:
+    threads = threading.active_count()
+    backend, other = _open(private), _open(private)
+    try:
+        woken, _ = woken_by(backend, lambda n: other.create_flow(make_flow(f"f{n}")), timeout=30)
+        assert woken
+        assert any(c.get("sub") == "1" for c in _flowbaton_clients(private))  # one subscription
+        answers: list[bool] = []
+        waiting = threading.Thread(target=lambda: answers.append(backend.wait_for_work(30)))
+        waiting.start()
+        started = time.monotonic()
+        backend.close()  # from another thread than the waiting one
+        waiting.join(timeout=WAIT)
+        assert answers == [False] and time.monotonic() - started < 2
+        started = time.monotonic()
+        assert backend.wait_for_work(5) is False and time.monotonic() - started < 1  # no new subscription
+    finally:
+        backend.close()
+        other.close()
+    wait_until(lambda: _flowbaton_clients(private) == [], "every flowbaton connection to close")
+    assert threading.active_count() == threads
+
+
+def test_wait_for_work_rides_out_a_restart(private: LocalRedis, backend: RedisBackend) -> None:
+    """The subscription breaks with the server; a wait during the outage is
+    a plain timeout, and the next one after it subscribes again."""
+    assert backend.wait_for_work(0.05) is False  # subscribes
+    private.kill()
+    started = time.monotonic()
+    assert backend.wait_for_work(0.5) is False
+    assert time.monotonic() - started < WAIT
+    private.start()
+    other = _open(private)
+    try:
+        woken, took = woken_by(backend, lambda n: other.create_flow(make_flow(f"f{n}")), timeout=30)
+    finally:
+        other.close()
+    assert woken and took < WAIT
+
+
+def test_wait_for_work_as_a_least_privilege_acl_user(make_redis_server: Callable[..., LocalRedis]) -> None:
+    """The documented ACL rules (docs/security.md) allow the subscription."""
+    from tests.security.test_redis_acl import least_privilege
+
+    server = make_redis_server()
+    with server.client() as admin:
+        admin.execute_command("ACL", "SETUSER", "svc", *least_privilege("svc", "pw-svc-1234"))
+    url = f"redis://svc:pw-svc-1234@{server.host}:{server.port}/0?prefix=svc"
+    waiting, submitting = open_backend(url, **FAST), open_backend(url, **FAST)
+    try:
+        woken, took = woken_by(waiting, lambda n: submitting.create_flow(make_flow(f"f{n}")), timeout=30)
+        assert woken and took < WAIT
+    finally:
+        waiting.close()
+        submitting.close()

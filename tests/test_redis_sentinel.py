@@ -9,7 +9,7 @@ import pytest
 
 from flowbaton.backends import open_backend
 from flowbaton.backends.states import RUNNING, SUCCESS
-from tests.contract.helpers import LEASE, make_flow, make_task
+from tests.contract.helpers import DEADLINE, LEASE, make_flow, make_task, woken_by
 from tests.servers.redis import SentinelCluster
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -51,3 +51,21 @@ def test_failover_mid_use(redis_sentinel_cluster: SentinelCluster) -> None:
         assert [w for w in backend.warnings() if "min-replicas-to-write" not in w] == []
     finally:
         backend.close()
+
+
+def test_wait_for_work_behind_sentinel_survives_a_failover(redis_sentinel_cluster: SentinelCluster) -> None:
+    """The subscription goes to the primary Sentinel names; when that one
+    dies, a later wait subscribes to the promoted replica."""
+    cluster = redis_sentinel_cluster
+    url = cluster.url(namespace="w", retry_deadline=RETRY_DEADLINE)
+    waiting = open_backend(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    submitting = open_backend(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        woken, took = woken_by(waiting, lambda n: submitting.create_flow(make_flow(f"a{n}")), timeout=30)
+        assert woken and took < DEADLINE
+        cluster.wait_for_failover(cluster.kill_primary(), deadline=RETRY_DEADLINE)
+        woken, took = woken_by(waiting, lambda n: submitting.create_flow(make_flow(f"b{n}")), timeout=30)
+        assert woken and took < RETRY_DEADLINE
+    finally:
+        waiting.close()
+        submitting.close()

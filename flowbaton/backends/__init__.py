@@ -12,13 +12,14 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from .base import CONNECTED, LOST, SUSPENDED, Backend, StateListener
+from .base import CONNECTED, LOST, SUSPENDED, Backend, Capability, StateListener
 from .errors import BadBackendURL, FlowbatonError, MissingDriver
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from .redact import redact_text, redact_url
 
 __all__ = [
     "Backend",
+    "Capability",
     "StateListener",
     "SUSPENDED",
     "LOST",

@@ -183,8 +183,10 @@ class Backend(abc.ABC):
 
     def wait_for_work(self, timeout: float) -> bool:
         """Block until ``find_runnable`` may have something new, or
-        ``timeout`` seconds pass. Returns True if woken by a change. Drivers
-        without the "watch" capability just wait out the timeout."""
+        ``timeout`` seconds pass. Returns True if woken by a change (which
+        changes: ``Capability.WATCH`` and ``NOTIFY``), False after the
+        timeout. Drivers with neither capability wait out the timeout (or
+        less, once closed) and return False."""
         return False
 
     # ------------------------------------------------------------- declines

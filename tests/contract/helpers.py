@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,6 +49,28 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+def woken_by(backend: Backend, change: Callable[[int], object], timeout: float) -> tuple[bool, float]:
+    """Call ``backend.wait_for_work(timeout)`` in a thread while making
+    ``change(n)`` (n = 0, 1, ...) every 50 ms until it returns, so a change
+    made before the waiter was ready is followed by one it sees. Returns
+    what it returned and how long it took; fails if it outlives
+    ``timeout + DEADLINE``."""
+    answers: list[bool] = []
+    started = time.monotonic()
+    waiter = threading.Thread(target=lambda: answers.append(backend.wait_for_work(timeout)), daemon=True)
+    waiter.start()
+    end = started + timeout + DEADLINE
+    n = 0
+    while waiter.is_alive() and time.monotonic() < end:
+        change(n)
+        n += 1
+        waiter.join(timeout=0.05)
+    waiter.join(timeout=max(0.0, end - time.monotonic()))
+    if waiter.is_alive() or not answers:
+        raise AssertionError(f"wait_for_work({timeout}) did not return within {timeout + DEADLINE}s")
+    return answers[0], time.monotonic() - started
 
 
 def wait_past(wall_time: float) -> None:

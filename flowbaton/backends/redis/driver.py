@@ -48,7 +48,9 @@ class RedisBackend(Backend):
     """Flows, tasks and claims in one Redis (standalone or behind Sentinel)."""
 
     schemes = ("redis", "rediss", "redis+sentinel")
-    capabilities = frozenset({Capability.SHARED})
+    # NOTIFY, not WATCH: submits and releases publish on the signal channel
+    # (waiter.py), but a lease running out in the server publishes nothing.
+    capabilities = frozenset({Capability.SHARED, Capability.NOTIFY})
 
     def __init__(self, url: str, target: Target) -> None:
         self.url = redact_url(url)  # shown in messages and by `check`: no password

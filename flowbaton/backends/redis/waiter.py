@@ -3,9 +3,17 @@
 """``wait_for_work``: sleep on a pub/sub channel instead of polling.
 
 ``create_flow`` and a release of a runnable flow publish the flow id on the
-prefix's signal channel; a waiting replica wakes at once. Orphans whose lease
-simply ran out publish nothing, so callers still poll ``find_runnable`` every
-interval; the idle cost is one blocked socket read per interval.
+prefix's signal channel; a waiting replica wakes at once (the driver's
+``Capability.NOTIFY``). Orphans whose lease simply ran out publish nothing,
+so callers still poll ``find_runnable`` every interval.
+
+The subscription is one connection of the driver's own pool, so it has the
+URL's TLS, user and password, and behind Sentinel it is opened to the
+current primary (a replica receives what its primary publishes too). It is
+opened by the first wait and kept: messages published between two waits
+are buffered on it, so the next wait returns at once. No thread is started:
+the waiting thread reads the socket itself, in slices short enough that
+``close`` from another thread takes effect within one slice.
 """
 
 from __future__ import annotations
@@ -24,6 +32,12 @@ __all__ = ["Waiter"]
 
 log = logging.getLogger("flowbaton.backends.redis")
 
+# Longest blocking read: how long close() may wait for a waiting thread.
+_SLICE = 0.25
+# Messages already buffered after a wake-up are read and dropped: a burst
+# of submits wakes a waiter once, not once per flow.
+_DRAIN = 1000
+
 
 class Waiter:
     """One lazily opened subscription; used by one waiting thread at a time."""
@@ -33,32 +47,50 @@ class Waiter:
         self._channel = channel
         self._pubsub: PubSub | None = None
         self._lock = threading.Lock()
+        self._closed = threading.Event()
 
     def wait(self, timeout: float) -> bool:
+        """True when a publish arrived (or was waiting), False after
+        ``timeout`` seconds, at once after ``close``."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            try:
-                return self._wait_until(deadline)
-            except rex.RedisError as err:
-                # Redis away: behave like a plain poll interval; the next
-                # call subscribes again (find_runnable reports the outage).
-                log.debug("wait_for_work on %s: %s", self._conn.where, err)
-                self._reset()
-        time.sleep(max(0.0, deadline - time.monotonic()))
+            for _ in range(2):
+                if self._closed.is_set():
+                    return False
+                kept = self._pubsub is not None
+                try:
+                    return self._wait_until(deadline)
+                except rex.RedisError as err:
+                    log.debug("wait_for_work on %s: %s", self._conn.where, err)
+                    self._reset()
+                if not kept:
+                    break
+                # A kept subscription broke (restart, failover): one more
+                # try with a new one, which Sentinel sends to the primary.
+        # Redis away: behave like a plain poll interval; a later call
+        # subscribes again (find_runnable reports the outage).
+        self._closed.wait(max(0.0, deadline - time.monotonic()))
         return False
 
     def _wait_until(self, deadline: float) -> bool:
         pubsub = self._subscribed()
-        while (left := deadline - time.monotonic()) > 0:
-            if pubsub.get_message(ignore_subscribe_messages=True, timeout=left) is not None:
+        while not self._closed.is_set() and (left := deadline - time.monotonic()) > 0:
+            if pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, _SLICE)) is not None:
+                self._drain(pubsub)
                 return True
         return False
+
+    @staticmethod
+    def _drain(pubsub: PubSub) -> None:
+        for _ in range(_DRAIN):
+            if pubsub.get_message(ignore_subscribe_messages=True, timeout=0) is None:
+                return
 
     def _subscribed(self) -> PubSub:
         if self._pubsub is None:
             pubsub = self._conn.redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub = pubsub  # closed by _reset even if subscribing fails
             pubsub.subscribe(self._channel)
-            self._pubsub = pubsub
         return self._pubsub
 
     def _reset(self) -> None:
@@ -68,5 +100,9 @@ class Waiter:
             self._pubsub = None
 
     def close(self) -> None:
+        """Stop waiting (a waiting thread returns False within one slice)
+        and hand the subscription's connection back; later waits return
+        False at once instead of subscribing again."""
+        self._closed.set()
         with self._lock:
             self._reset()
