@@ -25,7 +25,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flowbaton.backends import Backend, open_backend
-from flowbaton.engine import new_flow_detail, run_flow
+from flowbaton.engine import Claim, new_flow_detail, run_flow
+from flowbaton.engine.gate import Gate
 
 
 class Counting:
@@ -58,7 +59,7 @@ def one_run(url: str, size: int) -> tuple[float, float, float, int]:
         token = backend.claim(detail.id, "bench", 3600.0)
         counter = Counting(backend)
         started = time.perf_counter()
-        report = run_flow(backend, token, replica_id="bench", max_workers=1)
+        report = run_flow(backend, Claim(token, Gate(), time.monotonic()), replica_id="bench", max_workers=1)
         elapsed = time.perf_counter() - started
         assert report.state == "SUCCESS", report.reason
         backend.release(token)

@@ -15,8 +15,10 @@ read (or the final store) shows. Times are ``time.monotonic()``: one clock
 for every process on the host.
 
 Replicas record when ``FLOWBATON_RECORD_WRITES=DIR`` is set in their
-environment (``coordinator/opening.py`` wraps the backend it opens). The
-wrapper adds two small appends per call and changes no behaviour.
+environment: the harness starts them through ``testing/chaos/replica_entry.py``,
+which passes ``wrap_from_env`` to ``connect(wrap_backend=...)``; the product
+itself never imports this module. The wrapper adds two small appends per
+call and changes no behaviour.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ docs/chaos-bugs.md, and docs/chaos.md for how to replay any run)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from flowbaton.backends.memory import MemoryBackend
 from flowbaton.backends.records import ClaimToken, TaskDetail
 from flowbaton.backends.states import RUNNING
 from flowbaton.coordinator.lease import LeasedGate
-from flowbaton.engine import new_flow_detail, run_flow
+from flowbaton.engine import Claim, new_flow_detail, run_flow
 from flowbaton.testing.chaos import ChaosConfig
 from flowbaton.testing.chaos.run import WORKLOAD
 from flowbaton.testing.ledger import ENV as LEDGER_ENV
@@ -63,7 +64,7 @@ def test_bug2_no_task_starts_after_the_lease_ran_out_during_its_start(monkeypatc
     # A start travels alone (save_task) or with the previous result (save_tasks).
     monkeypatch.setattr(backend, "save_tasks", slow_save_tasks)
     monkeypatch.setattr(backend, "save_task", lambda token, task: slow_save_tasks(token, [task]))
-    run_flow(backend, token, replica_id="r1", allow=["flowbaton.testing."], gate=gate)
+    run_flow(backend, Claim(token, gate, time.monotonic()), replica_id="r1", allow=["flowbaton.testing."])
     started = [entry["task"] for entry in read_ledger(tmp_path) if entry["phase"] == "start"]
     assert started == ["prepare"]
     assert gate.lost
