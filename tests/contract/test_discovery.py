@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
-from flowbaton.backends import Backend
+from flowbaton.backends import Backend, Capability, ClaimToken
 from flowbaton.backends.states import FLOW_STATES, RUNNABLE_FLOW_STATES, SUCCESS
 
 from .faults import lose_claim
-from .helpers import LEASE, SHORT_LEASE, make_flow, second_backend
+from .helpers import DEADLINE, LEASE, SHORT_LEASE, make_flow, second_backend, woken_by
 
 
 def _create(backend: Backend, *ids: str) -> None:
@@ -77,27 +76,43 @@ def test_flow_created_in_terminal_state_is_not_found(backend: Backend) -> None:
     assert backend.find_runnable(10) == ["new"]
 
 
-def test_wait_for_work_returns_within_timeout(backend: Backend) -> None:
-    start = time.monotonic()
-    woken = backend.wait_for_work(0.2)
-    assert isinstance(woken, bool)
-    assert time.monotonic() - start < 5
+def _wakes(backend: Backend) -> bool:
+    """Whether ``wait_for_work`` wakes on submits and releases."""
+    return bool({Capability.WATCH, Capability.NOTIFY} & backend.capabilities)
 
 
-def test_watch_backends_wake_on_new_flow(backend: Backend) -> None:
-    """A "watch" backend wakes a waiter on a new flow; any other backend may
-    wake early or wait out its timeout, never longer."""
-    watch = "watch" in backend.capabilities
-    timeout = 10 if watch else 1
-    woken: list[bool] = []
-    waiter = threading.Thread(target=lambda: woken.append(backend.wait_for_work(timeout)))
-    waiter.start()
-    n = 0
-    deadline = time.monotonic() + 5
-    while waiter.is_alive() and time.monotonic() < deadline:
-        _create(backend, f"f{n}")  # until the waiter has certainly started waiting
-        n += 1
-        waiter.join(timeout=0.05)
-    waiter.join(timeout=timeout + 2)
-    assert not waiter.is_alive()
-    assert woken == [True] if watch else woken in ([True], [False])
+def test_wait_for_work_without_a_change_returns_false_after_the_timeout(backend: Backend) -> None:
+    started = time.monotonic()
+    assert backend.wait_for_work(0.3) is False
+    assert 0.25 <= time.monotonic() - started < DEADLINE
+
+
+def test_a_new_flow_from_another_client_wakes_a_waiter(backend_url: str, backend: Backend) -> None:
+    """A "watch" or "notify" backend wakes the waiter promptly; any other
+    waits out its timeout and answers False."""
+    timeout = 30.0 if _wakes(backend) else 1.0
+    with second_backend(backend_url, backend) as other:
+        woken, took = woken_by(backend, lambda n: other.create_flow(make_flow(f"f{n}")), timeout)
+    if _wakes(backend):
+        assert woken is True and took < DEADLINE
+    else:
+        assert woken is False and took >= timeout - 0.05
+
+
+def test_a_release_by_another_client_wakes_a_waiter(backend_url: str, backend: Backend) -> None:
+    _create(backend, "f")
+    timeout = 30.0 if _wakes(backend) else 1.0
+    with second_backend(backend_url, backend) as other:
+        held: list[ClaimToken] = []
+
+        def claim_then_release(n: int) -> None:  # a claim lives 50 ms, then goes
+            if held:
+                other.release(held.pop())
+            else:
+                held.append(other.claim("f", "r2", LEASE))
+
+        woken, took = woken_by(backend, claim_then_release, timeout)
+    if _wakes(backend):
+        assert woken is True and took < DEADLINE
+    else:
+        assert woken is False and took >= timeout - 0.05
