@@ -14,7 +14,7 @@ import pytest
 from flowbaton.backends import CONNECTED, LOST, SUSPENDED, open_backend
 from flowbaton.backends.errors import BackendUnavailable, ClaimHeld, ClaimLost
 from flowbaton.backends.states import SUCCESS
-from flowbaton.backends.zookeeper import ZooKeeperBackend
+from flowbaton.backends.zookeeper import ZooKeeperBackend, kazoo_private
 from tests.contract.helpers import LEASE, make_flow, make_task
 from tests.servers.zookeeper import LocalZooKeeper, ZooKeeperEnsemble, expire_session, wait_until
 
@@ -55,9 +55,10 @@ def ensemble(zookeeper_ensemble: ZooKeeperEnsemble) -> Iterator[ZooKeeperEnsembl
 
 
 def _connected_member(backend: ZooKeeperBackend, ensemble: ZooKeeperEnsemble) -> LocalZooKeeper:
-    """The member the client talks to now (test-only peek at kazoo's socket)."""
-    port = backend.kazoo._connection._socket.getpeername()[1]
-    return next(m for m in ensemble.members if m.port == port)
+    """The member the client talks to now."""
+    peer = kazoo_private.peer(backend.kazoo)
+    assert peer is not None, "not connected"
+    return next(m for m in ensemble.members if m.port == peer[1])
 
 
 # ------------------------------------------------------------- sessions

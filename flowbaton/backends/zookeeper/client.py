@@ -9,9 +9,7 @@ otherwise wait for a reconnect forever.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +45,7 @@ from tenacity import wait_exponential
 from ..base import CONNECTED, LOST, SUSPENDED
 from ..errors import BackendUnavailable
 from ..retrying import RetryPolicy
+from . import kazoo_private
 from .acl import NOT_READABLE, Policy
 from .multiread import BATCH, Raw, send_multi_read
 from .settings import Settings
@@ -205,25 +204,12 @@ class Session:
         would: the claims stay held until the session times out, so another
         replica cannot start a flow whose task may still be running here.
 
-        kazoo has no public call for this; we stop its reconnect loop, break
-        the socket and wait for its thread. Should kazoo's internals differ,
-        fall back to ending the session (claims vanish at once: safe for
-        fencing, only earlier takeover)."""
-        client = self.client
-        connection = getattr(client, "_connection", None)
-        sock = getattr(connection, "_socket", None)
-        stopped = getattr(client, "_stopped", None)
-        if sock is None or stopped is None or stopped.is_set():
-            self.close()
-            return
+        kazoo has no public call for this (``kazoo_private.abandon``). Should
+        its internals differ, fall back to ending the session (claims vanish
+        at once: safe for fencing, only earlier takeover)."""
         self._log.muted = True
-        stopped.set()  # no reconnect, and stop() will not send closeSession
-        with contextlib.suppress(OSError):  # already broken: the loop ends anyway
-            sock.shutdown(socket.SHUT_RDWR)
-        try:
-            client._safe_close()
-        finally:
-            client.close()
+        if not kazoo_private.abandon(self.client):
+            self.close()
 
     def _kazoo_state(self, state: str) -> None:
         # Runs on kazoo's connection thread: only hand the event on.

@@ -8,8 +8,9 @@ and one reply, which makes the same listing ~40 times cheaper.
 
 kazoo has no public call for it, so this module builds the request the way
 kazoo's own ``Transaction`` does (``type``, ``serialize``, ``deserialize``)
-and queues it with ``KazooClient._call``, the entry point of every kazoo
-operation. A server older than 3.6 answers ``UnimplementedError``; the
+and queues it through ``kazoo_private.send`` (kazoo's internal entry point of
+every operation). A server older than 3.6 answers ``UnimplementedError``, and
+so does ``send_multi_read`` itself on a kazoo without that entry point; the
 session then falls back to one ``get`` per path (``Session.get_many``).
 
 Not a transaction: each op reads the latest committed data on its own, like
@@ -18,13 +19,17 @@ pipelined gets. A missing znode is reported per op (``None``), not an error.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from kazoo.exceptions import EXCEPTIONS, NoNodeError
-from kazoo.protocol.serialization import int_struct, multiheader_struct, read_buffer, stat_struct, write_string
+from kazoo.exceptions import EXCEPTIONS, NoNodeError, UnimplementedError
+
+from .kazoo_private import int_struct, multiheader_struct, read_buffer, send, stat_struct, write_string
 
 __all__ = ["BATCH", "MultiRead", "send_multi_read"]
+
+log = logging.getLogger(__name__)
 
 # Paths per request. Bounds one reply (BATCH records) so that a listing of
 # large records never needs one giant buffer, while keeping requests few.
@@ -85,5 +90,7 @@ class MultiRead(NamedTuple):
 def send_multi_read(client: Any, paths: Sequence[str]) -> Any:
     """Queue one multiRead on ``client``; returns kazoo's async result."""
     result = client.handler.async_result()
-    client._call(MultiRead(paths), result)
+    if not send(client, MultiRead(paths), result):
+        log.warning("this kazoo cannot send a request it does not know: reading znodes one by one")
+        result.set_exception(UnimplementedError())
     return result
