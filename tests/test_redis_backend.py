@@ -277,18 +277,6 @@ class _LoseReplies:
         monkeypatch.setattr(redis.Redis, "execute_command", execute)
 
 
-def test_claim_after_a_lost_reply_is_not_claimed_twice(
-    backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    backend.create_flow(make_flow("f"))
-    _LoseReplies(monkeypatch, {"EVALSHA"})
-    token = backend.claim("f", "r1", LEASE)
-    assert token.epoch == 1, "the retry must read back our claim, not claim again"
-    claim = backend.current_claim("f")
-    assert claim is not None and claim.claim_id == token.claim_id
-    backend.save_task(token, make_task("t"))
-
-
 @pytest.mark.parametrize("op", ["release", "delete_flow"])
 def test_release_and_delete_after_a_lost_reply_succeed(
     backend: RedisBackend, monkeypatch: pytest.MonkeyPatch, op: str

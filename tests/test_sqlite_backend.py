@@ -136,11 +136,11 @@ def test_urls_without_a_shared_file_are_refused(url: str) -> None:
 def test_options_from_url_and_keywords(db: Path) -> None:
     with open_backend(f"sqlite:///{db}?synchronous=FULL&busy_timeout=2") as opened:
         assert isinstance(opened, SQLiteBackend)
-        assert opened._writer.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert opened._writer.execute("PRAGMA busy_timeout").fetchone()[0] == 2000
+        assert opened.pragma("synchronous") == 2  # FULL
+        assert opened.pragma("busy_timeout") == 2000
     with open_backend(f"sqlite:///{db}?synchronous=FULL", synchronous="NORMAL") as opened:
         assert isinstance(opened, SQLiteBackend)
-        assert opened._writer.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert opened.pragma("synchronous") == 1  # NORMAL
 
 
 # ------------------------------------------------- another process holds the lock
@@ -269,15 +269,8 @@ def test_find_runnable_decodes_no_record_and_uses_the_index(
     monkeypatch.setattr(FlowDetail, "from_json", classmethod(counting))
     assert backend.find_runnable(10) == ["todo"]
     assert decoded == []
-    plan = str(backend._reader.execute("EXPLAIN QUERY PLAN " + _find_sql(), {
-        "now": 0.0, "limit": 10}).fetchall())
+    plan = backend.find_runnable_plan()
     assert "flows_runnable" in plan, plan
-
-
-def _find_sql() -> str:
-    from flowbaton.backends import sqlite as driver
-
-    return driver._FIND_RUNNABLE
 
 
 def test_save_task_rate(backend: SQLiteBackend) -> None:

@@ -250,3 +250,22 @@ class MemoryBackend(Backend):
             except CorruptRecord as err:  # one bad record must not hide the others
                 _LOG.warning("skipping %s", err)
         return found
+
+    # -------------------------------------------------------------- test seam
+
+    def overwrite_record(self, flow_id: str, text: str, *, task_id: str | None = None) -> None:
+        """Store ``text`` as the flow's record (or as task ``task_id``'s),
+        unchecked: what a hand edit does to a shared store, for tests of
+        damaged records. ``FlowNotFound`` if there is no such flow."""
+        with self._lock:
+            stored = self._get(flow_id)
+            if task_id is None:
+                stored.flow = text
+            else:
+                stored.tasks[task_id] = text
+
+    def plant_replica(self, replica_id: str, text: str, lease: float) -> None:
+        """A presence of ``replica_id`` live for ``lease`` seconds whose
+        record is ``text``, unchecked (tests of damaged records)."""
+        with self._lock:
+            self._replicas[replica_id] = (text, self._clock() + lease)

@@ -598,6 +598,24 @@ class SQLiteBackend(Backend):
         return self._readable(
             rows, lambda row: ReplicaInfo.from_json(row[1], self._where("replicas", replica_id=row[0])))
 
+    # ------------------------------------------------------------- inspection
+
+    def pragma(self, name: str) -> Any:
+        """The value of ``PRAGMA <name>`` on the connection that writes: the
+        settings in force (``synchronous``, ``busy_timeout``, ...), for
+        tools and tests."""
+        if not name.isidentifier():
+            raise ValueError(f"not a PRAGMA name: {name!r}")
+        with self._writing(f"read PRAGMA {name}") as conn:
+            return conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+    def find_runnable_plan(self) -> str:
+        """SQLite's ``EXPLAIN QUERY PLAN`` of the ``find_runnable`` query, as
+        text: shows that it walks the runnable index, never every flow."""
+        with self._reading("explain find_runnable") as conn:
+            rows = conn.execute("EXPLAIN QUERY PLAN " + _FIND_RUNNABLE, {"now": 0.0, "limit": 1}).fetchall()
+        return str(rows)
+
     # -------------------------------------------------------------- lifecycle
 
     def close(self) -> None:

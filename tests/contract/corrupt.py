@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from flowbaton.backends import Backend
+from flowbaton.backends.memory import MemoryBackend
 
 GARBAGE = "{not json"
 
@@ -66,9 +67,7 @@ def corrupt_replica(
     """Plant a live replica presence ``replica_id`` whose record is ``garbage``."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
-        if backend is None:
-            raise ValueError("memory:// keeps its records in the backend object: pass backend=")
-        backend._replicas[replica_id] = (garbage, time.time() + 3600)  # type: ignore[attr-defined]
+        _memory_backend(backend).plant_replica(replica_id, garbage, 3600)
     elif scheme == "sqlite":
         _sqlite_execute(url, "INSERT OR REPLACE INTO replicas (replica_id, record, expires_at) VALUES (?, ?, ?)",
                         (replica_id, garbage, time.time() + 3600))
@@ -165,13 +164,13 @@ def _hook(url: str) -> _Hook:
 def _memory(
     url: str, backend: Backend | None, flow_id: str, task_id: str | None, garbage: str
 ) -> None:
-    if backend is None:
+    _memory_backend(backend).overwrite_record(flow_id, garbage, task_id=task_id)
+
+
+def _memory_backend(backend: Backend | None) -> MemoryBackend:
+    if not isinstance(backend, MemoryBackend):
         raise ValueError("memory:// keeps its records in the backend object: pass backend=")
-    stored = backend._flows[flow_id]  # type: ignore[attr-defined]
-    if task_id is None:
-        stored.flow = garbage
-    else:
-        stored.tasks[task_id] = garbage
+    return backend
 
 
 # ----------------------------------------------------------------- sqlite

@@ -1,14 +1,22 @@
-"""Make a claim (or a replica's presence) die, the way each backend lets it die.
+"""Faults the contract suite injects, the way each backend meets them.
 
-Lease backends (memory, sqlite, redis): wait until the lease runs out.
-Session backends ("session" capability, ZooKeeper): the claim is the session,
-so the test expires the holder's session; the ZooKeeper driver's author adds
-the hook below.
+Dying claims: lease backends (memory, sqlite, redis) wait until the lease
+runs out; session backends ("session" capability, ZooKeeper) expire the
+holder's session.
+
+Lost replies (``claim_reply_lost``): the server applies a claim and the
+reply never reaches the driver, as when the connection resets right after
+the server answered. Redis drops the reply of the claim script, ZooKeeper
+that of the claim's ``multi``, both through the client library's public
+methods; memory and SQLite have no reply to lose (see ``_nothing_to_lose``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit
 
 from flowbaton.backends import Backend
@@ -57,3 +65,90 @@ def lose_presence(holder: Backend, replica_id: str) -> None:
         return all(r.replica_id != replica_id for r in holder.list_replicas())
 
     wait_until(gone, f"replica {replica_id} to expire")
+
+
+# ------------------------------------------------------------ lost replies
+
+
+@contextmanager
+def _nothing_to_lose(backend: Backend) -> Iterator[None]:
+    """memory and SQLite apply and answer a claim in one local call, inside
+    one lock or one transaction that commits or raises having changed
+    nothing: there is no reply in flight to lose, so no fault to inject."""
+    yield
+
+
+@contextmanager
+def _lose_redis_claim_reply(backend: Backend) -> Iterator[None]:
+    """The claim script runs on the server; redis-py then raises as if the
+    connection reset before the reply arrived (once)."""
+    import redis
+
+    from flowbaton.backends.redis.scripts import SCRIPTS
+
+    original = redis.Redis.execute_command
+    left = [SCRIPTS["claim"].sha]
+
+    def execute(client: Any, *args: Any, **options: Any) -> Any:
+        reply = original(client, *args, **options)
+        if left and args[:2] == ("EVALSHA", left[0]):
+            left.clear()
+            raise redis.ConnectionError("connection reset after the claim script ran (injected)")
+        return reply
+
+    with mock.patch.object(redis.Redis, "execute_command", execute):
+        yield
+    assert not left, "no claim script reached the server: nothing was lost"
+
+
+@contextmanager
+def lose_zookeeper_claim_reply(backend: Backend, error: type[Exception] | None = None) -> Iterator[None]:
+    """The next ``multi`` of ``backend`` (its claim's) is committed on the
+    server, then its reply is lost: kazoo answers ``error`` instead (default
+    ConnectionLoss, which the driver retries; MarshallingError, a reply that
+    cannot be read, it does not). Through the public ``ZooKeeperBackend.kazoo``
+    client and kazoo's public transaction API."""
+    from kazoo.exceptions import ConnectionLoss
+
+    client = backend.kazoo  # type: ignore[attr-defined]
+    original = client.transaction
+    left = [error or ConnectionLoss]
+
+    def transaction() -> Any:
+        txn = original()
+        if left:
+            txn.commit_async = _losing(client, txn.commit_async, left.pop())
+        return txn
+
+    client.transaction = transaction
+    try:
+        yield
+    finally:
+        del client.transaction  # the class's method again
+    assert not left, "no multi reached the server: nothing was lost"
+
+
+def _losing(client: Any, commit: Callable[[], Any], error: type[Exception]) -> Callable[[], Any]:
+    def commit_and_lose_the_reply() -> Any:
+        commit().get(timeout=10)  # applied by the server
+        lost = client.handler.async_result()
+        lost.set_exception(error("reply lost after the multi was applied (injected)"))
+        return lost
+
+    return commit_and_lose_the_reply
+
+
+_LOSE_CLAIM_REPLY: dict[str, Callable[[Backend], AbstractContextManager[None]]] = {
+    "memory": _nothing_to_lose,
+    "sqlite": _nothing_to_lose,
+    "zookeeper": lose_zookeeper_claim_reply,
+    "redis": _lose_redis_claim_reply,
+    "rediss": _lose_redis_claim_reply,
+    "redis+sentinel": _lose_redis_claim_reply,
+}
+
+
+def claim_reply_lost(backend: Backend) -> AbstractContextManager[None]:
+    """Inside: the next ``claim`` on ``backend`` is applied by the server and
+    its reply lost once; the driver's own retry must resolve it."""
+    return _LOSE_CLAIM_REPLY[urlsplit(backend.url).scheme](backend)

@@ -9,7 +9,7 @@ import pytest
 from flowbaton.backends import Backend
 from flowbaton.backends.errors import ClaimHeld
 
-from .faults import lose_claim
+from .faults import claim_reply_lost, lose_claim
 from .helpers import LEASE, SHORT_LEASE, make_flow, make_task, second_backend, wait_past
 
 
@@ -139,3 +139,24 @@ def test_claims_are_seen_by_other_clients(backend_url: str, backend: Backend) ->
         with pytest.raises(ClaimHeld):
             other.claim("f", "r2", LEASE)
         assert other.load_flow("f").id == "f"
+
+
+def test_a_claim_whose_reply_was_lost_is_granted_once(backend_url: str, backend: Backend) -> None:
+    """``claim`` is safe to retry after a lost reply: the driver's retry
+    reads back the claim its first attempt made. So the flow is neither
+    stranded (the token returned is the live claim, and works) nor granted
+    twice (one epoch step, and nobody else gets it)."""
+    backend.create_flow(make_flow("twin"))
+    one_grant = backend.claim("twin", "r1", LEASE).epoch  # the epoch one claim gives a fresh flow
+    with claim_reply_lost(backend):
+        token = backend.claim("f", "r1", LEASE)
+    assert token.epoch == one_grant, "the retry claimed the flow a second time"
+    info = backend.current_claim("f")
+    assert info is not None and (info.claim_id, info.epoch) == (token.claim_id, token.epoch)
+    with second_backend(backend_url, backend) as other, pytest.raises(ClaimHeld):
+        other.claim("f", "r2", LEASE)
+    backend.save_task(token, make_task("t"))
+    backend.renew(token, LEASE)
+    backend.release(token)
+    assert backend.find_runnable(10) == ["f"]
+    assert backend.claim("f", "r2", LEASE).epoch > token.epoch

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
@@ -178,6 +179,8 @@ class Session:
         self._on_state = on_state
         self._local = threading.local()
         self._multi_read = True  # until a server says it has no multiRead (< 3.6)
+        self._requests: Counter[str] = Counter()
+        self._requests_lock = threading.Lock()
         self._policy = RetryPolicy(settings.retry_deadline, wait_exponential(multiplier=0.02, max=0.5), _transient)
         self.client.add_listener(self._kazoo_state)
 
@@ -252,6 +255,18 @@ class Session:
             )
         return BackendUnavailable(f"ZooKeeper {hosts}: {what} failed ({err!r})")
 
+    @property
+    def requests(self) -> Counter[str]:
+        """How many requests of each kind were sent (a copy)."""
+        with self._requests_lock:
+            return Counter(self._requests)
+
+    def _sending(self, kind: str) -> None:
+        """Count a request, then refuse it if disconnected (``_ready``)."""
+        with self._requests_lock:
+            self._requests[kind] += 1
+        self._ready()
+
     def _ready(self) -> None:
         """Refuse to queue a request while disconnected. kazoo fails what is
         queued when the connection drops, but keeps what is queued *after*
@@ -278,7 +293,7 @@ class Session:
         awaited. Many paths travel as multiRead batches (see multiread.py):
         listings of thousands of records would otherwise spend seconds in
         kazoo's per-request overhead."""
-        self._ready()
+        self._sending("get_many")
         if len(paths) >= _MULTI_READ_MIN and self._multi_read:
             nodes = self._get_batched(paths)
             if nodes is not None:
@@ -310,13 +325,13 @@ class Session:
         return Node(data or b"", _stat(stat))
 
     def exists_many(self, paths: Sequence[str]) -> list[Stat | None]:
-        self._ready()
+        self._sending("exists_many")
         pending = [self.client.exists_async(path) for path in paths]
         stats = [self._wait(result) for result in pending]
         return [None if stat is None else _stat(stat) for stat in stats]
 
     def children_many(self, paths: Sequence[str]) -> list[list[str] | None]:
-        self._ready()
+        self._sending("children_many")
         pending = [self.client.get_children_async(path) for path in paths]
         return [self._children(result) for result in pending]
 
@@ -348,7 +363,7 @@ class Session:
 
     def commit(self, ops: Sequence[Op]) -> Outcome:
         """One ``multi``: all ops or none. The failing op is reported, not raised."""
-        self._ready()
+        self._sending("commit")
         txn = self.client.transaction()
         for op in ops:
             if op.kind == "create":
@@ -379,7 +394,7 @@ class Session:
 
     def create(self, path: str, data: bytes, *, ephemeral: bool = False) -> bool:
         """Create one znode; False if it already exists."""
-        self._ready()
+        self._sending("create")
         try:
             self._wait(self.client.create_async(path, data, acl=self.acl, ephemeral=ephemeral))
         except NodeExistsError:
@@ -388,7 +403,7 @@ class Session:
 
     def set(self, path: str, data: bytes) -> bool:
         """Replace a znode's data; False if it does not exist."""
-        self._ready()
+        self._sending("set")
         try:
             self._wait(self.client.set_async(path, data))
         except NoNodeError:
@@ -396,7 +411,7 @@ class Session:
         return True
 
     def delete(self, path: str) -> bool:
-        self._ready()
+        self._sending("delete")
         try:
             self._wait(self.client.delete_async(path))
         except NoNodeError:

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -112,6 +113,22 @@ class ZooKeeperBackend(Backend):
     def kazoo(self) -> Any:
         """The underlying KazooClient, for tests and tools (fault injection)."""
         return self._zk.client
+
+    @property
+    def claims_in_doubt(self) -> dict[str, str]:
+        """Flow id -> claim id of claim calls that gave up (``BackendUnavailable``)
+        but may have landed; the next ``claim`` or ``find_runnable`` releases
+        each one that did. A copy, for tests and tools."""
+        with self._lock:
+            return dict(self._in_doubt)
+
+    @property
+    def requests(self) -> Counter[str]:
+        """Requests this backend object sent, by kind (``commit``,
+        ``get_many``, ``exists_many``, ``children_many``, ``create``,
+        ``set``, ``delete``); each is one round trip (the paths of one
+        ``get_many`` travel pipelined). A copy, for tests and tools."""
+        return self._zk.requests
 
     def _acl_check(self, again: bool) -> list[str]:
         paths = self._paths
