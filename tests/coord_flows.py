@@ -26,8 +26,13 @@ def record(ledger: str) -> None:
 
 
 @task(id="step")
-def step(ledger: str, pause: float = 0.05) -> int:
+def step(ledger: str, pause: float = 0.05, hold: str = "") -> int:
+    """``hold``: a file path; the step waits while that file exists (at most
+    a minute), so a test can look at a running flow for as long as it needs."""
     record(ledger)
+    deadline = time.monotonic() + 60.0
+    while hold and os.path.exists(hold) and time.monotonic() < deadline:
+        time.sleep(0.02)
     time.sleep(pause)
     return current_task().attempt
 

@@ -33,7 +33,9 @@ TASK_KEYS = {"id", "state", "version", "attempts", "result", "failure", "owner"}
 @pytest.mark.slow
 def test_json_output_of_every_command(cluster: Cluster) -> None:
     url = cluster.url
-    inputs = json.dumps({"ledger": str(cluster.ledger), "pause": 0.5})
+    hold = cluster.ledger.with_name("hold")  # the first step waits while it exists
+    hold.touch()
+    inputs = json.dumps({"ledger": str(cluster.ledger), "pause": 0.5, "hold": str(hold)})
     sub = cli(url, "submit", "tests.coord_flows:steps", "--kwargs", '{"n": 3}', "--inputs", inputs, "--name", "cli")
     assert sub.code == 0, sub.stderr
     flow_id = sub.stdout.strip()
@@ -50,6 +52,7 @@ def test_json_output_of_every_command(cluster: Cluster) -> None:
     assert (running["state"], running["owner"]) == ("RUNNING", "r1")
     assert "r1" in cli(url, "claims").stdout
 
+    hold.unlink()
     cluster.wait_done(flow_id)
     doc = cli(url, "show", flow_id, "--json").json()
     assert set(doc) >= SHOW_KEYS and doc["state"] == "SUCCESS" and doc["kwargs"] == {"n": 3}
