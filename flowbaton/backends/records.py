@@ -183,8 +183,8 @@ def _meta(data: dict[str, Any], where: str, known: dict[str, _Kind]) -> dict[str
     return meta
 
 
-# flow.meta keys read by name elsewhere (engine.lifecycle, engine.resume,
-# coordinator.ops and cli_views), with the type they expect.
+# flow.meta keys with the type their owner (engine.meta.FlowMeta) reads them
+# as; tests/engine/test_meta.py keeps this list equal to the owner's keys.
 _FLOW_META = {
     "takeovers": INT,
     "progress_mark": INT,
