@@ -9,6 +9,7 @@ harness, which nothing in the product imports.
 
 from __future__ import annotations
 
+from ._version import __version__
 from .backends import open_backend
 from .backends.errors import (
     BackendUnavailable,
@@ -39,8 +40,6 @@ from .engine import (
 from .engine.errors import CycleError, DuplicateTaskId, FactoryError, FactoryNotAllowed, MissingInputs, NotJSONError
 from .engine.factory import factory
 from .engine.timeouts import BuildTimeout, TaskTimeout
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailable",

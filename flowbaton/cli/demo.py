@@ -156,10 +156,9 @@ def _number(task_id: str) -> int:
 
 
 def _package_root() -> str:
-    """The folder from which ``import flowbaton`` finds this very package."""
-    import flowbaton
-
-    return str(Path(flowbaton.__file__).resolve().parent.parent)
+    """The folder from which ``import flowbaton`` finds this very package
+    (this file is ``flowbaton/cli/demo.py`` below it)."""
+    return str(Path(__file__).resolve().parents[2])
 
 
 def _follow(stream: IO[str] | None, out: Callable[[str], None]) -> None:

@@ -8,15 +8,13 @@ import socket
 import time
 from collections.abc import Sequence
 
+from .._version import __version__
 from ..backends.records import ReplicaInfo
 
 __all__ = ["default_replica_id", "replica_info", "flowbaton_version"]
 
 
 def flowbaton_version() -> str:
-    # Imported late: the top-level package imports this layer.
-    from flowbaton import __version__
-
     return __version__
 
 
