@@ -208,7 +208,7 @@ def test_a_claim_whose_flow_record_cannot_be_read_is_a_plain_claim(caplog: pytes
     old = store.claim(detail.id, "old", 10.0)
     detail.state, detail.owner = RUNNING, "old"
     store.save_flow(old, detail)
-    store._flows[detail.id].flow = '{"id": "' + detail.id + '"}'  # unreadable: whether "old" held it is unknown
+    store.overwrite_record(detail.id, '{"id": "' + detail.id + '"}')  # unreadable: whether "old" held it is unknown
     found = samples(work(store, store.claim(detail.id, "new", 10.0, force=True)).exposition()[0].decode())
     assert value(found, "flowbaton_flows_claimed_total") == 1 and value(found, "flowbaton_takeovers_total") == 0
     [claimed] = claim_events(caplog, detail.id)  # then the unreadable record is held (event "hold")

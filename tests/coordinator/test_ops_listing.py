@@ -91,8 +91,8 @@ def test_zookeeper_batched_reads_report_missing_znodes(zk_url: str) -> None:
     backend: Any = open_backend(zk_url)
     try:
         _fill(backend)
-        session = backend._zk
-        paths = [f"{backend._paths.flows}/{name}" for name in ("f0001", "nope", "f0002")]
+        session = backend.session
+        paths = [f"{backend.layout.flows}/{name}" for name in ("f0001", "nope", "f0002")]
         nodes = session.run("read", lambda again: session.get_many(paths))
         assert [n is not None for n in nodes] == [True, False, True]
         assert FlowDetail.from_json(nodes[2].data, "x").id == "f0002" and nodes[2].stat.czxid > 0

@@ -130,7 +130,7 @@ def test_a_corrupt_flow_is_skipped_and_others_still_run(
 ) -> None:
     coord = local_replicas.add(store)
     bad = submit_steps(coord, tmp_path / "l")
-    store._flows[bad].flow = '{"id": "' + bad + '", "state": "PENDING"}'  # fields missing
+    store.overwrite_record(bad, '{"id": "' + bad + '", "state": "PENDING"}')  # fields missing
     coord.start()
     good = submit_steps(coord, tmp_path / "l")
     assert coord.wait(good, timeout=10).state == SUCCESS

@@ -17,7 +17,7 @@ import trustme
 
 from flowbaton.backends import open_backend
 from flowbaton.backends.errors import BackendUnavailable, BadBackendURL
-from flowbaton.backends.redis.client import _client_kwargs
+from flowbaton.backends.redis.client import client_kwargs
 from flowbaton.backends.redis.url import parse_url
 from tests.contract.helpers import make_flow
 from tests.servers.redis import TLSServer
@@ -27,11 +27,11 @@ pytestmark = [pytest.mark.security, pytest.mark.redis]
 def test_host_names_are_checked_by_default() -> None:
     target = parse_url("rediss://h/0")
     assert target.options["ssl_check_hostname"] is True
-    assert _client_kwargs(target)["ssl_check_hostname"] is True
+    assert client_kwargs(target)["ssl_check_hostname"] is True
     unchecked = parse_url("rediss://h/0?ssl_check_hostname=false")
-    assert _client_kwargs(unchecked)["ssl_check_hostname"] is False
+    assert client_kwargs(unchecked)["ssl_check_hostname"] is False
     # No certificate check means no host-name check (ssl refuses the pair).
-    assert _client_kwargs(parse_url("rediss://h/0?ssl_cert_reqs=none"))["ssl_check_hostname"] is False
+    assert client_kwargs(parse_url("rediss://h/0?ssl_cert_reqs=none"))["ssl_check_hostname"] is False
     with pytest.raises(BadBackendURL, match="ssl_check_hostname"):
         parse_url("rediss://h/0?ssl_check_hostname=perhaps")
 

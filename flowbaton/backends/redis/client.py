@@ -33,7 +33,7 @@ from ._types import Client, Pipe
 from .scripts import load_all
 from .url import Target
 
-__all__ = ["Connection", "execute", "is_transient"]
+__all__ = ["Connection", "client_kwargs", "execute", "is_transient"]
 
 log = logging.getLogger("flowbaton.backends.redis")
 
@@ -96,7 +96,7 @@ class Connection:
         self.redis = self._connect(target)
 
     def _connect(self, target: Target) -> Client:
-        kwargs = _client_kwargs(target)
+        kwargs = client_kwargs(target)
         if target.scheme != "redis+sentinel":
             host, port = target.hosts[0]
             client: Client = Redis(host=host, port=port, **kwargs)
@@ -162,7 +162,9 @@ class Connection:
             sentinel.close()
 
 
-def _client_kwargs(target: Target) -> dict[str, Any]:
+def client_kwargs(target: Target) -> dict[str, Any]:
+    """The keyword arguments redis-py's client gets for ``target``: timeouts,
+    credentials, TLS (public so tests can check what a URL turns into)."""
     opts = target.options
     kwargs: dict[str, Any] = {
         "db": target.db,

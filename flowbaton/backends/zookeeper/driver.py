@@ -115,6 +115,17 @@ class ZooKeeperBackend(Backend):
         return self._zk.client
 
     @property
+    def session(self) -> Session:
+        """The retrying session every request goes through (``run``,
+        ``get_many`` ...), for tests and tools that read znodes in bulk."""
+        return self._zk
+
+    @property
+    def layout(self) -> Layout:
+        """Where each record lives under the chroot (``layout.py``)."""
+        return self._paths
+
+    @property
     def claims_in_doubt(self) -> dict[str, str]:
         """Flow id -> claim id of claim calls that gave up (``BackendUnavailable``)
         but may have landed; the next ``claim`` or ``find_runnable`` releases
