@@ -23,7 +23,7 @@ from tenacity import stop_after_attempt
 from flowbaton.backends import open_backend
 from flowbaton.backends.errors import MissingDriver
 from flowbaton.backends.memory import MemoryBackend
-from flowbaton.backends.records import ClaimToken
+from flowbaton.backends.records import ClaimToken, FlowDetail
 from flowbaton.backends.states import REVERTED, RUNNING, SUCCESS, TERMINAL_FLOW_STATES
 from flowbaton.coordinator import Coordinator
 from flowbaton.coordinator.lease import LeasedGate, LeaseKeeper
@@ -185,14 +185,21 @@ def test_a_claim_of_a_flow_nobody_held_is_no_takeover(caplog: pytest.LogCaptureF
     assert claimed["event"] == "claim" and claimed["message"].startswith(f"claimed flow {detail.id} [replica me")
 
 
-def test_a_worker_names_the_previous_owner_of_a_flow_it_takes_over(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="flowbaton")
+def held_by_old() -> tuple[MemoryBackend, FlowDetail]:
+    """A store with one flow that replica "old" claimed and named itself
+    the owner of, RUNNING, never handed back."""
     store = MemoryBackend()
     detail = new_flow_detail(REVERTING)
     store.create_flow(detail)
     old = store.claim(detail.id, "old", 10.0)
     detail.state, detail.owner = RUNNING, "old"
-    store.save_flow(old, detail)  # then "old" died without handing the flow back
+    store.save_flow(old, detail)
+    return store, detail
+
+
+def test_a_worker_names_the_previous_owner_of_a_flow_it_takes_over(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="flowbaton")
+    store, detail = held_by_old()  # then "old" died without handing the flow back
     found = samples(work(store, store.claim(detail.id, "new", 10.0, force=True)).exposition()[0].decode())
     assert value(found, "flowbaton_flows_claimed_total") == 1 and value(found, "flowbaton_takeovers_total") == 1
     [took] = claim_events(caplog, detail.id)
@@ -202,12 +209,7 @@ def test_a_worker_names_the_previous_owner_of_a_flow_it_takes_over(caplog: pytes
 
 def test_a_claim_whose_flow_record_cannot_be_read_is_a_plain_claim(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="flowbaton")
-    store = MemoryBackend()
-    detail = new_flow_detail(REVERTING)
-    store.create_flow(detail)
-    old = store.claim(detail.id, "old", 10.0)
-    detail.state, detail.owner = RUNNING, "old"
-    store.save_flow(old, detail)
+    store, detail = held_by_old()
     store.overwrite_record(detail.id, '{"id": "' + detail.id + '"}')  # unreadable: whether "old" held it is unknown
     found = samples(work(store, store.claim(detail.id, "new", 10.0, force=True)).exposition()[0].decode())
     assert value(found, "flowbaton_flows_claimed_total") == 1 and value(found, "flowbaton_takeovers_total") == 0

@@ -21,7 +21,7 @@ from flowbaton.backends.redis import index as index_module
 from flowbaton.backends.redis.keys import FlowKeys, IndexKeys
 from flowbaton.backends.states import RUNNING, SUCCESS
 from tests.contract.helpers import DEADLINE as WAIT
-from tests.contract.helpers import LEASE, make_flow, make_task, wait_until, woken_by
+from tests.contract.helpers import LEASE, make_flow, make_task, wait_until, woken_by, woken_by_a_submit
 from tests.servers.redis import LocalRedis
 
 pytestmark = pytest.mark.redis
@@ -457,10 +457,5 @@ def test_wait_for_work_as_a_least_privilege_acl_user(make_redis_server: Callable
     with server.client() as admin:
         admin.execute_command("ACL", "SETUSER", "svc", *least_privilege("svc", "pw-svc-1234"))
     url = f"redis://svc:pw-svc-1234@{server.host}:{server.port}/0?prefix=svc"
-    waiting, submitting = open_backend(url, **FAST), open_backend(url, **FAST)
-    try:
-        woken, took = woken_by(waiting, lambda n: submitting.create_flow(make_flow(f"f{n}")), timeout=30)
-        assert woken and took < WAIT
-    finally:
-        waiting.close()
-        submitting.close()
+    woken, took = woken_by_a_submit(url, **FAST)
+    assert woken and took < WAIT

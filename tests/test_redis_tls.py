@@ -6,7 +6,7 @@ import pytest
 
 from flowbaton.backends import open_backend
 from flowbaton.backends.errors import BackendUnavailable
-from tests.contract.helpers import DEADLINE, LEASE, make_flow, make_task, woken_by
+from tests.contract.helpers import DEADLINE, LEASE, make_flow, make_task, woken_by_a_submit
 from tests.servers.redis import TLSServer
 
 pytestmark = pytest.mark.redis
@@ -36,10 +36,5 @@ def test_rediss_with_a_private_ca(tls_redis: TLSServer) -> None:
 def test_wait_for_work_over_tls(tls_redis: TLSServer) -> None:
     """The subscription is a connection of the driver's pool: TLS too."""
     url = tls_redis("127.0.0.1")
-    waiting, submitting = open_backend(url), open_backend(url)
-    try:
-        woken, took = woken_by(waiting, lambda n: submitting.create_flow(make_flow(f"f{n}")), timeout=30)
-        assert woken and took < DEADLINE
-    finally:
-        waiting.close()
-        submitting.close()
+    woken, took = woken_by_a_submit(url)
+    assert woken and took < DEADLINE

@@ -73,6 +73,17 @@ def woken_by(backend: Backend, change: Callable[[int], object], timeout: float) 
     return answers[0], time.monotonic() - started
 
 
+def woken_by_a_submit(url: str, **options: object) -> tuple[bool, float]:
+    """``woken_by`` with two backend objects opened on ``url``: one waits,
+    the other submits new flows; both are closed afterwards."""
+    waiting, submitting = open_backend(url, **options), open_backend(url, **options)
+    try:
+        return woken_by(waiting, lambda n: submitting.create_flow(make_flow(f"f{n}")), timeout=30)
+    finally:
+        waiting.close()
+        submitting.close()
+
+
 def wait_past(wall_time: float) -> None:
     """Wait until the wall clock passes ``wall_time``: used only to prove
     that something did NOT expire by then."""
