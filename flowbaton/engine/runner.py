@@ -92,6 +92,10 @@ class FlowRun:
         task_timeout: float | None = None,
     ) -> None:
         self.backend, self.claim, self.flow, self.compiled = backend, claim, flow, compiled
+        # The claim's parts, read on every write and task start: plain
+        # attributes (a property costs a call per use on the hot path).
+        self.token: ClaimToken = claim.token  # what every write is fenced with
+        self.gate: Gate = claim.gate  # what every task start asks first
         self.task_timeout = task_timeout  # for tasks without a timeout of their own
         self.events = events
         self.details = details
@@ -108,16 +112,6 @@ class FlowRun:
         self._delayed: list[tuple[float, str]] = []
         self._unsaved: list[TaskDetail] = []
         self._revert_began: dict[str, float] = {}
-
-    @property
-    def token(self) -> ClaimToken:
-        """What every write is fenced with."""
-        return self.claim.token
-
-    @property
-    def gate(self) -> Gate:
-        """What every task start asks first."""
-        return self.claim.gate
 
     # ------------------------------------------------------------ writes
 
