@@ -174,6 +174,11 @@ class FlowMeta:
         corrupt = self._raw.get(CORRUPT)
         return dict(corrupt) if isinstance(corrupt, dict) else None
 
+    @property
+    def is_placeholder(self) -> bool:
+        """The record stands in for an unreadable one (whatever the key holds)."""
+        return CORRUPT in self._raw
+
     @classmethod
     def placeholder(cls, where: str, what: str, raw: str | None, by: str, at: float) -> FlowMeta:
         return cls({CORRUPT: {"where": where, "what": what, "raw": raw, "by": by, "at": at}})

@@ -273,7 +273,7 @@ def retry(
 def _retry_plan(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None, decision: str | None) -> list[str]:
     """The task ids a retry puts back to PENDING, or ``OpRefused``."""
     _require(flow, RETRYABLE, "retry")
-    if FlowMeta(flow.meta).corrupt is not None:
+    if FlowMeta(flow.meta).is_placeholder:
         raise OpRefused(f"flow {flow.id} is a placeholder for a record nobody could read: nothing to "
                         f"run; `flowbaton delete {flow.id} --force` removes it")
     if flow.state == HELD:

@@ -44,3 +44,9 @@ def test_undecided_versions_are_the_fail_policy_changes_of_the_last_diff() -> No
     diff = {"version_changed": [{"task": "a", "policy": "fail"}, {"task": "b", "policy": "rerun"}, "junk"]}
     assert FlowMeta({"diff": diff}).undecided_versions() == [{"task": "a", "policy": "fail"}]
     assert FlowMeta({"diff": "not an object"}).undecided_versions() == []
+
+
+def test_a_placeholder_is_known_by_its_key_whatever_it_holds() -> None:
+    assert FlowMeta.placeholder("/f", "bad json", None, "r1", 1.0).is_placeholder
+    assert FlowMeta({"corrupt_record": "hand-edited"}).is_placeholder
+    assert not FlowMeta({"tasks": []}).is_placeholder
