@@ -244,7 +244,8 @@ def test_metrics_count_claims_task_outcomes_and_durations(local_replicas: LocalR
     assert value(found, "flowbaton_lease_renewal_seconds_count") >= 1
     assert value(found, "flowbaton_flows_running") == 0
     assert value(found, "flowbaton_replica_ready") == 1
-    assert ("flowbaton_replica_info", frozenset({("replica_id", "obs-1"), ("version", _version())})) in found
+    labels = frozenset({("replica_id", "obs-1"), ("version", _version()), ("build", "")})
+    assert ("flowbaton_replica_info", labels) in found
 
 
 def _version() -> str:

@@ -194,6 +194,8 @@ _FLOW_META = {
     "operations": ARRAY,
     "diff": OBJECT,
     "version_decisions": TEXT_MAP,
+    "build": TEXT,
+    "allowed_build": TEXT,
 }
 _TASK_META = {"first_started": NUMBER}
 # A task failure as the runner writes it; the named parts are read as text.
@@ -398,6 +400,7 @@ class ReplicaInfo:
     version: str
     allow: list[str] = field(default_factory=list)
     seen_at: float = 0.0
+    build: str | None = None  # the release of its code (PEP 440), if it says
 
     def to_json(self) -> str:
         # Fields hold only JSON values already, so no deep copy (asdict) is needed.
@@ -414,6 +417,7 @@ class ReplicaInfo:
             version=_require(data, where, "version", TEXT),
             allow=_optional(data, where, "allow", TEXTS, []),
             seen_at=float(_optional(data, where, "seen_at", NUMBER, 0.0)),
+            build=_optional(data, where, "build", TEXT, None),
         )
 
 

@@ -24,7 +24,7 @@ def default_replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
-def replica_info(replica_id: str, allow: Sequence[str] | None) -> ReplicaInfo:
+def replica_info(replica_id: str, allow: Sequence[str] | None, build: str | None = None) -> ReplicaInfo:
     return ReplicaInfo(
         replica_id=replica_id,
         host=socket.gethostname(),
@@ -32,4 +32,5 @@ def replica_info(replica_id: str, allow: Sequence[str] | None) -> ReplicaInfo:
         started_at=time.time(),
         version=flowbaton_version(),
         allow=list(allow) if allow is not None else [],
+        build=build,
     )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
 from ..engine import FlowReport, new_flow_detail, run_flow
+from ..engine.builds import UNSET_COST, checked_build, default_build
 from ..engine.claim import Claim
 from ..engine.errors import FactoryError
 from ..engine.poison import PoisonRule
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
     from flowbaton.observability.metrics import ReplicaMetrics
 
-__all__ = ["Coordinator", "connect", "DEFAULT_BUILD_TIMEOUT", "DEFAULT_STOP_TIMEOUT"]
+__all__ = ["AUTO_BUILD", "Coordinator", "connect", "DEFAULT_BUILD_TIMEOUT", "DEFAULT_STOP_TIMEOUT"]
 
 log = logging.getLogger("flowbaton.coordinator")
 
@@ -53,6 +54,9 @@ DEFAULT_BUILD_TIMEOUT = 60.0
 #: seconds a graceful stop waits: below docker compose's default 60 s and
 #: the deploy/ files' 120 s grace periods, so the replica exits before SIGKILL
 DEFAULT_STOP_TIMEOUT = 50.0
+#: ``build`` by default: the version of the distribution that provides the
+#: allowed factories, when there is one (``engine.builds.default_build``)
+AUTO_BUILD = "auto"
 
 
 def connect(
@@ -101,6 +105,7 @@ class Coordinator:
         task_timeout: float | None = None,
         build_timeout: float | None = DEFAULT_BUILD_TIMEOUT,
         stop_timeout: float | None = DEFAULT_STOP_TIMEOUT,
+        build: str | None = AUTO_BUILD,
     ) -> None:
         """``max_takeovers``: claims in a row that may end in a dead replica,
         with no task finishing, before a flow is held (the poison rule; None:
@@ -110,7 +115,11 @@ class Coordinator:
         flow; ``stop_timeout``: how long ``stop()`` waits for running flows
         to hand back (None or ``math.inf``: until they do). What a timeout
         does to a thread Python cannot stop: ``engine.runner.FlowRun`` and
-        ``stop``."""
+        ``stop``. ``build``: the release of the code this replica runs, a
+        PEP 440 version (``"auto"``: the version of the distribution that
+        provides the allowed factories, if one does; None: unset). A flow
+        that newer code already ran is declined, never resumed on older
+        code; flows submitted here carry it (``engine.builds``)."""
         if lease <= 0:
             raise ValueError(f"lease must be positive, got {lease!r}")
         for name, value in (("task_timeout", task_timeout), ("build_timeout", build_timeout),
@@ -121,8 +130,10 @@ class Coordinator:
         self.replica_id = replica_id or default_replica_id()
         self.allow = list(allow) if allow is not None else None
         self.lease = lease
+        self.build = default_build(self.allow) if build == AUTO_BUILD else checked_build(build, "build")
         self.settings = WorkerSettings(self.replica_id, self.allow, max_workers, _poison_rule(max_takeovers),
-                                       task_timeout=task_timeout, build_timeout=build_timeout)
+                                       task_timeout=task_timeout, build_timeout=build_timeout,
+                                       build=self.build)
         self.poll_interval = poll_interval or default_poll_interval(lease, backend)
         self._owns_backend = owns_backend
         self._run_flow = run_flow
@@ -132,7 +143,8 @@ class Coordinator:
         self.observer = ReplicaObserver(ReplicaHealth(stall_after=max(60.0, 3 * lease), clock=clock), clock)
         self.http: ProbeServer | None = None
         self.keeper = LeaseKeeper(backend, self.replica_id, lease, clock=clock,
-                                  presence=replica_info(self.replica_id, self.allow), observer=self.observer)
+                                  presence=replica_info(self.replica_id, self.allow, self.build),
+                                  observer=self.observer)
         self._lock = threading.Lock()
         self._workers: dict[str, tuple[FlowWorker, threading.Thread]] = {}
         self._concurrency = 0
@@ -166,7 +178,8 @@ class Coordinator:
         Submitting imports the factory and calls it once to validate the
         flow, so a name received from outside (a request, a queue) must come
         with ``allow``: it is checked before anything is imported."""
-        detail = new_flow_detail(factory, args, kwargs, inputs, name=name, flow_id=flow_id, allow=allow)
+        detail = new_flow_detail(factory, args, kwargs, inputs, name=name, flow_id=flow_id, allow=allow,
+                                 build=self.build)
         self.backend.create_flow(detail)
         log.info("submitted flow %s (%s) [replica %s]", detail.id, detail.factory, self.replica_id,
                  extra={"flow_id": detail.id, "replica_id": self.replica_id})
@@ -203,8 +216,11 @@ class Coordinator:
         self.observer.health.started()
         self.keeper.start()
         self.loop.start()
-        log.info("replica %s started (lease %.1fs, concurrency %d, allow %s)", self.replica_id,
-                 self.lease, concurrency, self.allow, extra={"replica_id": self.replica_id})
+        log.info("replica %s started (lease %.1fs, concurrency %d, allow %s, build %s)", self.replica_id,
+                 self.lease, concurrency, self.allow, self.build or "unset",
+                 extra={"replica_id": self.replica_id, "build": self.build})
+        if self.build is None:
+            log.warning("replica %s: %s", self.replica_id, UNSET_COST, extra={"replica_id": self.replica_id})
         return self
 
     def serve(self, concurrency: int = 4) -> bool:
@@ -308,7 +324,7 @@ class Coordinator:
         ``registry`` (default: a new one of this replica's own, since a
         process may hold several replicas). Needs ``flowbaton[metrics]``."""
         if self.observer.metrics is None:
-            metrics = metrics_class()(self.replica_id, flowbaton_version(), registry)
+            metrics = metrics_class()(self.replica_id, flowbaton_version(), registry, self.build)
             metrics.watch(lambda: len(self.running()), lambda: self.observer.health.readiness().ok)
             self.observer.metrics = metrics
         return self.observer.metrics

@@ -68,6 +68,7 @@ class RunFlow(Protocol):
         events: Events,
         task_timeout: float | None,
         build_timeout: float | None,
+        build: str | None,
     ) -> FlowReport: ...
 
 
@@ -82,6 +83,7 @@ class WorkerSettings:
     release_patience: float = 30.0  # seconds to keep retrying a release the backend could not take
     task_timeout: float | None = None  # bound of a task call without a timeout of its own
     build_timeout: float | None = 60.0  # bound of a factory's import and build
+    build: str | None = None  # this replica's code (engine.builds): never resume a flow newer code ran
 
 
 class FlowWorker:
@@ -157,7 +159,7 @@ class FlowWorker:
             self.backend, self.claim, flow=flow, replica_id=self.settings.replica_id,
             allow=self.settings.allow, max_workers=self.settings.max_workers, poison=self.settings.poison,
             events=self.observer, task_timeout=self.settings.task_timeout,
-            build_timeout=self.settings.build_timeout,
+            build_timeout=self.settings.build_timeout, build=self.settings.build,
         )
 
     def _read_claimed(self) -> FlowDetail:

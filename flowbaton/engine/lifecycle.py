@@ -16,6 +16,7 @@ from ..backends.base import Backend
 from ..backends.errors import CorruptRecord, DefinitionError
 from ..backends.records import FlowDetail
 from ..backends.states import FAILURE, HELD, PENDING, REVERTED, RUNNABLE_FLOW_STATES, RUNNING, SUCCESS
+from .builds import check_build, checked_build, newest_build
 from .claim import Claim
 from .codec import encode
 from .compiler import CompiledFlow, compile_flow
@@ -47,13 +48,17 @@ def new_flow_detail(
     flow_id: str | None = None,
     clock: Callable[[], float] = time.time,
     allow: Sequence[str] | None = None,
+    build: str | None = None,
 ) -> FlowDetail:
     """Validate everything a replica will need, now, and return the unsaved
     record: the factory is saveable and builds a valid flow from these
     arguments and inputs, and every value is plain JSON. A factory given by
     name is checked against ``allow`` (when given) before anything is
     imported: a service that submits names it was sent applies the same
-    allow-list as its replicas."""
+    allow-list as its replicas. ``build`` is the submitter's (PEP 440):
+    the flow was built by that code, so no older replica may resume it
+    (``engine.builds``)."""
+    checked_build(build, "build")
     if allow is not None and isinstance(factory, str):
         check_allowed(factory, allow)
     fname = factory_name(factory)
@@ -74,7 +79,8 @@ def new_flow_detail(
         state=PENDING,
         created_at=now,
         updated_at=now,
-        meta=FlowMeta().built(compiled.order, []).to_dict(),  # a first claim's build then writes nothing
+        # A first claim's build then writes nothing; the build is the submitter's.
+        meta=FlowMeta().built(compiled.order, []).touched_by(build).to_dict(),
     )
 
 
@@ -116,6 +122,7 @@ def run_flow(
     events: Events = NO_EVENTS,
     task_timeout: float | None = None,
     build_timeout: float | None = None,
+    build: str | None = None,
 ) -> FlowReport:
     """Run a flow we hold ``claim`` on, from wherever it stopped: every
     write is fenced with its token, every task start asks its gate first.
@@ -132,16 +139,20 @@ def run_flow(
     bounds import and build (``BuildTimeout``, a ``FactoryError``, but it
     counts: the abandoned build may be hanging every replica in turn).
     ``task_timeout`` is the default bound of a task call (see ``FlowRun``).
+    ``build`` is this replica's: a flow that already ran on a newer one is
+    declined (``BuildTooOld``, nothing written), and every claim leaves the
+    newest build on the record, in the write that counts it.
     """
     if flow is None:
         flow = backend.load_flow(claim.flow_id)
     if flow.state not in RUNNABLE_FLOW_STATES:
         return FlowReport.of(flow, backend.load_tasks(flow.id))
     check_allowed(flow.factory, allow)  # a plain decline: nothing written, nothing imported
+    check_build(flow.id, FlowMeta(flow.meta), build)  # likewise
     run = FlowRun(backend, claim, flow, CompiledFlow(flow.name), {}, replica_id=replica_id,  # built below
                   max_workers=max_workers, clock=clock, events=events, task_timeout=task_timeout)
     try:
-        found = _attempt(run, poison)
+        found = _attempt(run, poison, build)
         if found is not None:
             run.compiled = _build(run, allow, build_timeout, found)
             plan = _plan(run)
@@ -162,7 +173,7 @@ class _Found:
     meta: FlowMeta
 
 
-def _attempt(run: FlowRun, poison: PoisonRule | None) -> _Found | None:
+def _attempt(run: FlowRun, poison: PoisonRule | None, build: str | None = None) -> _Found | None:
     """Count this claim on the flow record before anything of the flow's
     code runs, or hold the flow (None): too many claims ended without
     handing the flow back and without a task finishing, or a task record is
@@ -177,6 +188,8 @@ def _attempt(run: FlowRun, poison: PoisonRule | None) -> _Found | None:
         return None
     if _count(run, found, poison):
         return None
+    newest = newest_build(found.meta.build, build, flow.id)
+    run.flow.meta = FlowMeta(run.flow.meta).touched_by(newest).to_dict()
     run.write_flow(owner=run.replica_id, state=RUNNING if flow.state == PENDING else flow.state)
     return found
 

@@ -32,6 +32,8 @@ __all__ = [
     "DECISIONS",
     "OPERATIONS",
     "CORRUPT",
+    "BUILD",
+    "ALLOWED_BUILD",
     "HISTORY",
 ]
 
@@ -44,6 +46,8 @@ DIFF = "diff"  # the last resume's diff between stored and rebuilt flow
 DECISIONS = "version_decisions"  # an operator's rerun/reuse choice per task ("*": all)
 OPERATIONS = "operations"  # the last operator actions, oldest first
 CORRUPT = "corrupt_record"  # a HELD placeholder's: where, what, raw, by, at
+BUILD = "build"  # the newest build that submitted or claimed the flow (engine.builds)
+ALLOWED_BUILD = "allowed_build"  # an operator let builds this old or newer run it (a rollback)
 #: entries kept in each history list (resumes, operations)
 HISTORY = 20
 
@@ -165,6 +169,26 @@ class FlowMeta:
     def operated(self, entry: Mapping[str, Any]) -> FlowMeta:
         """One more operator note (the oldest beyond ``HISTORY`` go)."""
         return self._with(**{OPERATIONS: [*self.operations[-(HISTORY - 1):], dict(entry)]})
+
+    # -------------------------------------------------------------- builds
+
+    @property
+    def build(self) -> str | None:
+        build = self._raw.get(BUILD)
+        return None if build is None else str(build)
+
+    @property
+    def allowed_build(self) -> str | None:
+        allowed = self._raw.get(ALLOWED_BUILD)
+        return None if allowed is None else str(allowed)
+
+    def touched_by(self, build: str | None) -> FlowMeta:
+        """With ``build`` as the newest build (the caller compares: see
+        ``engine.builds.newest_build``); unchanged when None."""
+        return self if build is None or build == self.build else self._with(**{BUILD: build})
+
+    def allowing_build(self, build: str) -> FlowMeta:
+        return self._with(**{ALLOWED_BUILD: build})
 
     # ---------------------------------------------------- corrupt records
 

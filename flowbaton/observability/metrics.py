@@ -46,7 +46,8 @@ METRIC_NAMES = (
 class ReplicaMetrics:
     """The counters, histograms and gauges; methods named after events."""
 
-    def __init__(self, replica_id: str, version: str, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, replica_id: str, version: str, registry: CollectorRegistry | None = None,
+                 build: str | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         reg = self.registry
         self._claimed = Counter("flowbaton_flows_claimed", "Flows claimed by this replica, takeovers included",
@@ -69,9 +70,10 @@ class ReplicaMetrics:
                                        "BackendUnavailable after the driver's retries", ["operation"], registry=reg)
         self._running = Gauge("flowbaton_flows_running", "Flows this replica runs now", registry=reg)
         self._ready = Gauge("flowbaton_replica_ready", "1 while /readyz answers 200", registry=reg)
-        info = Gauge("flowbaton_replica_info", "Constant 1, labelled with the replica's id and version",
-                     ["replica_id", "version"], registry=reg)
-        info.labels(replica_id, version).set(1)
+        info = Gauge("flowbaton_replica_info", "Constant 1, labelled with the replica's id, flowbaton's "
+                     "version and the build of the service's code (empty: unset)",
+                     ["replica_id", "version", "build"], registry=reg)
+        info.labels(replica_id, version, build or "").set(1)
         self._zero_series()
 
     def _zero_series(self) -> None:
