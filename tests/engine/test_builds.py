@@ -45,7 +45,7 @@ def test_an_older_build_is_refused_unless_an_operator_allowed_it() -> None:
 
 
 def test_a_stored_build_that_is_not_a_version_is_a_corrupt_record() -> None:
-    with pytest.raises(CorruptRecord, match="meta.build"):
+    with pytest.raises(CorruptRecord, match=r"meta\.build"):
         check_build("f", FlowMeta({"build": "<script>"}), "1.0")
 
 
