@@ -15,11 +15,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..backends.states import FLOW_STATES
+from ..coordinator.replica import AUTO_BUILD
+from ..engine.builds import checked_build
 from ..observability.logs import LOG_FORMATS
 from ..ops.times import MAX_DURATION, age_of, parse_point
 
 __all__ = [
     "ALLOW_ENV",
+    "BUILD_ENV",
     "argument_type",
     "checked",
     "positive_count",
@@ -32,11 +35,14 @@ __all__ = [
     "time_age",
     "allow_entries",
     "add_allow_option",
+    "build_version",
+    "add_build_option",
 ]
 
 T = TypeVar("T")
 
 ALLOW_ENV = "FLOWBATON_ALLOW"
+BUILD_ENV = "FLOWBATON_BUILD"
 
 
 def argument_type(name: str, parse: Callable[[str], T]) -> Callable[[str], T]:
@@ -118,3 +124,32 @@ def add_allow_option(cmd: argparse.ArgumentParser, who: str, *, required: bool =
                      metavar="PREFIX", help=f"module prefix whose factories {who} may import, or one exact "
                      "factory name pkg.mod:function for a closed list "
                      "(repeatable or comma-separated; default: $FLOWBATON_ALLOW, comma-separated)")
+
+
+# ------------------------------------------------------------------ --build
+
+
+def _build(text: str) -> str | None:
+    if text == AUTO_BUILD:
+        return AUTO_BUILD
+    try:
+        return checked_build(text.strip() or None, "build")
+    except ValueError as err:  # argparse names the option itself
+        raise ValueError(str(err).removeprefix("build: ") + "; an empty value leaves it unset") from None
+
+
+#: ``--build``: a PEP 440 version, "auto" (``connect``'s default), or empty: unset
+build_version = argument_type("version", _build)
+
+
+def add_build_option(cmd: argparse.ArgumentParser, what: str) -> None:
+    """``--build``, default ``FLOWBATON_BUILD`` (set but empty: unset), else
+    "auto". Unlike the other options an empty variable is a value here: it
+    is how a deployment says "no build" on purpose."""
+    env = os.environ.get(BUILD_ENV)
+    cmd.add_argument("--build", type=build_version, metavar="VERSION",
+                     default=AUTO_BUILD if env is None else env,
+                     help=f"the release of the code {what}, a PEP 440 version: a flow that newer code "
+                     "already ran is never resumed on older code (default: $FLOWBATON_BUILD, else the "
+                     "version of the installed distribution that provides the --allow factories; an "
+                     "empty value leaves it unset)")

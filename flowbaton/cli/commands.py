@@ -66,7 +66,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     fargs = parse_json(args.args, "--args", list)
     kwargs = parse_json(args.kwargs, "--kwargs", dict)
     inputs = parse_json(args.inputs, "--inputs", dict)
-    with connect(getattr(args, "backend_object", None) or backend_url(args)) as coord:
+    # The flow records the submitter's build ("auto": the distribution of the --allow factories, if given).
+    with connect(getattr(args, "backend_object", None) or backend_url(args), allow=args.allow,
+                 build=args.build) as coord:
         flow_id = coord.submit(args.factory, fargs, kwargs, inputs, name=args.name, allow=args.allow)
         emit(flow_id)
         if not args.wait:

@@ -22,7 +22,7 @@ from ..backends import DEFAULT_URL
 from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
 from ..coordinator.opening import WrapBackend
-from .args import add_allow_option, positive_seconds
+from .args import add_allow_option, add_build_option, positive_seconds
 from .commands import cmd_demo, cmd_replica, cmd_submit
 from .common import UsageError
 from .ops_commands import add_ops_commands
@@ -75,6 +75,7 @@ def _add_submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     cmd = _command(sub, "submit", "store a new flow; prints its id")
     cmd.add_argument("factory", metavar="FACTORY", help="package.module:function returning the flow")
     add_allow_option(cmd, "submit", required=False)
+    add_build_option(cmd, "submitting the flow runs (the flow records it)")
     cmd.add_argument("--args", metavar="JSON", help="factory positional arguments, a JSON list")
     cmd.add_argument("--kwargs", metavar="JSON", help="factory keyword arguments, a JSON object")
     cmd.add_argument("--inputs", metavar="JSON", help="initial flow inputs, a JSON object")

@@ -21,7 +21,9 @@ from ..observability.logs import configure_logging
 from ..observability.probes import DEFAULT_METRICS_PORT
 from .args import (
     ALLOW_ENV,
+    BUILD_ENV,
     add_allow_option,
+    add_build_option,
     log_format,
     log_level,
     port_number,
@@ -46,6 +48,7 @@ REPLICA_ENV = {
     "--task-timeout": "FLOWBATON_TASK_TIMEOUT",
     "--build-timeout": "FLOWBATON_BUILD_TIMEOUT",
     "--stop-timeout": "FLOWBATON_STOP_TIMEOUT",
+    "--build": BUILD_ENV,
 }
 
 
@@ -55,6 +58,7 @@ def _env(option: str, default: str | None = None) -> str | None:
 
 def add_replica_options(cmd: argparse.ArgumentParser) -> None:
     add_allow_option(cmd, "this replica")
+    add_build_option(cmd, "this replica runs")
     cmd.add_argument("--concurrency", type=positive_count, metavar="N", default=_env("--concurrency", "4"),
                      help="flows run at once (default: $FLOWBATON_CONCURRENCY, else 4)")
     cmd.add_argument("--replica-id", default=_env("--replica-id"), metavar="ID",
@@ -102,7 +106,7 @@ def run_replica(args: argparse.Namespace) -> int:
     configure_logging(args.log_format, args.log_level)
     coord = connect(getattr(args, "backend", None) or default_url(), replica_id=args.replica_id,
                     allow=args.allow, lease=args.lease, task_timeout=args.task_timeout,
-                    build_timeout=args.build_timeout, stop_timeout=args.stop_timeout,
+                    build_timeout=args.build_timeout, stop_timeout=args.stop_timeout, build=args.build,
                     wrap_backend=getattr(args, "wrap_backend", None))
     clean = True
     try:
