@@ -7,6 +7,7 @@ line by line."""
 from __future__ import annotations
 
 from ..ops.actions import PurgeReport
+from ..ops.builds import unset_warning
 from ..ops.check import CheckReport
 from ..ops.documents import FlowPlan, ReplicaRow, ReplicasReport
 from .terminal import printable_lines
@@ -16,18 +17,21 @@ __all__ = ["render_replicas", "render_plan", "render_check", "render_purge"]
 
 
 def render_replicas(report: ReplicasReport, now: float) -> str:
-    head = (table(["REPLICA", "HOST", "PID", "VERSION", "UP", "ALLOW", "CLAIMS"],
+    head = (table(["REPLICA", "HOST", "PID", "VERSION", "BUILD", "UP", "ALLOW", "CLAIMS"],
                   [_replica_cells(r, now) for r in report.replicas])
             if report.replicas else "no live replicas")
     lines = [f"claimed by no live replica: {c.flow_id} (owner {c.owner}, epoch {c.epoch})"
              for c in report.other_claims]
     lines += [f"warning: {w}" for w in report.warnings]
+    unset = unset_warning([r.info for r in report.replicas])
+    lines += [f"warning: {unset}"] if unset else []
     return "\n".join([head, printable_lines(lines)]) if lines else head
 
 
 def _replica_cells(row: ReplicaRow, now: float) -> list[str]:
     info = row.info
-    return [info.replica_id, info.host, str(info.pid), info.version, seconds(now - info.started_at),
+    return [info.replica_id, info.host, str(info.pid), info.version, info.build or "unset",
+            seconds(now - info.started_at),
             ",".join(info.allow) or "-", _claims_cell(row.claims)]
 
 
@@ -54,6 +58,7 @@ def render_plan(plan: FlowPlan) -> str:
 
 def render_check(report: CheckReport) -> str:
     lines = [f"note     {note}" for note in report.notes]
+    lines += [f"warning  {warning}" for warning in report.warnings]
     lines += [f"PROBLEM  {problem}" for problem in report.problems]
     verdict = "check: OK" if report.ok else f"check: {len(report.problems)} problem(s)"
     return printable_lines([*lines, verdict])

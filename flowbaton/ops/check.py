@@ -4,9 +4,10 @@ Problems (exit status 1): the backend does not answer; the backend warns
 about its server (e.g. a Redis that may evict claim keys, or has
 persistence off; ZooKeeper znodes others may change or read); the backend
 refuses to open because of its access control (``InsecureBackend``).
-Notes (informational): the flowbaton version here and on each live
-replica (mixed versions are normal during a rolling deploy), how many
-replicas are live, claims held by no live replica.
+Warnings (worth fixing, not a failed check): live replicas that say no
+build (``engine.builds.UNSET_COST``). Notes (informational): the flowbaton
+version here and on each live replica (mixed versions are normal during a
+rolling deploy), how many replicas are live, claims held by no live replica.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..backends.errors import BackendUnavailable, CorruptRecord, InsecureBackend
 from ..backends.records import ReplicaInfo
 from ..backends.redact import redact_url
 from ..coordinator.identity import flowbaton_version
+from .builds import unset_warning
 
 __all__ = ["CheckReport", "check"]
 
@@ -30,6 +32,7 @@ class CheckReport:
     version: str
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     replicas: list[ReplicaInfo] = field(default_factory=list)
 
     @property
@@ -69,6 +72,8 @@ def _inspect(backend: Backend, report: CheckReport) -> None:
     report.notes.append(f"backend reachable: {redact_url(backend.url)}")
     report.problems += [f"unsafe backend setting: {w}" for w in backend.warnings()]
     report.notes += _version_notes(report.version, report.replicas)
+    unset = unset_warning(report.replicas)
+    report.warnings += [unset] if unset else []
     live = {r.replica_id for r in report.replicas}
     orphans = sorted({c.owner for c in claims if c.owner not in live})
     if orphans:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..backends.records import ClaimInfo, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from ..engine.meta import FlowMeta
+from .builds import unset_builds
 
 __all__ = ["FlowRow", "ClaimRow", "ReplicaRow", "ReplicasReport", "TaskRow", "FlowShow", "FlowPlan"]
 
@@ -118,7 +119,8 @@ class ClaimRow:
 
 @dataclass(frozen=True)
 class ReplicaRow:
-    """One live replica and the flows it holds (sorted ids)."""
+    """One live replica and the flows it holds (sorted ids); ``build`` is
+    the release of its code, None when it says none (``engine.builds``)."""
 
     info: ReplicaInfo
     claims: list[str]
@@ -127,21 +129,27 @@ class ReplicaRow:
         info = self.info
         return {"replica_id": info.replica_id, "host": info.host, "pid": info.pid, "version": info.version,
                 "allow": info.allow, "started_at": info.started_at, "seen_at": info.seen_at,
-                "claims": self.claims}
+                "claims": self.claims, "build": info.build}
 
 
 @dataclass(frozen=True)
 class ReplicasReport:
     """``flowbaton replicas``: live replicas oldest first, claims held by no
-    live replica (``other_claims``), and the backend's warnings about its server."""
+    live replica (``other_claims``), the backend's warnings about its
+    server, and the live replicas that say no build (``unset_builds``)."""
 
     replicas: list[ReplicaRow]
     other_claims: list[ClaimInfo]
     warnings: list[str]
 
+    @property
+    def unset_builds(self) -> list[str]:
+        return unset_builds([r.info for r in self.replicas])
+
     def to_json(self) -> dict[str, JSON]:
         return {"replicas": [r.to_json() for r in self.replicas],
-                "other_claims": [c.to_dict() for c in self.other_claims], "warnings": self.warnings}
+                "other_claims": [c.to_dict() for c in self.other_claims], "warnings": self.warnings,
+                "unset_builds": self.unset_builds}
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,8 @@ def task(task_id: str, state: str, *, version: str = "1.0", result: Any = None, 
                       {"first_started": stamp - 1})
 
 
-def present(backend: Backend, replica_id: str, allow: list[str], *, host: str = "hostA", pid: int = 4242) -> None:
+def present(backend: Backend, replica_id: str, allow: list[str], *, host: str = "hostA", pid: int = 4242,
+            build: str | None = None) -> None:
     """A live replica's presence record (no replica process behind it)."""
-    info = ReplicaInfo(replica_id, host, pid, time.time() - 60, "0.1.0", allow)
+    info = ReplicaInfo(replica_id, host, pid, time.time() - 60, "0.1.0", allow, build=build)
     backend.register_replica(info, 120.0)
