@@ -142,11 +142,21 @@ def _show_head(show: FlowShow) -> list[str]:
         f"owner     {show.owner or '-'}" + (f"  (claim {show.claim.token})" if show.claim else ""),
         f"updated   {when(flow.updated_at)}  (created {when(flow.created_at)})",
     ]
+    lines += _build_lines(show)
     lines += [f"declined  by {d.replica_id} at {when(d.at)}: {d.reason}" for d in show.declines]
     if show.stranded:
         lines.append("STRANDED  " + (show.stranded_reason or "no live owner, and every live replica "
                                      "declined it: start a replica that can import its factory"))
     return lines + [f"decision  {task}: {choice}" for task, choice in show.meta.decisions.items()]
+
+
+def _build_lines(show: FlowShow) -> list[str]:
+    """The newest build the flow ran on, and an operator's allowance (``engine.builds``)."""
+    meta = show.meta
+    if meta.build is None and meta.allowed_build is None:
+        return []  # a flow from before builds, or from code that says none
+    allowed = f"  (an operator allowed build {meta.allowed_build} or newer)" if meta.allowed_build else ""
+    return [f"build     {meta.build or '-'}{allowed}"]
 
 
 def _task_cells(task: TaskRow) -> list[str]:

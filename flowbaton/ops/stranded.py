@@ -1,8 +1,10 @@
 """Stranded flows: runnable, no live claim, and no live replica will run them.
 
 A flow is stranded when every live replica either may not import its
-factory (its ``--allow`` prefixes exclude the module) or declined it since
-it started (it tried and failed: module missing, today's code does not
+factory (its ``--allow`` prefixes exclude the module), runs a build older
+than the newest the flow already ran on (``ops.builds``: it would decline
+it, unless an operator allowed that build), or declined it since it
+started (it tried and failed: module missing, today's code does not
 build). With no live replica at all, every unclaimed runnable flow is
 stranded too: nothing will run it until a replica starts.
 
@@ -24,8 +26,9 @@ from ..backends.records import Decline, FlowDetail, ReplicaInfo
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine.errors import FactoryError
 from ..engine.factory import check_allowed, factory_module
+from .builds import build_stranded
 
-__all__ = ["gather", "may_import", "stranded_reason", "find_stranded"]
+__all__ = ["gather", "may_import", "stranded_reason", "stranded_by_build", "find_stranded"]
 
 log = logging.getLogger("flowbaton.ops.actions")
 
@@ -71,6 +74,9 @@ def stranded_reason(
         module = factory_module(flow.factory)
         prefixes = "; ".join(f"{r.replica_id}: {', '.join(r.allow) or 'none'}" for r in replicas)
         return f"no live replica may import {module!r} (allowed prefixes: {prefixes})"
+    by_build = build_stranded(flow, able)
+    if by_build is not None:
+        return by_build
     latest = {d.replica_id: d for d in declines}
     # A decline counts only if made since the replica started: a restarted
     # replica with the same id may have the code by now.
@@ -80,6 +86,15 @@ def stranded_reason(
         return None
     return "declined by every live replica that may import it: " + "; ".join(
         f"{d.replica_id}: {d.reason}" for d in refused)
+
+
+def stranded_by_build(flow: FlowDetail, claimed: bool, replicas: Sequence[ReplicaInfo]) -> str | None:
+    """The reason when the flow is stranded because of builds alone: runnable,
+    unclaimed, some live replica may import it, but none of those runs a
+    build new enough (what ``retry --allow-build`` can settle)."""
+    if flow.state not in RUNNABLE_FLOW_STATES or claimed:
+        return None
+    return build_stranded(flow, [r for r in replicas if may_import(r, flow.factory)])
 
 
 def find_stranded(

@@ -9,9 +9,12 @@ from __future__ import annotations
 import pytest
 
 from flowbaton.backends.base import Backend
+from flowbaton.backends.records import FlowDetail, ReplicaInfo
+from flowbaton.backends.states import PENDING, SUCCESS
 from flowbaton.engine.builds import UNSET_COST
+from flowbaton.ops.stranded import stranded_reason
 
-from .ops_helpers import present, run_cli
+from .ops_helpers import present, run_cli, store
 
 # ----------------------------------------------------------------- replicas
 
@@ -45,3 +48,59 @@ def test_check_warns_of_unset_builds_without_failing(backend: Backend, capsys: p
     out = run_cli(capsys, backend, "check")
     assert out.code == 0 and out.stdout.rstrip().endswith("check: OK"), out
     assert f"warning  1 live replica(s) without a build (bare): {UNSET_COST}" in out.stdout.splitlines()
+
+
+# ----------------------------------------------------------------- stranded
+
+
+def _flow(build: str | None = None, allowed: str | None = None, state: str = PENDING) -> FlowDetail:
+    meta = {"build": build, "allowed_build": allowed}
+    return FlowDetail(id="f", name="n", factory="svc.flows:make", state=state,
+                      meta={k: v for k, v in meta.items() if v is not None})
+
+
+def _replica(replica_id: str, build: str | None, allow: tuple[str, ...] = ("svc.",)) -> ReplicaInfo:
+    return ReplicaInfo(replica_id, "h", 1, 0.0, "0.1.0", list(allow), build=build)
+
+
+def test_a_flow_newer_than_every_live_replica_is_stranded() -> None:
+    old, older = _replica("a", "2.0"), _replica("b", "1.9")
+    assert stranded_reason(_flow("2.1"), False, [], [old, older]) == (
+        "no live replica runs build 2.1 or newer (live: 1.9, 2.0); start one, or let older code take it on "
+        "purpose: flowbaton retry f --allow-build VERSION")
+    assert stranded_reason(_flow("2.1"), False, [], [old, _replica("c", "2.10")]) is None  # 2.10 > 2.1
+    assert stranded_reason(_flow("2.1"), False, [], [old, _replica("c", None)]) is None  # unset runs anything
+    assert stranded_reason(_flow(), False, [], [old]) is None  # a flow from before builds
+    assert stranded_reason(_flow("2.1"), True, [], [old]) is None  # claimed: someone runs it
+    assert stranded_reason(_flow("2.1", state=SUCCESS), False, [], [old]) is None
+    # only replicas that may import it count
+    assert "runs build 2.1" in (stranded_reason(_flow("2.1"), False, [], [old, _replica("x", "3.0", ("x.",))])
+                                 or "")
+
+
+def test_an_allowed_build_lowers_the_bar() -> None:
+    old = _replica("a", "2.0")
+    assert stranded_reason(_flow("2.1", "2.0"), False, [], [old]) is None
+    assert stranded_reason(_flow("2.1", "2.0"), False, [], [_replica("b", "1.9")]) == (
+        "no live replica runs build 2.0 or newer (live: 1.9; the flow ran on 2.1, an operator allowed 2.0)")
+
+
+def test_a_stored_build_that_is_no_version_is_named_not_raised() -> None:
+    reason = stranded_reason(_flow("<x>"), False, [], [_replica("a", "2.0")]) or ""
+    assert "meta.build '<x>' is not a PEP 440 version" in reason
+    assert stranded_reason(_flow("2.1"), False, [], [_replica("a", "two")]) is None  # counts as unset
+
+
+def test_flows_stranded_and_show_name_the_build(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    present(backend, "old", ["tests."], build="2.0")
+    newer = store(backend, PENDING, meta={"build": "2.1"})
+    fits = store(backend, PENDING, meta={"build": "2.0"})
+    [row] = run_cli(capsys, backend, "flows", "--stranded", "--json").json()
+    assert row["id"] == newer and row["stranded"].startswith("no live replica runs build 2.1 or newer (live: 2.0)")
+    assert fits not in run_cli(capsys, backend, "flows", "--stranded").stdout
+    doc = run_cli(capsys, backend, "show", newer, "--json").json()
+    assert doc["stranded"] is True and "runs build 2.1 or newer" in doc["stranded_reason"]
+    text = run_cli(capsys, backend, "show", newer).stdout
+    assert "STRANDED  no live replica runs build 2.1 or newer" in text and "build     2.1" in text
+    present(backend, "new", ["tests."], build="2.1")
+    assert run_cli(capsys, backend, "flows", "--stranded", "--json").json() == []
