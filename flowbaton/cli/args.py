@@ -36,6 +36,7 @@ __all__ = [
     "allow_entries",
     "add_allow_option",
     "build_version",
+    "allowed_build",
     "add_build_option",
 ]
 
@@ -140,6 +141,17 @@ def _build(text: str) -> str | None:
 
 #: ``--build``: a PEP 440 version, "auto" (``connect``'s default), or empty: unset
 build_version = argument_type("version", _build)
+
+
+def _allowed(text: str) -> str:
+    try:
+        return str(checked_build(text.strip(), "build"))
+    except ValueError as err:
+        raise ValueError(str(err).removeprefix("build: ")) from None
+
+
+#: ``retry --allow-build``: a PEP 440 version
+allowed_build = argument_type("version", _allowed)
 
 
 def add_build_option(cmd: argparse.ArgumentParser, what: str) -> None:

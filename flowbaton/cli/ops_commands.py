@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 from ..ops import actions as ops
 from ..ops import delete as ops_delete
 from ..ops import query as ops_query
+from ..ops import rollback
 from ..ops.check import check
-from .args import add_allow_option, flow_state, time_age, time_point
+from .args import add_allow_option, allowed_build, flow_state, time_age, time_point
 from .common import UsageError, backend_url, emit, opened
-from .ops_views import render_check, render_plan, render_purge, render_replicas
+from .ops_views import render_check, render_plan, render_purge, render_replicas, render_rollback
 from .terminal import printable
 from .views import Document, render_claims, render_flows, render_json, render_show
 
@@ -84,17 +85,15 @@ def _add_actions(command: Command) -> None:
     for name, help_text, func in (
         ("release", "force a flow's claim free; bumps the epoch so the old owner is fenced", cmd_release),
         ("cancel", "stop a flow: no new task starts anywhere, state CANCELLED", cmd_cancel),
-        ("retry", "put a FAILURE/REVERTED flow (or one task) back to run, or settle a HELD flow", cmd_retry),
+        ("retry", "put a FAILURE/REVERTED flow (or one task) back to run, settle a HELD flow, or let older "
+                  "code run a flow (--allow-build)", cmd_retry),
     ):
         cmd = command(name, help_text)
-        cmd.add_argument("flow_id", metavar="FLOW_ID")
+        cmd.add_argument("flow_id", metavar="FLOW_ID", nargs="?" if name == "retry" else None)
         _yes_flag(cmd)
         cmd.set_defaults(func=func)
         if name == "retry":
-            cmd.add_argument("--task", metavar="ID", help="only this task (with --rerun/--reuse: the choice is for it)")
-            choice = cmd.add_mutually_exclusive_group()
-            choice.add_argument("--rerun", action="store_true", help="a task whose major version changed runs again")
-            choice.add_argument("--reuse", action="store_true", help="... keeps its stored result")
+            _add_retry_options(cmd)
     delete = command("delete", "remove one flow (e.g. a corrupt one) with its tasks, declines and claim; "
                                "fenced: its owner's next write fails")
     delete.add_argument("flow_id", metavar="FLOW_ID")
@@ -112,6 +111,19 @@ def _add_actions(command: Command) -> None:
     purge.add_argument("--dry-run", action="store_true", help="list what would be purged; change nothing")
     _yes_flag(purge)
     purge.set_defaults(func=cmd_purge)
+
+
+def _add_retry_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--task", metavar="ID", help="only this task (with --rerun/--reuse: the choice is for it)")
+    choice = cmd.add_mutually_exclusive_group()
+    choice.add_argument("--rerun", action="store_true", help="a task whose major version changed runs again")
+    choice.add_argument("--reuse", action="store_true", help="... keeps its stored result")
+    cmd.add_argument("--allow-build", type=allowed_build, metavar="VERSION",
+                     help="a rollback on purpose: replicas of this build or newer may run the flow although it "
+                     "already ran on a newer one (no newer than that build); on a PENDING/RUNNING flow this is "
+                     "all retry does")
+    cmd.add_argument("--stranded", action="store_true",
+                     help="instead of FLOW_ID: every flow no live replica's build may run (with --allow-build)")
 
 
 # ----------------------------------------------------------------- listings
@@ -196,10 +208,30 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    if args.stranded:
+        return _retry_stranded(args)
+    if args.flow_id is None:
+        raise UsageError("retry needs FLOW_ID (or --stranded --allow-build VERSION)")
     decision = "rerun" if args.rerun else "reuse" if args.reuse else None
     what = f" task {args.task}" if args.task else ""
-    return _act_on_flow(args, lambda flow: f"retry{what} of {flow}?",
-                        lambda backend: ops.retry(backend, args.flow_id, task=args.task, decision=decision))
+    allowing = f", letting build {args.allow_build} or newer run it" if args.allow_build else ""
+    return _act_on_flow(args, lambda flow: f"retry{what} of {flow}{allowing}?",
+                        lambda backend: ops.retry(backend, args.flow_id, task=args.task, decision=decision,
+                                                  allow_build=args.allow_build))
+
+
+def _retry_stranded(args: argparse.Namespace) -> int:
+    if args.flow_id is not None or args.task or args.rerun or args.reuse:
+        raise UsageError("retry --stranded takes no FLOW_ID, --task, --rerun or --reuse: it applies "
+                         "--allow-build to every flow stranded for its build")
+    if args.allow_build is None:
+        raise UsageError("retry --stranded needs --allow-build VERSION: the build that may run them")
+    with opened(args) as backend:
+        confirm(args, lambda: f"let build {args.allow_build} or newer run the "
+                f"{len(rollback.build_stranded_flows(backend))} flow(s) stranded for their build?")
+        report = rollback.allow_stranded(backend, args.allow_build)
+    emit(render_rollback(report))
+    return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

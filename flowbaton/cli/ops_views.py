@@ -10,10 +10,11 @@ from ..ops.actions import PurgeReport
 from ..ops.builds import unset_warning
 from ..ops.check import CheckReport
 from ..ops.documents import FlowPlan, ReplicaRow, ReplicasReport
+from ..ops.rollback import RollbackReport
 from .terminal import printable_lines
 from .views import seconds, short, table, when
 
-__all__ = ["render_replicas", "render_plan", "render_check", "render_purge"]
+__all__ = ["render_replicas", "render_plan", "render_check", "render_purge", "render_rollback"]
 
 
 def render_replicas(report: ReplicasReport, now: float) -> str:
@@ -70,4 +71,13 @@ def render_purge(report: PurgeReport) -> str:
     lines += [f"skipped {flow_id}: {why}" for flow_id, why in report.skipped]
     lines.append(f"{verb} {len(report.flows)} flow(s) last updated before {when(report.cutoff)}"
                  + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
+    return printable_lines(lines)
+
+
+def render_rollback(report: RollbackReport) -> str:
+    """``retry --stranded --allow-build``: one line per flow, then the count."""
+    lines = [result.describe() for result in report.allowed]
+    lines += [f"skipped {flow_id}: {why}" for flow_id, why in report.skipped]
+    lines.append(f"build {report.build} or newer may now run {len(report.allowed)} flow(s) stranded for their "
+                 "build" + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
     return printable_lines(lines)

@@ -49,6 +49,7 @@ from ..backends.states import (
     TERMINAL_FLOW_STATES,
 )
 from ..engine.meta import OPERATIONS, FlowMeta
+from .builds import check_allowance
 
 __all__ = [
     "OpRefused",
@@ -98,10 +99,14 @@ class ActionResult:
     fenced: ClaimInfo | None  # the live claim the action took away, if any
     tasks: list[str] = field(default_factory=list)  # task details put back to PENDING
     decisions: dict[str, str] = field(default_factory=dict)
+    allowed_build: str | None = None  # retry --allow-build: the oldest build now allowed to run it
 
     def describe(self) -> str:
         fenced = (f"fenced {self.fenced.owner}'s claim (epoch {self.fenced.epoch}): its next write fails"
                   if self.fenced else "no live claim to fence")
+        if self.action == "retry" and self.state_before in RUNNABLE_FLOW_STATES:  # an allowance alone
+            return (f"flow {self.flow_id} ({self.state}): build {self.allowed_build} or newer may run it now; "
+                    f"{fenced}")
         head = {
             "release": f"released flow {self.flow_id} ({self.state}): {fenced}"
                        + ("; any replica may resume it" if self.state in RUNNABLE_FLOW_STATES else ""),
@@ -111,6 +116,7 @@ class ActionResult:
         }[self.action]
         extra = [f"tasks back to PENDING: {', '.join(self.tasks)}"] if self.tasks else []
         extra += [f"version decision: {t}={d}" for t, d in self.decisions.items()]
+        extra += [f"build {self.allowed_build} or newer may run it"] if self.allowed_build else []
         return "; ".join([head, *extra])
 
 
@@ -137,14 +143,14 @@ def operator_id() -> str:
 
 
 @contextmanager
-def claimed(backend: Backend, flow_id: str, who: str, *,
-            release_after: bool = True) -> Iterator[tuple[ClaimToken, ClaimInfo | None]]:
+def claimed(backend: Backend, flow_id: str, who: str, *, release_after: bool = True,
+            force: bool = True) -> Iterator[tuple[ClaimToken, ClaimInfo | None]]:
     """Force-claim the flow for the block; release at the end (unless
     ``release_after`` is False: the block deleted the flow, claim included), and
     on an error. The claim read first only names who is fenced (it may
-    change in between)."""
-    held = current_claim(backend, flow_id)
-    token = backend.claim(flow_id, who, OP_LEASE, force=True)
+    change in between). ``force=False``: ``ClaimHeld`` if someone holds it."""
+    held = current_claim(backend, flow_id) if force else None
+    token = backend.claim(flow_id, who, OP_LEASE, force=force)
     log.info("operator %s claimed flow %s at epoch %d (fencing %s)", who, flow_id, token.epoch,
              held.token if held else "nobody", extra={"flow_id": flow_id, "epoch": token.epoch})
     try:
@@ -247,31 +253,53 @@ def retry(
     decision: str | None = None,
     *,
     who: str | None = None,
+    allow_build: str | None = None,
+    force: bool = True,
 ) -> ActionResult:
     """Put a FAILURE/REVERTED flow back to run: its failed and reverted task
     details (or just ``task``) become PENDING again (attempt counts kept, so
     idempotency keys and attempt numbers go on), the flow RUNNING and
     unowned, its takeover count reset. A HELD flow runs again too;
     ``decision`` ("rerun" or "reuse") settles a major version change, for
-    ``task`` or for every task."""
+    ``task`` or for every task.
+
+    ``allow_build`` (a rollback on purpose) lets replicas of that build or
+    newer run the flow although it already ran on a newer one
+    (``FlowMeta.allowed_build``); it may not be newer than that build. On a
+    runnable flow (PENDING, RUNNING) it is all the retry does: no task is
+    reset, the state stays, the holder (if any) is fenced and the flow left
+    unowned for any replica. ``force=False`` claims without fencing:
+    ``ClaimHeld`` if someone holds the flow (the bulk ``allow_stranded``)."""
     if decision not in (None, *DECISIONS):
         raise OpRefused(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
     who = who or operator_id()
-    _retry_plan(load_flow(backend, flow_id), backend.load_tasks(flow_id), task, decision)
-    with claimed(backend, flow_id, who) as (token, held):
+    _retry_plan(load_flow(backend, flow_id), backend.load_tasks(flow_id), task, decision, allow_build)
+    with claimed(backend, flow_id, who, force=force) as (token, held):
         flow, tasks = load_flow(backend, flow_id), backend.load_tasks(flow_id)
-        reset = _retry_plan(flow, tasks, task, decision)
+        reset = _retry_plan(flow, tasks, task, decision, allow_build)
         for tid in reset:
             backend.save_task(token, _pending(tasks[tid], token, who))
         before = flow.state
-        decisions = _reopen(flow, task, decision)
-        _note(flow, "retry", who, token, held, tasks=reset, decisions=decisions)
+        if before in RUNNABLE_FLOW_STATES:  # only an allowance: the run goes on where it is
+            decisions: dict[str, str] = {}
+            flow.owner = None  # its holder is fenced: a hand-over, not a crash (as release)
+        else:
+            decisions = _reopen(flow, task, decision)
+        if allow_build is not None:
+            flow.meta = FlowMeta(flow.meta).allowing_build(allow_build).to_dict()
+        _note(flow, "retry", who, token, held, tasks=reset, decisions=decisions,
+              **({"allowed_build": allow_build} if allow_build is not None else {}))
         _save(backend, token, flow)
-    return ActionResult("retry", flow_id, before, flow.state, token.epoch, held, reset, decisions)
+    return ActionResult("retry", flow_id, before, flow.state, token.epoch, held, reset, decisions, allow_build)
 
 
-def _retry_plan(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None, decision: str | None) -> list[str]:
+def _retry_plan(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None, decision: str | None,
+                allow_build: str | None = None) -> list[str]:
     """The task ids a retry puts back to PENDING, or ``OpRefused``."""
+    if allow_build is not None:
+        _check_allowance(flow, task, decision, allow_build)
+        if flow.state in RUNNABLE_FLOW_STATES:
+            return []
     _require(flow, RETRYABLE, "retry")
     if FlowMeta(flow.meta).is_placeholder:
         raise OpRefused(f"flow {flow.id} is a placeholder for a record nobody could read: nothing to "
@@ -288,6 +316,16 @@ def _retry_plan(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None
         raise OpRefused(f"task {task!r} of flow {flow.id} is {tasks[task].state}; retry resets "
                         f"{', '.join(sorted(RESETTABLE))} tasks (here: {', '.join(resettable) or 'none'})")
     return [task]
+
+
+def _check_allowance(flow: FlowDetail, task: str | None, decision: str | None, allow_build: str) -> None:
+    _require(flow, RETRYABLE | RUNNABLE_FLOW_STATES, "retry --allow-build")
+    why = check_allowance(flow, allow_build)
+    if why is not None:
+        raise OpRefused(why)
+    if flow.state in RUNNABLE_FLOW_STATES and (task is not None or decision is not None):
+        raise OpRefused(f"flow {flow.id} is {flow.state}: nothing to retry, only --allow-build applies "
+                        "(--task, --rerun and --reuse are for a flow that stopped)")
 
 
 def _check_held(flow: FlowDetail, tasks: dict[str, TaskDetail], task: str | None, decision: str | None) -> None:

@@ -9,12 +9,16 @@ from __future__ import annotations
 import pytest
 
 from flowbaton.backends.base import Backend
+from flowbaton.backends.errors import ClaimLost
 from flowbaton.backends.records import FlowDetail, ReplicaInfo
-from flowbaton.backends.states import PENDING, SUCCESS
+from flowbaton.backends.states import CANCELLED, FAILURE, HELD, PENDING, RUNNING, SUCCESS
 from flowbaton.engine.builds import UNSET_COST
+from flowbaton.engine.meta import FlowMeta
 from flowbaton.ops.stranded import stranded_reason
 
-from .ops_helpers import present, run_cli, store
+from .ops_helpers import bad_input, present, run_cli, store, task
+
+FAILED = {"type": "builtins.RuntimeError", "message": "boom", "traceback": "..."}
 
 # ----------------------------------------------------------------- replicas
 
@@ -104,3 +108,109 @@ def test_flows_stranded_and_show_name_the_build(backend: Backend, capsys: pytest
     assert "STRANDED  no live replica runs build 2.1 or newer" in text and "build     2.1" in text
     present(backend, "new", ["tests."], build="2.1")
     assert run_cli(capsys, backend, "flows", "--stranded", "--json").json() == []
+
+
+# ------------------------------------------------------------ --allow-build
+
+
+def test_allow_build_on_a_runnable_flow_only_sets_the_allowance(
+    backend: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    present(backend, "old", ["tests."], build="2.0")
+    flow = store(backend, RUNNING, tasks=[task("s0", FAILURE, failure=FAILED)],
+                 meta={"build": "2.1", "takeovers": 2, "progress_mark": 0})
+    token = backend.claim(flow, "new", 60.0)
+    out = run_cli(capsys, backend, "retry", flow, "--allow-build", "2.0", "--yes")
+    assert out.code == 0 and "build 2.0 or newer may run it now" in out.stdout and "fenced new's claim" in out.stdout
+    with pytest.raises(ClaimLost):
+        backend.save_task(token, task("s1", RUNNING))
+    record, meta = backend.load_flow(flow), FlowMeta(backend.load_flow(flow).meta)
+    assert (record.state, record.owner, meta.build, meta.allowed_build) == (RUNNING, None, "2.1", "2.0")
+    assert meta.takeovers == 2  # no other retry effect: the poison counter and the tasks are as they were
+    assert backend.load_tasks(flow)["s0"].state == FAILURE
+    [note] = meta.operations
+    assert (note["action"], note["allowed_build"], note["tasks"]) == ("retry", "2.0", [])
+    assert run_cli(capsys, backend, "flows", "--stranded", "--json").json() == []
+
+
+def test_allow_build_on_a_stopped_flow_retries_it_too(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    failed = store(backend, FAILURE, tasks=[task("s0", FAILURE, failure=FAILED)], meta={"build": "2.1"})
+    out = run_cli(capsys, backend, "retry", failed, "--allow-build", "1.9", "--yes")
+    assert out.code == 0 and "tasks back to PENDING: s0" in out.stdout and "build 1.9 or newer" in out.stdout
+    record = backend.load_flow(failed)
+    assert (record.state, FlowMeta(record.meta).allowed_build) == (RUNNING, "1.9")
+    assert backend.load_tasks(failed)["s0"].state == PENDING
+    held = store(backend, HELD, meta={"build": "2.1", "takeovers": 4})
+    assert run_cli(capsys, backend, "retry", held, "--allow-build", "2.1", "--yes").code == 0
+    assert FlowMeta(backend.load_flow(held).meta).allowed_build == "2.1"
+
+
+@pytest.mark.parametrize(("state", "build", "argv", "says"), [
+    (PENDING, "2.1", ("--allow-build", "2.2"), "is newer than build 2.1"),
+    (PENDING, "2.1", ("--allow-build", "2.1.post1"), "is newer than build 2.1"),
+    (PENDING, None, ("--allow-build", "2.0"), "records no build"),
+    (SUCCESS, "2.1", ("--allow-build", "2.0"), "it is SUCCESS"),
+    (CANCELLED, "2.1", ("--allow-build", "2.0"), "it is CANCELLED"),
+    (PENDING, "2.1", ("--allow-build", "2.0", "--task", "s0", "--rerun"), "only --allow-build applies"),
+    (PENDING, "<x>", ("--allow-build", "2.0"), "is not a PEP 440 version"),
+    (PENDING, "2.1", ("--allow-build", "two"), "argument --allow-build: 'two' is not a PEP 440 version"),
+    (PENDING, "2.1", ("--allow-build", ""), "argument --allow-build"),
+])
+def test_a_refused_allowance_changes_nothing(
+    backend: Backend, capsys: pytest.CaptureFixture[str], state: str, build: str | None, argv: tuple[str, ...],
+    says: str,
+) -> None:
+    flow = store(backend, state, meta={} if build is None else {"build": build})
+    before = backend.load_flow(flow).to_json()
+    out = run_cli(capsys, backend, "retry", flow, *argv, "--yes")
+    assert bad_input(out) and says in out.stderr, out
+    assert backend.load_flow(flow).to_json() == before and backend.current_claim(flow) is None
+
+
+def test_retry_stranded_allows_every_flow_stranded_for_its_build(
+    backend: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    present(backend, "old", ["tests."], build="2.0")
+    newer = [store(backend, PENDING, meta={"build": "2.1"}), store(backend, RUNNING, meta={"build": "2.2"})]
+    fits = store(backend, PENDING, meta={"build": "1.0"})
+    busy = store(backend, PENDING, meta={"build": "2.1"})
+    backend.claim(busy, "new", 60.0)  # someone runs it: not stranded, not fenced
+    runs_here = store(backend, PENDING, meta={"build": "1.5"})  # 2.0 may run it: not stranded
+    present(backend, "older", ["tests."], build="1.0")
+    out = run_cli(capsys, backend, "retry", "--stranded", "--allow-build", "2.0", "--yes")
+    assert out.code == 0, out
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3 and all("build 2.0 or newer may run it now" in line for line in lines[:2])
+    assert {line.split()[1] for line in lines[:2]} == set(newer)
+    assert lines[-1] == "build 2.0 or newer may now run 2 flow(s) stranded for their build"
+    for flow in newer:
+        assert FlowMeta(backend.load_flow(flow).meta).allowed_build == "2.0"
+    for flow in (fits, busy, runs_here):
+        assert FlowMeta(backend.load_flow(flow).meta).allowed_build is None
+    claim = backend.current_claim(busy)
+    assert claim is not None and claim.owner == "new"
+    assert run_cli(capsys, backend, "flows", "--stranded", "--json").json() == []
+    again = run_cli(capsys, backend, "retry", "--stranded", "--allow-build", "2.0", "--yes")
+    assert again.code == 0 and again.stdout.strip() == "build 2.0 or newer may now run 0 flow(s) stranded for " \
+        "their build"
+
+
+def test_retry_stranded_skips_a_flow_it_may_not_allow(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    present(backend, "old", ["tests."], build="1.0")
+    flow = store(backend, PENDING, meta={"build": "1.5"})
+    out = run_cli(capsys, backend, "retry", "--stranded", "--allow-build", "2.0", "--yes")
+    assert out.code == 0 and f"skipped {flow}: --allow-build 2.0 is newer than build 1.5" in out.stdout
+    assert FlowMeta(backend.load_flow(flow).meta).allowed_build is None
+
+
+@pytest.mark.parametrize("argv", [
+    ("retry", "--stranded"),
+    ("retry", "--stranded", "--allow-build", "2.0", "--task", "s0"),
+    ("retry", "--allow-build", "2.0"),
+    ("retry", "--stranded", "--allow-build", "latest"),
+])
+def test_retry_stranded_usage(backend: Backend, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]) -> None:
+    present(backend, "old", ["tests."], build="2.0")
+    flow = store(backend, PENDING, meta={"build": "2.1"})
+    assert bad_input(run_cli(capsys, backend, *argv, "--yes"))
+    assert FlowMeta(backend.load_flow(flow).meta).allowed_build is None
