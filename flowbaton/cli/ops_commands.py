@@ -21,7 +21,7 @@ from ..ops import delete as ops_delete
 from ..ops import query as ops_query
 from ..ops import rollback
 from ..ops.check import check
-from .args import add_allow_option, allowed_build, flow_state, time_age, time_point
+from .args import add_allow_option, add_build_option, allowed_build, flow_state, time_age, time_point
 from .common import UsageError, backend_url, emit, opened
 from .ops_views import render_check, render_plan, render_purge, render_replicas, render_rollback
 from .terminal import printable
@@ -77,6 +77,7 @@ def _add_listings(command: Command) -> None:
         cmd.add_argument("flow_id", metavar="FLOW_ID")
         if name == "plan":  # it imports and calls the stored factory: never without a list
             add_allow_option(cmd, "plan")
+            add_build_option(cmd, "here runs (would a replica of it decline the flow?)")
         _json_flag(cmd)
         cmd.set_defaults(func=func)
 
@@ -162,7 +163,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     with opened(args) as backend:
-        doc = ops_query.plan(backend, args.flow_id, args.allow)
+        doc = ops_query.plan(backend, args.flow_id, args.allow, args.build)
     return _emit_doc(args, doc, render_plan)
 
 

@@ -54,7 +54,17 @@ def render_plan(plan: FlowPlan) -> str:
     lines += [f"  HELD      {reason}" for reason in plan.held]
     if len(lines) == 1:
         lines.append("  nothing to do")
-    return printable_lines(lines)
+    return printable_lines(lines + _plan_builds(plan))
+
+
+def _plan_builds(plan: FlowPlan) -> list[str]:
+    """The build lines of a plan; none when neither the flow nor the code here has a build."""
+    if plan.build is None and plan.allowed_build is None and plan.this_build is None:
+        return []
+    allowed = f", an operator allowed build {plan.allowed_build} or newer" if plan.allowed_build else ""
+    here = plan.this_build or "unset (it runs any flow)"
+    lines = [f"  build     the flow ran on {plan.build or 'no build'}{allowed}; this code is {here}"]
+    return lines + ([f"  would decline: {plan.decline}"] if plan.decline else [])
 
 
 def render_check(report: CheckReport) -> str:

@@ -19,7 +19,7 @@ from ..backends.records import FlowDetail, ReplicaInfo
 from ..engine.builds import UNSET_COST, BuildTooOld, check_build, checked_build
 from ..engine.meta import FlowMeta
 
-__all__ = ["unset_builds", "unset_warning", "build_stranded", "declines_build", "check_allowance"]
+__all__ = ["unset_builds", "unset_warning", "build_stranded", "declines_build", "would_decline", "check_allowance"]
 
 
 def unset_builds(replicas: Sequence[ReplicaInfo]) -> list[str]:
@@ -79,6 +79,17 @@ def declines_build(flow: FlowDetail, build: str | None) -> str | None:
     except (BuildTooOld, CorruptRecord) as err:
         return str(err)
     return None
+
+
+def would_decline(flow: FlowDetail, build: str | None) -> str | None:
+    """What ``plan`` says when a replica of ``build`` would decline the flow
+    for its build, or None when it would run it."""
+    reason = declines_build(flow, build)
+    stored = FlowMeta(flow.meta).build
+    if reason is None or stored is None or _version(stored) is None:
+        return reason  # None, or the record's fault in CorruptRecord's words
+    return (f"flow last ran on build {stored}; this code is build {build}; "
+            f"retry --allow-build {build} lets it run")
 
 
 def check_allowance(flow: FlowDetail, allowed: str) -> str | None:

@@ -249,7 +249,10 @@ class FlowShow:
 class FlowPlan:
     """``flowbaton plan``: what resuming the flow with the code here would
     do (``engine.resume``'s rules), task ids by fate, and the reasons it
-    would be HELD."""
+    would be HELD; then the builds (``engine.builds``): the newest the flow
+    ran on, an operator's allowance, the code here's (``this_build``), and
+    why a replica of it would decline the flow (``decline``; in JSON
+    ``declines``, true or false)."""
 
     flow_id: str
     state: str
@@ -262,15 +265,28 @@ class FlowPlan:
     in_doubt: list[str]
     failed: list[str]
     held: list[str]
+    build: str | None = None
+    allowed_build: str | None = None
+    this_build: str | None = None
+    decline: str | None = None
 
     @classmethod
-    def of(cls, plan: Mapping[str, JSON]) -> FlowPlan:
-        """From the engine's plan document (``engine.lifecycle.plan_flow``)."""
+    def of(cls, plan: Mapping[str, JSON], flow: FlowDetail | None = None, this_build: str | None = None,
+           decline: str | None = None) -> FlowPlan:
+        """From the engine's plan document (``engine.lifecycle.plan_flow``)
+        and the flow record the builds are read from."""
+        meta = FlowMeta(flow.meta if flow else {})
         return cls(plan["flow_id"], plan["state"], plan["factory"], plan["added"], plan["unmatched"],
                    plan["version_changed"], plan["reuse"], plan["run"], plan["in_doubt"], plan["failed"],
-                   plan["held"])
+                   plan["held"], meta.build, meta.allowed_build, this_build, decline)
+
+    @property
+    def declines(self) -> bool:
+        return self.decline is not None
 
     def to_json(self) -> dict[str, JSON]:
         return {"flow_id": self.flow_id, "state": self.state, "factory": self.factory, "added": self.added,
                 "unmatched": self.unmatched, "version_changed": self.version_changed, "reuse": self.reuse,
-                "run": self.run, "in_doubt": self.in_doubt, "failed": self.failed, "held": self.held}
+                "run": self.run, "in_doubt": self.in_doubt, "failed": self.failed, "held": self.held,
+                "build": self.build, "allowed_build": self.allowed_build, "this_build": self.this_build,
+                "declines": self.declines}

@@ -19,8 +19,11 @@ from ..backends.base import Backend
 from ..backends.errors import CorruptRecord, FlowNotFound
 from ..backends.records import ClaimInfo, FlowDetail, ReplicaInfo, TaskDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
+from ..coordinator.replica import AUTO_BUILD
+from ..engine.builds import checked_build, default_build
 from ..engine.lifecycle import plan_flow
 from .actions import current_claim, load_flow
+from .builds import would_decline
 from .documents import ClaimRow, FlowPlan, FlowRow, FlowShow, ReplicaRow, ReplicasReport
 from .stranded import find_stranded, gather, stranded_reason
 
@@ -142,9 +145,14 @@ def show(backend: Backend, flow_id: str) -> FlowShow:
     return FlowShow.of(flow, tasks, declines, claim, why)
 
 
-def plan(backend: Backend, flow_id: str, allow: Sequence[str]) -> FlowPlan:
+def plan(backend: Backend, flow_id: str, allow: Sequence[str], build: str | None = AUTO_BUILD) -> FlowPlan:
     """What resuming the flow with the code importable here would do.
     Writes nothing, but imports and calls the stored factory: the record is
     untrusted, so it gets the replicas' rule and the operator's ``allow``
-    list, never its own module's."""
-    return FlowPlan.of(plan_flow(backend, flow_id, allow=allow))
+    list, never its own module's. ``build`` is the code here's (``"auto"``:
+    the distribution of the ``allow`` factories, as a replica's default;
+    None: unset): whether a replica of it would decline the flow."""
+    this_build = default_build(allow) if build == AUTO_BUILD else checked_build(build, "build")
+    document = plan_flow(backend, flow_id, allow=allow)
+    flow = load_flow(backend, flow_id)
+    return FlowPlan.of(document, flow, this_build, would_decline(flow, this_build))

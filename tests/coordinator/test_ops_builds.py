@@ -214,3 +214,51 @@ def test_retry_stranded_usage(backend: Backend, capsys: pytest.CaptureFixture[st
     flow = store(backend, PENDING, meta={"build": "2.1"})
     assert bad_input(run_cli(capsys, backend, *argv, "--yes"))
     assert FlowMeta(backend.load_flow(flow).meta).allowed_build is None
+
+
+# --------------------------------------------------------------------- plan
+
+
+def test_plan_says_whether_this_code_would_decline_the_flow(
+    backend: Backend, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLOWBATON_BUILD", raising=False)
+    flow = store(backend, RUNNING, tasks=[task("s0", SUCCESS, result=5)], meta={"build": "2.1"})
+    old = run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--build", "2.0", "--json").json()
+    assert (old["reuse"], old["run"]) == (["s0"], ["s1"])  # the plan itself stays
+    assert (old["build"], old["allowed_build"], old["this_build"], old["declines"]) == ("2.1", None, "2.0", True)
+    text = run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--build", "2.0").stdout.splitlines()
+    assert "  reuse     s0" in text
+    assert text[-2:] == ["  build     the flow ran on 2.1; this code is 2.0",
+                         "  would decline: flow last ran on build 2.1; this code is build 2.0; "
+                         "retry --allow-build 2.0 lets it run"]
+    new = run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--build", "2.1.1", "--json").json()
+    assert (new["this_build"], new["declines"]) == ("2.1.1", False)
+    assert "would decline" not in run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--build", "3").stdout
+    unset = run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--json").json()  # tests. is no distribution
+    assert (unset["this_build"], unset["declines"]) == (None, False)
+    monkeypatch.setenv("FLOWBATON_BUILD", "1.0")
+    assert run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--json").json()["declines"] is True
+
+    assert run_cli(capsys, backend, "retry", flow, "--allow-build", "2.0", "--yes").code == 0
+    allowed = run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--build", "2.0")
+    assert "an operator allowed build 2.0 or newer; this code is 2.0" in allowed.stdout
+    assert "would decline" not in allowed.stdout
+
+
+def test_plan_of_a_flow_without_builds_is_as_before(backend: Backend, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLOWBATON_BUILD", raising=False)
+    flow = store(backend, RUNNING)
+    text = run_cli(capsys, backend, "plan", flow, "--allow", "tests.").stdout
+    assert "build" not in text and "run       s0, s1" in text
+    doc = run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--json").json()
+    assert list(doc)[-4:] == ["build", "allowed_build", "this_build", "declines"] and doc["declines"] is False
+    assert bad_input(run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--build", "2.x"))
+
+
+def test_plan_names_a_stored_build_that_is_no_version(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = store(backend, RUNNING, meta={"build": "\x1b[2Jnope"})
+    out = run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--build", "2.0")
+    assert out.code == 0 and "would decline:" in out.stdout and "is not a PEP 440 version" in out.stdout
+    assert "\x1b" not in out.stdout
