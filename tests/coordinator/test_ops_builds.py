@@ -6,6 +6,8 @@ decline a flow. Presence records stand in for replicas, as in test_ops_cli."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from flowbaton.backends.base import Backend
@@ -15,7 +17,9 @@ from flowbaton.backends.states import CANCELLED, FAILURE, HELD, PENDING, RUNNING
 from flowbaton.engine.builds import UNSET_COST
 from flowbaton.engine.meta import FlowMeta
 from flowbaton.ops.stranded import stranded_reason
+from tests.servers import until
 
+from .inprocess import LocalReplicas, submit_steps
 from .ops_helpers import bad_input, present, run_cli, store, task
 
 FAILED = {"type": "builtins.RuntimeError", "message": "boom", "traceback": "..."}
@@ -262,3 +266,29 @@ def test_plan_names_a_stored_build_that_is_no_version(backend: Backend, capsys: 
     out = run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--build", "2.0")
     assert out.code == 0 and "would decline:" in out.stdout and "is not a PEP 440 version" in out.stdout
     assert "\x1b" not in out.stdout
+
+
+# --------------------------------------------------------------- end to end
+
+
+def test_a_rollback_strands_a_flow_until_an_operator_allows_the_old_build(
+    backend: Backend, local_replicas: LocalReplicas, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Submitted by build 2.1, then only 2.0 replicas live (a rollback): they
+    decline it and it shows as stranded; after ``retry --allow-build 2.0`` a
+    2.0 replica runs it to the end."""
+    flow = submit_steps(local_replicas.add(backend, build="2.1", replica_id="new"), tmp_path / "ledger", n=2)
+    local_replicas.add(backend, build="2.0", replica_id="old-1").start(1)
+    until(lambda: backend.load_declines(flow), 20, "old-1's decline")
+    [decline] = backend.load_declines(flow)
+    assert "flow last ran on build 2.1; this replica runs 2.0" in decline.reason
+    [row] = run_cli(capsys, backend, "flows", "--stranded", "--json").json()
+    assert row["stranded"].startswith("no live replica runs build 2.1 or newer (live: 2.0)")
+    assert backend.load_flow(flow).state == PENDING and backend.load_tasks(flow) == {}  # nothing ran on 2.0
+
+    assert run_cli(capsys, backend, "retry", "--stranded", "--allow-build", "2.0", "--yes").code == 0
+    local_replicas.add(backend, build="2.0", replica_id="old-2").start(1)  # old-1 leaves it alone a while
+    until(lambda: backend.load_flow(flow).state == SUCCESS, 30, "the flow to finish on build 2.0")
+    meta = FlowMeta(backend.load_flow(flow).meta)
+    assert (meta.build, meta.allowed_build) == ("2.1", "2.0")  # the newest build stays the flow's
+    assert {t.owner for t in backend.load_tasks(flow).values()} == {"old-2"}

@@ -21,7 +21,8 @@ import pytest
 from flowbaton.backends import open_backend
 from flowbaton.backends.base import Backend
 from flowbaton.backends.errors import DefinitionError, FlowNotFound
-from flowbaton.backends.states import FAILURE, REVERTED, RUNNING, SUCCESS
+from flowbaton.backends.records import ReplicaInfo
+from flowbaton.backends.states import FAILURE, PENDING, REVERTED, RUNNING, SUCCESS
 from flowbaton.cli.main import build_parser
 from flowbaton.cli.terminal import printable
 from flowbaton.engine import Flow, Gate, Linear, Task, register_codec, task
@@ -75,6 +76,29 @@ def test_escape_sequences_in_stored_text_are_shown_escaped(backend: Backend,
     assert (exact["name"], exact["reason"]) == (f"innocent{FAKE_LINE}", FAKE_LINE)
     assert exact["tasks"][0]["failure"]["message"] == FAKE_LINE
     assert run_cli(capsys, backend, "flows", "--json").json()[0]["name"] == f"innocent{FAKE_LINE}"
+
+
+def test_hostile_builds_in_stored_records_are_shown_escaped_and_change_nothing(
+    backend: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A build is text anyone with store access may write, in a flow's meta
+    and in a replica's presence: shown escaped, never compared as a version,
+    and no allowance is written over it."""
+    backend.register_replica(ReplicaInfo("r1", "h", 1, time.time(), "0.1.0", ["tests."], build="2.0"), 120.0)
+    flow_id = store(backend, PENDING)
+    plant(backend, flow_id, meta={"tasks": ["s0", "s1"], "build": FAKE_LINE, "allowed_build": FAKE_LINE})
+    for argv in (("flows", "--stranded"), ("show", flow_id), ("plan", flow_id, "--allow", "tests.", "--build", "1")):
+        out = run_cli(capsys, backend, *argv)
+        assert out.code == 0 and raw_controls(out.stdout) == [] and "meta.build" in out.stdout, out
+    before = backend.load_flow(flow_id).to_json()
+    refused = run_cli(capsys, backend, "retry", flow_id, "--allow-build", "1.0", "--yes")
+    assert bad_input(refused) and raw_controls(refused.stderr.rstrip("\n")) == [], refused
+    assert backend.load_flow(flow_id).to_json() == before
+
+    backend.register_replica(ReplicaInfo("r2", "h", 2, time.time(), "0.1.0", ["tests."], build=FAKE_LINE), 120.0)
+    replicas = run_cli(capsys, backend, "replicas")
+    assert replicas.code == 0 and raw_controls(replicas.stdout) == [] and "\\x1b[1A" in replicas.stdout
+    assert run_cli(capsys, backend, "replicas", "--json").json()["replicas"][1]["build"] == FAKE_LINE
 
 
 def test_printable_escapes_controls_bidi_and_surrogates_only() -> None:
