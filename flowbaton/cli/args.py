@@ -136,7 +136,8 @@ def _build(text: str) -> str | None:
     try:
         return checked_build(text.strip() or None, "build")
     except ValueError as err:  # argparse names the option itself
-        raise ValueError(str(err).removeprefix("build: ") + "; an empty value leaves it unset") from None
+        raise ValueError(str(err).removeprefix("build: ") + f"; an empty value (--build '' or {BUILD_ENV}=) "
+                         "leaves it unset") from None
 
 
 #: ``--build``: a PEP 440 version, "auto" (``connect``'s default), or empty: unset
@@ -161,7 +162,7 @@ def add_build_option(cmd: argparse.ArgumentParser, what: str) -> None:
     env = os.environ.get(BUILD_ENV)
     cmd.add_argument("--build", type=build_version, metavar="VERSION",
                      default=AUTO_BUILD if env is None else env,
-                     help=f"the release of the code {what}, a PEP 440 version: a flow that newer code "
+                     help=f"the release of {what}, a PEP 440 version: a flow that newer code "
                      "already ran is never resumed on older code (default: $FLOWBATON_BUILD, else the "
                      "version of the installed distribution that provides the --allow factories; an "
                      "empty value leaves it unset)")

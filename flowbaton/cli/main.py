@@ -75,7 +75,7 @@ def _add_submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     cmd = _command(sub, "submit", "store a new flow; prints its id")
     cmd.add_argument("factory", metavar="FACTORY", help="package.module:function returning the flow")
     add_allow_option(cmd, "submit", required=False)
-    add_build_option(cmd, "submitting the flow runs (the flow records it)")
+    add_build_option(cmd, "the code submitting the flow (the flow records it)")
     cmd.add_argument("--args", metavar="JSON", help="factory positional arguments, a JSON list")
     cmd.add_argument("--kwargs", metavar="JSON", help="factory keyword arguments, a JSON object")
     cmd.add_argument("--inputs", metavar="JSON", help="initial flow inputs, a JSON object")

@@ -77,7 +77,7 @@ def _add_listings(command: Command) -> None:
         cmd.add_argument("flow_id", metavar="FLOW_ID")
         if name == "plan":  # it imports and calls the stored factory: never without a list
             add_allow_option(cmd, "plan")
-            add_build_option(cmd, "here runs (would a replica of it decline the flow?)")
+            add_build_option(cmd, "the code here (would a replica of it decline the flow?)")
         _json_flag(cmd)
         cmd.set_defaults(func=func)
 

@@ -58,7 +58,7 @@ def _env(option: str, default: str | None = None) -> str | None:
 
 def add_replica_options(cmd: argparse.ArgumentParser) -> None:
     add_allow_option(cmd, "this replica")
-    add_build_option(cmd, "this replica runs")
+    add_build_option(cmd, "the code this replica runs")
     cmd.add_argument("--concurrency", type=positive_count, metavar="N", default=_env("--concurrency", "4"),
                      help="flows run at once (default: $FLOWBATON_CONCURRENCY, else 4)")
     cmd.add_argument("--replica-id", default=_env("--replica-id"), metavar="ID",
