@@ -216,11 +216,11 @@ class Coordinator:
         self.observer.health.started()
         self.keeper.start()
         self.loop.start()
+        if self.build is None:
+            log.warning("replica %s: %s", self.replica_id, UNSET_COST, extra={"replica_id": self.replica_id})
         log.info("replica %s started (lease %.1fs, concurrency %d, allow %s, build %s)", self.replica_id,
                  self.lease, concurrency, self.allow, self.build or "unset",
                  extra={"replica_id": self.replica_id, "build": self.build})
-        if self.build is None:
-            log.warning("replica %s: %s", self.replica_id, UNSET_COST, extra={"replica_id": self.replica_id})
         return self
 
     def serve(self, concurrency: int = 4) -> bool:
@@ -229,28 +229,34 @@ class Coordinator:
         exit the process then). A second signal gets the default behaviour
         (the operator insists)."""
         stop = threading.Event()
-        restore = self._handle_stop_signals(stop)
+        received: list[int] = []
+        restore = self._handle_stop_signals(stop, received)
         clean = False
         try:
             self.start(concurrency)
             while not stop.wait(0.5):
                 pass
+            log.info("replica %s got signal %d: stopping gracefully", self.replica_id, received[0],
+                     extra={"replica_id": self.replica_id})
         finally:
             clean = self.stop()
             for signum, handler in restore.items():
                 signal.signal(signum, handler)
         return clean
 
-    def _handle_stop_signals(self, stop: threading.Event) -> dict[int, Any]:
-        """Install SIGTERM/SIGINT handlers that set ``stop``; returns the old
-        ones. Only the main thread may: elsewhere the host application owns
-        signals and calls ``stop()`` itself."""
+    def _handle_stop_signals(self, stop: threading.Event, received: list[int]) -> dict[int, Any]:
+        """Install SIGTERM/SIGINT handlers that note the signal in
+        ``received`` and set ``stop``; returns the old ones. Only the main
+        thread may: elsewhere the host application owns signals and calls
+        ``stop()`` itself. The handler does not log: it may interrupt the
+        main thread in the middle of writing a log line, and a second write
+        to the same stream from the handler fails ("reentrant call"), which
+        once left a replica unable to stop; ``serve`` logs the signal."""
         if threading.current_thread() is not threading.main_thread():
             return {}
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("replica %s got signal %d: stopping gracefully", self.replica_id, signum,
-                     extra={"replica_id": self.replica_id})
+            received.append(signum)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             stop.set()
