@@ -37,10 +37,20 @@ _SERVE = (
     "flowbaton.connect(url, replica_id=rid, allow=['tests.'], lease=float(lease),\n"
     "                  max_takeovers=int(takeovers)).serve(concurrency=int(conc))\n"
 )
+# A replica of one release of the code: its own allow prefix and build ("": unset).
+_SERVE_RELEASE = (
+    "import logging, sys, flowbaton\n"
+    "logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')\n"
+    "url, rid, lease, conc, allow, build = sys.argv[1:7]\n"
+    "flowbaton.connect(url, replica_id=rid, allow=[allow], lease=float(lease),\n"
+    "                  build=build or None).serve(concurrency=int(conc))\n"
+)
 
 
-def env() -> dict[str, str]:
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
+def env(*first: Path) -> dict[str, str]:
+    """The replicas' environment; ``first``: folders ahead of the repository
+    on PYTHONPATH (one release of a factory module, see ``spawn_release``)."""
+    paths = [*map(str, first), str(REPO), os.environ.get("PYTHONPATH", "")]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p), PYTHONUNBUFFERED="1")
 
 
@@ -100,6 +110,19 @@ class Cluster:
         log = self.folder / f"{name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=out, stderr=subprocess.STDOUT)
+        self.replicas[name] = Replica(name, proc, log)
+        return self.replicas[name]
+
+    def spawn_release(self, name: str, code: Path, build: str | None, *, allow: str, lease: float = 2.0,
+                      concurrency: int = 2) -> Replica:
+        """A replica running the release of the code in folder ``code`` (put
+        first on its PYTHONPATH), with build ``build`` (None: unset), through
+        the library API as a host service would start it."""
+        cmd = [sys.executable, "-c", _SERVE_RELEASE, self.url, name, str(lease), str(concurrency), allow,
+               build or ""]
+        log = self.folder / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env(code), stdout=out, stderr=subprocess.STDOUT)
         self.replicas[name] = Replica(name, proc, log)
         return self.replicas[name]
 
