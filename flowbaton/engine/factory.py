@@ -240,9 +240,11 @@ def check_allowed(name: str, allow: Sequence[str] | None) -> None:
         return
     if any(_admits(entry, name, module) for entry in allow):
         return
+    # "svc." admits the modules under svc; a top-level module needs its own name.
+    hint = f"{module.split('.')[0]}." if "." in module else module
     raise FactoryNotAllowed(
         f"factory {name!r} is not under this replica's allowed prefixes "
-        f"({', '.join(allow) or 'none'}); allow it with --allow {module.split('.')[0]}."
+        f"({', '.join(allow) or 'none'}); allow it with --allow {hint}"
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from flowbaton.engine import compile_flow, factory_name, load_factory, new_flow_detail
@@ -13,6 +15,7 @@ from flowbaton.engine.errors import (
     MissingInputs,
     NotJSONError,
 )
+from flowbaton.engine.factory import check_allowed
 from tests.engine import defs_flows as defs
 
 M = "tests.engine.defs_flows"
@@ -111,6 +114,15 @@ def test_allow_list_is_checked_before_import() -> None:
         load_factory("testsuite.x:y", ["tests"])
     assert load_factory(f"{M}:good", ["tests."]) is defs.good
     assert load_factory(f"{M}:good", ["tests"]) is defs.good
+
+
+def test_the_refusal_names_an_allow_entry_that_would_admit_the_factory() -> None:
+    """The hint works when followed: a package prefix for a module inside a
+    package, the module's own name for a top-level module."""
+    for name, hint in ((f"{M}:good", "tests."), ("os:system", "os")):
+        with pytest.raises(FactoryNotAllowed, match=f"allow it with --allow {re.escape(hint)}$"):
+            check_allowed(name, ["elsewhere."])
+        check_allowed(name, [hint])
 
 
 def test_multiple_provides_split_a_list() -> None:
