@@ -20,6 +20,7 @@ from ..backends.errors import BackendUnavailable, ClaimHeld, ClaimLost, FlowNotF
 from ..backends.records import ClaimToken, FlowDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine import FlowReport, factory_name, new_flow_detail, run_flow
+from ..engine.builds import checked_build, default_build
 from ..engine.claim import Claim
 from ..engine.errors import FactoryError
 from .identity import default_replica_id
@@ -44,6 +45,7 @@ def run(
     allow: Sequence[str] | None = None,
     lease: float = 10.0,
     max_workers: int = 8,
+    build: str | None = "auto",
 ) -> FlowReport:
     """Create the flow (or resume ``flow_id`` if it is stored), run it to
     its end in this process, and return its report.
@@ -52,16 +54,21 @@ def run(
     else ``sqlite:///./flowbaton.db``). ``allow`` defaults to exactly
     ``factory``. Raises ``ClaimHeld`` while another process runs the flow,
     ``ClaimLost`` if the claim was lost mid-run (the flow stays resumable).
+    ``build`` is as for ``connect`` (``"auto"``: the version of the
+    distribution providing ``factory``, if one does): a new flow records
+    it, and a stored flow that newer code already ran raises
+    ``BuildTooOld`` instead of resuming on this older code.
     """
+    mine = default_build([factory_name(factory)]) if build == "auto" else checked_build(build, "build")
     store = backend if isinstance(backend, Backend) else open_with_lease(backend, lease)
     try:
-        flow = _create_or_load(store, factory, args, kwargs, inputs, name, flow_id)
+        flow = _create_or_load(store, factory, args, kwargs, inputs, name, flow_id, mine)
         if flow.state not in RUNNABLE_FLOW_STATES:
             return FlowReport.of(flow, store.load_tasks(flow.id))
         # Default: exactly the factory the caller named (checked equal to the
         # stored one), so a record swapped in under the run's feet names nothing else.
         allowed = list(allow) if allow is not None else [flow.factory]
-        return _claim_and_run(store, flow.id, allowed, lease, max_workers)
+        return _claim_and_run(store, flow.id, allowed, lease, max_workers, mine)
     finally:
         if not isinstance(backend, Backend):
             store.close()
@@ -75,6 +82,7 @@ def _create_or_load(
     inputs: Mapping[str, Any] | None,
     name: str | None,
     flow_id: str | None,
+    build: str | None,
 ) -> FlowDetail:
     """The stored flow ``flow_id`` (made by this very factory), else a new one."""
     if flow_id is not None:
@@ -85,7 +93,7 @@ def _create_or_load(
         else:
             _check_same_factory(flow, factory_name(factory))
             return flow
-    detail = new_flow_detail(factory, args, kwargs, inputs, name=name, flow_id=flow_id)
+    detail = new_flow_detail(factory, args, kwargs, inputs, name=name, flow_id=flow_id, build=build)
     store.create_flow(detail)
     return detail
 
@@ -98,7 +106,9 @@ def _check_same_factory(flow: FlowDetail, given: str) -> None:
         )
 
 
-def _claim_and_run(store: Backend, flow_id: str, allow: list[str], lease: float, max_workers: int) -> FlowReport:
+def _claim_and_run(
+    store: Backend, flow_id: str, allow: list[str], lease: float, max_workers: int, build: str | None
+) -> FlowReport:
     replica_id = default_replica_id()
     sent_at = time.monotonic()
     try:
@@ -113,7 +123,7 @@ def _claim_and_run(store: Backend, flow_id: str, allow: list[str], lease: float,
     keeper.track(claim)
     keeper.start()
     try:
-        report = _run_on_thread(store, claim, replica_id, allow, max_workers)
+        report = _run_on_thread(store, claim, replica_id, allow, max_workers, build)
     finally:
         keeper.stop()
         # Also after giving the claim up: on ZooKeeper it lives as long as the
@@ -125,7 +135,8 @@ def _claim_and_run(store: Backend, flow_id: str, allow: list[str], lease: float,
 
 
 def _run_on_thread(
-    store: Backend, claim: Claim[LeasedGate], replica_id: str, allow: list[str], max_workers: int
+    store: Backend, claim: Claim[LeasedGate], replica_id: str, allow: list[str], max_workers: int,
+    build: str | None,
 ) -> FlowReport:
     """Run the flow on a helper thread; Ctrl-C here asks it to stop at the
     next task boundary instead of abandoning tasks half-done."""
@@ -135,7 +146,7 @@ def _run_on_thread(
         try:
             # No poison rule: the caller sees every death, and counts them.
             box["report"] = run_flow(store, claim, replica_id=replica_id, allow=allow, max_workers=max_workers,
-                                     poison=None)
+                                     poison=None, build=build)
         except BaseException as err:  # handed to the calling thread
             box["error"] = err
 

@@ -89,3 +89,17 @@ def test_each_claim_leaves_the_newest_build_and_unset_builds_run_as_before() -> 
     store.create_flow(newer)
     assert _run(store, newer.id, "2.1") == SUCCESS
     assert FlowMeta(store.load_flow(newer.id).meta).build == "2.1"
+
+
+def test_flowbaton_run_records_its_build_and_never_resumes_newer_flows_on_older_code() -> None:
+    import flowbaton
+
+    store = MemoryBackend()
+    report = flowbaton.run(FACTORY, kwargs={"count": 2}, backend=store, flow_id="mine", build="2.0")
+    assert report.state == SUCCESS and FlowMeta(store.load_flow("mine").meta).build == "2.0"
+    newer = new_flow_detail(FACTORY, kwargs={"count": 2}, flow_id="newer", build="3.0")
+    store.create_flow(newer)
+    with pytest.raises(BuildTooOld, match=r"flow last ran on build 3\.0; this replica runs 2\.0"):
+        flowbaton.run(FACTORY, kwargs={"count": 2}, backend=store, flow_id="newer", build="2.0")
+    assert store.load_tasks("newer") == {} and store.current_claim("newer") is None
+    assert flowbaton.run(FACTORY, kwargs={"count": 2}, backend=store, flow_id="newer", build=None).state == SUCCESS
