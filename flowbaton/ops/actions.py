@@ -67,7 +67,9 @@ __all__ = [
     "MIN_PURGE_AGE",
 ]
 
-log = logging.getLogger("flowbaton.ops.actions")
+# The logger keeps the name it had before the operator API left the
+# coordinator package: log filters and alerts match on it.
+log = logging.getLogger("flowbaton.coordinator.ops")
 
 OPERATIONS_KEY = OPERATIONS  # flow.meta: the last operator actions (kept for scripts that read it)
 # How long an operator's claim lives if the command dies mid-action (on

@@ -29,7 +29,7 @@ from .stranded import find_stranded, gather, stranded_reason
 
 __all__ = ["Fleet", "flows", "claims", "replicas", "show", "plan", "last_progress"]
 
-log = logging.getLogger("flowbaton.ops.actions")
+log = logging.getLogger("flowbaton.coordinator.ops")
 
 
 @dataclass(frozen=True)

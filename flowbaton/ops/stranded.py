@@ -30,7 +30,7 @@ from .builds import build_stranded
 
 __all__ = ["gather", "may_import", "stranded_reason", "stranded_by_build", "find_stranded"]
 
-log = logging.getLogger("flowbaton.ops.actions")
+log = logging.getLogger("flowbaton.coordinator.ops")
 
 T = TypeVar("T")
 R = TypeVar("R")
