@@ -37,6 +37,7 @@ __all__ = [
     "checked_build",
     "default_build",
     "newest_build",
+    "version_of",
 ]
 
 #: What a replica without a build gives up, said wherever it is shown unset.
@@ -62,11 +63,20 @@ def checked_build(text: str | None, what: str) -> str | None:
     return text
 
 
-def _stored(text: str, flow_id: str, key: str) -> Version:
+def version_of(text: str | None) -> Version | None:
+    """``text`` as a PEP 440 version, or None when unset or not one (for
+    readers that show a stored build rather than act on it)."""
     try:
-        return Version(text)
+        return None if text is None else Version(text)
     except InvalidVersion:
-        raise CorruptRecord(f"flow {flow_id}", f"meta.{key} {text[:60]!r} is not a PEP 440 version") from None
+        return None
+
+
+def _stored(text: str, flow_id: str, key: str) -> Version:
+    version = version_of(text)
+    if version is None:
+        raise CorruptRecord(f"flow {flow_id}", f"meta.{key} {text[:60]!r} is not a PEP 440 version")
+    return version
 
 
 def newest_build(stored: str | None, mine: str | None, flow_id: str) -> str | None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from ..backends.errors import CorruptRecord
 from ..backends.records import FlowDetail, ReplicaInfo
-from ..engine.builds import UNSET_COST, BuildTooOld, check_build, checked_build
+from ..engine.builds import UNSET_COST, BuildTooOld, check_build, checked_build, version_of
 from ..engine.meta import FlowMeta
 
 __all__ = ["unset_builds", "unset_warning", "build_stranded", "declines_build", "would_decline", "check_allowance"]
@@ -36,13 +36,6 @@ def unset_warning(replicas: Sequence[ReplicaInfo]) -> str | None:
     return f"{len(unset)} live replica(s) without a build ({', '.join(unset)}): {UNSET_COST}"
 
 
-def _version(text: str | None) -> Version | None:
-    try:
-        return None if text is None else Version(text)
-    except InvalidVersion:
-        return None
-
-
 def build_stranded(flow: FlowDetail, replicas: Sequence[ReplicaInfo]) -> str | None:
     """Why no live replica's build may run the flow, or None when one may:
     the flow already ran on a build newer than every live replica's, and no
@@ -54,7 +47,7 @@ def build_stranded(flow: FlowDetail, replicas: Sequence[ReplicaInfo]) -> str | N
     declined = [declines_build(flow, r.build) for r in replicas]
     if any(reason is None for reason in declined):
         return None
-    if _version(meta.build) is None or (meta.allowed_build is not None and _version(meta.allowed_build) is None):
+    if version_of(meta.build) is None or (meta.allowed_build is not None and version_of(meta.allowed_build) is None):
         return declined[0]  # the record's fault, named by CorruptRecord
     live = ", ".join(sorted({str(r.build) for r in replicas}, key=_order))
     if meta.allowed_build is None:
@@ -65,7 +58,7 @@ def build_stranded(flow: FlowDetail, replicas: Sequence[ReplicaInfo]) -> str | N
 
 
 def _order(text: str) -> tuple[int, Version | str]:
-    version = _version(text)
+    version = version_of(text)
     return (0, version) if version is not None else (1, text)
 
 
@@ -75,7 +68,7 @@ def declines_build(flow: FlowDetail, build: str | None) -> str | None:
     whose stored build is unreadable is declined by every replica with a
     build: the reason names the record."""
     try:
-        check_build(flow.id, FlowMeta(flow.meta), None if _version(build) is None else build)
+        check_build(flow.id, FlowMeta(flow.meta), None if version_of(build) is None else build)
     except (BuildTooOld, CorruptRecord) as err:
         return str(err)
     return None
@@ -86,7 +79,7 @@ def would_decline(flow: FlowDetail, build: str | None) -> str | None:
     for its build, or None when it would run it."""
     reason = declines_build(flow, build)
     stored = FlowMeta(flow.meta).build
-    if reason is None or stored is None or _version(stored) is None:
+    if reason is None or stored is None or version_of(stored) is None:
         return reason  # None, or the record's fault in CorruptRecord's words
     return (f"flow last ran on build {stored}; this code is build {build}; "
             f"retry --allow-build {build} lets it run")
@@ -104,7 +97,7 @@ def check_allowance(flow: FlowDetail, allowed: str) -> str | None:
     build = FlowMeta(flow.meta).build
     if build is None:
         return f"flow {flow.id} records no build: every replica may run it already"
-    stored = _version(build)
+    stored = version_of(build)
     if stored is None:
         return f"flow {flow.id}: its stored build {build[:60]!r} is not a PEP 440 version"
     if Version(allowed) > stored:
