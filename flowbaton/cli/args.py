@@ -15,8 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..backends.states import FLOW_STATES
-from ..coordinator.replica import AUTO_BUILD
-from ..engine.builds import checked_build
+from ..engine.builds import AUTO_BUILD, checked_build
 from ..observability.logs import LOG_FORMATS
 from ..ops.times import MAX_DURATION, age_of, parse_point
 

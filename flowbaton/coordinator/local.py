@@ -20,7 +20,7 @@ from ..backends.errors import BackendUnavailable, ClaimHeld, ClaimLost, FlowNotF
 from ..backends.records import ClaimToken, FlowDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine import FlowReport, factory_name, new_flow_detail, run_flow
-from ..engine.builds import checked_build, default_build
+from ..engine.builds import AUTO_BUILD, resolve_build
 from ..engine.claim import Claim
 from ..engine.errors import FactoryError
 from .identity import default_replica_id
@@ -45,7 +45,7 @@ def run(
     allow: Sequence[str] | None = None,
     lease: float = 10.0,
     max_workers: int = 8,
-    build: str | None = "auto",
+    build: str | None = AUTO_BUILD,
 ) -> FlowReport:
     """Create the flow (or resume ``flow_id`` if it is stored), run it to
     its end in this process, and return its report.
@@ -59,7 +59,7 @@ def run(
     it, and a stored flow that newer code already ran raises
     ``BuildTooOld`` instead of resuming on this older code.
     """
-    mine = default_build([factory_name(factory)]) if build == "auto" else checked_build(build, "build")
+    mine = resolve_build(build, [factory_name(factory)])
     store = backend if isinstance(backend, Backend) else open_with_lease(backend, lease)
     try:
         flow = _create_or_load(store, factory, args, kwargs, inputs, name, flow_id, mine)

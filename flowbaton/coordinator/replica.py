@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
 from ..engine import FlowReport, new_flow_detail, run_flow
-from ..engine.builds import UNSET_COST, checked_build, default_build
+from ..engine.builds import AUTO_BUILD, UNSET_COST, resolve_build
 from ..engine.claim import Claim
 from ..engine.errors import FactoryError
 from ..engine.poison import PoisonRule
@@ -54,9 +54,6 @@ DEFAULT_BUILD_TIMEOUT = 60.0
 #: seconds a graceful stop waits: below docker compose's default 60 s and
 #: the deploy/ files' 120 s grace periods, so the replica exits before SIGKILL
 DEFAULT_STOP_TIMEOUT = 50.0
-#: ``build`` by default: the version of the distribution that provides the
-#: allowed factories, when there is one (``engine.builds.default_build``)
-AUTO_BUILD = "auto"
 
 
 def connect(
@@ -130,7 +127,7 @@ class Coordinator:
         self.replica_id = replica_id or default_replica_id()
         self.allow = list(allow) if allow is not None else None
         self.lease = lease
-        self.build = default_build(self.allow) if build == AUTO_BUILD else checked_build(build, "build")
+        self.build = resolve_build(build, self.allow)
         self.settings = WorkerSettings(self.replica_id, self.allow, max_workers, _poison_rule(max_takeovers),
                                        task_timeout=task_timeout, build_timeout=build_timeout,
                                        build=self.build)

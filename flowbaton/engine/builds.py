@@ -31,18 +31,25 @@ from .errors import FactoryError
 from .meta import FlowMeta
 
 __all__ = [
+    "AUTO_BUILD",
     "BuildTooOld",
     "UNSET_COST",
     "check_build",
     "checked_build",
     "default_build",
     "newest_build",
+    "resolve_build",
     "version_of",
 ]
 
 #: What a replica without a build gives up, said wherever it is shown unset.
 UNSET_COST = ("build unset: this replica may resume flows that newer code already ran, and finish them "
               "without the steps the newer code added; set --build or FLOWBATON_BUILD")
+
+
+#: ``build`` by default: the version of the distribution that provides the
+#: allowed factories, when there is one (``default_build``)
+AUTO_BUILD = "auto"
 
 
 class BuildTooOld(FactoryError):
@@ -100,6 +107,14 @@ def check_build(flow_id: str, meta: FlowMeta, mine: str | None) -> None:
         return
     raise BuildTooOld(f"flow last ran on build {meta.build}; this replica runs {mine} (a newer replica resumes "
                       f"it; to let older code take it on purpose: flowbaton retry {flow_id} --allow-build {mine})")
+
+
+def resolve_build(build: str | None, allow: Sequence[str] | None) -> str | None:
+    """The build a caller's ``build`` argument means: ``AUTO_BUILD`` is
+    ``default_build(allow)``, None is unset, anything else must be a PEP 440
+    version (``ValueError``). One rule for replicas, ``flowbaton.run`` and
+    ``plan``."""
+    return default_build(allow) if build == AUTO_BUILD else checked_build(build, "build")
 
 
 def default_build(allow: Sequence[str] | None) -> str | None:

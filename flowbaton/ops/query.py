@@ -19,8 +19,7 @@ from ..backends.base import Backend
 from ..backends.errors import CorruptRecord, FlowNotFound
 from ..backends.records import ClaimInfo, FlowDetail, ReplicaInfo, TaskDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
-from ..coordinator.replica import AUTO_BUILD
-from ..engine.builds import checked_build, default_build
+from ..engine.builds import AUTO_BUILD, resolve_build
 from ..engine.lifecycle import plan_flow
 from .actions import current_claim, load_flow
 from .builds import would_decline
@@ -152,7 +151,7 @@ def plan(backend: Backend, flow_id: str, allow: Sequence[str], build: str | None
     list, never its own module's. ``build`` is the code here's (``"auto"``:
     the distribution of the ``allow`` factories, as a replica's default;
     None: unset): whether a replica of it would decline the flow."""
-    this_build = default_build(allow) if build == AUTO_BUILD else checked_build(build, "build")
+    this_build = resolve_build(build, allow)
     document = plan_flow(backend, flow_id, allow=allow)
     flow = load_flow(backend, flow_id)
     return FlowPlan.of(document, flow, this_build, would_decline(flow, this_build))
