@@ -102,9 +102,14 @@ def rebuild(flow: FlowDetail, allow: Sequence[str] | None) -> CompiledFlow:
         raise FactoryError(f"factory {flow.factory!r} built an invalid flow: {err}") from err
 
 
-def plan_flow(backend: Backend, flow_id: str, *, allow: Sequence[str] | None = None) -> dict[str, Any]:
-    """What resuming the flow with today's code would do. Writes nothing."""
-    flow = backend.load_flow(flow_id)
+def plan_flow(
+    backend: Backend, flow_id: str, *, allow: Sequence[str] | None = None, flow: FlowDetail | None = None
+) -> dict[str, Any]:
+    """What resuming the flow with today's code would do. Writes nothing.
+    ``flow`` is its record if the caller read it already (and reads more
+    of it, as ``ops.query.plan`` does for builds), else it is read here."""
+    if flow is None:
+        flow = backend.load_flow(flow_id)
     plan = plan_resume(rebuild(flow, allow), flow, backend.load_tasks(flow_id))
     return {"flow_id": flow.id, "state": flow.state, "factory": flow.factory, **plan.to_dict()}
 

@@ -152,6 +152,6 @@ def plan(backend: Backend, flow_id: str, allow: Sequence[str], build: str | None
     the distribution of the ``allow`` factories, as a replica's default;
     None: unset): whether a replica of it would decline the flow."""
     this_build = resolve_build(build, allow)
-    document = plan_flow(backend, flow_id, allow=allow)
-    flow = load_flow(backend, flow_id)
+    flow = backend.load_flow(flow_id)  # one read: the plan and the builds describe the same record
+    document = plan_flow(backend, flow_id, allow=allow, flow=flow)
     return FlowPlan.of(document, flow, this_build, would_decline(flow, this_build))
