@@ -107,11 +107,7 @@ class Cluster:
                    "--lease", str(lease), "--replica-id", name, "--concurrency", str(concurrency)]
         else:  # no CLI flag for it: the library API, as a host service would call it
             cmd = [sys.executable, "-c", _SERVE, self.url, name, str(lease), str(concurrency), str(max_takeovers)]
-        log = self.folder / f"{name}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=out, stderr=subprocess.STDOUT)
-        self.replicas[name] = Replica(name, proc, log)
-        return self.replicas[name]
+        return self._launch(name, cmd, env())
 
     def spawn_release(self, name: str, code: Path, build: str | None, *, allow: str, lease: float = 2.0,
                       concurrency: int = 2) -> Replica:
@@ -120,9 +116,13 @@ class Cluster:
         the library API as a host service would start it."""
         cmd = [sys.executable, "-c", _SERVE_RELEASE, self.url, name, str(lease), str(concurrency), allow,
                build or ""]
+        return self._launch(name, cmd, env(code))
+
+    def _launch(self, name: str, cmd: list[str], environment: dict[str, str]) -> Replica:
+        """Start replica ``name`` from the repository, its output in ``name.log``."""
         log = self.folder / f"{name}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=env(code), stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(cmd, cwd=REPO, env=environment, stdout=out, stderr=subprocess.STDOUT)
         self.replicas[name] = Replica(name, proc, log)
         return self.replicas[name]
 
