@@ -76,6 +76,11 @@ class Status(str, enum.Enum):
     NO_FLOW = "no_flow"  # there is no such flow: nothing changed
 
 
+# The status as the server sends it -> Status: one lookup per reply, on the
+# path of every fenced write.
+_STATUSES = {status.value.encode("ascii"): status for status in Status}
+
+
 @dataclass(frozen=True)
 class Reply:
     """A script's answer: its status and the fields its header names."""
@@ -92,11 +97,9 @@ def decode_reply(name: str, raw: Any) -> Reply:
     """Decode the answer of script ``name``. Another shape means the server
     ran something else than our script (a Redis-compatible server that
     converts replies its own way): refused, naming the script."""
-    if isinstance(raw, list) and raw and isinstance(raw[0], bytes):
-        try:
-            return Reply(Status(raw[0].decode("ascii", "replace")), tuple(raw[1:]))
-        except ValueError:
-            pass
+    status = _STATUSES.get(raw[0]) if isinstance(raw, list) and raw and isinstance(raw[0], bytes) else None
+    if status is not None:
+        return Reply(status, tuple(raw[1:]))
     raise BackendUnavailable(f"Redis script {name!r} answered {raw!r:.200}, not {{status, ...}}")
 
 
