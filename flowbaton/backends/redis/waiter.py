@@ -54,22 +54,20 @@ class Waiter:
         ``timeout`` seconds, at once after ``close``."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            for _ in range(2):
-                if self._closed.is_set():
-                    return False
-                kept = self._pubsub is not None
+            while not self._closed.is_set():
                 try:
                     return self._wait_until(deadline)
                 except rex.RedisError as err:
+                    # The subscription broke (restart, failover) or cannot be
+                    # made (Redis away): subscribe again, which Sentinel sends
+                    # to the current primary, a slice later, until the
+                    # deadline (find_runnable reports the outage).
                     log.debug("wait_for_work on %s: %s", self._conn.where, err)
                     self._reset()
-                if not kept:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     break
-                # A kept subscription broke (restart, failover): one more
-                # try with a new one, which Sentinel sends to the primary.
-        # Redis away: behave like a plain poll interval; a later call
-        # subscribes again (find_runnable reports the outage).
-        self._closed.wait(max(0.0, deadline - time.monotonic()))
+                self._closed.wait(min(left, _SLICE))
         return False
 
     def _wait_until(self, deadline: float) -> bool:
