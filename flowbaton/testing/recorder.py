@@ -3,8 +3,8 @@
 ``RecordingBackend(inner, folder)`` passes every call through to ``inner``
 and, for the calls that change or reveal claimed state (``claim``,
 ``renew``, ``release``, ``save_task``, ``save_tasks``, ``save_flow``, ``delete_flow``,
-``create_flow``, and the reads a new owner resumes from: ``load_flow``,
-``load_tasks``), appends one ``invoke`` line before the call and one ``ok``
+``create_flow``, ``record_decline``, and the reads a new owner resumes
+from: ``load_flow``, ``load_tasks``), appends one ``invoke`` line before the call and one ``ok``
 or ``fail`` line after it to a JSONL history file of this process. A call
 with an ``invoke`` and no end was cut short (the process died): the checker
 treats it, like a ``fail`` with ``BackendUnavailable``, as "may have landed".
@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from flowbaton.backends.base import Backend, StateListener
 from flowbaton.backends.records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, dumps
+from flowbaton.engine.meta import FlowMeta
 from flowbaton.testing.ledger import read_jsonl
 
 __all__ = ["ENV", "HistoryFile", "RecordingBackend", "digest", "read_history", "wrap_from_env"]
@@ -95,7 +96,7 @@ def _task_fields(task: TaskDetail) -> Entry:
 
 
 def _flow_fields(flow: FlowDetail) -> Entry:
-    return {"state": flow.state, "owner": flow.owner, "d": digest(flow.to_json())}
+    return {"state": flow.state, "owner": flow.owner, "d": digest(flow.to_json()), "build": FlowMeta(flow.meta).build}
 
 
 class RecordingBackend(Backend):
@@ -206,7 +207,8 @@ class RecordingBackend(Backend):
         return self.inner.wait_for_work(timeout)
 
     def record_decline(self, flow_id: str, decline: Decline) -> None:
-        self.inner.record_decline(flow_id, decline)
+        self._call("decline", {"flow": flow_id, "owner": decline.replica_id, "reason": decline.reason[:200]},
+                   lambda: self.inner.record_decline(flow_id, decline))
 
     def load_declines(self, flow_id: str) -> list[Decline]:
         return self.inner.load_declines(flow_id)

@@ -35,6 +35,7 @@ class World:
     texts: dict[str, FlowDetail] = field(default_factory=dict)
     details: dict[str, TaskDetail] = field(default_factory=dict)  # digest -> the detail written
     ids: Any = field(default_factory=lambda: itertools.count())
+    builds: dict[str, str] = field(default_factory=dict)  # replica id -> its build
 
     def tick(self, seconds: float = 0.01) -> float:
         self.now += seconds
@@ -46,9 +47,9 @@ class World:
         self.ops.append(op)
         return op
 
-    def create(self, flow: str) -> None:
+    def create(self, flow: str, build: str | None = None) -> None:
         record = FlowDetail(flow, "chaos", "m:f", created_at=self.now)
-        self._op("create_flow", flow, digest=digest(record.to_json()), state="PENDING")
+        self._op("create_flow", flow, digest=digest(record.to_json()), state="PENDING", build=build)
         self.records[(flow, "")] = digest(record.to_json())
         self.texts[flow] = record
 
@@ -108,7 +109,7 @@ class World:
                  for flow in self.texts}
         flows: dict[str, FlowDetail | None] = dict(self.texts)
         return Evidence(self.ops, self.runs, self.faults, flows, tasks, dict.fromkeys(self.texts, "user"),
-                        LEASE, self.backend, self.tick())
+                        LEASE, self.backend, self.tick(), builds=self.builds)
 
 
 def violations(world: World) -> dict[int, list[str]]:
@@ -294,6 +295,66 @@ def test_6_an_in_doubt_rerun_after_a_kill_is_counted() -> None:
     assert violations(world) == {}
     outcome = check_all(Index.build(world.evidence()))[5]
     assert outcome.counts["duplicates"] == 1 and outcome.counts["cause: kill"] == 1
+
+
+def _takeover_by(world: World, replica: str, epoch: int, task: str) -> None:
+    """``replica`` takes ``f1`` over after a lease and finishes it with ``task``."""
+    world.tick(LEASE)
+    claim = world.claim("f1", replica, epoch)
+    world.read_tasks("f1")
+    world.task_run("f1", claim, task)
+    world.save_flow("f1", claim, "SUCCESS")
+    world.release("f1", claim)
+
+
+def _build_outcome(world: World) -> Any:
+    return next(o for o in check_all(Index.build(world.evidence())) if o.number == 8)
+
+
+def test_8_a_flow_resumed_on_an_older_build() -> None:
+    world = World(builds={"r1-1": "1.2", "r2-1": "1.10"})
+    clean_flow(world)  # "a" ran on 1.2
+    world.builds["r1-1"] = "1.10"  # first run on the newer build...
+    world.builds["r2-1"] = "1.2"  # ...then the takeover on the older one
+    _takeover_by(world, "r2-1", 2, "b")
+    assert "task b attempt 1 by r2-1@2 ran on build 1.2 after task a" in violations(world)[8][0]
+
+
+def test_8_an_upgrade_mid_flow_passes_and_is_counted() -> None:
+    world = World(builds={"r1-1": "1.9", "r2-1": "1.10"})  # 1.10 is newer than 1.9 (PEP 440)
+    clean_flow(world)
+    _takeover_by(world, "r2-1", 2, "b")
+    assert violations(world) == {}
+    assert _build_outcome(world).counts["flows that met more than one build"] == 1
+
+
+def test_8_a_flow_submitted_by_newer_code_run_by_an_older_replica() -> None:
+    world = World(builds={"r1-1": "1.0"})
+    world.create("f1", build="1.1")
+    claim = world.claim("f1", "r1-1", 1)
+    world.task_run("f1", claim, "a")
+    world.save_flow("f1", claim, "SUCCESS")
+    world.release("f1", claim)
+    assert "ran on build 1.0 after submitted on build 1.1" in violations(world)[8][0]
+
+
+def test_8_an_older_build_after_a_redis_failover_lost_the_flows_build_is_counted() -> None:
+    world = World(backend="redis", builds={"r1-1": "2.0", "r2-1": "1.0"})
+    clean_flow(world)
+    world.faults.append({"index": 0, "kind": "failover", "target": None, "replica": None,
+                         "start": world.tick(), "heal": world.tick(1.0)})
+    _takeover_by(world, "r2-1", 2, "b")
+    assert 8 not in violations(world)
+    outcome = _build_outcome(world)
+    assert outcome.counts["ran on an older build after a Redis failover lost the flow's build"] == 1
+
+
+def test_8_declines_are_counted_by_reason() -> None:
+    world = World(builds={"r1-1": "1.0"})
+    clean_flow(world)
+    world._op("decline", "f1", owner="r2-1", reason="flow last ran on build 1.1; this replica runs 1.0 (...)")
+    world._op("decline", "f1", owner="r2-1", reason="factory m:f not found")
+    assert _build_outcome(world).counts == {"declines: build too old": 1, "declines: other": 1}
 
 
 def test_7_a_claim_kept_but_not_served_orphans_the_flow() -> None:

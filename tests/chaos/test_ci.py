@@ -34,3 +34,6 @@ def test_bounded_chaos_run(backend: str, chaos_folder: Path) -> None:
     happened = {fault["kind"] for fault in report["faults"]}
     assert happened == set(report["run"]["fault_kinds"]), "every fault kind must occur at least once"
     assert report["totals"]["flows"] == 100
+    deploys = [fault["detail"]["builds"] for fault in report["faults"] if fault["kind"] == "deploy"]
+    assert all(len(set(builds.values())) > 1 for builds in deploys), "a deploy leaves old and new builds side by side"
+    assert report["invariants"]["8"]["checked"] >= report["totals"]["executions"] > 0

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from flowbaton.backends.errors import ClaimLost
 from flowbaton.backends.memory import MemoryBackend
@@ -17,7 +18,7 @@ from flowbaton.engine import compile_flow
 from flowbaton.testing.chaos.nemesis import plan_faults
 from flowbaton.testing.chaos.proxy import ProxyHub
 from flowbaton.testing.chaos.setups import Setup
-from flowbaton.testing.chaos.workload import DEPLOY_ENV, chaos_flow, write_generation
+from flowbaton.testing.chaos.workload import DEPLOY_ENV, chaos_flow, generation_build
 from flowbaton.testing.recorder import HistoryFile, RecordingBackend, digest, read_history
 
 
@@ -142,15 +143,18 @@ def test_the_fault_plan_is_a_function_of_the_seed() -> None:
 # ---------------------------------------------------------------- workload
 
 
-def test_deploys_add_remove_and_bump_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    deploy = tmp_path / "deploy"
-    monkeypatch.setenv(DEPLOY_ENV, str(deploy))
+def test_deploys_add_remove_and_bump_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
     shapes = {}
     for generation in range(4):
-        write_generation(deploy, generation)
+        monkeypatch.setenv(DEPLOY_ENV, str(generation))
         compiled = compile_flow(chaos_flow(1, 0), {"seed": 1, "index": 0, "kind": "plain"})
         shapes[generation] = (sorted(compiled.order), compiled.tasks["b"].task_version)
     assert shapes[0] == (["b", "c", "finish", "prepare"], "1.0")
     assert shapes[1] == (["b", "c", "extra", "finish", "prepare"], "1.1")  # added, minor bump
     assert shapes[2] == (["b", "finish", "prepare"], "2.0")  # extra and c removed, major bump
     assert shapes[3] == (["b", "c", "extra", "finish", "prepare"], "2.1")
+
+
+def test_each_generation_has_a_newer_build_than_the_last() -> None:
+    builds = [Version(generation_build(g)) for g in range(12)]
+    assert builds == sorted(builds) and len(set(builds)) == 12  # 1.10 comes after 1.9

@@ -1,4 +1,4 @@
-"""Invariants 1-6: what must hold whatever the faults were.
+"""Invariants 1-6 and 8: what must hold whatever the faults were (7 is ``recovery``).
 
 Each check returns an ``Outcome``: how many things it checked, how many
 violated the invariant (the run fails on any), counts that explain the run
@@ -20,6 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
+
+from packaging.version import Version
 
 from flowbaton.backends.states import TERMINAL_FLOW_STATES
 from flowbaton.testing.chaos.evidence import FENCED, Execution, Index, Observation, Op
@@ -125,11 +127,9 @@ def _check_starts(ix: Index, out: Outcome) -> None:
     decides to start right when that write returns, so its time is compared
     (not the task's own first line, which a busy machine may delay): a
     replica must not start a task once it cannot be sure of its claim."""
-    running = {(o.flow, o.task, o.attempts, o.epoch, o.replica): o for o in ix.ev.ops
-               if o.op == "save_task" and o.state == "RUNNING" and o.acked}
     for run in ix.ev.executions:
         out.checked += 1
-        write = running.get((run.flow, run.task, run.attempt, run.epoch, run.replica))
+        write = ix.running_write(run)
         if write is None:
             out.violate(f"flow {run.flow} task {run.task} attempt {run.attempt} started by {run.replica}"
                         f"@{run.epoch} without an accepted RUNNING record")
@@ -315,6 +315,72 @@ def _cause(ix: Index, run: Execution, takeover: float) -> str:
     return "claim lost with no fault injected on its owner"
 
 
+# -------------------------------------------------------------- 8 builds
+
+
+_BUILD_DECLINE = "this replica runs"  # engine.builds.BuildTooOld's wording
+
+
+@dataclass(frozen=True)
+class _Touch:
+    """A flow met a build: submitted by it, or a task run on it. ``t0`` to
+    ``t1`` is the accepted write that did it (the RUNNING record for a run)."""
+
+    t0: float
+    t1: float
+    build: Version
+    what: str
+
+
+def check_builds(ix: Index) -> Outcome:
+    out = Outcome(8, "no flow ran on a build older than one it was submitted by or had already run on")
+    for op in ix.ev.ops:
+        if op.op == "decline" and op.acked and op.flow in ix.ev.submitted:
+            out.counts["declines: build too old" if _BUILD_DECLINE in (op.reason or "") else "declines: other"] += 1
+    if not ix.ev.builds:
+        return out  # replicas of unknown builds: nothing to compare
+    runs: dict[str, list[Execution]] = {}
+    for run in ix.ev.executions:
+        runs.setdefault(run.flow, []).append(run)
+    for flow in ix.ev.submitted:
+        touches = _touches(ix, flow, runs.get(flow, []))
+        if len({t.build for t in touches}) > 1:
+            out.counts["flows that met more than one build"] += 1
+        for later in touches:
+            if later.what != "submitted":
+                out.checked += 1
+                _check_touch(ix, out, flow, later, touches)
+    return out
+
+
+
+def _touches(ix: Index, flow: str, runs: list[Execution]) -> list[_Touch]:
+    found = [_Touch(op.t0, op.t1, Version(op.build), "submitted") for op in ix.flow_writes.get(flow, [])
+             if op.op == "create_flow" and op.acked and op.build and op.t1 is not None]
+    for run in runs:
+        build = ix.ev.builds.get(run.replica)
+        if build is None:
+            continue
+        write = ix.running_write(run)
+        t0, t1 = (write.t0, write.t1 or write.t0) if write else (run.t, run.t)
+        found.append(_Touch(t0, t1, Version(build), f"task {run.task} attempt {run.attempt} by "
+                                                     f"{run.replica}@{run.epoch}"))
+    return found
+
+
+def _check_touch(ix: Index, out: Outcome, flow: str, later: _Touch, touches: list[_Touch]) -> None:
+    """``later`` must not run on a build older than any that certainly came first."""
+    newer = [t for t in touches if t.t1 < later.t0 and t.build > later.build]
+    if not newer:
+        return
+    first = max(newer, key=lambda t: t.build)
+    if _lossy(ix, first.t1, later.t0):
+        out.counts["ran on an older build after a Redis failover lost the flow's build"] += 1
+    else:
+        out.violate(f"flow {flow}: {later.what} ran on build {later.build} after {first.what} on build "
+                    f"{first.build} ({later.t0 - first.t1:.3f}s later)")
+
+
 def check_all(ix: Index) -> list[Outcome]:
     return [check_terminal(ix), check_fencing(ix), check_no_rerun(ix), check_results(ix),
-            check_acknowledged(ix), check_duplicates(ix)]
+            check_acknowledged(ix), check_duplicates(ix), check_builds(ix)]

@@ -54,6 +54,8 @@ class Op:
     digest: str | None = None
     result: str | None = None
     tasks: dict[str, str] | None = None
+    build: str | None = None  # a flow record's newest build (engine.builds)
+    reason: str | None = None  # a decline's
 
     @property
     def acked(self) -> bool:
@@ -114,6 +116,7 @@ class Evidence:
     backend: str
     end: float  # when the final store was read
     ledger_used: bool = True
+    builds: dict[str, str] = field(default_factory=dict)  # replica id -> the build it ran
 
 
 # -------------------------------------------------------------- loading
@@ -126,7 +129,8 @@ def _parse_ops(entries: list[dict[str, Any]]) -> list[Op]:
             ops[entry["i"]] = Op(entry["i"], entry["op"], entry.get("flow", ""), entry["t"],
                                  claim=entry.get("claim"), epoch=entry.get("epoch"), owner=entry.get("owner"),
                                  task=entry.get("task"), state=entry.get("state"),
-                                 attempts=entry.get("attempts"), digest=entry.get("d"), result=entry.get("r"))
+                                 attempts=entry.get("attempts"), digest=entry.get("d"), result=entry.get("r"),
+                                 build=entry.get("build"), reason=entry.get("reason"))
     for entry in entries:
         op = ops.get(entry.get("i", ""))
         if op is None or entry.get("ph") not in ("ok", "fail"):
@@ -192,7 +196,8 @@ def load_saved(folder: Path) -> tuple[Evidence, dict[str, Any]]:
     tasks = {f: {t: TaskDetail.from_json(raw, f"final.json task {f}/{t}") for t, raw in ts.items()}
              for f, ts in doc["tasks"].items()}
     ev = load_evidence(folder, final_flows=flows, final_tasks=tasks, submitted=doc["submitted"],
-                       lease=doc["lease"], backend=doc["backend"], end=doc["end"])
+                       lease=doc["lease"], backend=doc["backend"], end=doc["end"],
+                       builds=doc["run"].get("builds", {}))
     return ev, doc["run"]
 
 
@@ -225,6 +230,7 @@ class Index:
     by_claim: dict[str, list[Op]] = field(default_factory=lambda: defaultdict(list))
     flow_writes: dict[str, list[Op]] = field(default_factory=lambda: defaultdict(list))
     seen: set[str] = field(default_factory=set)  # digests some read or the final store showed
+    running: dict[tuple[str, str, int, int, str], Op] = field(default_factory=dict)  # accepted RUNNING writes
 
     @classmethod
     def build(cls, ev: Evidence) -> Index:
@@ -248,6 +254,8 @@ class Index:
             self.by_claim[op.claim].append(op)
         if op.op in WRITES:
             self.flow_writes[op.flow].append(op)
+        if op.op == "save_task" and op.state == "RUNNING" and op.acked:
+            self.running[(op.flow, op.task or "", op.attempts or 0, op.epoch or 0, op.replica)] = op
         if op.op == "claim" and op.acked and op.claim:
             self.grants[op.flow].append(op)
             self.grant_of[op.claim] = op
@@ -271,6 +279,10 @@ class Index:
     def final_result(self, flow: str, task: str) -> str | None:
         detail = self.ev.final_tasks.get(flow, {}).get(task)
         return result_digest(detail.result) if detail is not None else None
+
+    def running_write(self, run: Execution) -> Op | None:
+        """The accepted RUNNING record that let ``run`` start."""
+        return self.running.get((run.flow, run.task, run.attempt, run.epoch, run.replica))
 
     def first_newer_grant(self, claim: str | None) -> float | None:
         """When the first claim that certainly came after ``claim`` (invoked

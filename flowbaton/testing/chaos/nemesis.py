@@ -15,8 +15,13 @@ Replica faults (any backend):
   SIGCONT: it wakes up believing it still owns its flows.
 - ``cut``: the replica's proxies stop forwarding (``blackhole``) or reset
   every connection (``reset``) for ``duration`` (half a lease to three).
-- ``deploy``: SIGKILL a replica mid-task, then change the code (the
-  workload's deploy generation) before anyone resumes its flows.
+- ``deploy``: a rolling upgrade that stops halfway: a new deploy
+  generation (new code, newer build) goes to half the replicas (at least
+  one). The target is SIGKILLed mid-task and comes back on the new code
+  after ``duration``; the others of that half stop gracefully (SIGTERM) and
+  start on it at once. Old and new builds then run side by side until a
+  later deploy or the end of the fault phase, when ``heal_everything``
+  finishes the rollout.
 
 Backend faults come from the setup (``setups.py``).
 """
@@ -35,7 +40,7 @@ from typing import Any
 from flowbaton.testing.chaos.proxy import CUT_MODES
 from flowbaton.testing.chaos.replicas import LedgerWatch, ReplicaSet
 from flowbaton.testing.chaos.setups import Setup, SqliteSetup
-from flowbaton.testing.chaos.workload import write_generation
+from flowbaton.testing.chaos.workload import generation_build
 
 __all__ = ["REPLICA_FAULTS", "Fault", "Nemesis", "plan_faults"]
 
@@ -119,7 +124,7 @@ class Nemesis:
         self.rng = random.Random(f"nemesis-run/{seed}")
         self.ledger = LedgerWatch(folder / "ledger")
         self.records: list[FaultRecord] = []
-        self.generation = 0
+        self.rolled_out: list[str] = []  # replica ids started when the rollout was finished
         self._log = (folder / "nemesis.jsonl").open("a")
         self._stop = threading.Event()
 
@@ -161,9 +166,7 @@ class Nemesis:
             assert slot is not None
             self.replicas.kill(slot)
             if kind == "deploy":
-                self.generation += 1
-                write_generation(self.folder / "deploy", self.generation)
-                record.detail["generation"] = self.generation
+                self._deploy(record, slot)
         elif kind == "zombie":
             assert slot is not None
             record.detail["stop_tries"] = self._pause(slot)
@@ -172,6 +175,22 @@ class Nemesis:
             self.setup.hub.cut(slot, record.fault.mode)
         else:
             record.detail.update(self.setup.inject(kind, self.rng, self.lease))
+
+    def _deploy(self, record: FaultRecord, target: str) -> None:
+        """The target (already killed) and the oldest others, half the
+        fleet in all, move to a new generation; the others restart now."""
+        generation = self.replicas.newest_generation() + 1
+        slots = self.replicas.replicas
+        others = sorted((s for s in slots if s != target), key=lambda s: (slots[s].generation, self.rng.random()))
+        companions = others[:max(1, len(slots) // 2) - 1]
+        slots[target].generation = generation
+        for slot in companions:
+            self.replicas.stop(slot)
+            slots[slot].generation = generation
+            self.replicas.start(slot)
+        record.detail.update(generation=generation, build=generation_build(generation),
+                             upgraded=[target, *companions],
+                             builds={s: generation_build(r.generation) for s, r in slots.items()})
 
     def _wait_busy(self, replica_id: str) -> bool:
         deadline = time.monotonic() + _BUSY_WAIT
@@ -211,7 +230,11 @@ class Nemesis:
             self.setup.heal(kind)
 
     def heal_everything(self) -> None:
-        """However the run ended: every proxy open, every replica running."""
+        """However the run ended: every proxy open, every replica running,
+        and a deploy rolled out to the whole fleet."""
         if self.setup.hub is not None:
             self.setup.hub.heal_all()
         self.replicas.ensure_running()
+        self.rolled_out = self.replicas.roll_out(self.replicas.newest_generation())
+        if self.rolled_out:
+            log.warning("nemesis: rollout finished: %s", ", ".join(self.rolled_out))

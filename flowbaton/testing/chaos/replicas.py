@@ -2,7 +2,9 @@
 
 Slot ``r1`` is one replica position; each process started in it is a new
 incarnation with its own replica id (``r1-1``, ``r1-2``...), so the evidence
-always says which process did what. Replicas run the CLI through
+always says which process did what. Each slot runs one deploy generation
+(``workload``) with its build (``--build``); a deploy restarts a slot on a
+newer one, and ``builds`` remembers the build of every incarnation. Replicas run the CLI through
 ``replica_entry``, which records their history of backend calls
 (``FLOWBATON_RECORD_WRITES``); they write their tasks' ledger
 (``FLOWBATON_CHAOS_LEDGER``) into the run folder too.
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import flowbaton
-from flowbaton.testing.chaos.workload import DEPLOY_ENV
+from flowbaton.testing.chaos.workload import DEPLOY_ENV, generation_build
 from flowbaton.testing.ledger import ENV as LEDGER_ENV
 from flowbaton.testing.recorder import ENV as RECORD_ENV
 
@@ -32,17 +34,16 @@ ENTRY = "flowbaton.testing.chaos.replica_entry"
 
 
 def replica_env(folder: Path) -> dict[str, str]:
-    """The environment of every replica: evidence folders, deploy file, and a
-    PYTHONPATH that finds flowbaton (also from a source checkout) and the
-    user's own factories (the harness's working directory)."""
+    """The environment of every replica: evidence folders, and a PYTHONPATH
+    that finds flowbaton (also from a source checkout) and the user's own
+    factories (the harness's working directory)."""
     source_root = str(Path(flowbaton.__file__).resolve().parents[1])
     paths = [os.getcwd(), source_root, os.environ.get("PYTHONPATH", "")]
     return dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(p for p in paths if p),
         PYTHONUNBUFFERED="1",
-        **{RECORD_ENV: str(folder / "history"), LEDGER_ENV: str(folder / "ledger"),
-           DEPLOY_ENV: str(folder / "deploy")},
+        **{RECORD_ENV: str(folder / "history"), LEDGER_ENV: str(folder / "ledger")},
     )
 
 
@@ -51,6 +52,7 @@ class Replica:
     slot: str
     url: str
     incarnation: int = 0
+    generation: int = 0  # the deploy generation its next (or current) process runs
     proc: subprocess.Popen[bytes] | None = None
     stopped: bool = False  # SIGSTOPped right now
     ids: list[str] = field(default_factory=list)  # every replica id this slot had
@@ -79,6 +81,7 @@ class ReplicaSet:
         self.lease = lease
         self.concurrency = concurrency
         self.replicas = {slot: Replica(slot, url) for slot, url in urls.items()}
+        self.builds: dict[str, str] = {}  # replica id -> the build it ran
         (folder / "logs").mkdir(parents=True, exist_ok=True)
 
     def start(self, slot: str) -> Replica:
@@ -86,14 +89,16 @@ class ReplicaSet:
         replica = self.replicas[slot]
         replica.incarnation += 1
         replica.ids.append(replica.replica_id)
+        build = self.builds[replica.replica_id] = generation_build(replica.generation)
         cmd = [sys.executable, "-m", ENTRY, "--backend", replica.url, "replica",
                "--lease", str(self.lease), "--replica-id", replica.replica_id,
-               "--concurrency", str(self.concurrency)]
+               "--concurrency", str(self.concurrency), "--build", build]
         for prefix in self.allow:
             cmd += ["--allow", prefix]
         log = self.folder / "logs" / f"{replica.replica_id}.log"
         with log.open("wb") as out:
-            replica.proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            env = {**self.env, DEPLOY_ENV: str(replica.generation)}
+            replica.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL)
         replica.stopped = False
         return replica
@@ -108,6 +113,33 @@ class ReplicaSet:
         replica.signal(signal.SIGKILL)
         if replica.proc is not None:
             replica.proc.wait(timeout=30)
+
+    def stop(self, slot: str, timeout: float = 30.0) -> None:
+        """Graceful stop (SIGTERM: the replica hands its flows back), as a
+        rolling upgrade does; SIGKILL after ``timeout``."""
+        replica = self.replicas[slot]
+        replica.signal(signal.SIGCONT)
+        replica.signal(signal.SIGTERM)
+        if replica.proc is not None:
+            try:
+                replica.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill(slot)
+
+    def newest_generation(self) -> int:
+        return max(r.generation for r in self.replicas.values())
+
+    def roll_out(self, generation: int) -> list[str]:
+        """Finish a rollout: every slot on an older generation is stopped
+        gracefully and started on ``generation``, one at a time; the new
+        replica ids."""
+        started = []
+        for slot, replica in self.replicas.items():
+            if replica.generation < generation:
+                self.stop(slot)
+                replica.generation = generation
+                started.append(self.start(slot).replica_id)
+        return started
 
     def pause(self, slot: str) -> None:
         self.replicas[slot].signal(signal.SIGSTOP)

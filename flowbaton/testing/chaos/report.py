@@ -19,7 +19,7 @@ def build_report(ev: Evidence, run: dict[str, Any], slack: float) -> dict[str, A
     outcomes = check_all(ix)
     recovery, per_fault = check_recovery(ix, slack)
     orphans = check_orphans(ix, slack, recovery)
-    outcomes.append(recovery)
+    outcomes = sorted([*outcomes, recovery], key=lambda o: o.number)
     return {
         "ok": all(o.violations == 0 for o in outcomes),
         "run": run,
@@ -33,8 +33,9 @@ def build_report(ev: Evidence, run: dict[str, Any], slack: float) -> dict[str, A
 
 def _totals(ev: Evidence, outcomes: list[Outcome]) -> dict[str, Any]:
     counts: Counter[str] = Counter()
-    for outcome in outcomes[1:6]:
-        counts.update(outcome.counts)
+    for outcome in outcomes:
+        if outcome.number not in (1, 7):  # flow states and fault kinds are given on their own
+            counts.update(outcome.counts)
     return {
         "flows": len(ev.submitted),
         "flow_states": dict(outcomes[0].counts),

@@ -22,7 +22,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from flowbaton.testing.chaos.proxy import ProxyHub
 from flowbaton.testing.chaos.replicas import ReplicaSet
 from flowbaton.testing.chaos.report import build_report, write_report
 from flowbaton.testing.chaos.setups import Setup, open_setup
-from flowbaton.testing.chaos.workload import KINDS, write_generation
+from flowbaton.testing.chaos.workload import KINDS, generation_build
 from flowbaton.testing.recorder import HistoryFile, RecordingBackend
 
 __all__ = ["WORKLOAD", "ChaosConfig", "recheck", "run_chaos"]
@@ -76,22 +76,40 @@ class ChaosConfig:
     mix: Sequence[float] = (0.8, 0.1, 0.1)  # shares of plain, flaky and doomed workload flows
 
 
+@dataclass(frozen=True)
+class _Submission:
+    """One flow to submit: made when it is sent, with the build of the
+    newest code deployed then (a service's endpoint submits with its own)."""
+
+    flow_id: str
+    kind: str
+    kwargs: dict[str, Any]
+
+    def detail(self, config: ChaosConfig, build: str) -> FlowDetail:
+        return new_flow_detail(config.factory, kwargs=self.kwargs, inputs=config.inputs, flow_id=self.flow_id,
+                               build=build)
+
+
 class _Submitter(threading.Thread):
     """Submits the flows at a steady pace, retrying while the backend is away."""
 
-    def __init__(self, backend: Backend, details: list[tuple[FlowDetail, str]], spread: float) -> None:
+    def __init__(self, backend: Backend, config: ChaosConfig, build: Callable[[], str]) -> None:
         super().__init__(name="chaos-submitter", daemon=True)
-        self.backend, self.details, self.spread = backend, details, spread
+        self.backend, self.config, self.build = backend, config, build
+        self.spread = config.duration * _SUBMIT_SHARE
+        self.flows = _submissions(config)
+        if self.flows:  # a factory that cannot build fails the run here, not in the thread
+            self.flows[0].detail(config, build())
         self.submitted: dict[str, str] = {}
         self.stop_by = float("inf")
 
     def run(self) -> None:
         start = time.monotonic()
-        pace = self.spread / max(1, len(self.details))
-        for number, (detail, kind) in enumerate(self.details):
+        pace = self.spread / max(1, len(self.flows))
+        for number, flow in enumerate(self.flows):
             time.sleep(max(0.0, start + number * pace - time.monotonic()))
-            if self._create(detail):
-                self.submitted[detail.id] = kind
+            if self._create(flow.detail(self.config, self.build())):
+                self.submitted[flow.flow_id] = flow.kind
 
     def _create(self, detail: FlowDetail) -> bool:
         while time.monotonic() < self.stop_by:
@@ -106,7 +124,7 @@ class _Submitter(threading.Thread):
         return False
 
 
-def _details(config: ChaosConfig) -> list[tuple[FlowDetail, str]]:
+def _submissions(config: ChaosConfig) -> list[_Submission]:
     rng = random.Random(f"workload/{config.seed}")
     made = []
     for index in range(config.flows):
@@ -116,7 +134,7 @@ def _details(config: ChaosConfig) -> list[tuple[FlowDetail, str]]:
             kwargs: dict[str, Any] = {**config.kwargs, "seed": config.seed, "index": index, "kind": kind}
         else:
             kind, kwargs = "user", dict(config.kwargs)
-        made.append((new_flow_detail(config.factory, kwargs=kwargs, inputs=config.inputs, flow_id=flow_id), kind))
+        made.append(_Submission(flow_id, kind, kwargs))
     return made
 
 
@@ -124,7 +142,6 @@ def _prepare_folder(config: ChaosConfig) -> Path:
     folder = config.folder or Path(tempfile.mkdtemp(prefix=f"flowbaton-chaos-{config.backend[:10]}-"))
     for sub in ("history", "ledger", "logs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    write_generation(folder / "deploy", 0)
     return folder
 
 
@@ -193,9 +210,10 @@ def _run(config: ChaosConfig, folder: Path, setup: Setup, replicas: ReplicaSet, 
     finally:
         observer.close()
     run = {**_describe(config, kinds, folder), "phases": phases, "exit_codes": codes,
-           "wall_seconds": end - started, "submitted": len(submitted)}
+           "wall_seconds": end - started, "submitted": len(submitted), "builds": dict(replicas.builds)}
     evidence = load_evidence(folder, final_flows=final_flows, final_tasks=final_tasks,
-                             submitted=submitted, lease=config.lease, backend=setup.family, end=end)
+                             submitted=submitted, lease=config.lease, backend=setup.family, end=end,
+                             builds=dict(replicas.builds))
     save_final(folder, run, evidence)
     return _verdict(evidence, run, config, folder)
 
@@ -204,11 +222,13 @@ def _under_faults(config: ChaosConfig, folder: Path, setup: Setup, replicas: Rep
                   plan: list[Fault], phases: dict[str, float]) -> dict[str, str]:
     """Submit the flows while the nemesis works, then wait for them to end;
     returns the flows submitted (id -> workload kind)."""
-    submitter = _Submitter(observer, _details(config), config.duration * _SUBMIT_SHARE)
+    submitter = _Submitter(observer, config, lambda: generation_build(replicas.newest_generation()))
     submitter.start()
     fault_start = time.monotonic()
-    Nemesis(folder, setup, replicas, config.seed, config.lease).run(plan)
+    nemesis = Nemesis(folder, setup, replicas, config.seed, config.lease)
+    nemesis.run(plan)
     phases["faults_s"] = time.monotonic() - fault_start
+    phases["rolled_out"] = len(nemesis.rolled_out)
     submitter.stop_by = time.monotonic() + config.drain_timeout
     submitter.join()
     phases["drain_s"] = _drain(observer, list(submitter.submitted), config.drain_timeout)

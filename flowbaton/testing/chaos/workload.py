@@ -15,9 +15,12 @@ is how the checker sees a stored result being replaced. ``finish`` requires
 attempt (it is retried); ``doomed`` fails ``finish`` for good, so the flow
 reverts (every revert leaves a ``revert`` line) and ends REVERTED.
 
-A *deploy* changes the code replicas rebuild flows from. The deploy
-generation is read, at every factory call, from the file named by
-``FLOWBATON_CHAOS_DEPLOY`` (an integer; absent means 0), and changes the flow:
+A *deploy* changes the code replicas rebuild flows from. Each replica
+process runs one deploy *generation* for its whole life, read from
+``FLOWBATON_CHAOS_DEPLOY`` (an integer; absent means 0), with the build
+``generation_build(g)`` (``1.g``, PEP 440) as its ``--build``: a deploy
+restarts part of the fleet on a newer generation, so old and new code run
+side by side as in a rolling upgrade. The generation changes the flow:
 ``extra`` exists in odd generations (task added, then removed again), ``c``
 is absent in generations 2, 5, 8... (task removed: its stored detail becomes
 unmatched), and ``b``'s version is ``f"{1 + g // 2}.{g % 2}"`` (minor and
@@ -29,7 +32,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 from tenacity import stop_after_attempt
@@ -37,7 +39,7 @@ from tenacity import stop_after_attempt
 from flowbaton.engine import Flow, Linear, Retry, Task, Unordered, current_task, task
 from flowbaton.testing.ledger import record, recorded
 
-__all__ = ["DEPLOY_ENV", "KINDS", "chaos_flow", "deploy_generation", "expected_state", "write_generation"]
+__all__ = ["DEPLOY_ENV", "KINDS", "chaos_flow", "deploy_generation", "expected_state", "generation_build"]
 
 DEPLOY_ENV = "FLOWBATON_CHAOS_DEPLOY"
 KINDS = ("plain", "flaky", "doomed")
@@ -45,22 +47,17 @@ _PAUSE = (0.1, 0.8)  # seconds a task works (times ``work``): long enough to be 
 
 
 def deploy_generation() -> int:
-    """Today's deploy generation (0 without ``FLOWBATON_CHAOS_DEPLOY``)."""
-    path = os.environ.get(DEPLOY_ENV)
-    if not path:
-        return 0
+    """This process's deploy generation (0 without ``FLOWBATON_CHAOS_DEPLOY``)."""
     try:
-        return int(Path(path).read_text().strip() or 0)
-    except (OSError, ValueError):
+        return int(os.environ.get(DEPLOY_ENV) or 0)
+    except ValueError:
         return 0
 
 
-def write_generation(path: Path, generation: int) -> None:
-    """Deploy: replace the generation file atomically (a replica reading it
-    mid-write must see the old or the new generation, never an empty file)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{generation}\n")
-    os.replace(tmp, path)
+def generation_build(generation: int) -> str:
+    """The build (PEP 440) of replicas that run ``generation``: ordered as
+    the generations are (``1.10`` is newer than ``1.9``)."""
+    return f"1.{generation}"
 
 
 def expected_state(kind: str) -> str:
