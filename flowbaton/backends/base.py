@@ -18,6 +18,7 @@ import enum
 from collections.abc import Callable, Collection, Sequence
 from typing import ClassVar
 
+from .errors import ClaimHeld, ClaimLost, FlowNotFound
 from .limits import DEFAULT_MAX_RECORD_BYTES
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 
@@ -133,6 +134,40 @@ class Backend(abc.ABC):
     def renew(self, token: ClaimToken, lease: float) -> None:
         """Extend the claim to ``lease`` seconds from now. ``ClaimLost`` if
         ``token`` is not current (expired and taken, released, or forced)."""
+
+    def renew_claims(self, tokens: Sequence[ClaimToken], lease: float) -> list[ClaimToken]:
+        """Renew every claim in ``tokens`` (one replica's), as ``renew`` each;
+        returns those no longer current (nothing of them changed).
+
+        One round trip however many claims where the backend allows (a
+        replica's coordination traffic then does not grow with its running
+        flows). Session backends answer from the session: while it lives,
+        only claims taken away (forced, or found gone after a reconnect)
+        are returned. Raises ``BackendUnavailable`` for the whole call: the
+        caller then knows nothing new of any claim.
+        """
+        lost = []
+        for token in tokens:
+            try:
+                self.renew(token, lease)
+            except ClaimLost:
+                lost.append(token)
+        return lost
+
+    def claim_many(self, flow_ids: Sequence[str], owner: str, lease: float) -> list[ClaimToken]:
+        """Claim each flow as ``claim`` would (no force); the tokens of those
+        granted, in the order asked. Flows held by others or gone are left
+        out, never raised. One round trip for the batch where the backend
+        allows (a replica taking over many orphans at once). On
+        ``BackendUnavailable`` some claims may have been granted: drivers
+        resolve that as ``claim`` does (read back, never claim twice)."""
+        granted = []
+        for flow_id in flow_ids:
+            try:
+                granted.append(self.claim(flow_id, owner, lease))
+            except (ClaimHeld, FlowNotFound):
+                continue
+        return granted
 
     @abc.abstractmethod
     def release(self, token: ClaimToken) -> None:
