@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import report, wl_board, wl_failover, wl_persistence
+from . import report, wl_board, wl_dbos, wl_failover, wl_persistence
 from .context import Context
 from .servers import Servers
 from .stats import Figure
@@ -27,6 +27,7 @@ WORKLOADS: dict[str, Callable[[Context], list[Figure]]] = {
     "persistence": wl_persistence.run,
     "failover": wl_failover.run,
     "board": wl_board.run,
+    "dbos": wl_dbos.run,
 }
 
 
