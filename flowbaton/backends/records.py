@@ -145,6 +145,7 @@ NUMBER = _Kind("a number", _is_number)
 ARRAY = _Kind("an array", lambda v: isinstance(v, list))
 OBJECT = _Kind("an object", lambda v: isinstance(v, dict))
 TEXTS = _Kind("an array of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
+COUNT = _Kind("a non-negative integer", lambda v: _is_int(v) and v >= 0)
 TEXT_MAP = _Kind("an object of strings",
                  lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()))
 
@@ -391,7 +392,13 @@ class ClaimInfo:
 
 @dataclass
 class ReplicaInfo:
-    """Presence of a live replica."""
+    """Presence of a live replica.
+
+    ``boot_id``, ``pid_namespace`` and ``process_start`` say which process
+    this is, beyond its pid (which a later process may get again): a
+    replica restarted under the same id reads them to prove this one dead
+    (``coordinator.restart``). None where the system does not tell, and in
+    records of older versions."""
 
     replica_id: str
     host: str
@@ -401,6 +408,9 @@ class ReplicaInfo:
     allow: list[str] = field(default_factory=list)
     seen_at: float = 0.0
     build: str | None = None  # the release of its code (PEP 440), if it says
+    boot_id: str | None = None  # Linux: /proc/sys/kernel/random/boot_id
+    pid_namespace: str | None = None  # Linux: /proc/self/ns/pid, "pid:[4026531836]"
+    process_start: int | None = None  # Linux: /proc/<pid>/stat starttime, clock ticks since boot
 
     def to_json(self) -> str:
         # Fields hold only JSON values already, so no deep copy (asdict) is needed.
@@ -418,6 +428,9 @@ class ReplicaInfo:
             allow=_optional(data, where, "allow", TEXTS, []),
             seen_at=float(_optional(data, where, "seen_at", NUMBER, 0.0)),
             build=_optional(data, where, "build", TEXT, None),
+            boot_id=_optional(data, where, "boot_id", TEXT, None),
+            pid_namespace=_optional(data, where, "pid_namespace", TEXT, None),
+            process_start=_optional(data, where, "process_start", COUNT, None),
         )
 
 

@@ -35,6 +35,7 @@ from .claimloop import ClaimLoop, default_poll_interval
 from .identity import default_replica_id, flowbaton_version, replica_info
 from .lease import LeasedGate, LeaseKeeper
 from .opening import WrapBackend, open_with_lease
+from .restart import restart_in_place
 from .skiplist import SkipList
 from .waiting import wait_for_flow
 from .worker import FlowWorker, RunFlow, WorkerSettings
@@ -205,6 +206,7 @@ class Coordinator:
                 raise FlowbatonError(f"replica {self.replica_id} is already started")
             self._concurrency, self._started, self._stopping = concurrency, True, False
         try:
+            restart_in_place(self.backend, self.replica_id)  # first: registering replaces the record it reads
             self.keeper.register()
         except BaseException:
             with self._lock:
