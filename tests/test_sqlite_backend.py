@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -29,6 +29,8 @@ from flowbaton.backends.records import Decline, FlowDetail
 from flowbaton.backends.sqlite import SCHEMA_VERSION, SQLiteBackend
 from flowbaton.backends.states import SUCCESS
 from tests.contract.helpers import LEASE, make_flow, make_task
+
+T = TypeVar("T")
 
 # Holds a write transaction on the file until killed, like a process stopped
 # in the middle of a write.
@@ -143,6 +145,26 @@ def test_options_from_url_and_keywords(db: Path) -> None:
         assert opened.pragma("synchronous") == 1  # NORMAL
 
 
+def test_synchronous_full_is_in_force_for_fenced_writes(db: Path) -> None:
+    with open_backend(f"sqlite:///{db}?synchronous=FULL") as opened:
+        assert isinstance(opened, SQLiteBackend)
+        token = _claimed(opened)
+        opened.save_task(token, make_task("t"))
+        assert opened.pragma("synchronous") == 2  # FULL, still, on the connection that writes
+    with open_backend(f"sqlite:///{db}") as opened:
+        assert isinstance(opened, SQLiteBackend)
+        assert opened.pragma("synchronous") == 1  # NORMAL by default, per connection, not per file
+
+
+@pytest.mark.parametrize("value", ["full", "OFF", "EXTRA", ""])
+def test_bad_synchronous_names_the_option_and_the_choices(db: Path, value: str) -> None:
+    named = r"option 'synchronous': .* is not one of NORMAL, FULL"
+    with pytest.raises(BadBackendURL, match=named):
+        open_backend(f"sqlite:///{db}?synchronous={value}")
+    with pytest.raises(BadBackendURL, match=named):
+        open_backend(f"sqlite:///{db}", synchronous=value)
+
+
 # ------------------------------------------------- another process holds the lock
 
 
@@ -232,6 +254,86 @@ def test_a_replica_can_start_while_another_process_holds_the_lock(backend: SQLit
         assert late.load_flow("f").id == "f"  # opening needs no write lock
     backend.save_task(token, make_task("after"))
     assert set(backend.load_tasks("f")) == {"after"}
+
+
+# ------------------------------------------------------------------ batches
+
+
+def _traced(backend: SQLiteBackend, call: Callable[[], T]) -> tuple[T, list[str]]:
+    """What ``call`` returned and every statement it ran."""
+    statements: list[str] = []
+    backend.trace_statements(statements.append)
+    try:
+        return call(), statements
+    finally:
+        backend.trace_statements(None)
+
+
+def _one_transaction(statements: list[str]) -> list[str]:
+    """The statements inside, checking there is exactly one BEGIN IMMEDIATE
+    ... COMMIT around all of them."""
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT", statements
+    inside = statements[1:-1]
+    assert not [s for s in inside if s.split()[0] in ("BEGIN", "COMMIT", "ROLLBACK")], statements
+    return [s.split()[0] for s in inside]
+
+
+def test_renew_claims_is_one_transaction_whatever_the_number(backend: SQLiteBackend) -> None:
+    tokens = [_claimed(backend, f"f{n}") for n in range(6)]
+    gone = backend.claim("f2", "operator", LEASE, force=True)
+    lost, few = _traced(backend, lambda: backend.renew_claims(tokens[:2], LEASE))
+    assert lost == []
+    lost, many = _traced(backend, lambda: backend.renew_claims(tokens, LEASE))
+    assert lost == [tokens[2]]
+    assert _one_transaction(few) == _one_transaction(many) == ["UPDATE", "SELECT"]
+    info = backend.current_claim("f2")
+    assert info is not None and info.claim_id == gone.claim_id
+
+
+def test_renew_claims_compares_the_whole_token(backend: SQLiteBackend) -> None:
+    token = _claimed(backend)
+    other_epoch = ClaimToken(token.flow_id, token.claim_id, token.epoch + 1)
+    other_id = ClaimToken(token.flow_id, "r1#000000000000", token.epoch)
+    assert backend.renew_claims([other_epoch, token, other_id], LEASE) == [other_epoch, other_id]
+
+
+def test_claim_many_is_one_transaction_whatever_the_number(backend: SQLiteBackend) -> None:
+    for n in range(8):
+        backend.create_flow(make_flow(f"f{n}"))
+    two, few = _traced(backend, lambda: backend.claim_many(["f0", "f1"], "r1", LEASE))
+    six, many = _traced(backend, lambda: backend.claim_many([f"f{n}" for n in range(2, 8)], "r1", LEASE))
+    none, idle = _traced(backend, lambda: backend.claim_many(["f7", "f8"], "r1", LEASE))
+    assert [t.flow_id for t in two + six] == [f"f{n}" for n in range(8)] and none == []
+    assert _one_transaction(few) == _one_transaction(many) == ["SELECT", "UPDATE", "INSERT"]
+    assert _one_transaction(idle) == ["SELECT"]  # f7 held, f8 missing: nothing to write
+    assert backend.find_runnable(10) == []
+
+
+def test_claim_many_keeps_epochs_and_the_runnable_index(backend: SQLiteBackend) -> None:
+    for flow_id in ("a", "b", "c"):
+        backend.create_flow(make_flow(flow_id))
+    first = backend.claim_many(["a", "b", "a"], "r1", LEASE)  # asked twice, claimed once
+    assert [t.flow_id for t in first] == ["a", "b"]
+    assert backend.find_runnable(10) == ["c"]
+    for token in first:
+        backend.release(token)
+    assert backend.find_runnable(10) == ["a", "b", "c"]
+    again = backend.claim_many(["b", "a"], "r2", LEASE)
+    assert [(t.flow_id, t.epoch) for t in again] == [("b", 2), ("a", 2)]
+    assert backend.claim("c", "r3", LEASE).epoch == 1
+
+
+def test_claim_many_with_an_unreadable_epoch_grants_nothing(backend: SQLiteBackend, db: Path) -> None:
+    for flow_id in ("a", "b"):
+        backend.create_flow(make_flow(flow_id))
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE flows SET last_epoch = 'x' WHERE id = 'b'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CorruptRecord, match=r"table flows id='b'.*last_epoch"):
+        backend.claim_many(["a", "b"], "r1", LEASE)
+    assert backend.current_claim("a") is None  # rolled back with the rest
+    assert [t.flow_id for t in backend.claim_many(["a"], "r1", LEASE)] == ["a"]
 
 
 # ---------------------------------------------------------- clock and scans

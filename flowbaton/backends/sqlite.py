@@ -4,8 +4,11 @@ Several processes and threads of one host share the file. The path follows the
 SQLAlchemy convention: the part after ``sqlite:///`` is the path, so a fourth
 slash makes it absolute. Options: ``busy_timeout`` (seconds a write waits for
 another process's transaction, default 5) and ``synchronous`` (``NORMAL``, the
-default: with WAL a power loss may drop the last commits but never corrupts;
-``FULL``: fsync every commit).
+default: with WAL a power loss or OS crash may undo the commits made since
+the last checkpoint, never corrupts, and a process crash loses nothing;
+``FULL``: every commit is fsynced before it returns; docs/design.md has the
+numbers). ``EXTRA`` is not offered: it differs from FULL only for rollback
+journals, never in WAL mode.
 
 Why it is built this way:
 
@@ -22,18 +25,27 @@ Why it is built this way:
   transaction without extra round trips. Writes over several tables (claim,
   delete) use an explicit ``BEGIN IMMEDIATE``. Every transaction is tiny: a
   process stopped inside one blocks every writer on the host.
+- Batches (``renew_claims``, ``claim_many``) are one transaction of a fixed
+  number of statements, the batch passed as one JSON parameter read with
+  ``json_each``: a replica's renewals cost one commit per interval however
+  many flows it runs. Needs SQLite's JSON functions (built in since 3.38,
+  compiled into nearly every earlier build).
+- Idle replicas watch ``PRAGMA data_version`` (``sqlite_watch``): no disk
+  I/O while nothing changes, a wake-up within a tick of a submit, a release
+  or a lease running out.
 - Expiry is wall-clock ``time.time()`` (injectable): processes compare it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -55,6 +67,7 @@ from .options import Option, parse_options
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
 from .redact import redact_url
 from .retrying import RetryPolicy
+from .sqlite_watch import WorkWatch
 from .states import RUNNABLE_FLOW_STATES
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend"]
@@ -145,6 +158,35 @@ _PUT_CLAIM = (
     "INSERT OR REPLACE INTO claims (flow_id, claim_id, epoch, claimed_at, expires_at)"
     " VALUES (:flow_id, :claim_id, :epoch, :now, :expires_at)"
 )
+# Batches travel as one JSON parameter read by json_each (no limit on the
+# number of bound variables, one statement whatever the batch size).
+_TOKENS = (
+    "SELECT json_extract(value, '$[0]') AS flow_id, json_extract(value, '$[1]') AS claim_id,"
+    " json_extract(value, '$[2]') AS epoch FROM json_each(:tokens)"
+)
+_RENEW_MANY = (
+    "UPDATE claims SET expires_at = :expires_at"
+    f" WHERE (flow_id, claim_id, epoch) IN ({_TOKENS}) AND {_LIVE.format('expires_at')}"
+)
+# Read inside the same transaction: the rows that now carry this call's
+# expiry are the ones just renewed (an unrenewed row of one of these exact
+# tokens cannot hold a value computed a moment ago by this call).
+_RENEWED = (
+    "SELECT flow_id, claim_id, epoch FROM claims"
+    f" WHERE (flow_id, claim_id, epoch) IN ({_TOKENS}) AND expires_at = :expires_at"
+)
+_SELECT_MANY_FOR_CLAIM = (
+    "SELECT f.id, f.last_epoch, c.claim_id, c.expires_at FROM json_each(:flow_ids) j"
+    " JOIN flows f ON f.id = j.value LEFT JOIN claims c ON c.flow_id = f.id"
+)
+_BUMP_EPOCHS = (
+    "UPDATE flows SET last_epoch = last_epoch + 1"
+    " WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(:tokens))"
+)
+_PUT_CLAIMS = (
+    "INSERT OR REPLACE INTO claims (flow_id, claim_id, epoch, claimed_at, expires_at)"
+    f" SELECT flow_id, claim_id, epoch, :now, :expires_at FROM ({_TOKENS})"
+)
 _CLAIM_COLUMNS = "flow_id, claim_id, epoch, claimed_at, expires_at"
 _SELECT_CLAIM = (
     f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE flow_id = :flow_id AND {_LIVE.format('expires_at')}"
@@ -232,11 +274,34 @@ def _is_live(expires_at: Any, now: float) -> bool:
     return isinstance(expires_at, (int, float)) and expires_at > now
 
 
+def _new_claim_id(owner: str) -> str:
+    return f"{owner}#{uuid.uuid4().hex[:12]}"
+
+
+def _json(value: object) -> str:
+    # ensure_ascii=False: ids go to SQLite as UTF-8, not as \u escapes
+    # (older SQLite JSON parsers mishandle escaped surrogate pairs).
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _tokens_json(tokens: Sequence[ClaimToken]) -> str:
+    """Tokens as the JSON array of ``[flow_id, claim_id, epoch]`` ``_TOKENS`` reads."""
+    return _json([[t.flow_id, t.claim_id, t.epoch] for t in tokens])
+
+
 class SQLiteBackend(Backend):
-    """Records and claims in one SQLite file (WAL), shared by the host's processes."""
+    """Records and claims in one SQLite file (WAL), shared by the host's processes.
+
+    ``Capability.WATCH``: ``wait_for_work`` wakes on every change that can
+    make a flow runnable. Each is a commit (a submit, a release, a delete)
+    that changes the flows or claims summary the watch compares, or a lease
+    running out, which the watch finds at the earliest live expiry it
+    read. The replicas' claim loops therefore poll rarely (1 s) and wait
+    on the watch in between.
+    """
 
     schemes = ("sqlite",)
-    capabilities = frozenset({Capability.SHARED})
+    capabilities = frozenset({Capability.SHARED, Capability.WATCH})
 
     def __init__(
         self,
@@ -259,6 +324,7 @@ class SQLiteBackend(Backend):
         _create_private(self.path)
         self._setup_connections()
         self._prepare_file()
+        self._watch = WorkWatch(self._read_row, clock, self._closed)
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> SQLiteBackend:
@@ -323,6 +389,7 @@ class SQLiteBackend(Backend):
         if self._pid != os.getpid():
             self._inherited = (self._writer, self._reader)
             self._setup_connections()
+            self._watch.reset()
 
     @contextmanager
     def _translated(self, what: str) -> Iterator[None]:
@@ -459,7 +526,7 @@ class SQLiteBackend(Backend):
     # ----------------------------------------------------------------- claims
 
     def claim(self, flow_id: str, owner: str, lease: float, *, force: bool = False) -> ClaimToken:
-        claim_id = f"{owner}#{uuid.uuid4().hex[:12]}"
+        claim_id = _new_claim_id(owner)
         with self._transaction(f"claim flow {flow_id!r}") as conn:
             now = self._clock()  # read under the write lock: the wait is not counted
             row = conn.execute(_SELECT_FOR_CLAIM, {"flow_id": flow_id}).fetchone()
@@ -468,17 +535,63 @@ class SQLiteBackend(Backend):
             last_epoch, holder, expires_at = row
             if holder is not None and _is_live(expires_at, now) and not force:
                 raise ClaimHeld(f"flow {flow_id} is claimed by {holder}")
-            if not isinstance(last_epoch, int):
-                raise CorruptRecord(self._where("flows", id=flow_id), "last_epoch is not an integer")
-            epoch = last_epoch + 1
+            epoch = self._next_epoch(flow_id, last_epoch)
             conn.execute(_BUMP_EPOCH, {"flow_id": flow_id, "epoch": epoch})
             conn.execute(_PUT_CLAIM, {"flow_id": flow_id, "claim_id": claim_id, "epoch": epoch,
                                       "now": now, "expires_at": now + lease})
         return ClaimToken(flow_id, claim_id, epoch)
 
+    def claim_many(self, flow_ids: Sequence[str], owner: str, lease: float) -> list[ClaimToken]:
+        """One transaction of at most three statements whatever the batch: read
+        every asked flow's epoch and claim, then bump the epochs and write
+        the claims of the free ones. It commits all or nothing, so there is
+        no partly granted batch to resolve."""
+        if not flow_ids:
+            return []
+        with self._transaction(f"claim {len(flow_ids)} flows") as conn:
+            now = self._clock()  # under the write lock, as in claim
+            rows = conn.execute(_SELECT_MANY_FOR_CLAIM, {"flow_ids": _json(list(flow_ids))}).fetchall()
+            granted = self._grantable(flow_ids, rows, owner, now)
+            if granted:
+                params = {"tokens": _tokens_json(granted), "now": now, "expires_at": now + lease}
+                conn.execute(_BUMP_EPOCHS, params)
+                conn.execute(_PUT_CLAIMS, params)
+        return granted
+
+    def _grantable(self, flow_ids: Sequence[str], rows: list[Any], owner: str, now: float) -> list[ClaimToken]:
+        """The tokens ``claim`` would grant, in the order asked, each flow
+        once: not those gone or held by a live claim."""
+        found = {row[0]: row for row in rows}
+        granted = []
+        for flow_id in dict.fromkeys(flow_ids):
+            if flow_id not in found:
+                continue
+            _, last_epoch, holder, expires_at = found[flow_id]
+            if holder is None or not _is_live(expires_at, now):
+                granted.append(ClaimToken(flow_id, _new_claim_id(owner), self._next_epoch(flow_id, last_epoch)))
+        return granted
+
+    def _next_epoch(self, flow_id: str, last_epoch: Any) -> int:
+        if not isinstance(last_epoch, int):
+            raise CorruptRecord(self._where("flows", id=flow_id), "last_epoch is not an integer")
+        return last_epoch + 1
+
     def renew(self, token: ClaimToken, lease: float) -> None:
         expires_at = self._clock() + lease
         self._fenced(_RENEW, token, f"renew claim on {token.flow_id!r}", expires_at=expires_at)
+
+    def renew_claims(self, tokens: Sequence[ClaimToken], lease: float) -> list[ClaimToken]:
+        """One transaction of two statements whatever the number: renew
+        every current token, then read back which rows carry the new
+        expiry (``_RENEWED``); the others were not current."""
+        if not tokens:
+            return []
+        with self._transaction(f"renew {len(tokens)} claims") as conn:
+            now = self._clock()
+            params = {"tokens": _tokens_json(tokens), "now": now, "expires_at": now + lease}
+            conn.execute(_RENEW_MANY, params)
+            renewed = set(conn.execute(_RENEWED, params).fetchall())
+        return [t for t in tokens if (t.flow_id, t.claim_id, t.epoch) not in renewed]
 
     def release(self, token: ClaimToken) -> None:
         self._fenced(_RELEASE, token, f"release claim on {token.flow_id!r}")
@@ -548,10 +661,19 @@ class SQLiteBackend(Backend):
         return [row[0] for row in rows if isinstance(row[0], str)]  # not text: no id we wrote (_text)
 
     def wait_for_work(self, timeout: float) -> bool:
-        """No change notification between processes: wait out the timeout
-        (ended early by ``close``) and let the caller poll."""
-        self._closed.wait(timeout)
-        return False
+        """Wakes on a submit, a claim taken or ended, and a lease running
+        out, within ``sqlite_watch.TICK`` (which says how, at what cost)."""
+        try:
+            self._check_process()  # a forked child resets the watch first
+            return self._watch.wait(timeout)
+        except BackendUnavailable:
+            if self._closed.is_set():
+                return False  # closed while looking
+            raise
+
+    def _read_row(self, sql: str, params: Mapping[str, object]) -> Any:
+        with self._reading("watch for work") as conn:
+            return conn.execute(sql, params).fetchone()
 
     # --------------------------------------------------------------- declines
 
@@ -608,6 +730,14 @@ class SQLiteBackend(Backend):
             raise ValueError(f"not a PRAGMA name: {name!r}")
         with self._writing(f"read PRAGMA {name}") as conn:
             return conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+    def trace_statements(self, callback: Callable[[str], object] | None) -> None:
+        """Call ``callback(sql)`` for every statement either connection
+        runs (BEGIN and COMMIT included); None stops. For tests and tools
+        that count what an operation costs."""
+        for lock, conn in ((self._write_lock, self._writer), (self._read_lock, self._reader)):
+            with lock:
+                conn.set_trace_callback(callback)
 
     def find_runnable_plan(self) -> str:
         """SQLite's ``EXPLAIN QUERY PLAN`` of the ``find_runnable`` query, as
