@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import report, wl_board, wl_dbos, wl_failover, wl_persistence
+from . import report, wl_board, wl_dbos, wl_failover, wl_fleet, wl_persistence
 from .context import Context
 from .servers import Servers
 from .stats import Figure
@@ -27,6 +27,7 @@ WORKLOADS: dict[str, Callable[[Context], list[Figure]]] = {
     "persistence": wl_persistence.run,
     "failover": wl_failover.run,
     "board": wl_board.run,
+    "fleet": wl_fleet.run,
     "dbos": wl_dbos.run,
 }
 
@@ -43,6 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--flows", type=int, default=10_000, help="board scale: flowbaton flows (default 10,000)")
     parser.add_argument("--taskflow-jobs", type=int, default=2_000,
                         help="board scale: TaskFlow jobs (default 2,000: posting 10,000 takes too long)")
+    parser.add_argument("--fleet-flows", type=int, default=500,
+                        help="fleet: running flows held by the busy replica (default 500)")
+    parser.add_argument("--fleet-window", type=float, default=25.0,
+                        help="fleet: seconds over which requests are counted (default 25)")
+    parser.add_argument("--takeover-flows", type=int, default=1000,
+                        help="fleet: flows taken over after kill -9 (default 1,000)")
+    parser.add_argument("--fair-flows", type=int, default=300,
+                        help="fleet: flows shared by 3 replicas (default 300)")
+    parser.add_argument("--fleet-pairs", type=int, default=1,
+                        help="fleet: at most this many pairs (default 1: a pair takes about 6 minutes)")
     parser.add_argument("--logs", default=os.path.join(tempfile.gettempdir(), "flowbaton-bench-logs"),
                         help="folder for the drivers' logs")
     return parser

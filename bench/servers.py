@@ -36,11 +36,13 @@ def _local_zookeeper(root: Path) -> zk_servers.LocalZooKeeper:
     """The fixture's local server, plus the one setting TaskFlow needs: its
     ZooKeeper persistence and jobboard check the server version with the
     ``envi`` four-letter command, which ZooKeeper 3.5+ refuses unless listed.
-    flowbaton never sends it; the setting changes nothing else."""
+    flowbaton never sends it; the setting changes nothing else. ``cons``
+    (each connection's packet counts) is how the fleet workload counts a
+    replica's requests at the server."""
     server = zk_servers.LocalZooKeeper(root)
     server.configure([server])
     with (server.data_dir / "zoo.cfg").open("a") as cfg:
-        cfg.write("4lw.commands.whitelist=envi,srvr\n")
+        cfg.write("4lw.commands.whitelist=envi,srvr,cons\n")
     server.start()
     server.wait_serving()
     return server
