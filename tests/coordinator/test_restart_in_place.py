@@ -297,6 +297,8 @@ def test_a_replica_restarted_after_kill_9_resumes_at_once(cluster: Cluster) -> N
     assert f"previous incarnation pid {first.proc.pid} started at" in text and "is gone" in text
     now = cluster.backend.current_claim(flow_id)
     assert now is not None and now.owner == "X" and now.epoch > claim.epoch
+    # the presence record is the new process's (on ZooKeeper it replaced a node of the dead session)
+    until(lambda: registered_pid(cluster, "X") == second.proc.pid, 10, "X.2's presence")
 
 
 @pytest.mark.slow
