@@ -352,7 +352,9 @@ def test_records_are_plain_json_for_redis_cli(private: LocalRedis, backend: Redi
         assert json.loads(client.hget(keys.tasks, "t") or b"")["state"] == RUNNING
         claim = json.loads(client.get(keys.claim) or b"")
         assert (claim["claim_id"], claim["epoch"]) == (token.claim_id, token.epoch)
-        assert 0 < client.pttl(keys.claim) <= LEASE * 1000
+        # The claim lives as long as its replica's lease key (leases.py).
+        assert claim["lease_key"].startswith("t:lease:{") and client.pttl(keys.claim) == -1
+        assert 0 < client.pttl(claim["lease_key"]) <= LEASE * 1000
 
 
 def test_wait_for_work_wakes_on_a_new_flow(private: LocalRedis, backend: RedisBackend) -> None:
@@ -368,9 +370,26 @@ def test_wait_for_work_wakes_on_a_new_flow(private: LocalRedis, backend: RedisBa
 # ------------------------------------------------- wait_for_work (NOTIFY)
 
 
-def test_notify_is_declared_and_watch_is_not(backend: RedisBackend) -> None:
-    """A lease running out publishes nothing: replicas must keep polling."""
-    assert Capability.NOTIFY in backend.capabilities and Capability.WATCH not in backend.capabilities
+def test_notify_and_watch_are_declared(backend: RedisBackend) -> None:
+    assert {Capability.NOTIFY, Capability.WATCH} <= backend.capabilities
+
+
+def test_a_wait_ends_when_the_next_lease_seen_runs_out(private: LocalRedis, backend: RedisBackend) -> None:
+    """A lease running out publishes nothing, so the wait itself ends at the
+    end of the next lease the last poll saw: the orphan is found then, not
+    a whole wait later."""
+    backend.create_flow(make_flow("f"))
+    other = _open(private)
+    try:
+        other.claim("f", "dying", 1.0)  # its owner never renews
+        assert backend.find_runnable(10) == []  # the poll sees the lease ahead
+        started = time.monotonic()
+        assert backend.wait_for_work(30) is True
+        waited = time.monotonic() - started
+        assert waited < 15, f"waited {waited:.1f}s for a 1s lease"  # far below the 30s asked
+        wait_until(lambda: backend.find_runnable(10) == ["f"], "the orphan to be offered")
+    finally:
+        other.close()
 
 
 def test_wait_for_work_wakes_on_a_release(private: LocalRedis, backend: RedisBackend) -> None:
@@ -459,3 +478,86 @@ def test_wait_for_work_as_a_least_privilege_acl_user(make_redis_server: Callable
     url = f"redis://svc:pw-svc-1234@{server.host}:{server.port}/0?prefix=svc"
     woken, took = woken_by_a_submit(url, **FAST)
     assert woken and took < WAIT
+
+
+# ------------------------------------------------------------ batch calls
+
+
+def _commands(server: LocalRedis) -> int:
+    """Commands the server has processed (its own counter; the INFO call
+    that reads it is counted too, and subtracted by the caller)."""
+    client = server.client()
+    try:
+        return int(client.info("stats")["total_commands_processed"])
+    finally:
+        client.close()
+
+
+def test_a_replicas_claims_are_renewed_in_one_round_of_few_commands(private: LocalRedis,
+                                                                     backend: RedisBackend) -> None:
+    """The heartbeat of a replica running 200 flows costs what it costs for
+    one: one script call and one index pipeline, not a renewal per flow."""
+    flows = [f"f{i}" for i in range(200)]
+    for flow_id in flows:
+        backend.create_flow(make_flow(flow_id))
+    tokens = backend.claim_many(flows, "r1", LEASE)
+    assert len(tokens) == 200
+    # The first renewal checks every claim (announcements of claims taken
+    # by force may have been missed before it subscribed); then it is one
+    # PEXPIRE and two index commands, with nothing done inside scripts.
+    assert backend.renew_claims(tokens, LEASE) == []
+    before = _commands(private)
+    assert backend.renew_claims(tokens, LEASE) == []
+    used = _commands(private) - before - 1  # less the INFO that read "before"
+    assert used <= 4, f"{used} commands to renew 200 claims"
+
+
+def test_a_claim_taken_by_force_is_announced_to_its_holder(private: LocalRedis, backend: RedisBackend) -> None:
+    """The holder hears of a forced claim at its next renewal, without
+    reading every claim: the claim script announces it."""
+    flows = ["f1", "f2"]
+    for flow_id in flows:
+        backend.create_flow(make_flow(flow_id))
+    tokens = backend.claim_many(flows, "r1", LEASE)
+    assert backend.renew_claims(tokens, LEASE) == []  # subscribed, every claim checked
+    other = _open(private)
+    try:
+        other.claim("f2", "operator", LEASE, force=True)
+        lost: list[Any] = []
+        wait_until(lambda: lost.extend(backend.renew_claims(tokens, LEASE)) or lost, "the announcement")
+        assert lost == [tokens[1]]
+        assert backend.renew_claims(tokens[:1], LEASE) == []
+    finally:
+        other.close()
+
+
+def test_a_replicas_claims_end_together_with_its_lease(private: LocalRedis, backend: RedisBackend) -> None:
+    """Nobody renews: the lease key runs out and every claim naming it is
+    free at once, for any replica, with a newer epoch."""
+    flows = ["f1", "f2", "f3"]
+    for flow_id in flows:
+        backend.create_flow(make_flow(flow_id))
+    old = backend.claim_many(flows, "dying", 0.3)
+    other = _open(private)
+    try:
+        wait_until(lambda: sorted(other.find_runnable(10)) == flows, "the claims to lapse")
+        new = other.claim_many(flows, "r2", LEASE)
+        assert [t.epoch for t in new] == [t.epoch + 1 for t in old]
+        assert backend.renew_claims(old, LEASE) == old  # the lapsed lease is not brought back
+        with pytest.raises(ClaimLost):
+            backend.save_task(old[0], make_task("t"))
+    finally:
+        other.close()
+
+
+def test_claim_many_is_one_pipeline(private: LocalRedis, backend: RedisBackend) -> None:
+    flows = [f"f{i}" for i in range(100)]
+    for flow_id in flows:
+        backend.create_flow(make_flow(flow_id))
+    client = private.client()
+    client.config_resetstat()
+    assert [t.flow_id for t in backend.claim_many(flows, "r1", LEASE)] == flows
+    stats = client.info("commandstats")
+    client.close()
+    assert stats["cmdstat_evalsha"]["calls"] == 100  # one claim script per flow, all in one pipeline
+    assert stats["cmdstat_zadd"]["calls"] == 2  # the index: two commands for all of them

@@ -49,7 +49,7 @@ def _calls(prefix: str) -> dict[str, tuple[list[str], list[Any], Status]]:
     flow, index = FlowKeys.of(prefix, "nobody"), IndexKeys.of(prefix)
     token = ["r#1", 1]
     return {
-        "claim": ([flow.flow, flow.claim, flow.epoch], ["r#1", 1000, "0", "0"], Status.NO_FLOW),
+        "claim": ([flow.flow, flow.claim, flow.epoch], ["r#1", 1000, "0", "0", "lease", "lost"], Status.NO_FLOW),
         "renew": ([flow.claim, flow.flow], [*token, 1000], Status.NOT_CURRENT),
         "release": ([flow.claim, flow.flow], token, Status.NOT_CURRENT),
         "save_tasks": ([flow.claim, flow.tasks], [*token, "t", "{}"], Status.NOT_CURRENT),

@@ -40,7 +40,8 @@ class Capability(str, enum.Enum):
     #: claims die with the client session, and listeners hear SUSPENDED/LOST
     SESSION = "session"
     #: ``wait_for_work`` wakes on every change that makes a flow runnable,
-    #: including a claim ending with its session, so replicas may poll rarely
+    #: including a claim ending (with its session, or when its lease runs
+    #: out), so replicas may poll rarely
     WATCH = "watch"
     #: ``wait_for_work`` wakes on submits and releases but not on a lease
     #: running out, which polling must still find

@@ -206,8 +206,16 @@ class MemoryBackend(Backend):
         return found
 
     def wait_for_work(self, timeout: float) -> bool:
+        """Woken by every change (the lock's condition), and no later than
+        the next live lease's end: an orphan appears then (``WATCH``)."""
         with self._lock:
-            return self._lock.wait(timeout)
+            now = self._clock()
+            ends = [c.expires_at for s in self._flows.values() if (c := self._live_claim(s)) is not None]
+            lapse = min(ends) - now if ends else None
+            if lapse is None or lapse >= timeout:
+                return self._lock.wait(timeout)
+            self._lock.wait(max(0.0, lapse))
+            return True
 
     # --------------------------------------------------------------- declines
 

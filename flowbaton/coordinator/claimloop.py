@@ -3,9 +3,12 @@
 Per poll interval an idle replica makes one ``find_runnable`` call and then
 waits (``wait_for_work`` wakes early on backends that watch for changes or
 announce submits and releases).
-It asks for more candidates than it has free slots and shuffles them, so
-replicas polling at the same moment mostly try different flows instead of
-all racing for the oldest one; losing a race (``ClaimHeld``) is normal.
+It asks for more candidates than it has free slots and shuffles them; the
+sharing rule (``sharing.py``) picks those it may claim now (its own share
+first, others' once they waited), and it claims them in one
+``claim_many`` call: a survivor takes a dead replica's orphans over in a
+few round trips, not one per flow. Losing a race is normal (the flow is
+just not granted).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import time
 from collections.abc import Callable
 
 from ..backends.base import Backend, Capability
-from ..backends.errors import BackendUnavailable, ClaimHeld, FlowbatonError, FlowNotFound
+from ..backends.errors import BackendUnavailable, FlowbatonError
 from ..engine.claim import Claim
 from ..observability.observer import ReplicaObserver
 from .lease import LeasedGate
+from .sharing import Sharing, default_handoff
 from .skiplist import SkipList
 
 __all__ = ["ClaimLoop", "default_poll_interval"]
@@ -38,11 +42,14 @@ _WAKES_IDLE = frozenset({Capability.WATCH, Capability.NOTIFY})
 def default_poll_interval(lease: float, backend: Backend) -> float:
     """Short enough that an expired lease or a released claim is picked up
     well within the takeover targets (lease + 0.5 s; 0.5 s after a graceful
-    release). A watching backend wakes on every change, so it may poll
-    rarely; one that only notifies (Redis) does not announce a lease running
-    out, which only a poll finds, so it keeps the short interval."""
-    ceiling = 1.0 if Capability.WATCH in backend.capabilities else 0.25
-    return max(0.02, min(ceiling, lease / 4))
+    release). A watching backend wakes on every change, a lease running out
+    included, so it polls only as a safety net: every half lease, at most
+    5 s (an idle replica's cost is then a poll every few seconds). One that
+    only notifies does not announce a lease running out, which only a poll
+    finds, so it keeps the short interval."""
+    if Capability.WATCH in backend.capabilities:
+        return max(0.02, min(5.0, lease / 2))
+    return max(0.02, min(0.25, lease / 4))
 
 
 class ClaimLoop:
@@ -59,6 +66,7 @@ class ClaimLoop:
         running: Callable[[], set[str]],
         launch: Launch,
         poll_interval: float,
+        handoff: float | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         observer: ReplicaObserver | None = None,
@@ -74,6 +82,9 @@ class ClaimLoop:
         self.poll_interval = poll_interval
         self._rng = rng or random.Random()
         self._clock = clock
+        self.sharing = Sharing(backend, replica_id, handoff=default_handoff(lease) if handoff is None else handoff,
+                               refresh=min(1.0, lease / 4), clock=clock)
+        self._handoff_in: float | None = None  # seconds until a flow waiting for its home may be taken
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,17 +92,16 @@ class ClaimLoop:
     # ---------------------------------------------------------- one poll
 
     def poll_once(self) -> int:
-        """Claim up to the free slots' worth of runnable flows; how many."""
+        """Claim up to the free slots' worth of the runnable flows this
+        replica may take now (``sharing``); how many it launched."""
+        self._handoff_in = None
         free = self.free_slots()
         if free <= 0:
             return 0
-        candidates = self._candidates(free)
-        claimed = 0
-        for flow_id in candidates:
-            if claimed >= free or self._stopping.is_set():
-                break
-            claimed += self._try_claim(flow_id)
-        return claimed
+        ready, self._handoff_in = self.sharing.claimable(self._candidates(free))
+        if not ready[:free] or self._stopping.is_set():
+            return 0
+        return self._claim(ready[:free])
 
     def _candidates(self, free: int) -> list[str]:
         # Over-ask so locally skipped flows and lost races do not leave slots idle.
@@ -103,16 +113,16 @@ class ClaimLoop:
         self._rng.shuffle(found)
         return found
 
-    def _try_claim(self, flow_id: str) -> int:
-        """Claim one flow and launch it; the claim's gate counts its lease
-        from before the request was sent (``lease.LeaseKeeper.track``)."""
+    def _claim(self, flow_ids: list[str]) -> int:
+        """Claim the flows in one call and launch each granted one (those
+        held by a faster replica, or purged, are just not granted); each
+        claim's gate counts its lease from before the request was sent
+        (``lease.LeaseKeeper.track``)."""
         sent_at = self._clock()
-        try:
-            with self.observer.backend_call("claim"):
-                token = self.backend.claim(flow_id, self.replica_id, self.lease)
-        except (ClaimHeld, FlowNotFound):
-            return 0  # another replica was faster, or an operator purged it
-        return 1 if self.launch(Claim(token, LeasedGate(self._clock), sent_at)) else 0
+        with self.observer.backend_call("claim"):
+            tokens = self.backend.claim_many(flow_ids, self.replica_id, self.lease)
+        # A launch refused (no room, or stopping) releases its claim.
+        return sum(1 for token in tokens if self.launch(Claim(token, LeasedGate(self._clock), sent_at)))
 
     # ------------------------------------------------------------ thread
 
@@ -142,7 +152,8 @@ class ClaimLoop:
             self.observer.health.tick("claims")
             try:
                 self.poll_once()
-                pause = self.poll_interval
+                pause = self.poll_interval if self._handoff_in is None else min(self.poll_interval,
+                                                                                self._handoff_in)
             except BackendUnavailable as err:
                 pause = min(max(pause * 2, self.poll_interval), _MAX_BACKOFF)
                 log.warning("backend unavailable, polling again in %.1fs: %s", pause, err,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from ..backends.base import CONNECTED, LOST, SUSPENDED, Backend, Capability
-from ..backends.errors import BackendUnavailable, ClaimLost, FlowbatonError
+from ..backends.errors import BackendUnavailable, FlowbatonError
 from ..backends.records import ClaimToken, ReplicaInfo
 from ..engine.claim import Claim
 from ..engine.gate import Gate
@@ -58,8 +58,9 @@ class LeasedGate(Gate):
 
 
 class LeaseKeeper:
-    """One heartbeat thread per replica: renews every claim it tracks and the
-    replica's presence every ``lease / 3``, whatever the tasks are doing."""
+    """One heartbeat thread per replica: renews every claim it tracks (in
+    one backend call) and the replica's presence every ``lease / 3``,
+    whatever the tasks are doing."""
 
     def __init__(
         self,
@@ -121,38 +122,49 @@ class LeaseKeeper:
     # ----------------------------------------------------------- heartbeat
 
     def beat(self) -> None:
-        """One round: renew every tracked claim, then the presence."""
-        for held in self._snapshot():
+        """One round: renew every tracked claim in one call, then the presence."""
+        for held in self._renew_all(self._snapshot()):
             # After a reconnect the renewal doubles as the check that the
             # claim survived; only then may a paused runner go on.
-            if self._renew(held) and held.gate.paused and not self._suspended:
+            if held.gate.paused and not self._suspended:
                 held.gate.resume()
         if self._presence is not None:
             self._heartbeat_presence()
 
-    def _renew(self, held: Claim[LeasedGate]) -> bool:
-        """Renew one claim; True if it is still ours and renewed in time."""
-        if held.gate.lost:
-            return False
+    def _renew_all(self, tracked: list[Claim[LeasedGate]]) -> list[Claim[LeasedGate]]:
+        """Renew the claims in one ``renew_claims`` call (one round trip
+        whatever their number: a replica's coordination traffic stays flat);
+        the claims that are still ours and were renewed in time."""
         sent = self._clock()
-        if sent > held.gate.deadline:
-            return self._lose(held, "lease deadline passed before the renewal was sent")
+        due = [held for held in tracked if not held.gate.lost and self._before_deadline(held, sent)]
+        if not due:
+            return []
         try:
             with self.observer.backend_call("renew"):
-                self.backend.renew(held.token, self.lease)
-        except ClaimLost as err:
-            if not self._tracked(held):
-                return False  # released by its worker while we were renewing: fine
-            return self._lose(held, f"claim lost on renewal: {err}")
+                lost = self.backend.renew_claims([held.token for held in due], self.lease)
         except BackendUnavailable as err:
-            # Not lost yet: the next beat (or the gate's own deadline) fences
+            # Not lost yet: the next beat (or each gate's own deadline) fences
             # us if the backend stays away past the lease.
-            log.warning("renewal of flow %s failed, will retry: %s", held.token.flow_id, err,
-                        extra=self._extra(held.token))
-            return False
-        if self._clock() > sent + self.lease - self.margin:
-            return self._lose(held, "renewal reply came too late to trust the lease")
-        self._set_deadline(held, sent)
+            log.warning("renewal of %d claim(s) failed, will retry: %s", len(due), err,
+                        extra={"replica_id": self.replica_id})
+            return []
+        gone = {(token.flow_id, token.claim_id) for token in lost}
+        late = self._clock() > sent + self.lease - self.margin
+        renewed = []
+        for held in due:
+            if (held.token.flow_id, held.token.claim_id) in gone:
+                if self._tracked(held):  # else released by its worker meanwhile: fine
+                    self._lose(held, "claim lost on renewal")
+            elif late:
+                self._lose(held, "renewal reply came too late to trust the lease")
+            else:
+                self._set_deadline(held, sent)
+                renewed.append(held)
+        return renewed
+
+    def _before_deadline(self, held: Claim[LeasedGate], sent: float) -> bool:
+        if sent > held.gate.deadline:
+            return self._lose(held, "lease deadline passed before the renewal was sent")
         return True
 
     def _lose(self, held: Claim[LeasedGate], reason: str) -> bool:

@@ -52,11 +52,12 @@ def test_a_wake_up_skips_the_wait() -> None:
     assert backend.waits == []
 
 
-@pytest.mark.parametrize(("capabilities", "interval"), [
-    ((Capability.WATCH,), 1.0),  # every change is announced, a lease running out included
-    ((Capability.NOTIFY,), 0.25),  # a lease running out is not: polling must find it
-    ((Capability.SHARED,), 0.25),
+@pytest.mark.parametrize(("capabilities", "interval", "short"), [
+    ((Capability.WATCH,), 5.0, 0.2),  # every change is announced, a lease running out included
+    ((Capability.NOTIFY,), 0.25, 0.1),  # a lease running out is not: polling must find it
+    ((Capability.SHARED,), 0.25, 0.1),
 ])
-def test_only_a_watching_backend_may_poll_rarely(capabilities: tuple[Capability, ...], interval: float) -> None:
+def test_only_a_watching_backend_may_poll_rarely(capabilities: tuple[Capability, ...], interval: float,
+                                                 short: float) -> None:
     assert default_poll_interval(10.0, Declaring(*capabilities)) == interval
-    assert default_poll_interval(0.4, Declaring(*capabilities)) == 0.1  # a short lease: a quarter of it
+    assert default_poll_interval(0.4, Declaring(*capabilities)) == short  # a short lease: a part of it

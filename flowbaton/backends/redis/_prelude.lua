@@ -24,11 +24,27 @@ local function readable_claim(claim_key)
   return nil
 end
 
--- Is the claim stored at claim_key exactly this token, claim id AND epoch?
--- The epoch alone is not enough: after a failover lost an INCR, the new
--- primary can hand the same epoch to a second claimer.
-local function is_current(claim_key, claim_id, epoch)
+-- Does a claim's lease still run? A claim names its holder's lease key
+-- (leases.py): one key per replica, whose expiry ends all its claims at
+-- once. A claim stored by an older version names none: it has an expiry
+-- of its own, so that it exists at all means it runs.
+local function lease_runs(claim)
+  if type(claim.lease_key) ~= 'string' then return true end
+  return redis.call('EXISTS', claim.lease_key) == 1
+end
+
+-- The live claim stored at claim_key (readable, and its lease runs), or nil.
+local function live_claim(claim_key)
   local claim = readable_claim(claim_key)
+  if claim and lease_runs(claim) then return claim end
+  return nil
+end
+
+-- Is the claim stored at claim_key exactly this token, claim id AND epoch,
+-- and does its lease run? The epoch alone is not enough: after a failover
+-- lost an INCR, the new primary can hand the same epoch to a second claimer.
+local function is_current(claim_key, claim_id, epoch)
+  local claim = live_claim(claim_key)
   return claim ~= nil and claim.claim_id == claim_id and claim.epoch == tonumber(epoch)
 end
 

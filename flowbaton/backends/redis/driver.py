@@ -9,11 +9,13 @@ local clocks only feed the hints and the ``expires_at`` shown to operators.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis.exceptions as rex
@@ -29,6 +31,7 @@ from .checks import server_warnings
 from .client import Connection, execute
 from .index import Index
 from .keys import FlowKeys, as_text, from_bytes, to_bytes
+from .leases import Leases, LostClaims
 from .scripts import Arg, Status, decode_reply, evalsha, run_script
 from .url import Target, parse_url
 from .waiter import Waiter
@@ -38,6 +41,12 @@ __all__ = ["RedisBackend"]
 log = logging.getLogger("flowbaton.backends.redis")
 
 _STRIPES = 32
+# Claims per renew_many script call or claim pipeline: a script runs alone
+# on the server, so one call must stay short (about a millisecond).
+_BATCH = 500
+# After a lease's end, a beat for the server to expire the key (its clock,
+# not ours) before the poll that should find the orphan.
+_LAPSE_SLACK = 0.05
 
 
 def _ms(seconds: float) -> int:
@@ -48,9 +57,10 @@ class RedisBackend(Backend):
     """Flows, tasks and claims in one Redis (standalone or behind Sentinel)."""
 
     schemes = ("redis", "rediss", "redis+sentinel")
-    # NOTIFY, not WATCH: submits and releases publish on the signal channel
-    # (waiter.py), but a lease running out in the server publishes nothing.
-    capabilities = frozenset({Capability.SHARED, Capability.NOTIFY})
+    # WATCH: submits and releases publish on the signal channel (waiter.py),
+    # and a wait ends when the next lease the last poll saw runs out
+    # (``wait_for_work``): a lease running out publishes nothing itself.
+    capabilities = frozenset({Capability.SHARED, Capability.NOTIFY, Capability.WATCH})
 
     def __init__(self, url: str, target: Target) -> None:
         self.url = redact_url(url)  # shown in messages and by `check`: no password
@@ -60,6 +70,8 @@ class RedisBackend(Backend):
         self.max_record_bytes = checked_limit(target.options["max_record_bytes"])
         self._index = Index(self._conn, self._prefix)
         self._waiter = Waiter(self._conn, self._index.keys.signal)
+        self._leases = Leases(self._prefix)
+        self._lost_claims = LostClaims(self._conn, self._index.keys.lost)
         # Per-flow ordering inside this process: a renewal's index update
         # must not land after a release's (it would hide a free flow).
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
@@ -182,37 +194,134 @@ class RedisBackend(Backend):
 
     def claim(self, flow_id: str, owner: str, lease: float, *, force: bool = False) -> ClaimToken:
         keys = self._keys(flow_id)
-        claim_id = f"{owner}#{uuid.uuid4().hex[:12]}"
         # The claim id is fixed before the first attempt: a retry after a lost
         # reply is recognised by the script as ours, never claimed twice.
-        args: list[Arg] = [claim_id, _ms(lease), "1" if force else "0", repr(time.time())]
+        claim = _Asked(flow_id, keys, f"{owner}#{uuid.uuid4().hex[:12]}")
+        lease_ms, claimed_at = _ms(lease), repr(time.time())
 
         def op(client: Client, retried: bool) -> ClaimToken:
-            reply = run_script(client, "claim", [keys.flow, keys.claim, keys.epoch], args)
+            lease_key = self._leases.refresh(client, owner, lease_ms)
+            reply = run_script(client, "claim", [keys.flow, keys.claim, keys.epoch],
+                               claim.args(lease_ms, force, claimed_at, lease_key, self._index.keys.lost))
             if reply.status is Status.NO_FLOW:
                 raise FlowNotFound(f"no flow {flow_id!r} in {self._conn.where}")
             if reply.status is Status.HELD:
                 raise ClaimHeld(f"flow {flow_id!r} is claimed by {_holder(reply.fields[0])}")
-            epoch, pttl, state = reply.fields
-            self._index.claimed(client, keys, as_text(state), int(pttl))
-            return ClaimToken(flow_id, claim_id, int(epoch))
+            token, state = self._granted(claim, reply.fields)
+            self._index.claimed(client, keys, state, lease_ms)
+            return token
 
         with self._stripe(flow_id):
             return self._conn.run(f"claim flow {flow_id!r}", op)
 
+    def claim_many(self, flow_ids: Sequence[str], owner: str, lease: float) -> list[ClaimToken]:
+        """As ``claim`` for each flow, ``_BATCH`` to one pipeline of claim
+        scripts (a retried pipeline is answered from the claims it made, as
+        a retried ``claim`` is)."""
+        granted: list[ClaimToken] = []
+        for start in range(0, len(flow_ids), _BATCH):
+            granted += self._claim_batch(flow_ids[start : start + _BATCH], owner, _ms(lease))
+        return granted
+
+    def _claim_batch(self, flow_ids: Sequence[str], owner: str, lease_ms: int) -> list[ClaimToken]:
+        asked = [_Asked(f, self._keys(f), f"{owner}#{uuid.uuid4().hex[:12]}") for f in flow_ids]
+        claimed_at = repr(time.time())
+
+        def op(client: Client, retried: bool) -> list[ClaimToken]:
+            lease_key = self._leases.refresh(client, owner, lease_ms)
+            pipe = client.pipeline(transaction=False)
+            for claim in asked:
+                evalsha(pipe, "claim", [claim.keys.flow, claim.keys.claim, claim.keys.epoch],
+                        claim.args(lease_ms, False, claimed_at, lease_key, self._index.keys.lost))
+            granted, fresh = [], []
+            for claim, raw in zip(asked, execute(pipe), strict=True):
+                reply = decode_reply("claim", raw)
+                if reply.ok:
+                    token, state = self._granted(claim, reply.fields)
+                    granted.append(token)
+                    fresh.append((claim.keys, state, lease_ms))
+            self._index.claimed_each(client, fresh)
+            return granted
+
+        with self._stripes_of(flow_ids):
+            return self._conn.run(f"claim {len(flow_ids)} flow(s)", op)
+
+    def _granted(self, claim: _Asked, fields: tuple[Any, ...]) -> tuple[ClaimToken, str]:
+        """The token of a claim script's OK, noting the lease it names."""
+        epoch, _, state, lease_key = fields
+        if isinstance(lease_key, bytes) and lease_key:
+            self._leases.used_by(claim.claim_id, as_text(lease_key))
+        return ClaimToken(claim.flow_id, claim.claim_id, int(epoch)), as_text(state)
+
     def renew(self, token: ClaimToken, lease: float) -> None:
-        keys = self._keys(token.flow_id)
+        if self._check_each([token], _ms(lease)):
+            raise self._lost(token)
+
+    def renew_claims(self, tokens: Sequence[ClaimToken], lease: float) -> list[ClaimToken]:
+        """One ``PEXPIRE`` per lease (a replica has one) and one index
+        pipeline, whatever the number of claims; claims announced as taken
+        by force are lost. Claims this object did not make, and all of them
+        when announcements may have been missed, are checked one by one."""
         lease_ms = _ms(lease)
-        args: list[Arg] = [token.claim_id, token.epoch, lease_ms]
+        announced, missed = self._lost_claims.take()
+        lost = [token for token in tokens if token.claim_id in announced]
+        rest = [token for token in tokens if token.claim_id not in announced]
+        leased = {token: self._leases.of(token.claim_id) for token in rest}
+        each = [token for token in rest if missed or leased[token] is None]
+        shared = [token for token in rest if token not in set(each)]
+        if shared:
+            lost += self._renew_leases(shared, leased, lease_ms)
+        if each:
+            lost += self._check_each(each, lease_ms)
+        self._leases.forget(token.claim_id for token in lost)
+        return lost
 
-        def op(client: Client, retried: bool) -> None:
-            reply = run_script(client, "renew", [keys.claim, keys.flow], args)
-            if not reply.ok:
-                raise self._lost(token)
-            self._index.claimed(client, keys, as_text(reply.fields[0]), lease_ms)
+    def _renew_leases(self, tokens: list[ClaimToken], leased: dict[ClaimToken, str | None],
+                      lease_ms: int) -> list[ClaimToken]:
+        lease_keys = sorted({lease for lease in leased.values() if lease})
 
-        with self._stripe(token.flow_id):
-            self._conn.run(f"renew claim on {token.flow_id!r}", op)
+        def op(client: Client, retried: bool) -> list[ClaimToken]:
+            dead = self._leases.extend(client, lease_keys, lease_ms)
+            kept = [self._keys(t.flow_id) for t in tokens if leased[t] not in dead]
+            self._index.renewed(client, kept, lease_ms)
+            return [token for token in tokens if leased[token] in dead]
+
+        with self._stripes_of(token.flow_id for token in tokens):
+            return self._conn.run(f"renew {len(tokens)} claim(s)", op)
+
+    def _check_each(self, tokens: Sequence[ClaimToken], lease_ms: int) -> list[ClaimToken]:
+        """Renew claims one by one (``renew.lua``: each still this token,
+        its lease running, then extended), in one pipeline; those not current."""
+        keys = [self._keys(token.flow_id) for token in tokens]
+
+        def op(client: Client, retried: bool) -> list[ClaimToken]:
+            pipe = client.pipeline(transaction=False)
+            for token, flow in zip(tokens, keys, strict=True):
+                evalsha(pipe, "renew", [flow.claim, flow.flow], [token.claim_id, token.epoch, lease_ms])
+            replies = [decode_reply("renew", raw) for raw in execute(pipe)]
+            renewed, lost = [], []
+            for token, flow, reply in zip(tokens, keys, replies, strict=True):
+                if not reply.ok:
+                    lost.append(token)
+                    continue
+                state, lease_key = (as_text(field) for field in reply.fields)
+                if lease_key:
+                    self._leases.used_by(token.claim_id, lease_key)
+                renewed.append((flow, state, lease_ms))
+            self._index.claimed_each(client, renewed)
+            return lost
+
+        what = f"renew claim on {tokens[0].flow_id!r}" if len(tokens) == 1 else f"check {len(tokens)} claims"
+        with self._stripes_of(token.flow_id for token in tokens):
+            return self._conn.run(what, op)
+
+    def _stripes_of(self, flow_ids: Iterable[str]) -> contextlib.ExitStack:
+        """The stripe locks of several flows, taken in one order (no
+        deadlock with another batch), held together."""
+        stack = contextlib.ExitStack()
+        for number in sorted({hash(flow_id) % _STRIPES for flow_id in flow_ids}):
+            stack.enter_context(self._stripes[number])
+        return stack
 
     def release(self, token: ClaimToken) -> None:
         keys = self._keys(token.flow_id)
@@ -226,21 +335,24 @@ class RedisBackend(Backend):
 
         with self._stripe(token.flow_id):
             self._conn.run(f"release claim on {token.flow_id!r}", op)
+        self._leases.forget([token.claim_id])
 
     def current_claim(self, flow_id: str) -> ClaimInfo | None:
         keys = self._keys(flow_id)
 
-        def op(client: Client, retried: bool) -> list[Any]:
+        def op(client: Client, retried: bool) -> tuple[bytes | None, int]:
             pipe = client.pipeline(transaction=False)
             pipe.get(keys.claim)
             pipe.pttl(keys.claim)
-            return execute(pipe)
+            raw, pttl = execute(pipe)
+            return raw, self._index.lives(client, [(raw, int(pttl))])[0]
 
         raw, pttl = self._conn.run(f"read claim of {flow_id!r}", op)
         return self.claim_info(flow_id, raw, pttl)
 
     def claim_info(self, flow_id: str, raw: bytes | None, pttl: int) -> ClaimInfo | None:
-        """Decode a claim key's value; None when there is no live claim."""
+        """Decode a claim key's value; None when there is no live claim
+        (``pttl``: the claim's life left, its lease's: ``Index.lives``)."""
         if raw is None or pttl == -2:
             return None
         where = self._where(self._keys(flow_id).claim)
@@ -311,7 +423,15 @@ class RedisBackend(Backend):
         return self._index.find_runnable(limit)
 
     def wait_for_work(self, timeout: float) -> bool:
-        return self._waiter.wait(timeout)
+        """Sleep on the signal channel, but no later than the end of the
+        next lease the last ``find_runnable`` saw: an orphan may appear
+        then (True, as for news). Claims granted since that poll are seen
+        by the next one, a poll interval later at most."""
+        lapse = self._index.seconds_to_lapse()
+        if lapse is None or lapse + _LAPSE_SLACK >= timeout:
+            return self._waiter.wait(timeout)
+        self._waiter.wait(lapse + _LAPSE_SLACK)
+        return True  # news, or the lease's end: news either way
 
     # --------------------------------------------------------------- declines
 
@@ -367,7 +487,20 @@ class RedisBackend(Backend):
 
     def close(self) -> None:
         self._waiter.close()
+        self._lost_claims.close()
         self._conn.close()
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One claim being asked for, its id fixed before the first attempt."""
+
+    flow_id: str
+    keys: FlowKeys
+    claim_id: str
+
+    def args(self, lease_ms: int, force: bool, claimed_at: str, lease_key: str, channel: str) -> list[Arg]:
+        return [self.claim_id, lease_ms, "1" if force else "0", claimed_at, lease_key, channel]
 
 
 def _holder(raw: Any) -> str:

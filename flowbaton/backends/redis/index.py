@@ -25,6 +25,7 @@ from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client, Pipe
 from .client import Connection, execute
 from .keys import FlowKeys, IndexKeys, as_text, from_bytes
+from .leases import claim_lease
 from .scripts import decode_reply, evalsha, run_script
 
 __all__ = ["Index", "now_ms"]
@@ -56,6 +57,9 @@ class Index:
         self.keys = IndexKeys.of(prefix)
         self._missing: dict[bytes, float] = {}
         self._lock = threading.Lock()
+        #: the earliest lease end (ms) the last ``find_runnable`` saw ahead,
+        #: 0 if none: when the next orphan may appear (``seconds_to_lapse``)
+        self.next_lapse_ms = 0
 
     # ------------------------------------------------------- after a script
 
@@ -73,13 +77,39 @@ class Index:
 
     def claimed(self, client: Client, keys: FlowKeys, state: str, pttl: int) -> None:
         """A claim or renewal succeeded; its script saw ``state``."""
-        expires = now_ms() + max(pttl, 0)
+        self.claimed_each(client, [(keys, state, pttl)])
+
+    def claimed_each(self, client: Client, claims: list[tuple[FlowKeys, str, int]]) -> None:
+        """``claimed`` for several claims (keys, state seen, PTTL), in one pipeline."""
+        now = now_ms()
+        self._refresh(client, [(keys, state, now + max(pttl, 0)) for keys, state, pttl in claims])
+
+    def renewed(self, client: Client, flows: list[FlowKeys], lease_ms: int) -> None:
+        """Leases renewed: two commands however many flows. ``XX`` on the
+        runnable index: a flow whose entry is gone (it finished) is not
+        put back by a renewal that raced with its end."""
+        if not flows:
+            return
+        expires = now_ms() + lease_ms
+        scores = {keys.member: expires for keys in flows}
         pipe = client.pipeline(transaction=False)
-        pipe.zadd(self.keys.leases, {keys.member: expires})
-        if state in _KEEP:
-            pipe.zadd(self.keys.runnable, {keys.member: expires})
-        else:
-            pipe.zrem(self.keys.runnable, keys.member)
+        pipe.zadd(self.keys.leases, scores)
+        pipe.zadd(self.keys.runnable, scores, xx=True)
+        execute(pipe)
+
+    def _refresh(self, client: Client, entries: list[tuple[FlowKeys, str, int]]) -> None:
+        """Three commands however many flows: their lease entries, and their
+        runnable entries (a score = lease end) or their removal."""
+        if not entries:
+            return
+        keep = {keys.member: expires for keys, state, expires in entries if state in _KEEP}
+        gone = [keys.member for keys, state, _ in entries if state not in _KEEP]
+        pipe = client.pipeline(transaction=False)
+        pipe.zadd(self.keys.leases, {keys.member: expires for keys, _, expires in entries})
+        if keep:
+            pipe.zadd(self.keys.runnable, keep)
+        if gone:
+            pipe.zrem(self.keys.runnable, *gone)
         execute(pipe)
 
     def released(self, client: Client, keys: FlowKeys, state: str) -> None:
@@ -112,8 +142,9 @@ class Index:
         now = now_ms()
         # One query over the hint; twice the limit leaves room for entries
         # the probe below turns away.
-        reply = run_script(client, "candidates", [self.keys.runnable, self.keys.created],
-                           [now, 2 * limit, _FIRST_TIME_SCORE]).fields
+        upcoming, *reply = run_script(client, "candidates", [self.keys.runnable, self.keys.created],
+                                      [now, 2 * limit, _FIRST_TIME_SCORE]).fields
+        self.next_lapse_ms = int(float(upcoming))
         entries = list(zip(reply[::2], reply[1::2], strict=True))
         if not entries:
             return []
@@ -133,6 +164,27 @@ class Index:
         if changes:
             run_script(client, "reindex", [self.keys.runnable], changes)
         return found[:limit]
+
+    def lives(self, client: Client, claims: list[tuple[bytes | None, int]]) -> list[int]:
+        """The life left (ms, as PTTL answers: -2 gone) of each claim given
+        as (stored value, its key's PTTL): its lease key's when it names
+        one (read in one pipeline), as the scripts judge it (``lease_runs``)."""
+        named = [claim_lease(raw)[1] for raw, _ in claims]
+        unique = sorted({lease for lease in named if lease})
+        leases: dict[str, int] = {}
+        if unique:
+            pipe = client.pipeline(transaction=False)
+            for lease in unique:
+                pipe.pttl(lease)
+            leases = {lease: int(pttl) for lease, pttl in zip(unique, execute(pipe), strict=True)}
+        return [leases[lease] if lease else pttl for lease, (_, pttl) in zip(named, claims, strict=True)]
+
+    def seconds_to_lapse(self) -> float | None:
+        """Seconds until the next lease the last poll saw ends; None if it
+        saw none (claims made since are found by the next poll)."""
+        if not self.next_lapse_ms:
+            return None
+        return max(0.0, (self.next_lapse_ms - now_ms()) / 1000)
 
     def _judge(self, member: bytes, state: str, pttl: int, now: int) -> str | None:
         """None: offer the flow. Else the new score ('' = drop, 'keep' = leave)."""
@@ -209,9 +261,9 @@ class Index:
             pipe.get(key)
             pipe.pttl(key)
         replies = execute(pipe)
-        return [
-            (from_bytes(m), replies[2 * i], int(replies[2 * i + 1])) for i, m in enumerate(members)
-        ]
+        claims = [(replies[2 * i], int(replies[2 * i + 1])) for i in range(len(members))]
+        lives = self.lives(client, claims)
+        return [(from_bytes(m), raw, life) for m, (raw, _), life in zip(members, claims, lives, strict=True)]
 
     # -------------------------------------------------------------- replicas
 

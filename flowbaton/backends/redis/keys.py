@@ -7,6 +7,10 @@ them map to one slot and a Lua script may touch them together. Flow ids are
 escaped inside the braces: a ``}`` in an id would otherwise end the tag early
 and scatter the flow over slots.
 
+A replica's lease is one key of its own slot, ``fb:lease:{<lease id>}``
+(``lease_key``): its claims name it, and it expires when the replica stops
+renewing it, which ends all those claims at once.
+
 The global indexes (runnable flows, creation order, live leases, replicas)
 share the tag ``{<prefix>}`` and so live in one slot of their own; no script
 ever touches a flow key and an index key together (that would be CROSSSLOT on
@@ -24,7 +28,7 @@ from typing import Any
 
 from ..errors import BadBackendURL
 
-__all__ = ["FlowKeys", "IndexKeys", "escape", "to_bytes", "from_bytes", "as_text", "check_prefix"]
+__all__ = ["FlowKeys", "IndexKeys", "escape", "to_bytes", "from_bytes", "as_text", "check_prefix", "lease_key"]
 
 # Characters that would break the hash tag or the escaping itself.
 _ESCAPED = {"%": "%25", "{": "%7B", "}": "%7D"}
@@ -126,6 +130,8 @@ class IndexKeys:
     ``leases``: zset flow id -> claim expiry ms, for ``list_claims``.
     ``replicas``: hash replica id -> JSON; ``replica_expiry``: zset id -> ms.
     ``signal``: pub/sub channel announcing new work.
+    ``lost``: pub/sub channel announcing claims taken away by force (their
+    holders stop starting tasks at once instead of at their next write).
     """
 
     runnable: str
@@ -135,6 +141,7 @@ class IndexKeys:
     replicas: str
     replica_expiry: str
     signal: str
+    lost: str
 
     @classmethod
     def of(cls, prefix: str) -> IndexKeys:
@@ -147,4 +154,10 @@ class IndexKeys:
             replicas=base + "replicas",
             replica_expiry=base + "replica_expiry",
             signal=base + "signal",
+            lost=base + "lost",
         )
+
+
+def lease_key(prefix: str, lease_id: str) -> str:
+    """The key of one replica lease, in a slot of its own."""
+    return f"{prefix}:lease:{{{escape(lease_id)}}}"

@@ -4,8 +4,9 @@
 
 ``create_flow`` and a release of a runnable flow publish the flow id on the
 prefix's signal channel; a waiting replica wakes at once (the driver's
-``Capability.NOTIFY``). Orphans whose lease simply ran out publish nothing,
-so callers still poll ``find_runnable`` every interval.
+``Capability.NOTIFY``). Orphans whose lease simply ran out publish nothing:
+the driver ends each wait when the next lease it saw runs out instead
+(``RedisBackend.wait_for_work``).
 
 The subscription is one connection of the driver's own pool, so it has the
 URL's TLS, user and password, and behind Sentinel it is opened to the

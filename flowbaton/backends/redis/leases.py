@@ -1,0 +1,165 @@
+"""Replica leases: one key per replica keeps all of its claims alive.
+
+A claim key has no expiry of its own: it names its holder's *lease*, a key
+``lease_key(prefix, lease id)`` with a ``PX`` expiry, and is live exactly
+as long as that key exists. Renewing a replica's claims is then one
+``PEXPIRE`` per interval whatever the number of flows it runs (the
+coordination traffic of a busy replica is that of an idle one), instead
+of one script per claim, each of which reads and rewrites a key.
+
+Rules that keep this as safe as a per-claim expiry:
+
+* a renewal only extends a lease (``PEXPIRE``), never creates one: a lease
+  that ran out stays gone, with every claim naming it, and its replica
+  learns so from that very renewal (all those claims are lost);
+* a new lease gets a new id, so claims of a lapsed lease never come back;
+* whoever takes a flow over checks the holder's lease first and tells the
+  claim script which claim it found dead (``claim.lua``): the script
+  replaces only that exact claim, so a claim granted meanwhile is kept;
+* before claiming, the claimer refreshes (or makes) its own lease, so the
+  lease outlives the claim's first lease period as the replica measures it.
+
+Claims taken away while their lease lives (an operator's forced claim) are
+announced on the ``lost`` channel; ``LostClaims`` hears them, so the holder
+stops starting tasks at once. Its fenced writes would fail anyway: this is
+about stopping early, not about safety. A broken subscription may have
+missed announcements, so the claims are then checked one by one, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Iterable
+
+import redis.exceptions as rex
+from redis.client import PubSub
+
+from ._types import Client
+from .client import Connection, execute
+from .keys import as_text, lease_key
+
+__all__ = ["Leases", "LostClaims", "claim_lease"]
+
+log = logging.getLogger("flowbaton.backends.redis")
+
+#: messages read per renewal at most: announcements are rare
+_DRAIN = 10_000
+
+
+def claim_lease(raw: bytes | None) -> tuple[str, str]:
+    """(claim id, lease key) of a stored claim; '' for what it lacks (a
+    claim from an older version has no lease but an expiry of its own).
+    The record is untrusted: anything unreadable names no lease, and the
+    claim script treats an unreadable claim as none anyway."""
+    try:
+        claim = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return "", ""
+    if not isinstance(claim, dict):
+        return "", ""
+    claim_id, lease = claim.get("claim_id"), claim.get("lease_key")
+    return (claim_id if isinstance(claim_id, str) else "", lease if isinstance(lease, str) else "")
+
+
+class Leases:
+    """The lease keys this backend object holds, and which claim names which."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._lock = threading.Lock()
+        self._held: dict[tuple[str, int], str] = {}  # (owner, lease ms) -> lease key
+        self._of_claim: dict[str, str] = {}  # claim id -> lease key, for claims made here
+
+    def refresh(self, client: Client, owner: str, lease_ms: int) -> str:
+        """The lease key new claims of ``owner`` name: the current lease,
+        extended now, or a new one if it ran out (or there was none)."""
+        with self._lock:
+            key = self._held.get((owner, lease_ms))
+        if key is not None and client.pexpire(key, lease_ms):
+            return key
+        key = lease_key(self._prefix, f"{owner}#{uuid.uuid4().hex[:12]}")
+        # NX: a fresh key is never taken, unless a retry after a lost reply made it.
+        client.set(key, owner, px=lease_ms, nx=True)
+        with self._lock:
+            self._held[(owner, lease_ms)] = key
+        return key
+
+    def used_by(self, claim_id: str, key: str) -> None:
+        with self._lock:
+            self._of_claim[claim_id] = key
+
+    def of(self, claim_id: str) -> str | None:
+        with self._lock:
+            return self._of_claim.get(claim_id)
+
+    def forget(self, claim_ids: Iterable[str]) -> None:
+        with self._lock:
+            for claim_id in claim_ids:
+                self._of_claim.pop(claim_id, None)
+
+    def extend(self, client: Client, keys: list[str], lease_ms: int) -> set[str]:
+        """``PEXPIRE`` each lease, in one pipeline; the ones that had run
+        out (never recreated: their claims are gone for good)."""
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.pexpire(key, lease_ms)
+        dead = {key for key, alive in zip(keys, execute(pipe), strict=True) if not alive}
+        if dead:
+            with self._lock:
+                self._held = {k: v for k, v in self._held.items() if v not in dead}
+        return dead
+
+
+class LostClaims:
+    """A subscription to the claims announced as taken by force.
+
+    Read by the renewing thread only, without blocking: each renewal takes
+    what arrived since the last one. ``take`` also says whether the
+    subscription was (re)opened since, in which case announcements may
+    have been missed and the caller checks its claims one by one."""
+
+    def __init__(self, conn: Connection, channel: str) -> None:
+        self._conn = conn
+        self._channel = channel
+        self._pubsub: PubSub | None = None
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[set[str], bool]:
+        """(claim ids announced lost since the last call, True if some may
+        have been missed)."""
+        with self._lock:
+            fresh = self._pubsub is None
+            try:
+                if self._pubsub is None:
+                    self._pubsub = self._conn.redis.pubsub(ignore_subscribe_messages=True)
+                    self._pubsub.subscribe(self._channel)
+                return self._drain(self._pubsub), fresh
+            except (rex.RedisError, OSError) as err:
+                log.info("lost-claim subscription broken, claims will be checked one by one: %s", err)
+                self._drop()
+                return set(), True
+
+    @staticmethod
+    def _drain(pubsub: PubSub) -> set[str]:
+        found: set[str] = set()
+        for _ in range(_DRAIN):
+            message = pubsub.get_message(timeout=0.0)
+            if message is None:
+                break
+            if message.get("type") == "message":
+                found.add(as_text(message["data"]))
+        return found
+
+    def _drop(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(rex.RedisError, OSError):
+                self._pubsub.close()
+            self._pubsub = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
