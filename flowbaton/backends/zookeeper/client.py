@@ -38,7 +38,7 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.serialization import Auth
-from kazoo.protocol.states import KazooState
+from kazoo.protocol.states import Callback, KazooState
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL
 from tenacity import wait_exponential
@@ -51,7 +51,7 @@ from .acl import NOT_READABLE, Policy
 from .multiread import BATCH, Raw, send_multi_read
 from .settings import Settings
 
-__all__ = ["Again", "Session", "Op", "Outcome", "Node", "Stat"]
+__all__ = ["Again", "Session", "Op", "Outcome", "Node", "Stat", "WatchReply", "Unanswered"]
 
 T = TypeVar("T")
 
@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 # From two paths on, one multiRead beats separate gets (load_tasks, load_declines
 # and every listing read several znodes at once).
 _MULTI_READ_MIN = 2
+
+
+class Unanswered(Exception):
+    """A read sent in the background failed (``WatchReply.node``)."""
 
 
 class Again(Exception):
@@ -127,6 +131,31 @@ class Outcome:
 
     def failed_at(self, index: int, error: str) -> bool:
         return not self.ok and self.failed == index and self.error == error
+
+
+class WatchReply:
+    """The answer to a ``Session.watch`` read, arriving in the background;
+    the caller looks at it later, never waits on it."""
+
+    def __init__(self, result: Any) -> None:
+        self._result = result
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._result.ready())
+
+    def node(self) -> Node | None:
+        """The znode read (None: there is none). ``Unanswered`` if the read
+        failed or is still in flight: then no watch is known to stand."""
+        if not self._result.ready():
+            raise Unanswered("no answer yet")
+        error = self._result.exception
+        if isinstance(error, NoNodeError):
+            return None
+        if error is not None:
+            raise Unanswered(repr(error))
+        data, stat = self._result.get_nowait()
+        return Node(data or b"", _stat(stat))
 
 
 def _stat(raw: Any) -> Stat:
@@ -277,11 +306,14 @@ class Session:
 
     def _wait(self, result: Any) -> Any:
         """One request's answer, never waiting past the call's deadline."""
+        return result.get(timeout=self._timeout())
+
+    def _timeout(self) -> float:
         timeout = self.settings.operation_timeout
         deadline = getattr(self._local, "deadline", None)
         if deadline is not None:
             timeout = max(0.05, min(timeout, deadline - time.monotonic()))
-        return result.get(timeout=timeout)
+        return timeout
 
     # ---------------------------------------------------------------- reads
 
@@ -323,6 +355,33 @@ class Session:
         except NoNodeError:
             return None
         return Node(data or b"", _stat(stat))
+
+    def watch(self, path: str, on_change: Callable[[], None]) -> WatchReply:
+        """Read ``path`` and leave a one-shot data watch on it, without
+        waiting: ``on_change`` runs (on kazoo's callback thread) when the
+        znode changes or is deleted, or when kazoo drops every watch as the
+        connection is lost. One request; a missing znode gets no watch.
+        Never raises: a read that cannot be sent is a failed reply."""
+        try:
+            self._sending("watch")
+            result = self.client.get_async(path, watch=lambda event: on_change())
+        except KazooException as err:  # not connected, or closed
+            result = self.client.handler.async_result()
+            result.set_exception(err)
+        return WatchReply(result)
+
+    def flush_callbacks(self) -> None:
+        """Return once kazoo has run every watch callback queued so far.
+
+        kazoo hands a watch event to its callback thread before it reads the
+        next reply off the socket, but the caller waiting on that reply may
+        wake first; ZooKeeper sends a watch's event before any later reply,
+        so after this a fired watch has been heard. Through the handler's
+        public ``dispatch_callback`` (the queue watch events use)."""
+        done = self.client.handler.event_object()
+        self.client.handler.dispatch_callback(Callback("watch", done.set, ()))
+        if not done.wait(self._timeout()):
+            raise OperationTimeoutError("kazoo's callback thread did not catch up in time")
 
     def exists_many(self, paths: Sequence[str]) -> list[Stat | None]:
         self._sending("exists_many")

@@ -15,6 +15,9 @@ at 0).
 
 The lease is the session: ``lease`` arguments are ignored; ``from_url(...,
 lease=)`` sets the session timeout unless the URL gives ``session_timeout``.
+Renewing is proving the session alive: ``renew_claims`` sends one request
+whatever the number of claims, and a data watch on each claim znode reports
+the claims taken away meanwhile (``held.py``).
 """
 
 from __future__ import annotations
@@ -22,15 +25,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from ..base import CONNECTED, LOST, Backend, Capability, StateListener
+from ..base import CONNECTED, LOST, SUSPENDED, Backend, Capability, StateListener
 from ..errors import (
     BackendUnavailable,
-    ClaimHeld,
     ClaimLost,
     CorruptRecord,
     FlowbatonError,
@@ -43,10 +44,12 @@ from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
 from .acl import enforce
 from .client import Again, Node, Op, Outcome, Session
-from .codec import claim_holder, claim_record, parse_claim, sized
+from .codec import claim_holder, parse_claim, sized
 from .events import EventDispatcher
+from .held import HeldClaims, names_token
 from .layout import Layout, decode_name
 from .settings import Settings
+from .taking import ClaimStates, ClaimTaker, new_claim_id
 from .watch import WorkSignal
 
 __all__ = ["ZooKeeperBackend"]
@@ -92,9 +95,11 @@ class ZooKeeperBackend(Backend):
         self._in_doubt: dict[str, str] = {}  # flow -> claim id whose claim call failed
         self._replicas: dict[str, bytes] = {}  # registered here: re-created after a LOST
         self._marker_czxid: dict[str, int] = {}  # runnable marker -> creation zxid
+        self._held = HeldClaims()  # claims granted here, vouched for by watches
         self._events = EventDispatcher(f"flowbaton-zk-events-{settings.chroot}")
         self._events.add_hook(self._on_session_event)
         self._zk = Session(settings, self._events.kazoo_state)
+        self._taker = ClaimTaker(self._zk, self._paths, self._held, self.url, self._where, self._forget_flow)
         self._work = WorkSignal(self._zk.client, self._paths.claims, self._paths.signal)
         try:
             self._zk.start()
@@ -126,6 +131,12 @@ class ZooKeeperBackend(Backend):
         return self._paths
 
     @property
+    def held_claims(self) -> HeldClaims:
+        """The claims granted here and what their watches say (``held.py``),
+        for tests and tools."""
+        return self._held
+
+    @property
     def claims_in_doubt(self) -> dict[str, str]:
         """Flow id -> claim id of claim calls that gave up (``BackendUnavailable``)
         but may have landed; the next ``claim`` or ``find_runnable`` releases
@@ -138,7 +149,9 @@ class ZooKeeperBackend(Backend):
         """Requests this backend object sent, by kind (``commit``,
         ``get_many``, ``exists_many``, ``children_many``, ``create``,
         ``set``, ``delete``); each is one round trip (the paths of one
-        ``get_many`` travel pipelined). A copy, for tests and tools."""
+        ``get_many`` travel pipelined). ``watch`` counts the data watches
+        set on claims taken (one read each, sent and never waited for). A
+        copy, for tests and tools."""
         return self._zk.requests
 
     def _acl_check(self, again: bool) -> list[str]:
@@ -172,6 +185,7 @@ class ZooKeeperBackend(Backend):
         outcome = self._zk.commit(self._fence(token) + ops)
         if not outcome.ok and outcome.failed < self._FENCE_OPS:
             self._forget_flow(token.flow_id)
+            self._held.forget(token)
             raise ClaimLost(
                 f"claim {token.claim_id}@{token.epoch} on flow {token.flow_id} is not current"
             )
@@ -185,11 +199,15 @@ class ZooKeeperBackend(Backend):
 
     def _on_session_event(self, state: str) -> None:
         """Worker-thread housekeeping. LOST: our ephemerals (claims, presence)
-        are gone, and so is any claim whose outcome was in doubt."""
+        are gone, and so is any claim whose outcome was in doubt. SUSPENDED:
+        the claims' watches may be gone; the next ``renew_claims`` reads."""
         if state == LOST:
+            self._held.clear()
             with self._lock:
                 self._known_tasks.clear()
                 self._in_doubt.clear()
+        if state == SUSPENDED:
+            self._held.doubt_all()  # kazoo drops every watch with the connection
         if state in (LOST, CONNECTED):
             self._work.wake()  # watches may have been missed: rescan
 
@@ -297,6 +315,7 @@ class ZooKeeperBackend(Backend):
     def delete_flow(self, token: ClaimToken) -> None:
         self._zk.run(f"delete flow {token.flow_id}", lambda again: self._delete_flow(token, again))
         self._forget_flow(token.flow_id)
+        self._held.forget(token)
 
     def _delete_flow(self, token: ClaimToken, again: bool) -> None:
         paths, flow_id = self._paths, token.flow_id
@@ -317,10 +336,10 @@ class ZooKeeperBackend(Backend):
 
     def claim(self, flow_id: str, owner: str, lease: float, *, force: bool = False) -> ClaimToken:
         self._settle_in_doubt()
-        claim_id = f"{owner}#{uuid.uuid4().hex[:12]}"
+        claim_id = new_claim_id(owner)
         try:
             return self._zk.run(
-                f"claim flow {flow_id}", lambda again: self._claim(flow_id, claim_id, owner, force)
+                f"claim flow {flow_id}", lambda again: self._taker.one(flow_id, claim_id, owner, force)
             )
         except BackendUnavailable:
             # The multi may have landed, or may still land (kazoo sends queued
@@ -328,40 +347,6 @@ class ZooKeeperBackend(Backend):
             with self._lock:
                 self._in_doubt[flow_id] = claim_id
             raise
-
-    def _claim(self, flow_id: str, claim_id: str, owner: str, force: bool) -> ClaimToken:
-        paths = self._paths
-        held, epoch = self._zk.get_many([paths.claim(flow_id), paths.epoch(flow_id)])
-        holder = claim_holder(held.data) if held is not None else None
-        if held is not None and holder == claim_id:
-            # A connection loss hid the outcome of our previous attempt: it
-            # landed. Resolved by reading back, never by claiming twice.
-            where = self._where(f"claim of flow {flow_id!r}", paths.claim(flow_id))
-            return ClaimToken(flow_id, claim_id, parse_claim(flow_id, held.data, where).epoch)
-        if held is not None and not force:
-            raise ClaimHeld(f"flow {flow_id} is claimed by {holder or 'an unreadable claim'}")
-        if epoch is None:
-            raise FlowNotFound(f"no flow {flow_id!r} in {self.url}")
-        token = ClaimToken(flow_id, claim_id, epoch.stat.version + 1)
-        record = claim_record(claim_id, token.epoch, owner)
-        ops = self._evict(flow_id) if held is not None else []
-        ops += [
-            _set(paths.epoch(flow_id), claim_id.encode(), epoch.stat.version),
-            _create(paths.claim(flow_id), record, ephemeral=True),
-            _create(paths.holder(flow_id, claim_id), ephemeral=True),
-        ]
-        outcome = self._zk.commit(ops)
-        if not outcome.ok:
-            raise Again(f"claim of {flow_id} raced with another ({outcome.error})")
-        self._forget_flow(flow_id)
-        return token
-
-    def _evict(self, flow_id: str) -> list[Op]:
-        """Ops deleting the live claim and its holder marker (force claim);
-        the epoch bump in the same multi fences the evicted holder."""
-        markers = self._zk.children_many([self._paths.epoch(flow_id)])[0] or []
-        ops = [_delete(f"{self._paths.epoch(flow_id)}/{name}") for name in markers]
-        return [_delete(self._paths.claim(flow_id)), *ops]
 
     def _settle_in_doubt(self) -> None:
         """Release claims we may hold without knowing it (see ``claim``)."""
@@ -399,8 +384,81 @@ class ZooKeeperBackend(Backend):
         if (info.claim_id, info.epoch) != (token.claim_id, token.epoch):
             raise ClaimLost(f"flow {token.flow_id} is now claimed by {info.token}, not {token.claim_id}")
 
+    def renew_claims(self, tokens: Sequence[ClaimToken], lease: float) -> list[ClaimToken]:
+        # One request whatever the number of claims (held.py): a read of the
+        # claims no watch vouches for, or else one cheap read that proves the
+        # session alive now. Per-claim requests only for watches to re-arm
+        # (a claim granted elsewhere on this session, or after a reconnect).
+        if not tokens:
+            return []
+        lost = self._zk.run(f"renew {len(tokens)} claims", lambda again: self._renew_claims(tokens))
+        return [token for token in tokens if token in lost]
+
+    def _renew_claims(self, tokens: Sequence[ClaimToken]) -> set[ClaimToken]:
+        session = self._zk.session_id
+        unsure = self._held.unsure(tokens, session)
+        nodes = self._read_claims(unsure) if unsure else self._prove_session()
+        self._zk.flush_callbacks()  # a watch that fired before that reply is heard now
+        if self._zk.session_id != session:
+            raise Again("the session changed during the renewal")
+        asked = set(unsure)
+        late = [t for t in tokens if t not in asked and not self._held.vouches(t, session)]
+        if late:  # a watch fired while the request was out: read those too
+            unsure, nodes = unsure + late, nodes + self._read_claims(late)
+        lost: set[ClaimToken] = set()
+        for token, node in zip(unsure, nodes, strict=True):
+            if not names_token(token, node, session):
+                self._held.forget(token)
+                lost.add(token)
+            elif (arm := self._held.confirm(token, session)) is not None:
+                self._taker.watch(token, arm)  # current, and no watch of ours stands on it
+        return lost
+
+    def _read_claims(self, tokens: Sequence[ClaimToken]) -> list[Node | None]:
+        return self._zk.get_many([self._paths.claim(token.flow_id) for token in tokens])
+
+    def _prove_session(self) -> list[Node | None]:
+        """One cheap read: its reply proves the session alive after it was sent."""
+        self._zk.exists_many([self._paths.root])
+        return []
+
+    def claim_many(self, flow_ids: Sequence[str], owner: str, lease: float) -> list[ClaimToken]:
+        # One batched read of every claim and epoch znode, then one multi per
+        # batch of free flows (all or nothing: a flow raced away costs a
+        # re-read and another multi for its batch).
+        wanted = list(dict.fromkeys(flow_ids))
+        if not wanted:
+            return []
+        self._settle_in_doubt()
+        claim_ids = {flow_id: new_claim_id(owner) for flow_id in wanted}
+        states = self._zk.run(f"read {len(wanted)} claims", lambda again: self._taker.states(wanted))
+        granted: dict[str, ClaimToken] = {}
+        for batch in self._taker.batches(wanted, claim_ids, self.max_record_bytes):
+            try:
+                granted.update(self._claim_batch(batch, claim_ids, owner, {f: states[f] for f in batch}))
+            except BackendUnavailable:
+                with self._lock:  # as claim(): released later if it landed
+                    self._in_doubt.update({flow_id: claim_ids[flow_id] for flow_id in batch})
+                if not granted:
+                    raise
+                log.warning("claimed %d of %d flows; the rest is in doubt", len(granted), len(wanted))
+                break
+        return [granted[flow_id] for flow_id in wanted if flow_id in granted]
+
+    def _claim_batch(
+        self, batch: list[str], claim_ids: dict[str, str], owner: str, first: ClaimStates
+    ) -> dict[str, ClaimToken]:
+        # Retried after an ambiguous multi: read back, never claim twice.
+        return self._zk.run(
+            f"claim {len(batch)} flows",
+            lambda again: self._taker.batch(batch, claim_ids, owner, None if again else first),
+        )
+
     def release(self, token: ClaimToken) -> None:
-        self._zk.run(f"release flow {token.flow_id}", lambda again: self._release(token, again))
+        try:
+            self._zk.run(f"release flow {token.flow_id}", lambda again: self._release(token, again))
+        finally:  # released, lost, or in doubt: renew_claims reads it again if asked
+            self._held.forget(token)
         self._forget_flow(token.flow_id)
 
     def _release(self, token: ClaimToken, again: bool) -> None:
