@@ -378,6 +378,8 @@ class ZooKeeperBackend(Backend):
         # claim znode still exists, names this token and belongs to our session.
         path = self._paths.claim(token.flow_id)
         node = self._zk.run(f"renew claim on {token.flow_id}", lambda again: self._zk.get(path))
+        if not names_token(token, node, self._zk.session_id):
+            self._held.forget(token)  # lost for good: its watch, if any, is of no more use
         if node is None or node.stat.ephemeral_owner != self._zk.session_id:
             raise ClaimLost(f"claim {token.claim_id}@{token.epoch} on flow {token.flow_id} is gone")
         info = parse_claim(token.flow_id, node.data, self._where(f"claim of flow {token.flow_id!r}", path))

@@ -88,8 +88,8 @@ class HeldClaims:
     def track(self, token: ClaimToken, session: int) -> int:
         """Start tracking a token granted (or found current) on ``session``;
         the arm number its watch must carry."""
-        arm = next(self._arms)
         with self._lock:
+            arm = next(self._arms)
             self._held[token.flow_id] = _Held(token, session, arm)
         return arm
 
