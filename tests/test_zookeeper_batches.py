@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from flowbaton.backends import CONNECTED, LOST, SUSPENDED, open_backend
+from flowbaton.backends.errors import BackendUnavailable
 from flowbaton.backends.records import ClaimToken
 from flowbaton.backends.zookeeper import ZooKeeperBackend
 from flowbaton.backends.zookeeper.client import Node, Stat, Unanswered
@@ -359,3 +360,41 @@ def test_a_watch_read_that_saw_another_claim_or_failed_vouches_for_nothing() -> 
         held = HeldClaims()
         held.armed("f", held.track(TOKEN, 7), answer)
         assert held.unsure([TOKEN], 7) == [TOKEN]
+
+
+def test_claim_many_keeps_what_it_took_when_a_later_batch_cannot_be_sent(
+    url: str, operator: ZooKeeperBackend
+) -> None:
+    """The first batch lands; every multi after it fails until the retry
+    deadline. The first batch's tokens are returned, the rest is in doubt
+    (released later if it landed, as ``claim`` does); with nothing taken at
+    all, the call raises."""
+    from kazoo.exceptions import ConnectionLoss
+
+    ids = _flows(operator, 60)
+    replica = open_backend(url, retry_deadline=1)
+    assert isinstance(replica, ZooKeeperBackend)
+    real = replica.session.commit
+    commits: list[int] = []
+
+    def first_only(ops: Any) -> Any:
+        commits.append(len(ops))
+        if len(commits) > 1:
+            raise ConnectionLoss("injected: the multi never left")
+        return real(ops)
+
+    replica.session.commit = first_only  # type: ignore[method-assign]
+    try:
+        tokens = replica.claim_many(ids, "r1", LEASE)
+        assert [t.flow_id for t in tokens] == ids[:50]
+        assert sorted(replica.claims_in_doubt) == ids[50:]
+        with pytest.raises(BackendUnavailable):
+            replica.claim_many(ids[50:], "r1", LEASE)
+    finally:
+        del replica.session.commit
+    try:
+        assert [t.flow_id for t in replica.claim_many(ids[50:], "r1", LEASE)] == ids[50:]
+        assert replica.claims_in_doubt == {}
+        assert replica.renew_claims(tokens, LEASE) == []
+    finally:
+        replica.close()

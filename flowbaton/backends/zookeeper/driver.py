@@ -372,6 +372,7 @@ class ZooKeeperBackend(Backend):
         where = self._where(f"claim of flow {flow_id!r}", self._paths.claim(flow_id))
         token = ClaimToken(flow_id, claim_id, parse_claim(flow_id, node.data, where).epoch)
         self._zk.commit([*self._fence(token), *self._unclaim(token)])
+        self._held.forget(token)  # claim_many may have taken and watched it before giving up
 
     def renew(self, token: ClaimToken, lease: float) -> None:
         # The session is the lease; renewing = proving, in one read, that the
