@@ -29,7 +29,6 @@ missed announcements, so the claims are then checked one by one, once.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import uuid
@@ -38,6 +37,8 @@ from collections.abc import Iterable
 import redis.exceptions as rex
 from redis.client import PubSub
 
+from ..errors import CorruptRecord
+from ..records import load_json
 from ._types import Client
 from .client import Connection, execute
 from .keys import as_text, lease_key
@@ -56,8 +57,8 @@ def claim_lease(raw: bytes | None) -> tuple[str, str]:
     The record is untrusted: anything unreadable names no lease, and the
     claim script treats an unreadable claim as none anyway."""
     try:
-        claim = json.loads(raw) if raw is not None else None
-    except ValueError:
+        claim = load_json(raw, "claim") if raw is not None else None
+    except CorruptRecord:
         return "", ""
     if not isinstance(claim, dict):
         return "", ""
