@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .fleet_run import Replicas, ended, starts, until, wait_running
 from .fleet_sides import FleetSide, Place
@@ -40,6 +41,7 @@ class Takeover:
 
     delays: list[float | None] = field(default_factory=list)
     shares: list[int] = field(default_factory=list)  # flows per survivor, fewest first
+    folder: Path | None = None  # ledger and replica logs (kept by the caller if a flow was never resumed)
 
 
 def _resumed(place: Place, victim: int, killed: float) -> dict[str, tuple[float, int]]:
@@ -70,7 +72,7 @@ def takeover(side: FleetSide, servers: Servers, backend: str, flows: int) -> Tak
         resumed = _resumed(place, victim, killed)
     delays = [resumed[tag][0] - killed if tag in resumed else None for tag in sorted(owned)]
     by_pid = Counter(pid for _, pid in resumed.values())
-    return Takeover(delays, sorted(by_pid.get(pid, 0) for pid in survivors))
+    return Takeover(delays, sorted(by_pid.get(pid, 0) for pid in survivors), place.folder)
 
 
 def fairness(side: FleetSide, servers: Servers, backend: str, flows: int) -> list[int]:

@@ -20,6 +20,7 @@ SQLite has no server to count at and no replicas on other hosts: skipped.
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -156,6 +157,10 @@ class _Pair:
         for key, value in values.items():
             self.values[f"{key}.{backend}"] = value
             self.errors[f"{key}.{backend}"] = errors
+        if result is not None and None in result.delays and result.folder is not None:
+            kept = self.ctx.logs / result.folder.name
+            shutil.copytree(result.folder, kept, dirs_exist_ok=True)
+            errors.append(f"{result.delays.count(None)} flows never resumed; ledger and logs kept in {kept}")
         if result is not None:
             shown = ", ".join(f"{key} {'never' if v is None else f'{v:.2f}'}" for key, v in values.items())
             self.ctx.say(f"fleet: {self.side.name} takeover {backend}: {shown}; shares {result.shares}")
