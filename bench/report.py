@@ -97,19 +97,19 @@ def _met(figure: Figure) -> str:
 def render(figures: list[Figure], env: dict[str, Any], notes: list[str]) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in env["versions"].items())
     lines = [
-        f"flowbaton vs TaskFlow — {env['date']}, {env['pairs']} pairs, {env['wall_seconds']:.0f} s wall",
+        f"flowbaton vs its peers — {env['date']}, {env['pairs']} pairs, {env['wall_seconds']:.0f} s wall",
         f"machine: {env['machine']}; load average {env['load_at_start']:.2f} at start, "
         f"{env.get('load_at_end', 0.0):.2f} at end",
         f"versions: {versions}",
         "",
-        "| figure | unit | flowbaton | TaskFlow | flowbaton/TaskFlow | target |",
-        "|---|---|---:|---:|---:|---|",
+        "| figure | unit | flowbaton | peer | peer's value | flowbaton/peer | target |",
+        "|---|---|---:|---|---:|---:|---|",
     ]
     for fig in figures:
         ratio = fig.ratio()
         ratio_text = "-" if ratio is None else (f"{ratio:.1f}x" if ratio >= 1 else f"{ratio:.2f}x")
         label = fig.label + (" (errors: " + "; ".join(fig.errors[:2]) + ")" if fig.errors else "")
-        lines.append(f"| {label} | {fig.unit} | {_fmt(fig.median('flowbaton'), fig.unit)} | "
+        lines.append(f"| {label} | {fig.unit} | {_fmt(fig.median('flowbaton'), fig.unit)} | {fig.peer} | "
                      f"{_fmt(fig.median('taskflow'), fig.unit)} | {ratio_text} | {_met(fig)} |")
     lines += ["", "Medians of each side; the ratio column is the median of the per-pair ratios."]
     lines += [f"- {note}" for note in notes]

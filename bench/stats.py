@@ -66,6 +66,9 @@ class Figure:
     unit: str
     target: Target | None = None
     note: str = ""
+    #: who the other side is: TaskFlow unless the workload says (DBOS); its
+    #: values are kept under "taskflow" whoever it is, one shape for all
+    peer: str = "TaskFlow"
     values: dict[str, list[Value]] = field(default_factory=lambda: {"flowbaton": [], "taskflow": []})
     errors: list[str] = field(default_factory=list)
 
@@ -85,7 +88,7 @@ class Figure:
     def as_json(self) -> dict[str, Any]:
         met = self.target.met(self) if self.target else None
         return {
-            "key": self.key, "label": self.label, "unit": self.unit, "note": self.note,
+            "key": self.key, "label": self.label, "unit": self.unit, "note": self.note, "peer": self.peer,
             "flowbaton": {"values": self.values["flowbaton"], "median": self.median("flowbaton")},
             "taskflow": {"values": self.values["taskflow"], "median": self.median("taskflow")},
             "ratio": {"values": self.ratios(), "median": self.ratio()},

@@ -67,16 +67,17 @@ def _figures(has_postgres: bool) -> dict[str, Figure]:
     figures: dict[str, Figure] = {}
     for kind, (_, label, ratio) in SQLITE_ROWS.items():
         figures[kind] = Figure(f"dbos.sqlite.{kind}.steps_per_s", f"vs DBOS: no-op steps, SQLite, {label} "
-                               "[no server]", "tasks/s", Target("ratio>=", ratio) if ratio else None)
+                               "[no server]", "tasks/s", Target("ratio>=", ratio) if ratio else None, peer="DBOS")
     figures["sql"] = Figure("dbos.sqlite.defaults.sql_per_step", "vs DBOS: SQL statements per step, SQLite "
-                            "defaults [no server]", "ops/task")
+                            "defaults [no server]", "ops/task", peer="DBOS")
     if has_postgres:
         for kind, (label, ratio) in SERVER_ROWS.items():
             figures[kind] = Figure(f"dbos.postgres.{kind}.steps_per_s", f"vs DBOS: no-op steps, {label}",
-                                   "tasks/s", Target("ratio>=", ratio) if ratio else None)
+                                   "tasks/s", Target("ratio>=", ratio) if ratio else None, peer="DBOS")
     figures["restart"] = Figure(
         "dbos.restart_in_place.seconds", f"vs DBOS: kill -9 → restarted process's first step, same identity "
-        f"(flowbaton --replica-id, lease {RESTART_LEASE:g} s; DBOS executor id), SQLite [no server]", "s")
+        f"(flowbaton --replica-id, lease {RESTART_LEASE:g} s; DBOS executor id), SQLite [no server]", "s",
+        peer="DBOS")
     return figures
 
 
