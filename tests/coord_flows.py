@@ -61,3 +61,12 @@ def broken_step() -> None:
 
 def fails() -> Flow:
     return Linear("fails", broken_step)
+
+
+def slow_to_build(hold: str = "") -> Flow:
+    """One step, built only once the file ``hold`` is gone (at most a
+    minute): a factory that takes its time, e.g. a cold import."""
+    deadline = time.monotonic() + 60.0
+    while hold and os.path.exists(hold) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return Linear("slow", step.clone(id="s0"))

@@ -99,3 +99,23 @@ def test_three_replicas_share_a_burst_of_flows(local_replicas: LocalReplicas, tm
     ran = Counter(line.split()[4] for line in ledger.read_text().splitlines())
     assert set(ran) == set(REPLICAS), ran
     assert all(25 <= count <= 75 for count in ran.values()), ran
+
+
+def test_a_slow_factory_does_not_hold_up_the_flows_claimed_with_it(local_replicas: LocalReplicas,
+                                                                    tmp_path: Path) -> None:
+    """A batch of claims is launched flow by flow, each built on its own
+    thread: the fast flows of a takeover run while one factory is stuck."""
+    backend = MemoryBackend()
+    submitter = local_replicas.add(backend, replica_id="submitter")
+    ledger, hold = tmp_path / "ledger", tmp_path / "hold"
+    slow = submitter.submit("tests.coord_flows:slow_to_build", kwargs={"hold": str(hold)},
+                            inputs={"ledger": str(ledger)})
+    fast = [submit_steps(submitter, ledger, n=1) for _ in range(5)]
+    hold.touch()  # from now on the slow factory blocks
+    replica = local_replicas.add(backend, replica_id="r1")
+    replica.start(concurrency=10)
+    for flow_id in fast:
+        assert replica.wait(flow_id, timeout=30).state == "SUCCESS"
+    assert backend.load_flow(slow).state != "SUCCESS"  # still building
+    hold.unlink()
+    assert replica.wait(slow, timeout=30).state == "SUCCESS"
