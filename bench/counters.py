@@ -65,14 +65,18 @@ def _four_letters(hosts: str, word: str, timeout: float = 5.0) -> str:
     return text
 
 
-def zookeeper_packets(hosts: str, ports: set[int]) -> int:
+def zookeeper_packets(hosts: str, ports: set[int]) -> tuple[int, frozenset[int]]:
     """Packets the server has received so far on the connections whose
-    client port is in ``ports`` (per ``cons``)."""
+    client port is in ``ports`` (per ``cons``), and which ports those were:
+    a connection closed or opened between two readings makes their
+    difference meaningless, and the caller can tell."""
     total = 0
+    seen: set[int] = set()
     for match in _CONS_LINE.finditer(_four_letters(hosts, "cons")):
         if int(match.group(1)) in ports:
             total += int(match.group(2))
-    return total
+            seen.add(int(match.group(1)))
+    return total, frozenset(seen)
 
 
 def redis_commands(client: redis.Redis) -> Counter[str]:

@@ -48,6 +48,7 @@ class Reading:
     redis: Counter[str] = field(default_factory=Counter)  # per command (Redis only)
     zookeeper: float = 0.0  # the ZooKeeper packets among ``requests``
     strangers: int = 0  # other Redis clients connected as the window opened (should be 0)
+    reconnected: bool = False  # the replica's ZooKeeper connections changed within the window
 
     @property
     def rate(self) -> float:
@@ -64,10 +65,10 @@ class _Probe:
         host, port = servers.redis_address
         self.client = redis.Redis(host=host, port=port) if backend == "redis" else None
 
-    def snapshot(self) -> tuple[int, Counter[str]]:
-        packets = zookeeper_packets(self.servers.zk_hosts, process_ports(self.pid))
+    def snapshot(self) -> tuple[int, frozenset[int], Counter[str]]:
+        packets, connections = zookeeper_packets(self.servers.zk_hosts, process_ports(self.pid))
         commands = redis_commands(self.client) if self.client is not None else Counter()
-        return packets, commands
+        return packets, connections, commands
 
     def close(self) -> None:
         if self.client is not None:
@@ -83,8 +84,9 @@ def _window(probes: dict[str, _Probe], seconds: float) -> dict[str, Reading]:
     readings = {}
     for backend in probes:
         packets = after[backend][0] - before[backend][0]
-        commands = after[backend][1] - before[backend][1]
-        readings[backend] = Reading(packets + sum(commands.values()), elapsed, commands, packets)
+        commands = after[backend][2] - before[backend][2]
+        readings[backend] = Reading(packets + sum(commands.values()), elapsed, commands, packets,
+                                    reconnected=after[backend][1] != before[backend][1])
     return readings
 
 

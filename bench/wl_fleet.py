@@ -148,6 +148,8 @@ class _Pair:
                              f"{reading.strangers})")
                 if reading.strangers:
                     errors.append(f"{reading.strangers} other Redis client(s) connected in the window")
+                if reading.reconnected:
+                    errors.append(f"{backend}: the replica's ZooKeeper connections changed in the window")
 
     def takeover(self, backend: str, flows: int) -> None:
         errors: list[str] = []
