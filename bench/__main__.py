@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fair-flows", type=int, default=300,
                         help="fleet: flows shared by 3 replicas (default 300)")
     parser.add_argument("--fleet-pairs", type=int, default=1,
-                        help="fleet: at most this many pairs (default 1: a pair takes about 7 minutes)")
+                        help="fleet: at most this many pairs (default 1: a pair takes 5 to 7 minutes)")
     parser.add_argument("--logs", default=os.path.join(tempfile.gettempdir(), "flowbaton-bench-logs"),
                         help="folder for the drivers' logs")
     return parser

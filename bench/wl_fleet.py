@@ -234,7 +234,7 @@ def run(ctx: Context) -> list[Figure]:
                **_fair_figures(int(ctx.args.fair_flows))}
     fb_side = FlowbatonFleet(ctx.servers)
     tf_side = TaskflowFleet(ctx.servers, ctx.taskflow_python, ctx.logs)
-    # A pair takes minutes (posting 1,800 TaskFlow jobs alone takes one):
+    # A pair takes 5-7 minutes (TaskFlow posts 2,300 jobs at ~25 ms each):
     # --fleet-pairs caps them. One pair already gives 1,000 takeover times
     # and request counts over whole windows.
     pairs = max(1, min(ctx.pairs, int(ctx.args.fleet_pairs)))
