@@ -83,7 +83,7 @@ class ClaimLoop:
         self._rng = rng or random.Random()
         self._clock = clock
         self.sharing = Sharing(backend, replica_id, handoff=default_handoff(lease) if handoff is None else handoff,
-                               refresh=min(1.0, lease / 4), clock=clock)
+                               refresh=min(0.25, lease / 8), clock=clock)
         self._handoff_in: float | None = None  # seconds until a flow waiting for its home may be taken
         self._wake = threading.Event()
         self._stopping = threading.Event()

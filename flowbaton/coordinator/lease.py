@@ -79,6 +79,10 @@ class LeaseKeeper:
         self.lease = lease
         self.interval = lease / 3
         self.margin = default_margin(lease) if margin is None else margin
+        # The presence lapses a margin before the claims of a replica that
+        # died: survivors that share its orphans (``sharing``) no longer
+        # count it as a home for them when they see the orphans.
+        self.presence_ttl = lease - self.margin
         self._presence = presence
         self._presence_until = -math.inf  # monotonic: our presence may have expired after this
         self._clock = clock
@@ -178,8 +182,8 @@ class LeaseKeeper:
         assert self._presence is not None
         sent = self._clock()
         with self.observer.backend_call("register_replica"):
-            self.backend.register_replica(self._presence, self.lease)
-        self._presence_until = sent + self.lease - self.margin
+            self.backend.register_replica(self._presence, self.presence_ttl)
+        self._presence_until = sent + self.presence_ttl - self.margin
 
     def _heartbeat_presence(self) -> None:
         # A presence that may have expired (process stopped, backend away,
@@ -191,8 +195,8 @@ class LeaseKeeper:
                 self.register()
             else:
                 with self.observer.backend_call("heartbeat_replica"):
-                    self.backend.heartbeat_replica(self.replica_id, self.lease)
-                self._presence_until = sent + self.lease - self.margin
+                    self.backend.heartbeat_replica(self.replica_id, self.presence_ttl)
+                self._presence_until = sent + self.presence_ttl - self.margin
         except FlowbatonError as err:
             log.warning("presence heartbeat of replica %s failed: %s", self.replica_id, err,
                         extra={"replica_id": self.replica_id})
