@@ -36,6 +36,7 @@ class World:
     details: dict[str, TaskDetail] = field(default_factory=dict)  # digest -> the detail written
     ids: Any = field(default_factory=lambda: itertools.count())
     builds: dict[str, str] = field(default_factory=dict)  # replica id -> its build
+    lives: dict[str, list[float | None]] = field(default_factory=dict)  # replica id -> [started, ended]
 
     def tick(self, seconds: float = 0.01) -> float:
         self.now += seconds
@@ -109,7 +110,7 @@ class World:
                  for flow in self.texts}
         flows: dict[str, FlowDetail | None] = dict(self.texts)
         return Evidence(self.ops, self.runs, self.faults, flows, tasks, dict.fromkeys(self.texts, "user"),
-                        LEASE, self.backend, self.tick(), builds=self.builds)
+                        LEASE, self.backend, self.tick(), builds=self.builds, lives=self.lives)
 
 
 def violations(world: World) -> dict[int, list[str]]:
@@ -366,6 +367,36 @@ def test_7_a_claim_kept_but_not_served_orphans_the_flow() -> None:
     world.save_flow("f1", new, "SUCCESS")
     world.release("f1", new)
     assert "no live owner for 30" in violations(world)[7][0]
+
+
+@pytest.mark.parametrize("newer_replica_running", [False, True])
+def test_7_waiting_for_a_replica_new_enough_is_not_orphan_time(newer_replica_running: bool) -> None:
+    """A rolling deploy left one replica on the flow's build (r2-1, 1.1);
+    it is killed, the old one (r1-1, 1.0) must decline, and the flow waits
+    for r2-2 to start: that wait is not blamed. If another replica new
+    enough ran all along (r3-1), the same wait is."""
+    world = World(builds={"r1-1": "1.0", "r2-1": "1.1", "r2-2": "1.1", "r3-1": "1.1"})
+    world.lives = {"r1-1": [0.0, None], "r2-1": [0.0, None]}
+    if newer_replica_running:
+        world.lives["r3-1"] = [0.0, None]
+    world.create("f1", build="1.1")
+    old = world.claim("f1", "r2-1", 1)
+    world.task_run("f1", old, "a")
+    world.lives["r2-1"][1] = world.tick()  # killed
+    world.tick(30.0)
+    world.lives["r2-2"] = [world.tick(), None]  # its slot restarts on 1.1
+    new = world.claim("f1", "r2-2", 2)
+    world.task_run("f1", new, "b")
+    world.save_flow("f1", new, "SUCCESS")
+    world.release("f1", new)
+    found = violations(world).get(7, [])
+    if newer_replica_running:
+        assert any("no live owner for 30" in e for e in found), found
+    else:
+        assert found == []
+        recovery, _ = check_recovery(Index.build(world.evidence()), slack=5.0)
+        orphans_counted = check_orphans(Index.build(world.evidence()), 5.0, recovery)
+        assert orphans_counted[0]["waited_for_build"] > 29
 
 
 @pytest.mark.parametrize("outage", [True, False])

@@ -24,7 +24,7 @@ from typing import Any
 from packaging.version import Version
 
 from flowbaton.backends.states import TERMINAL_FLOW_STATES
-from flowbaton.testing.chaos.evidence import FENCED, Execution, Index, Observation, Op
+from flowbaton.testing.chaos.evidence import BUILD_DECLINE, FENCED, Execution, Index, Observation, Op
 from flowbaton.testing.chaos.workload import KINDS, expected_state
 
 __all__ = ["Outcome", "check_all"]
@@ -318,9 +318,6 @@ def _cause(ix: Index, run: Execution, takeover: float) -> str:
 # -------------------------------------------------------------- 8 builds
 
 
-_BUILD_DECLINE = "this replica runs"  # engine.builds.BuildTooOld's wording
-
-
 @dataclass(frozen=True)
 class _Touch:
     """A flow met a build: submitted by it, or a task run on it. ``t0`` to
@@ -336,7 +333,7 @@ def check_builds(ix: Index) -> Outcome:
     out = Outcome(8, "no flow ran on a build older than one it was submitted by or had already run on")
     for op in ix.ev.ops:
         if op.op == "decline" and op.acked and op.flow in ix.ev.submitted:
-            out.counts["declines: build too old" if _BUILD_DECLINE in (op.reason or "") else "declines: other"] += 1
+            out.counts["declines: build too old" if BUILD_DECLINE in (op.reason or "") else "declines: other"] += 1
     if not ix.ev.builds:
         return out  # replicas of unknown builds: nothing to compare
     runs: dict[str, list[Execution]] = {}

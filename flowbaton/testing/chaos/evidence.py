@@ -23,14 +23,16 @@ from flowbaton.backends.records import FlowDetail, TaskDetail
 from flowbaton.testing.ledger import read_ledger
 from flowbaton.testing.recorder import digest, read_history, result_digest
 
-__all__ = ["Evidence", "Execution", "Index", "Observation", "Op", "load_evidence", "load_saved", "read_final",
-           "save_final"]
+__all__ = ["BUILD_DECLINE", "Evidence", "Execution", "Index", "Observation", "Op", "load_evidence", "load_saved",
+           "read_final", "save_final"]
 
 # Errors that prove a call changed nothing. A ClaimLost does not: a driver
 # may have applied a first attempt whose reply was lost, then found the
 # claim gone on its retry.
 _CHANGED_NOTHING = {"FlowNotFound", "FlowExists", "ClaimHeld", "ResultTooLarge", "NotJSONError"}
 WRITES = ("save_task", "save_flow", "create_flow")
+#: how a decline for an older build reads (engine.builds.BuildTooOld's wording)
+BUILD_DECLINE = "this replica runs"
 FENCED = ("save_task", "save_flow", "renew", "release", "delete_flow")
 
 
@@ -117,6 +119,7 @@ class Evidence:
     end: float  # when the final store was read
     ledger_used: bool = True
     builds: dict[str, str] = field(default_factory=dict)  # replica id -> the build it ran
+    lives: dict[str, list[float | None]] = field(default_factory=dict)  # replica id -> [started, ended or None]
 
 
 # -------------------------------------------------------------- loading
@@ -197,7 +200,7 @@ def load_saved(folder: Path) -> tuple[Evidence, dict[str, Any]]:
              for f, ts in doc["tasks"].items()}
     ev = load_evidence(folder, final_flows=flows, final_tasks=tasks, submitted=doc["submitted"],
                        lease=doc["lease"], backend=doc["backend"], end=doc["end"],
-                       builds=doc["run"].get("builds", {}))
+                       builds=doc["run"].get("builds", {}), lives=doc["run"].get("lives", {}))
     return ev, doc["run"]
 
 

@@ -18,6 +18,11 @@ no final state written), the flow is *orphaned* from the claim's last
 acknowledged call (a write or a renewal) until the next claim is granted.
 An orphan time over lease + slack (not counting backend outages in between)
 is a violation too: some replica kept a claim it no longer served.
+
+Neither clock counts the time a flow waited, as it must, for a replica new
+enough to run it (``eligible``): during a rolling deploy the only replicas
+on the flow's build may be the ones a fault took away, and the others
+decline it (never downgrade). Such waits are counted, not blamed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 
 from flowbaton.backends.states import TERMINAL_FLOW_STATES
 from flowbaton.testing.chaos.checks import Outcome
+from flowbaton.testing.chaos.eligible import build_wait
 from flowbaton.testing.chaos.evidence import Index, Op
 from flowbaton.testing.chaos.nemesis import REPLICA_FAULTS
 
@@ -72,9 +78,14 @@ def check_recovery(ix: Index, slack: float) -> tuple[Outcome, list[dict[str, Any
         per_fault.append(item)
         out.checked += 1
         out.counts[fault["kind"]] += 1
-        if item["recovery"] is not None and item["recovery"] - item["outage"] > lease + slack:
+        if item["waited_for_build"]:
+            out.counts["recoveries that waited for a replica new enough"] += 1
+        judged = None if item["recovery"] is None else item["recovery"] - item["outage"] - item["waited_for_build"]
+        if judged is not None and judged > lease + slack:
+            waited = item["waited_for_build"]
             out.violate(f"fault {fault['index']} ({fault['kind']}): flow {item['slowest_flow']} stood still "
-                        f"{item['recovery']:.1f}s after the fault (backend outages meanwhile {item['outage']:.1f}s)")
+                        f"{item['recovery']:.1f}s after the fault (backend outages meanwhile {item['outage']:.1f}s)"
+                        + (f", {waited:.1f}s of it with no replica new enough" if waited else ""))
     return out, per_fault
 
 
@@ -86,15 +97,24 @@ def _recovery(ix: Index, fault: dict[str, Any]) -> dict[str, Any]:
     start = fault["start"]
     waits = {flow: _progress_after(ix, flow, start) for flow in _affected(ix, fault)}
     known = {flow: wait for flow, wait in waits.items() if wait is not None}
-    slowest_flow = max(known, key=lambda flow: known[flow] - _outage(ix, start, start + known[flow])) if known else None
+
+    def judged(flow: str) -> float:
+        return known[flow] - _outage(ix, start, start + known[flow]) - _build_wait(ix, flow, start, known[flow])
+
+    slowest_flow = max(known, key=judged) if known else None
     slowest = known[slowest_flow] if slowest_flow else None
     outage = _outage(ix, start, start + slowest) if slowest is not None else 0.0
     after_heal = None
     if slowest is not None and fault["kind"] not in REPLICA_FAULTS:
         after_heal = max(0.0, slowest - outage)
+    waited = _build_wait(ix, slowest_flow, start, slowest) if slowest_flow and slowest is not None else 0.0
     return {"index": fault["index"], "kind": fault["kind"], "affected": len(waits), "recovery": slowest,
             "outage": outage, "after_heal": after_heal, "slowest_flow": slowest_flow,
-            "never": len(waits) - len(known)}
+            "never": len(waits) - len(known), "waited_for_build": waited}
+
+
+def _build_wait(ix: Index, flow: str, start: float, wait: float) -> float:
+    return build_wait(ix, flow, start, start + wait)
 
 
 def _handed_back(ops: list[Op], before: float = math.inf) -> bool:
@@ -123,8 +143,10 @@ def orphan_times(ix: Index) -> list[dict[str, Any]]:
             last = max([grant.t1 or 0.0] + [op.t1 or 0.0 for op in ops if op.acked])
             following = grants[number + 1].t1 if number + 1 < len(grants) else None
             until = following if following is not None else ix.ev.end
+            waited = _build_wait(ix, flow, last, until - last)
             found.append({"flow": flow, "claim": grant.claim, "epoch": grant.epoch, "last_call": last,
-                          "next_claim": following, "orphaned_s": until - last - _outage(ix, last, until)})
+                          "next_claim": following, "waited_for_build": waited,
+                          "orphaned_s": until - last - _outage(ix, last, until) - waited})
     return found
 
 
@@ -133,6 +155,8 @@ def check_orphans(ix: Index, slack: float, out: Outcome) -> list[dict[str, Any]]
     bound = ix.ev.lease + slack
     for item in orphans:
         out.checked += 1
+        if item["waited_for_build"]:
+            out.counts["orphans that waited for a replica new enough"] += 1
         if item["orphaned_s"] > bound:
             nxt = "no later claim" if item["next_claim"] is None else "the next claim"
             out.violate(f"flow {item['flow']}: no live owner for {item['orphaned_s']:.1f}s between the last call "

@@ -82,6 +82,7 @@ class ReplicaSet:
         self.concurrency = concurrency
         self.replicas = {slot: Replica(slot, url) for slot, url in urls.items()}
         self.builds: dict[str, str] = {}  # replica id -> the build it ran
+        self.lives: dict[str, list[float | None]] = {}  # replica id -> [started, ended (None: still)]
         (folder / "logs").mkdir(parents=True, exist_ok=True)
 
     def start(self, slot: str) -> Replica:
@@ -90,6 +91,7 @@ class ReplicaSet:
         replica.incarnation += 1
         replica.ids.append(replica.replica_id)
         build = self.builds[replica.replica_id] = generation_build(replica.generation)
+        self.lives[replica.replica_id] = [time.monotonic(), None]
         cmd = [sys.executable, "-m", ENTRY, "--backend", replica.url, "replica",
                "--lease", str(self.lease), "--replica-id", replica.replica_id,
                "--concurrency", str(self.concurrency), "--build", build]
@@ -113,6 +115,12 @@ class ReplicaSet:
         replica.signal(signal.SIGKILL)
         if replica.proc is not None:
             replica.proc.wait(timeout=30)
+        self._ended(replica)
+
+    def _ended(self, replica: Replica) -> None:
+        life = self.lives.get(replica.replica_id)
+        if life is not None and life[1] is None:
+            life[1] = time.monotonic()
 
     def stop(self, slot: str, timeout: float = 30.0) -> None:
         """Graceful stop (SIGTERM: the replica hands its flows back), as a
@@ -125,6 +133,7 @@ class ReplicaSet:
                 replica.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill(slot)
+        self._ended(replica)
 
     def newest_generation(self) -> int:
         return max(r.generation for r in self.replicas.values())
@@ -175,6 +184,7 @@ class ReplicaSet:
             except subprocess.TimeoutExpired:
                 replica.proc.kill()
                 codes[replica.replica_id] = replica.proc.wait()
+            self._ended(replica)
         return codes
 
     def all_ids(self) -> dict[str, str]:

@@ -210,10 +210,11 @@ def _run(config: ChaosConfig, folder: Path, setup: Setup, replicas: ReplicaSet, 
     finally:
         observer.close()
     run = {**_describe(config, kinds, folder), "phases": phases, "exit_codes": codes,
-           "wall_seconds": end - started, "submitted": len(submitted), "builds": dict(replicas.builds)}
+           "wall_seconds": end - started, "submitted": len(submitted), "builds": dict(replicas.builds),
+           "lives": {rid: list(life) for rid, life in replicas.lives.items()}}
     evidence = load_evidence(folder, final_flows=final_flows, final_tasks=final_tasks,
                              submitted=submitted, lease=config.lease, backend=setup.family, end=end,
-                             builds=dict(replicas.builds))
+                             builds=dict(replicas.builds), lives=run["lives"])
     save_final(folder, run, evidence)
     return _verdict(evidence, run, config, folder)
 
