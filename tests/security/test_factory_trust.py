@@ -158,6 +158,7 @@ def test_replicas_decline_hostile_records_and_keep_running_others(
             assert backend.load_flow(flow_id).state == PENDING
         late = submit_steps(coord, tmp_path / "ledger", n=1)  # still serving after the declines
         assert coord.wait(late, timeout=30).state == SUCCESS
+        coord.close()  # while its backend is open: stopping on a closed ZooKeeper client waits out timeouts
 
 
 def test_a_retried_hostile_record_is_still_declined(
@@ -168,9 +169,10 @@ def test_a_retried_hostile_record_is_still_declined(
     with open_backend(shared_backend_url) as backend:
         evil = plant(backend, f"{M}:logging.os.system", touch(marker), state=FAILURE)
         assert run_cli(capsys, shared_backend_url, "retry", evil, "--yes").code == 0
-        local_replicas.add(backend, replica_id="victim", allow=["tests."]).start()
+        coord = local_replicas.add(backend, replica_id="victim", allow=["tests."]).start()
         [decline] = until(lambda: backend.load_declines(evil), 30, "a decline")
         assert "module logging, not a class defined in" in decline.reason
+        coord.close()  # while its backend is open (see above)
 
 
 # ------------------------------------------------------------------ plan
