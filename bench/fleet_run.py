@@ -12,11 +12,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
-from typing import Any
 
 from .fleet_sides import FleetSide, Place
 from .peers.common import read_ledger
+from .workers import until
 
 __all__ = ["Replicas", "ReplicaDied", "until", "starts", "ended", "wait_running"]
 
@@ -24,15 +23,6 @@ __all__ = ["Replicas", "ReplicaDied", "until", "starts", "ended", "wait_running"
 class ReplicaDied(RuntimeError):
     """A replica exited, or never got ready, before the measurement."""
 
-
-def until(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """``check()``'s first truthy value, or None after ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > end:
-            return value or None
-        time.sleep(interval)
 
 
 class Replicas:

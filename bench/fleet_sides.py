@@ -19,7 +19,7 @@ from flowbaton import connect
 from flowbaton.backends import Backend, open_backend
 
 from .servers import Servers
-from .workers import REPO, Worker, env, flowbaton_argv, taskflow_argv
+from .workers import Worker, flowbaton_argv, spawn, taskflow_argv
 
 __all__ = ["Place", "FlowbatonFleet", "TaskflowFleet", "FleetSide"]
 
@@ -38,11 +38,6 @@ class Place:
         return str(self.folder / "ledger.jsonl")
 
 
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as sink:
-        return subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=REPO, env=env(), start_new_session=True)
-
 
 class FlowbatonFleet:
     name = "flowbaton"
@@ -59,7 +54,7 @@ class FlowbatonFleet:
         argv = flowbaton_argv("flowbaton", "--backend", self.url(place), "replica", "--allow", "bench.",
                               "--concurrency", str(concurrency), "--lease", f"{place.lease:g}",
                               "--replica-id", name)
-        return _spawn(argv, place.folder / f"{name}.log")
+        return spawn(argv, place.folder / f"{name}.log")
 
     def ready(self, place: Place, replicas: int) -> bool:
         with _store(self.url(place)) as store:
@@ -106,7 +101,7 @@ class TaskflowFleet:
         options = [f"--{key.replace('_', '-')}={value}" for key, value in self.board(place).items()]
         argv = taskflow_argv(self.python, "taskflow_fleet.py", "conduct", "--name", name, "--jobs",
                              str(concurrency), "--ready", str(place.folder / f"{name}.ready"), *options)
-        return _spawn(argv, place.folder / f"{name}.log")
+        return spawn(argv, place.folder / f"{name}.log")
 
     def ready(self, place: Place, replicas: int) -> bool:
         return len(list(place.folder.glob("*.ready"))) >= replicas

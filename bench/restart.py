@@ -16,16 +16,15 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from flowbaton import connect
 from flowbaton.backends import Backend, open_backend
 
 from .peers.common import read_ledger
 from .sides import STEP_DELAY, STEPS
-from .workers import REPO, env, flowbaton_argv, taskflow_argv
+from .workers import flowbaton_argv, spawn, taskflow_argv, until
 
 __all__ = ["DbosRestart", "FlowbatonRestart", "RestartSide", "measure"]
 
@@ -45,19 +44,6 @@ class RestartSide(Protocol):
     def close(self) -> None: ...
 
 
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as sink:
-        return subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=REPO, env=env(), start_new_session=True)
-
-
-def _until(check: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > end:
-            return value or None
-        time.sleep(interval)
 
 
 class FlowbatonRestart:
@@ -76,13 +62,13 @@ class FlowbatonRestart:
     def _replica(self, folder: Path, log: str) -> subprocess.Popen[bytes]:
         argv = flowbaton_argv("flowbaton", "--backend", self._url(folder), "replica", "--allow", "bench.",
                               "--concurrency", "1", "--lease", f"{self.lease:g}", "--replica-id", self.replica_id)
-        return _spawn(argv, folder / log)
+        return spawn(argv, folder / log)
 
     def first(self, folder: Path) -> subprocess.Popen[bytes]:
         self.close()
         self._store = store = open_backend(self._url(folder))
         proc = self._replica(folder, "first.log")
-        _until(lambda: proc.poll() is not None or store.list_replicas(), 60.0, 0.05)
+        until(lambda: proc.poll() is not None or store.list_replicas(), 60.0, 0.05)
         if proc.poll() is not None or not store.list_replicas():
             _kill_group(proc)
             raise RuntimeError(f"flowbaton replica not ready; see {folder / 'first.log'}")
@@ -116,10 +102,10 @@ class DbosRestart:
                              *more)
 
     def first(self, folder: Path) -> subprocess.Popen[bytes]:
-        return _spawn(self._argv(folder, "--start", self.workflow_id), folder / "first.log")
+        return spawn(self._argv(folder, "--start", self.workflow_id), folder / "first.log")
 
     def again(self, folder: Path) -> subprocess.Popen[bytes]:
-        return _spawn(self._argv(folder), folder / "again.log")
+        return spawn(self._argv(folder), folder / "again.log")
 
     def close(self) -> None:
         pass
@@ -156,14 +142,14 @@ def measure(side: RestartSide, folder: Path) -> float | None:
     first = again = None
     try:
         first = side.first(folder)
-        owner = _until(lambda: _owner(ledger), 60.0)
+        owner = until(lambda: _owner(ledger), 60.0)
         if owner is None:
             raise RuntimeError(f"{side.name}: no process finished {KILL_AFTER} steps; see {folder}")
         killed = time.monotonic()
         os.killpg(first.pid, signal.SIGKILL)  # the whole first process, whatever it forked
         first.wait(timeout=10)
         again = side.again(folder)
-        started = _until(lambda: _first_start_after(ledger, owner, killed), CAP)
+        started = until(lambda: _first_start_after(ledger, owner, killed), CAP)
         return None if started is None else started - killed
     finally:
         _kill_group(first)

@@ -19,7 +19,7 @@ from flowbaton import connect
 from flowbaton.backends import Backend, open_backend
 
 from .servers import Servers
-from .workers import REPO, Worker, env, flowbaton_argv, taskflow_argv
+from .workers import Worker, flowbaton_argv, spawn, taskflow_argv
 
 __all__ = ["Setup", "FlowbatonSide", "TaskflowSide", "STEPS", "STEP_DELAY"]
 
@@ -42,11 +42,6 @@ class Setup:
         return str(self.folder / "ledger.jsonl")
 
 
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as sink:
-        return subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=REPO, env=env(), start_new_session=True)
-
 
 class FlowbatonSide:
     name = "flowbaton"
@@ -66,7 +61,7 @@ class FlowbatonSide:
     def start_replica(self, setup: Setup, name: str) -> subprocess.Popen[bytes]:
         argv = flowbaton_argv("flowbaton", "--backend", self.url(setup), "replica", "--allow", "bench.",
                               "--concurrency", "1", "--lease", f"{setup.lease:g}", "--replica-id", name)
-        return _spawn(argv, setup.folder / f"{name}.log")
+        return spawn(argv, setup.folder / f"{name}.log")
 
     def ready(self, setup: Setup, replicas: int) -> bool:
         return len(self._stores[setup.namespace].list_replicas()) >= replicas
@@ -107,7 +102,7 @@ class TaskflowSide:
         options = [f"--{key.replace('_', '-')}={value}" for key, value in board.items()]
         argv = taskflow_argv(self.python, "taskflow_conductor.py", "conduct", "--name", name,
                              "--ready", str(setup.folder / f"{name}.ready"), *options)
-        return _spawn(argv, setup.folder / f"{name}.log")
+        return spawn(argv, setup.folder / f"{name}.log")
 
     def ready(self, setup: Setup, replicas: int) -> bool:
         return len(list(setup.folder.glob("*.ready"))) >= replicas

@@ -25,12 +25,12 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .peers.common import read_ledger
 from .sides import STEPS, Setup
+from .workers import until
 
 __all__ = ["Trial", "Side", "run_group", "TrialError"]
 
@@ -52,15 +52,6 @@ class Side(Protocol):
     def submit(self, setup: Setup) -> None: ...
     def forget(self, setup: Setup) -> None: ...
 
-
-def _until(check: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
-    """``check()``'s first truthy value, or None after ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > end:
-            return value or None
-        time.sleep(interval)
 
 
 @dataclass
@@ -97,7 +88,7 @@ class Trial:
             return
         try:
             self.side.submit(self.setup)
-            owner = _until(self._owner, 30.0)
+            owner = until(self._owner, 30.0)
             if owner is None:
                 raise TrialError(f"no replica finished {KILL_AFTER} tasks; see {self.setup.folder}")
             getattr(self, f"_{self.kind}")(owner)
@@ -120,7 +111,7 @@ class Trial:
 
     def _takeover(self, owner: int, signalled: float) -> float | None:
         cap = self.cap if self.cap is not None else self.setup.lease + TAKEOVER_CAP
-        started = _until(lambda: self._first_other_start(owner, signalled), cap)
+        started = until(lambda: self._first_other_start(owner, signalled), cap)
         return None if started is None else started - signalled
 
     # ------------------------------------------------------------- kinds
@@ -129,7 +120,7 @@ class Trial:
         signalled = _signal(owner, signal.SIGKILL)
         self.result["takeover"] = self._takeover(owner, signalled)
         if self.reruns and self.result["takeover"] is not None:
-            _until(lambda: len(_ended(self.setup.ledger)) >= STEPS, 15.0, 0.05)
+            until(lambda: len(_ended(self.setup.ledger)) >= STEPS, 15.0, 0.05)
             self.result["reruns"] = _reruns(read_ledger(self.setup.ledger))
 
     def _term(self, owner: int) -> None:
@@ -141,7 +132,7 @@ class Trial:
         self.result["takeover"] = self._takeover(owner, stopped)
         time.sleep(0.2)
         resumed = _signal(owner, signal.SIGCONT)
-        _until(lambda: self._quiet(), 15.0, 0.1)
+        until(lambda: self._quiet(), 15.0, 0.1)
         lines = read_ledger(self.setup.ledger)
         self.result["zombie_starts"] = sum(1 for line in lines if line["pid"] == owner
                                            and line["ev"] == "start" and line["t"] > resumed)
@@ -209,7 +200,7 @@ def run_group(trials: list[Trial], ready_timeout: float = 60.0) -> None:
     try:
         for trial in trials:
             trial.start()
-        if not _until(lambda: all([trial.ready() for trial in trials]), ready_timeout, 0.05):
+        if not until(lambda: all([trial.ready() for trial in trials]), ready_timeout, 0.05):
             for trial in trials:
                 if not trial.ready():
                     trial.result["error"] = f"replicas not ready in {ready_timeout:.0f}s; see {trial.setup.folder}"

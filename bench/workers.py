@@ -15,12 +15,14 @@ import select
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .venv import BENCH, PEERS
 
-__all__ = ["REPO", "Worker", "WorkerError", "flowbaton_argv", "taskflow_argv", "env", "run_once"]
+__all__ = ["REPO", "Worker", "WorkerError", "flowbaton_argv", "taskflow_argv", "env", "run_once", "spawn", "until"]
 
 REPO = BENCH.parent
 
@@ -33,6 +35,24 @@ def env() -> dict[str, str]:
     """The repository root on PYTHONPATH (``bench.flows`` must import in replicas)."""
     paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p), PYTHONUNBUFFERED="1")
+
+
+def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """A long-running process (a replica, a conductor) in a session of its
+    own (killed with its children), its output appended to ``log``."""
+    with log.open("ab") as sink:
+        return subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=REPO, env=env(), start_new_session=True)
+
+
+def until(check: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
+    """``check()``'s first truthy value, or None after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > end:
+            return value or None
+        time.sleep(interval)
 
 
 def flowbaton_argv(module: str, *args: str) -> list[str]:
