@@ -24,25 +24,9 @@ from flowbaton.testing.chaos.proxy import ProxyHub
 from tests.contract.faults import lose_zookeeper_claim_reply
 from tests.contract.helpers import LEASE, make_flow, make_task
 from tests.servers.zookeeper import expire_session, wait_until
+from tests.test_zookeeper_faults import Events
 
 pytestmark = pytest.mark.zookeeper
-
-
-class Events:
-    """A state listener that records what it was told, thread-safely."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, state: str) -> None:
-        with self._lock:
-            self.seen.append(state)
-
-    def has(self, *states: str) -> bool:
-        with self._lock:
-            rest = iter(self.seen)
-            return all(state in rest for state in states)
 
 
 def _open(url: str) -> ZooKeeperBackend:
