@@ -41,8 +41,8 @@ __all__ = ["RedisBackend"]
 log = logging.getLogger("flowbaton.backends.redis")
 
 _STRIPES = 32
-# Claims per renew_many script call or claim pipeline: a script runs alone
-# on the server, so one call must stay short (about a millisecond).
+# Claims per pipeline of claim scripts: each script runs alone on the
+# server, and one batch's replies are held in memory at once.
 _BATCH = 500
 # After a lease's end, a beat for the server to expire the key (its clock,
 # not ours) before the poll that should find the orphan.
@@ -264,11 +264,18 @@ class RedisBackend(Backend):
         when announcements may have been missed, are checked one by one."""
         lease_ms = _ms(lease)
         announced, missed = self._lost_claims.take()
-        lost = [token for token in tokens if token.claim_id in announced]
-        rest = [token for token in tokens if token.claim_id not in announced]
-        leased = {token: self._leases.of(token.claim_id) for token in rest}
-        each = [token for token in rest if missed or leased[token] is None]
-        shared = [token for token in rest if token not in set(each)]
+        lost: list[ClaimToken] = []
+        each: list[ClaimToken] = []
+        shared: list[ClaimToken] = []
+        leased: dict[ClaimToken, str | None] = {}
+        for token in tokens:
+            leased[token] = self._leases.of(token.claim_id)
+            if token.claim_id in announced:
+                lost.append(token)
+            elif missed or leased[token] is None:
+                each.append(token)
+            else:
+                shared.append(token)
         if shared:
             lost += self._renew_leases(shared, leased, lease_ms)
         if each:

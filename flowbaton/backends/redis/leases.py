@@ -13,9 +13,9 @@ Rules that keep this as safe as a per-claim expiry:
   that ran out stays gone, with every claim naming it, and its replica
   learns so from that very renewal (all those claims are lost);
 * a new lease gets a new id, so claims of a lapsed lease never come back;
-* whoever takes a flow over checks the holder's lease first and tells the
-  claim script which claim it found dead (``claim.lua``): the script
-  replaces only that exact claim, so a claim granted meanwhile is kept;
+* every script judges a claim by its lease (``live_claim`` and
+  ``is_current`` in ``_prelude.lua``): a claim whose lease ran out is
+  nobody's, so ``claim.lua`` replaces it and fenced writes refuse it;
 * before claiming, the claimer refreshes (or makes) its own lease, so the
   lease outlives the claim's first lease period as the replica measures it.
 
