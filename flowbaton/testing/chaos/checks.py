@@ -336,11 +336,8 @@ def check_builds(ix: Index) -> Outcome:
             out.counts["declines: build too old" if BUILD_DECLINE in (op.reason or "") else "declines: other"] += 1
     if not ix.ev.builds:
         return out  # replicas of unknown builds: nothing to compare
-    runs: dict[str, list[Execution]] = {}
-    for run in ix.ev.executions:
-        runs.setdefault(run.flow, []).append(run)
     for flow in ix.ev.submitted:
-        touches = _touches(ix, flow, runs.get(flow, []))
+        touches = _touches(ix, flow, ix.flow_runs.get(flow, []))
         if len({t.build for t in touches}) > 1:
             out.counts["flows that met more than one build"] += 1
         for later in touches:

@@ -36,8 +36,7 @@ def _required(ix: Index, flow: str, before: float) -> Version | None:
     one a task of it ran on."""
     met = [_version(op.build) for op in ix.flow_writes.get(flow, [])
            if op.op == "create_flow" and op.acked and op.t0 < before]
-    met += [_version(ix.ev.builds.get(run.replica)) for (f, _), runs in ix.runs.items() if f == flow
-            for run in runs if run.t < before]
+    met += [_version(ix.ev.builds.get(run.replica)) for run in ix.flow_runs.get(flow, []) if run.t < before]
     known = [version for version in met if version is not None]
     return max(known) if known else None
 

@@ -230,6 +230,7 @@ class Index:
     observations: list[Observation] = field(default_factory=list)
     seen_by_flow: dict[str, list[Observation]] = field(default_factory=lambda: defaultdict(list))
     runs: dict[tuple[str, str], list[Execution]] = field(default_factory=lambda: defaultdict(list))
+    flow_runs: dict[str, list[Execution]] = field(default_factory=lambda: defaultdict(list))  # by start time
     by_claim: dict[str, list[Op]] = field(default_factory=lambda: defaultdict(list))
     flow_writes: dict[str, list[Op]] = field(default_factory=lambda: defaultdict(list))
     seen: set[str] = field(default_factory=set)  # digests some read or the final store showed
@@ -244,6 +245,7 @@ class Index:
             grants.sort(key=lambda o: o.t1 or 0.0)
         for run in sorted(ev.executions, key=lambda r: r.t):
             ix.runs[(run.flow, run.task)].append(run)
+            ix.flow_runs[run.flow].append(run)
         ix.observations.extend(ix._final())
         ix.seen = {d for obs in ix.observations for d in obs.records.values() if d}
         for obs in ix.observations:
