@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from oslo_utils import uuidutils
 from taskflow import engines
+from taskflow.conductors import backends as conductor_backends
 from taskflow.jobs import backends as job_backends
 from taskflow.persistence import backends as persistence_backends
 from taskflow.persistence import models
@@ -24,6 +27,22 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", default="", help="host:port of the redis board")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="zookeeper board: session timeout; redis board: claim expiry (0 = none)")
+
+
+def conduct(args: argparse.Namespace, kind: str, **options: Any) -> None:
+    """Run a stock TaskFlow conductor of ``kind`` ("blocking",
+    "nonblocking") on the jobboard until SIGTERM; ``args.ready`` is written
+    once it is about to run, so the bench knows it is up."""
+    backend = persistence(args)
+    board = jobboard(args, args.name, backend)
+    conductor = conductor_backends.fetch(kind, args.name, board, persistence=backend, engine="serial", **options)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: conductor.stop())
+    Path(args.ready).write_text("ready\n")
+    try:
+        conductor.run()
+    finally:
+        board.close()
+        backend.close()
 
 
 def persistence(args: argparse.Namespace) -> Any:

@@ -18,28 +18,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import taskflow_flows
 from common import serve_lines
-from taskflow.conductors import backends as conductor_backends
 from taskflow_common import add_options, jobboard, persistence, post
+from taskflow_common import conduct as run_conductor
 
 
 def conduct(args: argparse.Namespace) -> None:
-    backend = persistence(args)
-    board = jobboard(args, args.name, backend)
-    conductor = conductor_backends.fetch("blocking", args.name, board, persistence=backend, engine="serial")
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: conductor.stop())
-    Path(args.ready).write_text("ready\n")
-    try:
-        conductor.run()
-    finally:
-        board.close()
-        backend.close()
+    run_conductor(args, "blocking")
 
 
 class Poster:

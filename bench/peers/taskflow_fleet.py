@@ -18,32 +18,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import taskflow_fleet_flows
 from common import serve_lines
-from taskflow.conductors import backends as conductor_backends
 from taskflow_common import add_options, jobboard, persistence, post
+from taskflow_common import conduct as run_conductor
 
 BOARD_KEYS = ("board", "zk_hosts", "root", "redis", "timeout")
 
 
 def conduct(args: argparse.Namespace) -> None:
-    backend = persistence(args)
-    board = jobboard(args, args.name, backend)
-    conductor = conductor_backends.fetch("nonblocking", args.name, board, persistence=backend, engine="serial",
-                                         max_simultaneous_jobs=args.jobs)
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: conductor.stop())
-    Path(args.ready).write_text("ready\n")
-    try:
-        conductor.run()
-    finally:
-        board.close()
-        backend.close()
+    run_conductor(args, "nonblocking", max_simultaneous_jobs=args.jobs)
 
 
 def post_many(command: dict[str, Any]) -> dict[str, Any]:
