@@ -92,3 +92,13 @@ def test_abandon_leaves_the_session_and_its_ephemerals_alive(zookeeper_server: A
     stat = client.exists(path)
     assert stat is not None and stat.ephemeralOwner == owner  # no closeSession was sent
     wait_until(lambda: client.exists(path) is None, 20, "the abandoned session to time out")
+
+
+@pytest.mark.zookeeper
+def test_a_multi_read_lists_children(client: KazooClient) -> None:
+    path = f"/kp-{uuid.uuid4().hex[:8]}"
+    client.create(f"{path}/a", b"", makepath=True)
+    client.create(f"{path}/b", b"")
+    client.create(f"{path}-empty", b"")
+    answer = send_multi_read(client, [path, f"{path}-empty", f"{path}-missing"], children=True).get(timeout=10)
+    assert sorted(answer[0]) == ["a", "b"] and answer[1] == [] and answer[2] is None

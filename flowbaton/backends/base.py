@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from .errors import ClaimHeld, ClaimLost, FlowNotFound
 from .limits import DEFAULT_MAX_RECORD_BYTES
-from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, StoredRun, TaskDetail
 
 __all__ = ["Backend", "Capability", "StateListener", "SUSPENDED", "LOST", "CONNECTED"]
 
@@ -98,6 +98,16 @@ class Backend(abc.ABC):
     def load_tasks(self, flow_id: str) -> dict[str, TaskDetail]:
         """Return every stored task detail of the flow, keyed by task id
         (any string; drivers encode ids into safe key/znode names)."""
+
+    def load_runs(self, flow_ids: Sequence[str]) -> dict[str, StoredRun]:
+        """The records and task details of flows this replica just claimed,
+        in a few round trips for any number of flows: a survivor that takes
+        hundreds of orphans over must not pay two reads per flow before each
+        can start. A flow that is gone, or whose records cannot be decoded,
+        is left out: its worker reads it on its own and meets the error
+        where errors are handled. Drivers whose reads are cheap one by one
+        (SQLite, memory) return nothing and let each worker read."""
+        return {}
 
     @abc.abstractmethod
     def list_flows(self, states: Collection[str] | None = None) -> list[FlowDetail]:
@@ -209,6 +219,17 @@ class Backend(abc.ABC):
         runnable index in step with ``flow.state``: a flow in a state outside
         ``RUNNABLE_FLOW_STATES`` is no longer returned by ``find_runnable``.
         ``ResultTooLarge`` (before writing) for a record over ``max_record_bytes``."""
+
+    def save_run(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail) -> None:
+        """``save_tasks`` then ``save_flow``, each conditional on ``token``,
+        in one round trip where the backend allows (ZooKeeper: one
+        ``multi``; Redis: one pipeline). A resumed flow's record (its resume
+        history) travels with its first task start this way, so a survivor
+        taking hundreds of orphans over pays one write fewer per flow. The
+        task details are stored first: a failure leaves the flow record as
+        it was, never ahead of its tasks. This default makes the two calls."""
+        self.save_tasks(token, tasks)
+        self.save_flow(token, flow)
 
     # ------------------------------------------------------------ discovery
 

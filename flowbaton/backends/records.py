@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import CorruptRecord
 from .states import FLOW_STATES, PENDING, TASK_STATES
@@ -23,6 +23,7 @@ __all__ = [
     "TaskDetail",
     "ClaimToken",
     "ClaimInfo",
+    "StoredRun",
     "ReplicaInfo",
     "Decline",
     "MAX_DEPTH",
@@ -334,6 +335,14 @@ class ClaimToken:
     def owner(self) -> str:
         """The replica id: claim ids are ``<replica_id>#<random>``."""
         return owner_of(self.claim_id)
+
+
+class StoredRun(NamedTuple):
+    """A flow's record and its task details, read together for a replica
+    that just claimed the flow (``Backend.load_runs``)."""
+
+    flow: FlowDetail
+    tasks: dict[str, TaskDetail]
 
 
 @dataclass

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from ..backends.base import Backend, Capability
 from ..backends.errors import BackendUnavailable, FlowbatonError
+from ..backends.records import StoredRun
 from ..engine.claim import Claim
 from ..observability.observer import ReplicaObserver
 from .lease import LeasedGate
@@ -31,8 +32,9 @@ __all__ = ["ClaimLoop", "default_poll_interval"]
 
 log = logging.getLogger("flowbaton.coordinator")
 
-#: Starts running a claim just granted; False if it was not taken (no room).
-Launch = Callable[[Claim[LeasedGate]], bool]
+#: Starts running a claim just granted, with its flow's records when they
+#: were read in the batch; False if it was not taken (no room).
+Launch = Callable[[Claim[LeasedGate], StoredRun | None], bool]
 
 _MAX_BACKOFF = 5.0  # seconds between polls while the backend is unreachable
 #: capabilities whose ``wait_for_work`` wakes on news, so idling waits on it
@@ -117,12 +119,29 @@ class ClaimLoop:
         """Claim the flows in one call and launch each granted one (those
         held by a faster replica, or purged, are just not granted); each
         claim's gate counts its lease from before the request was sent
-        (``lease.LeaseKeeper.track``)."""
+        (``lease.LeaseKeeper.track``). The granted flows' records are read
+        in one batch for their workers."""
         sent_at = self._clock()
         with self.observer.backend_call("claim"):
             tokens = self.backend.claim_many(flow_ids, self.replica_id, self.lease)
+        stored = self._load([token.flow_id for token in tokens])
         # A launch refused (no room, or stopping) releases its claim.
-        return sum(1 for token in tokens if self.launch(Claim(token, LeasedGate(self._clock), sent_at)))
+        return sum(1 for token in tokens
+                   if self.launch(Claim(token, LeasedGate(self._clock), sent_at), stored.get(token.flow_id)))
+
+    def _load(self, flow_ids: list[str]) -> dict[str, StoredRun]:
+        """``Backend.load_runs`` of flows just claimed; nothing when it
+        fails, so each worker reads its own flow and meets the error there
+        (the claims are held: they must be launched or released)."""
+        if len(flow_ids) < 2:
+            return {}  # one flow: its worker's own reads cost the same
+        try:
+            with self.observer.backend_call("load_runs"):
+                return self.backend.load_runs(flow_ids)
+        except FlowbatonError as err:
+            log.warning("could not read %d claimed flows in one batch, each is read on its own: %s",
+                        len(flow_ids), err, extra={"replica_id": self.replica_id})
+            return {}
 
     # ------------------------------------------------------------ thread
 

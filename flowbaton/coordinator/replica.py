@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
+from ..backends.records import StoredRun
 from ..engine import FlowReport, new_flow_detail, run_flow
 from ..engine.builds import AUTO_BUILD, UNSET_COST, resolve_build
 from ..engine.claim import Claim
@@ -365,11 +366,12 @@ class Coordinator:
         with self._idle:
             return self._idle.wait_for(lambda: not self._workers, timeout)
 
-    def _launch(self, claim: Claim[LeasedGate]) -> bool:
-        """Start a worker thread for a fresh claim; False (and the claim
-        released) if the replica is stopping or already full."""
+    def _launch(self, claim: Claim[LeasedGate], stored: StoredRun | None = None) -> bool:
+        """Start a worker thread for a fresh claim (``stored``: its flow's
+        records, read already); False (and the claim released) if the
+        replica is stopping or already full."""
         worker = FlowWorker(self.backend, self.keeper, self.skips, self.settings, self._run_flow, claim,
-                            self.observer)
+                            self.observer, stored)
         with self._lock:
             accepted = not self._stopping and len(self._workers) < self._concurrency
             if accepted:

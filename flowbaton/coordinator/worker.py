@@ -32,7 +32,7 @@ from ..backends.errors import (
     DefinitionError,
     FlowbatonError,
 )
-from ..backends.records import Decline, FlowDetail
+from ..backends.records import Decline, FlowDetail, StoredRun, TaskDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine.claim import Claim
 from ..engine.events import Events
@@ -61,6 +61,7 @@ class RunFlow(Protocol):
         /,
         *,
         flow: FlowDetail,
+        tasks: dict[str, TaskDetail] | None,
         replica_id: str,
         allow: Sequence[str] | None,
         max_workers: int,
@@ -98,6 +99,7 @@ class FlowWorker:
         run_flow: RunFlow,
         claim: Claim[Gate],
         observer: ReplicaObserver | None = None,
+        stored: StoredRun | None = None,
     ) -> None:
         self.backend = backend
         self.observer = observer or ReplicaObserver()
@@ -106,6 +108,7 @@ class FlowWorker:
         self.settings = settings
         self.run_flow = run_flow
         self.claim = claim
+        self.stored = stored  # the flow's records, when the claim loop read them in its batch
         self.report: FlowReport | None = None
 
     @property
@@ -155,8 +158,10 @@ class FlowWorker:
         """Run the flow; the observer hears of every task and flow outcome
         (metrics) and of calls stuck past their timeout (``/healthz``)."""
         flow = self._read_claimed()
+        tasks = self.stored.tasks if self.stored is not None else None
+        self.stored = None  # read once: the run keeps them up to date from here
         return self.run_flow(
-            self.backend, self.claim, flow=flow, replica_id=self.settings.replica_id,
+            self.backend, self.claim, flow=flow, tasks=tasks, replica_id=self.settings.replica_id,
             allow=self.settings.allow, max_workers=self.settings.max_workers, poison=self.settings.poison,
             events=self.observer, task_timeout=self.settings.task_timeout,
             build_timeout=self.settings.build_timeout, build=self.settings.build,
@@ -167,9 +172,10 @@ class FlowWorker:
         claim is a takeover (the record still names an owner that never
         handed the flow back: it died or was fenced), logged now, before
         anything runs; a record that cannot be read names no previous
-        owner, so that claim is logged as a plain one."""
+        owner, so that claim is logged as a plain one. Read already when
+        the claim loop loaded it with the rest of its batch."""
         try:
-            flow = self.backend.load_flow(self.flow_id)
+            flow = self.stored.flow if self.stored is not None else self.backend.load_flow(self.flow_id)
         except BaseException:
             self._log_claim(None)
             raise

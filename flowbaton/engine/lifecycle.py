@@ -14,7 +14,7 @@ from typing import Any
 
 from ..backends.base import Backend
 from ..backends.errors import CorruptRecord, DefinitionError
-from ..backends.records import FlowDetail
+from ..backends.records import FlowDetail, TaskDetail
 from ..backends.states import FAILURE, HELD, PENDING, REVERTED, RUNNABLE_FLOW_STATES, RUNNING, SUCCESS
 from .builds import check_build, checked_build, newest_build
 from .claim import Claim
@@ -119,6 +119,7 @@ def run_flow(
     claim: Claim[Gate],
     *,
     flow: FlowDetail | None = None,
+    tasks: Mapping[str, TaskDetail] | None = None,
     replica_id: str,
     allow: Sequence[str] | None = None,
     max_workers: int = 8,
@@ -133,7 +134,9 @@ def run_flow(
     write is fenced with its token, every task start asks its gate first.
     ``flow`` is the flow's record if the caller read it after claiming (a
     replica does, to log whether the claim is a takeover), else it is read
-    here. ``events`` hears of every task and flow outcome (metrics).
+    here; ``tasks`` likewise, its task details read with it (a replica
+    reads a batch of claimed flows at once). ``events`` hears of every task
+    and flow outcome (metrics).
 
     Building is an attempt: before the factory is imported, the claim is
     counted on the flow record (owner, takeovers), so a factory that kills
@@ -157,7 +160,7 @@ def run_flow(
     run = FlowRun(backend, claim, flow, CompiledFlow(flow.name), {}, replica_id=replica_id,  # built below
                   max_workers=max_workers, clock=clock, events=events, task_timeout=task_timeout)
     try:
-        found = _attempt(run, poison, build)
+        found = _attempt(run, poison, build, tasks)
         if found is not None:
             run.compiled = _build(run, allow, build_timeout, found)
             plan = _plan(run)
@@ -178,7 +181,9 @@ class _Found:
     meta: FlowMeta
 
 
-def _attempt(run: FlowRun, poison: PoisonRule | None, build: str | None = None) -> _Found | None:
+def _attempt(
+    run: FlowRun, poison: PoisonRule | None, build: str | None = None, tasks: Mapping[str, TaskDetail] | None = None
+) -> _Found | None:
     """Count this claim on the flow record before anything of the flow's
     code runs, or hold the flow (None): too many claims ended without
     handing the flow back and without a task finishing, or a task record is
@@ -187,7 +192,7 @@ def _attempt(run: FlowRun, poison: PoisonRule | None, build: str | None = None) 
     flow = run.flow
     found = _Found(flow.owner, flow.state, FlowMeta(flow.meta))
     try:
-        run.details = run.backend.load_tasks(flow.id)
+        run.details = dict(tasks) if tasks is not None else run.backend.load_tasks(flow.id)
     except CorruptRecord as err:
         _hold(run, f"cannot resume: {err}")
         return None
@@ -250,8 +255,11 @@ def _hold(run: FlowRun, reason: str) -> None:
 def _start(run: FlowRun, plan: ResumePlan, found: _Found) -> bool:
     """Complete the claim's flow record after the build (task list, resume
     diff), or hold the flow; False when it must not run. ``_attempt`` has
-    counted the claim already. A first run of a flow built as at submit has
-    nothing to add, so nothing is written."""
+    counted the claim already and stored owner and state, so the rest
+    rides with the first task write (one round trip fewer per resumed
+    flow: a survivor taking hundreds over starts them that much sooner). A
+    first run of a flow built as at submit has nothing to add, so nothing
+    is written."""
     built = FlowMeta(run.flow.meta).built(run.compiled.order, plan.unmatched)
     if run.details or found.state != PENDING:
         built = _record_resume(run, built, plan, found.owner)
@@ -262,7 +270,8 @@ def _start(run: FlowRun, plan: ResumePlan, found: _Found) -> bool:
         return False
     state = RUNNING if run.flow.state == PENDING else run.flow.state
     if (run.flow.state, run.flow.owner, run.flow.meta) != (state, run.replica_id, meta):
-        run.write_flow(state=state, owner=run.replica_id, meta=meta)
+        run.write_flow(defer=(run.flow.state, run.flow.owner) == (state, run.replica_id),
+                       state=state, owner=run.replica_id, meta=meta)
     return True
 
 

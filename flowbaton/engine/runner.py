@@ -111,6 +111,7 @@ class FlowRun:
         self._inline: list[Outcome] = []
         self._delayed: list[tuple[float, str]] = []
         self._unsaved: list[TaskDetail] = []
+        self._flow_unsaved = False  # the flow record waits for the next task write
         self._revert_began: dict[str, float] = {}
 
     # ------------------------------------------------------------ writes
@@ -127,23 +128,38 @@ class FlowRun:
             self.flush()
 
     def flush(self) -> None:
-        """Write every held-back task detail now."""
-        if not self._unsaved:
-            return
+        """Write every held-back task detail now, and the flow record if it
+        was held back too (``write_flow(defer=True)``), in one round trip."""
         batch, self._unsaved = self._unsaved, []
-        if len(batch) == 1:
+        if self._flow_unsaved:
+            self._flow_unsaved = False
+            if batch:
+                self._guard(lambda token, flow: self.backend.save_run(token, batch, flow), self.flow)
+            else:
+                self._guard(self.backend.save_flow, self.flow)
+        elif len(batch) == 1:
             self._guard(self.backend.save_task, batch[0])
-        else:
+        elif batch:
             self._guard(self.backend.save_tasks, batch)
 
-    def write_flow(self, **changes: Any) -> None:
-        self.flush()
+    def write_flow(self, *, defer: bool = False, **changes: Any) -> None:
+        """Store the flow record with ``changes``. ``defer`` holds it back
+        to travel with the next task write (``Backend.save_run``): a resumed
+        flow's resume history rides with its first task start. Only for a
+        record whose state and owner are stored already: until the next
+        write, the store has the record as it was."""
+        if not defer:
+            self._flow_unsaved = False  # this write carries it
+            self.flush()
         for key, value in changes.items():
             setattr(self.flow, key, value)
         self.flow.updated_at = self.clock()
         self.flow.epoch = self.token.epoch
         fit_flow(self.flow, self.backend.max_record_bytes)  # trims the engine's history; FlowTooLarge if in vain
-        self._guard(self.backend.save_flow, self.flow)
+        if defer:
+            self._flow_unsaved = True
+        else:
+            self._guard(self.backend.save_flow, self.flow)
 
     def _guard(self, save: Callable[[ClaimToken, Any], None], record: Any) -> None:
         if self.gate.lost:

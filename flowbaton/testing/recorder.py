@@ -2,9 +2,9 @@
 
 ``RecordingBackend(inner, folder)`` passes every call through to ``inner``
 and, for the calls that change or reveal claimed state (``claim``,
-``renew``, ``release``, ``save_task``, ``save_tasks``, ``save_flow``, ``delete_flow``,
+``renew``, ``release``, ``save_task``, ``save_tasks``, ``save_run``, ``save_flow``, ``delete_flow``,
 ``create_flow``, ``record_decline``, and the reads a new owner resumes
-from: ``load_flow``, ``load_tasks``), appends one ``invoke`` line before the call and one ``ok``
+from: ``load_flow``, ``load_tasks``, ``load_runs``), appends one ``invoke`` line before the call and one ``ok``
 or ``fail`` line after it to a JSONL history file of this process. A call
 with an ``invoke`` and no end was cut short (the process died): the checker
 treats it, like a ``fail`` with ``BackendUnavailable``, as "may have landed".
@@ -35,7 +35,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flowbaton.backends.base import Backend, StateListener
-from flowbaton.backends.records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, dumps
+from flowbaton.backends.records import (
+    ClaimInfo,
+    ClaimToken,
+    Decline,
+    FlowDetail,
+    ReplicaInfo,
+    StoredRun,
+    TaskDetail,
+    dumps,
+)
 from flowbaton.engine.meta import FlowMeta
 from flowbaton.testing.ledger import read_jsonl
 
@@ -143,6 +152,21 @@ class RecordingBackend(Backend):
         return self._call("load_tasks", {"flow": flow_id}, lambda: self.inner.load_tasks(flow_id),
                           lambda tasks: {"tasks": {t: digest(d.to_json()) for t, d in tasks.items()}})
 
+    def load_runs(self, flow_ids: Sequence[str]) -> dict[str, StoredRun]:
+        """Recorded as the ``load_flow`` and ``load_tasks`` of each flow
+        read, with the call's times: the checker sees what a new owner
+        resumed from, however it was read."""
+        start = time.monotonic()
+        found = self.inner.load_runs(flow_ids)
+        end = time.monotonic()
+        for flow_id, (flow, tasks) in found.items():
+            for op, fields in (("load_flow", _flow_fields(flow)),
+                               ("load_tasks", {"tasks": {t: digest(d.to_json()) for t, d in tasks.items()}})):
+                op_id = self.history.next_id()
+                self.history.emit({"i": op_id, "ph": "invoke", "op": op, "t": start, "flow": flow_id})
+                self.history.emit({"i": op_id, "ph": "ok", "t": end, **fields})
+        return found
+
     def list_flows(self, states: Collection[str] | None = None) -> list[FlowDetail]:
         return self.inner.list_flows(states)
 
@@ -177,13 +201,23 @@ class RecordingBackend(Backend):
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
         """One all-or-nothing call, recorded as one ``save_task`` per record
         with the call's times and outcome: the checker reasons per record."""
-        ids = [self.history.next_id() for _ in tasks]
+        self._save_records(token, tasks, None, lambda: self.inner.save_tasks(token, tasks))
+
+    def save_run(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail) -> None:
+        """Recorded as ``save_tasks`` plus one ``save_flow``, all with the
+        call's times and outcome."""
+        self._save_records(token, tasks, flow, lambda: self.inner.save_run(token, tasks, flow))
+
+    def _save_records(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail | None,
+                      call: Callable[[], None]) -> None:
+        entries = [{"op": "save_task", **_task_fields(task)} for task in tasks]
+        entries += [{"op": "save_flow", **_flow_fields(flow)}] if flow is not None else []
+        ids = [self.history.next_id() for _ in entries]
         start = time.monotonic()
-        for op_id, task in zip(ids, tasks, strict=True):
-            self.history.emit({"i": op_id, "ph": "invoke", "op": "save_task", "t": start,
-                               **_token_fields(token), **_task_fields(task)})
+        for op_id, entry in zip(ids, entries, strict=True):
+            self.history.emit({"i": op_id, "ph": "invoke", "t": start, **_token_fields(token), **entry})
         try:
-            self.inner.save_tasks(token, tasks)
+            call()
         except BaseException as err:
             self._end(ids, "fail", {"err": type(err).__name__, "msg": str(err)[:200]})
             raise

@@ -117,3 +117,16 @@ def test_a_task_under_an_undecodable_name_is_corrupt(shared_backend_url: str) ->
         assert "bad-flow" in str(caught.value)
         assert {"good-1", "bad-flow", "good-2"} <= set(backend.find_runnable(10))
         assert [f.id for f in backend.list_flows()] == ["good-1", "bad-flow", "good-2"]
+
+
+def test_load_runs_leaves_out_a_corrupt_flow_and_reads_the_others(backend_url: str, backend: Backend) -> None:
+    """A damaged record in a batch costs that flow its batched read only: its
+    worker reads it alone and meets the ``CorruptRecord`` where it is handled."""
+    _seed(backend)
+    corrupt_task(backend_url, "bad-flow", "bad/task ✓", backend=backend)
+    corrupt_flow(backend_url, "good-2", backend=backend)
+    found = backend.load_runs(["good-1", "bad-flow", "good-2"])
+    assert "bad-flow" not in found and "good-2" not in found
+    assert set(found) <= {"good-1"}
+    if type(backend).load_runs is not Backend.load_runs:  # drivers that batch
+        assert found["good-1"].flow == backend.load_flow("good-1")

@@ -22,6 +22,10 @@ WRITES: dict[str, Write] = {
         t, [make_task("t", state=SUCCESS, result="stale"), make_task("new", state=RUNNING)]
     ),
     "save_flow": lambda b, t: b.save_flow(t, make_flow("f", state=SUCCESS, reason="stale")),
+    "save_run": lambda b, t: b.save_run(
+        t, [make_task("t", state=SUCCESS, result="stale"), make_task("new", state=RUNNING)],
+        make_flow("f", state=RUNNING, reason="stale"),
+    ),
     "renew": lambda b, t: b.renew(t, LEASE),
     "release": lambda b, t: b.release(t),
     "delete_flow": lambda b, t: b.delete_flow(t),

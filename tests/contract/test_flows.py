@@ -133,3 +133,26 @@ def test_load_flow_returns_a_fresh_object(backend: Backend) -> None:
     flow.inputs["a"].append(2)  # mutating the caller's object changes nothing stored
     loaded: FlowDetail = backend.load_flow("f")
     assert loaded.inputs == {"a": [1]}
+
+
+def test_load_runs_reads_claimed_flows_with_their_tasks(backend: Backend) -> None:
+    """What ``load_flow`` and ``load_tasks`` return, for many flows at once;
+    a flow that is gone is left out, not raised. Drivers that read cheaply
+    one by one return nothing (each worker reads its own flow)."""
+    ids = [f"run-{n}" for n in range(5)]
+    for flow_id in ids:
+        backend.create_flow(make_flow(flow_id))
+    token = backend.claim(ids[1], "r1", LEASE)
+    backend.save_tasks(token, [make_task("a", state=SUCCESS, result=1), make_task("b/ü", state=RUNNING)])
+    found = backend.load_runs([*ids, "gone"])
+    if type(backend).load_runs is Backend.load_runs:
+        assert found == {}
+        return
+    assert list(found) == ids
+    for flow_id in ids:
+        assert found[flow_id].flow == backend.load_flow(flow_id)
+        assert found[flow_id].tasks == backend.load_tasks(flow_id)
+    assert set(found[ids[1]].tasks) == {"a", "b/ü"}
+    # The driver knows the task records exist: the next save replaces them.
+    backend.save_tasks(token, [make_task("b/ü", state=SUCCESS, result=2)])
+    assert backend.load_tasks(ids[1])["b/ü"].result == 2

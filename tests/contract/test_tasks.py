@@ -123,3 +123,29 @@ def test_save_tasks_writes_all_in_one_go(backend: Backend, claimed: ClaimToken) 
     backend.save_tasks(claimed, [make_task("b/c d", state=SUCCESS, result=None)])
     backend.save_tasks(claimed, [])
     assert backend.load_tasks("f")["b/c d"].state == SUCCESS
+
+
+@pytest.mark.parametrize("state", [RUNNING, SUCCESS])
+def test_save_run_writes_tasks_and_flow_together(backend: Backend, claimed: ClaimToken, state: str) -> None:
+    """Task records and the flow record in one call; the runnable index
+    follows the flow's state as with ``save_flow``."""
+    backend.save_task(claimed, make_task("a", state=RUNNING))
+    flow = backend.load_flow("f")
+    flow.state, flow.meta = state, {"resume": {"added": ["b/c d"]}}
+    backend.save_run(claimed, [make_task("a", state=SUCCESS, result=1), make_task("b/c d", state=RUNNING)], flow)
+    stored = backend.load_tasks("f")
+    assert (stored["a"].state, stored["a"].result, stored["b/c d"].state) == (SUCCESS, 1, RUNNING)
+    assert backend.load_flow("f") == flow
+    backend.release(claimed)
+    assert backend.find_runnable(10) == (["f"] if state == RUNNING else [])
+
+
+def test_save_run_too_large_for_one_request_goes_in_order(backend: Backend, claimed: ClaimToken) -> None:
+    """Records that together pass ``max_record_bytes`` still land (several
+    fenced writes, tasks first)."""
+    big = "x" * (backend.max_record_bytes // 2)
+    flow = backend.load_flow("f")
+    flow.reason = "after the tasks"
+    backend.save_run(claimed, [make_task("a", result=big), make_task("b", result=big)], flow)
+    assert {t: d.result for t, d in backend.load_tasks("f").items()} == {"a": big, "b": big}
+    assert backend.load_flow("f").reason == "after the tasks"

@@ -71,7 +71,7 @@ def test_zookeeper_without_multiread_reads_one_by_one(zk_url: str, monkeypatch: 
         flows = _fill(backend)
         attempts: list[int] = []
 
-        def old_server(kazoo: Any, paths: Any) -> Any:  # what ZooKeeper 3.5 answers
+        def old_server(kazoo: Any, paths: Any, *, children: bool = False) -> Any:  # what ZooKeeper 3.5 answers
             attempts.append(len(paths))
             result = kazoo.handler.async_result()
             result.set_exception(UnimplementedError())

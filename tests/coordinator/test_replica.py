@@ -15,7 +15,7 @@ import pytest
 from flowbaton.backends.base import Backend
 from flowbaton.backends.errors import BackendUnavailable, FlowNotFound
 from flowbaton.backends.memory import MemoryBackend
-from flowbaton.backends.records import ClaimToken
+from flowbaton.backends.records import ClaimToken, StoredRun
 from flowbaton.backends.states import HELD, PENDING, SUCCESS
 from flowbaton.coordinator import Coordinator, connect
 from flowbaton.coordinator.claimloop import ClaimLoop
@@ -197,7 +197,7 @@ def test_poll_once_skips_flows_claimed_elsewhere(store: MemoryBackend, tmp_path:
     store.claim(ids[0], "someone", 10.0)
     launched: list[str] = []
 
-    def launch(claim: Claim[LeasedGate]) -> bool:
+    def launch(claim: Claim[LeasedGate], stored: StoredRun | None) -> bool:
         launched.append(claim.flow_id)
         return True
 

@@ -23,7 +23,7 @@ import redis.exceptions as rex
 from ..base import Backend, Capability
 from ..errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
 from ..limits import batches, check_new_flow, checked_limit, fitting, sized
-from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, StoredRun, TaskDetail
 from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client
@@ -147,6 +147,32 @@ class RedisBackend(Backend):
         exists, fields = self._read_hash(f"load tasks of {flow_id!r}", keys.flow, keys.tasks)
         if not exists:
             raise FlowNotFound(f"no flow {flow_id!r} in {self._conn.where}")
+        return self._tasks_of(keys, fields)
+
+    def load_runs(self, flow_ids: Sequence[str]) -> dict[str, StoredRun]:
+        # One pipelined round trip for every flow (a GET and an HGETALL
+        # each), instead of two per flow from each worker's thread.
+        every = [self._keys(flow_id) for flow_id in flow_ids]
+
+        def op(client: Client, retried: bool) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for keys in every:
+                pipe.get(keys.flow)
+                pipe.hgetall(keys.tasks)
+            return execute(pipe)
+
+        replies = self._conn.run(f"load {len(flow_ids)} claimed flows", op)
+        found: dict[str, StoredRun] = {}
+        for i, (flow_id, keys) in enumerate(zip(flow_ids, every, strict=True)):
+            raw, fields = replies[2 * i], replies[2 * i + 1]
+            if raw is None:
+                continue  # gone: the caller's own read says so
+            with contextlib.suppress(CorruptRecord):  # likewise: its own read raises it where it is handled
+                flow = FlowDetail.from_json(raw, self._where(keys.flow))
+                found[flow_id] = StoredRun(flow, self._tasks_of(keys, fields))
+        return found
+
+    def _tasks_of(self, keys: FlowKeys, fields: dict[bytes, bytes]) -> dict[str, TaskDetail]:
         tasks = {}
         for field, raw in fields.items():
             task_id = from_bytes(field)
@@ -384,11 +410,15 @@ class RedisBackend(Backend):
         """One fenced round trip for one or more task details; several, in
         order, when together they would pass ``max_record_bytes`` (a script
         call holds all its arguments in the server's memory at once)."""
-        pairs = [(to_bytes(t.task_id), sized(t.to_json(), self.max_record_bytes,
-                                              f"task {t.task_id!r} of flow {token.flow_id!r}")) for t in tasks]
+        pairs = self._task_pairs(token, tasks)
         for part in batches(pairs, [len(k) + len(v) for k, v in pairs], self.max_record_bytes):
             what = f"task {tasks[0].task_id!r}" if len(tasks) == 1 else f"{len(part)} of {len(tasks)} tasks"
             self._save_tasks(token, part, what)
+
+    def _task_pairs(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> list[tuple[bytes, bytes]]:
+        """(hash field, record) of each task, each within ``max_record_bytes``."""
+        return [(to_bytes(t.task_id), sized(t.to_json(), self.max_record_bytes,
+                                            f"task {t.task_id!r} of flow {token.flow_id!r}")) for t in tasks]
 
     def _save_tasks(self, token: ClaimToken, pairs: list[tuple[bytes, bytes]], what: str) -> None:
         keys = self._keys(token.flow_id)
@@ -403,18 +433,39 @@ class RedisBackend(Backend):
         self._conn.run(f"save {what} of {token.flow_id!r}", op)
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
-        keys = self._keys(token.flow_id)
         raw = sized(flow.to_json(), self.max_record_bytes, f"flow {token.flow_id!r}")
+        self._save_flow(token, [], raw, flow.state in RUNNABLE_FLOW_STATES)
+
+    def save_run(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail) -> None:
+        # Both scripts in one pipeline: one round trip. Not one transaction,
+        # but in order, and each fenced: if the claim is lost between them,
+        # the flow record is refused as it would be on its own.
+        pairs = self._task_pairs(token, tasks)
+        raw = sized(flow.to_json(), self.max_record_bytes, f"flow {token.flow_id!r}")
+        if len(batches(pairs, [len(k) + len(v) for k, v in pairs], self.max_record_bytes)) > 1:
+            super().save_run(token, tasks, flow)  # too big for one script call: one after the other
+            return
+        self._save_flow(token, pairs, raw, flow.state in RUNNABLE_FLOW_STATES)
+
+    def _save_flow(self, token: ClaimToken, pairs: list[tuple[bytes, bytes]], raw: bytes, runnable: bool) -> None:
+        """The flow record ``raw``, after the task records ``pairs`` (if any)
+        in the same pipeline."""
+        keys = self._keys(token.flow_id)
         args: list[Arg] = [token.claim_id, token.epoch, raw]
-        runnable = flow.state in RUNNABLE_FLOW_STATES
+        task_args: list[Arg] = [token.claim_id, token.epoch, *(item for pair in pairs for item in pair)]
 
         def op(client: Client, retried: bool) -> None:
             pipe = client.pipeline(transaction=False)
+            if pairs:
+                evalsha(pipe, "save_tasks", [keys.claim, keys.tasks], task_args)
             evalsha(pipe, "save_flow", [keys.claim, keys.flow], args)
             if runnable:
                 # Safe even if the script refuses us: at worst a stale hint.
                 self._index.queue_runnable(pipe, keys)
-            if not decode_reply("save_flow", execute(pipe)[0]).ok:
+            replies = execute(pipe)
+            if pairs and not decode_reply("save_tasks", replies[0]).ok:
+                raise self._lost(token)
+            if not decode_reply("save_flow", replies[1 if pairs else 0]).ok:
                 raise self._lost(token)
             if not runnable:
                 # Only after the write is confirmed: dropping the hint of a

@@ -172,6 +172,13 @@ def _raw_node(item: Raw | BaseException | None) -> Node | None:
     return Node(item.data, Stat(item.version, item.czxid, item.ephemeral_owner))
 
 
+def _raw_children(item: list[str] | BaseException | None) -> list[str] | None:
+    """One multiRead getChildren result, as ``_raw_node`` reads a getData one."""
+    if isinstance(item, BaseException):
+        raise item
+    return item
+
+
 class _KazooLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """kazoo's own logger, muted below ERROR once we close on purpose: an
     abandoned connection otherwise logs "Connection dropped" and "Failed
@@ -180,7 +187,9 @@ class _KazooLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     muted = False
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        if not (self.muted and level < logging.ERROR):
+        # kazoo logs every request at its BLATHER level: drop those before
+        # any work, they would cost a mass takeover more than the requests.
+        if self.isEnabledFor(level) and not (self.muted and level < logging.ERROR):
             # At DEBUG kazoo logs each request it sends, the digest
             # credentials of an Auth request included: never the password.
             args = tuple(a._replace(auth="***") if isinstance(a, Auth) else a for a in args)
@@ -336,18 +345,26 @@ class Session:
     def _get_batched(self, paths: Sequence[str]) -> list[Node | None] | None:
         """``get_many`` by multiRead; None if the server lacks it (then the
         caller reads one by one, and so does every later call)."""
+        items = self._multi_read_all(paths, children=False)
+        return None if items is None else [_raw_node(item) for item in items]
+
+    def _multi_read_all(self, paths: Sequence[str], *, children: bool) -> list[Any] | None:
+        """Every path's multiRead result, ``BATCH`` paths a request, all
+        sent before the first answer is awaited; None if the server has no
+        multiRead (then this session reads one by one from now on)."""
         root = self.client.chroot or ""
         full = [root + path for path in paths]
-        pending = [send_multi_read(self.client, full[i : i + BATCH]) for i in range(0, len(full), BATCH)]
-        nodes: list[Node | None] = []
+        pending = [send_multi_read(self.client, full[i : i + BATCH], children=children)
+                   for i in range(0, len(full), BATCH)]
+        items: list[Any] = []
         try:
             for result in pending:
-                nodes += [_raw_node(item) for item in self._wait(result)]
+                items += self._wait(result)
         except UnimplementedError:
             log.info("ZooKeeper %s has no multiRead (< 3.6): reading znodes one by one", self.settings.hosts)
             self._multi_read = False
             return None
-        return nodes
+        return items
 
     def _node(self, result: Any) -> Node | None:
         try:
@@ -390,7 +407,13 @@ class Session:
         return [None if stat is None else _stat(stat) for stat in stats]
 
     def children_many(self, paths: Sequence[str]) -> list[list[str] | None]:
+        """Each folder's child names (None: no such znode); many folders
+        travel as multiRead batches, like ``get_many``."""
         self._sending("children_many")
+        if len(paths) >= _MULTI_READ_MIN and self._multi_read:
+            items = self._multi_read_all(paths, children=True)
+            if items is not None:
+                return [_raw_children(item) for item in items]
         pending = [self.client.get_children_async(path) for path in paths]
         return [self._children(result) for result in pending]
 

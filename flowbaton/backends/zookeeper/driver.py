@@ -22,6 +22,7 @@ the claims taken away meanwhile (``held.py``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -39,7 +40,7 @@ from ..errors import (
     FlowNotFound,
 )
 from ..limits import batches, check_new_flow
-from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, StoredRun, TaskDetail
 from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
 from .acl import enforce
@@ -260,6 +261,12 @@ class ZooKeeperBackend(Backend):
         names, nodes = self._zk.run(f"load tasks of {flow_id}", lambda again: self._read_folder(folder))
         if names is None:
             raise FlowNotFound(f"no flow {flow_id!r} in {self.url}")
+        return self._tasks_read(flow_id, names, nodes)
+
+    def _tasks_read(self, flow_id: str, names: list[str], nodes: Sequence[Node | None]) -> dict[str, TaskDetail]:
+        """Decode a flow's task znodes; remember which exist (``_save_tasks``
+        sets those and creates the others)."""
+        folder = self._paths.tasks(flow_id)
         tasks: dict[str, TaskDetail] = {}
         for name, node in zip(names, nodes, strict=True):
             if node is not None:
@@ -269,6 +276,33 @@ class ZooKeeperBackend(Backend):
         with self._lock:
             self._known_tasks[flow_id] = {f"{folder}/{name}" for name in names}
         return tasks
+
+    def load_runs(self, flow_ids: Sequence[str]) -> dict[str, StoredRun]:
+        # Three batched reads (records, task folders, task records) whatever
+        # the number of flows: a survivor that just took 500 orphans over
+        # sends ~10 requests instead of 1,500 (kazoo's per-request cost
+        # made reading them one flow at a time the bulk of a mass takeover).
+        paths = self._paths
+
+        def read(again: bool) -> tuple[list[Node | None], list[list[str] | None], list[Node | None]]:
+            flows = self._zk.get_many([paths.flow(flow_id) for flow_id in flow_ids])
+            folders = self._zk.children_many([paths.tasks(flow_id) for flow_id in flow_ids])
+            tasks = self._zk.get_many([f"{paths.tasks(flow_id)}/{name}"
+                                       for flow_id, names in zip(flow_ids, folders, strict=True)
+                                       for name in names or []])
+            return flows, folders, tasks
+
+        flows, folders, task_nodes = self._zk.run(f"load {len(flow_ids)} claimed flows", read)
+        found: dict[str, StoredRun] = {}
+        at = 0
+        for flow_id, node, names in zip(flow_ids, flows, folders, strict=True):
+            nodes, at = task_nodes[at : at + len(names or [])], at + len(names or [])
+            if node is None or names is None:
+                continue  # gone: the caller's own read says so
+            with contextlib.suppress(CorruptRecord):  # likewise: its own read raises it where it is handled
+                flow = FlowDetail.from_json(node.data, self._where(f"flow {flow_id!r}", paths.flow(flow_id)))
+                found[flow_id] = StoredRun(flow, self._tasks_read(flow_id, names, nodes))
+        return found
 
     def _read_folder(self, folder: str) -> tuple[list[str] | None, list[Node | None]]:
         names = self._zk.children_many([folder])[0]
@@ -514,52 +548,72 @@ class ZooKeeperBackend(Backend):
             self._save_part(token, part, what)
 
     def _save_part(self, token: ClaimToken, items: list[tuple[str, bytes]], what: str) -> None:
-        self._zk.run(f"save {what} of flow {token.flow_id}", lambda again: self._save_tasks(token, items))
-
-    def _save_tasks(self, token: ClaimToken, items: list[tuple[str, bytes]]) -> None:
-        # One multi: fence + a set or create per task; a wrong guess about a
-        # znode's existence flips that guess and costs one more multi.
-        with self._lock:
-            known = self._known_tasks.get(token.flow_id, set())
-            exists = [path in known for path, _ in items]
-        for _ in range(len(items) + 1):
-            ops = [_set(p, d) if e else _create(p, d) for (p, d), e in zip(items, exists, strict=True)]
-            outcome = self._fenced(token, ops)
-            if outcome.ok:
-                with self._lock:
-                    self._known_tasks.setdefault(token.flow_id, set()).update(p for p, _ in items)
-                return
-            if outcome.error not in ("no_node", "node_exists") or not 0 <= outcome.failed < len(items):
-                break
-            if outcome.error == "no_node" and not exists[outcome.failed]:
-                folder = items[outcome.failed][0].rsplit("/", 1)[0]
-                raise CorruptRecord(self._where(f"flow {token.flow_id!r}", folder), "tasks folder is missing")
-            exists[outcome.failed] = outcome.error == "node_exists"
-        raise Again(f"task znodes of flow {token.flow_id} keep changing")
+        self._zk.run(f"save {what} of flow {token.flow_id}", lambda again: self._commit(token, items, None))
 
     def save_flow(self, token: ClaimToken, flow: FlowDetail) -> None:
         data = sized(flow.to_json(), self.max_record_bytes, f"flow {token.flow_id!r}")
         runnable = flow.state in RUNNABLE_FLOW_STATES
-        self._zk.run(f"save flow {token.flow_id}", lambda again: self._save_flow(token, data, runnable))
+        self._zk.run(f"save flow {token.flow_id}", lambda again: self._commit(token, [], (data, runnable)))
 
-    def _save_flow(self, token: ClaimToken, data: bytes, runnable: bool) -> None:
-        # The runnable marker follows the state in the same multi. First guess:
-        # it is there when runnable (check), and goes when not (delete); on
-        # "no node", the other variant (create + signal, or nothing).
-        paths = self._paths
-        marker = paths.runnable_marker(token.flow_id)
-        variants = (
-            [[_check(marker)], [_create(marker), _set(paths.signal, b"")]]
-            if runnable
-            else [[_delete(marker)], []]
-        )
-        for extra in variants:
-            outcome = self._fenced(token, [_set(paths.flow(token.flow_id), data), *extra])
+    def save_run(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail) -> None:
+        limit = self.max_record_bytes
+        data = sized(flow.to_json(), limit, f"flow {token.flow_id!r}")
+        items = [
+            (self._paths.task(token.flow_id, t.task_id),
+             sized(t.to_json(), limit, f"task {t.task_id!r} of flow {token.flow_id!r}"))
+            for t in tasks
+        ]
+        every = [*items, (self._paths.flow(token.flow_id), data)]
+        if len(batches(every, [len(p) + len(d) + _OP_BYTES for p, d in every], limit)) > 1:
+            super().save_run(token, tasks, flow)  # too big for one request: in order, one after the other
+            return
+        runnable = flow.state in RUNNABLE_FLOW_STATES
+        self._zk.run(f"save {len(items)} tasks and flow {token.flow_id}",
+                     lambda again: self._commit(token, items, (data, runnable)))
+
+    def _commit(self, token: ClaimToken, items: list[tuple[str, bytes]], flow: tuple[bytes, bool] | None) -> None:
+        """One fenced ``multi``: the task records (a set or a create each,
+        by what we know exists), then the flow record (data, runnable) with
+        its runnable marker in step. A wrong guess about a task znode's
+        existence flips that guess, one about the marker tries its other
+        variant; each costs one more ``multi``."""
+        with self._lock:
+            known = self._known_tasks.get(token.flow_id, set())
+            exists = [path in known for path, _ in items]
+        tails: list[list[Op]] = [[]] if flow is None else self._flow_ops(token.flow_id, *flow)
+        tail = 0
+        for _ in range(len(items) + len(tails)):
+            ops = [_set(p, d) if e else _create(p, d) for (p, d), e in zip(items, exists, strict=True)]
+            outcome = self._fenced(token, ops + tails[tail])
             if outcome.ok:
+                with self._lock:
+                    self._known_tasks.setdefault(token.flow_id, set()).update(p for p, _ in items)
                 return
-            if outcome.failed == 0:
+            at = outcome.failed
+            if 0 <= at < len(items) and outcome.error in ("no_node", "node_exists"):
+                if outcome.error == "no_node" and not exists[at]:
+                    folder = items[at][0].rsplit("/", 1)[0]
+                    raise CorruptRecord(self._where(f"flow {token.flow_id!r}", folder), "tasks folder is missing")
+                exists[at] = outcome.error == "node_exists"
+            elif flow is not None and at == len(items):
                 raise FlowNotFound(f"no flow {token.flow_id!r} in {self.url}")
-        raise Again(f"runnable marker of {token.flow_id} keeps changing")
+            elif flow is not None and at > len(items) and tail + 1 < len(tails):
+                tail += 1
+            else:
+                break
+        raise Again(f"task znodes or runnable marker of flow {token.flow_id} keep changing")
+
+    def _flow_ops(self, flow_id: str, data: bytes, runnable: bool) -> list[list[Op]]:
+        """The ops that write a flow record, in the variants to try: the
+        runnable marker follows the state in the same multi. First guess: it
+        is there when runnable (check), and goes when not (delete); on "no
+        node", the other variant (create + signal, or nothing)."""
+        paths = self._paths
+        marker = paths.runnable_marker(flow_id)
+        record = _set(paths.flow(flow_id), data)
+        if runnable:
+            return [[record, _check(marker)], [record, _create(marker), _set(paths.signal, b"")]]
+        return [[record, _delete(marker)], [record]]
 
     # ---------------------------------------------------------- discovery
 

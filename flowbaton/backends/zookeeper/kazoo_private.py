@@ -33,6 +33,7 @@ __all__ = [
     "multiheader_struct",
     "peer",
     "read_buffer",
+    "read_string",
     "send",
     "stat_struct",
     "write_string",
@@ -43,6 +44,7 @@ int_struct = _serialization.int_struct  # '!i'
 multiheader_struct = _serialization.multiheader_struct  # '!iBi': type, done, error
 stat_struct = _serialization.stat_struct  # the 11 fields of a znode Stat
 read_buffer = _serialization.read_buffer  # (bytes, offset) -> (data or None, offset)
+read_string = _serialization.read_string  # (bytes, offset) -> (str or None, offset)
 write_string = _serialization.write_string  # str -> length-prefixed UTF-8
 
 

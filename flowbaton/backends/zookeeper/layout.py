@@ -22,6 +22,7 @@ and the empty string is the lone ``%`` (which no other id encodes to).
 
 from __future__ import annotations
 
+import functools
 import string
 from urllib.parse import quote, unquote
 
@@ -33,6 +34,7 @@ _SAFE = string.ascii_letters + string.digits + "-_.:@+=,~"
 _EMPTY = "%"
 
 
+@functools.lru_cache(maxsize=16384)  # the same flow ids are encoded on every path built for them
 def encode_name(value: str) -> str:
     """A znode name for any string; ``decode_name`` gives the string back."""
     if value == "":

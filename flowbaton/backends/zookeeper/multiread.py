@@ -3,8 +3,10 @@
 Why: kazoo spends ~150 µs of Python per request (a queue hand-off, a wake-up
 byte on a socket pair, one select turn to send and one to read), so listing
 10,000 flows one ``get`` each takes ~2 s however well the requests are
-pipelined. ``multiRead`` carries up to ``BATCH`` getData ops in one request
-and one reply, which makes the same listing ~40 times cheaper.
+pipelined. ``multiRead`` carries up to ``BATCH`` getData (or getChildren) ops in one
+request and one reply, which makes the same listing ~40 times cheaper, and
+lets a replica that just took hundreds of orphans over read their records
+and task folders in a handful of requests.
 
 kazoo has no public call for it, so this module builds the request the way
 kazoo's own ``Transaction`` does (``type``, ``serialize``, ``deserialize``)
@@ -25,7 +27,7 @@ from typing import Any, NamedTuple
 
 from kazoo.exceptions import EXCEPTIONS, NoNodeError, UnimplementedError
 
-from .kazoo_private import int_struct, multiheader_struct, read_buffer, send, stat_struct, write_string
+from .kazoo_private import int_struct, multiheader_struct, read_buffer, read_string, send, stat_struct, write_string
 
 __all__ = ["BATCH", "MultiRead", "send_multi_read"]
 
@@ -37,6 +39,7 @@ BATCH = 256
 
 _OP_MULTI_READ = 22  # ZooDefs.OpCode.multiRead
 _OP_GET_DATA = 4  # ZooDefs.OpCode.getData
+_OP_GET_CHILDREN = 8  # ZooDefs.OpCode.getChildren
 _OP_ERROR = -1  # a per-op error result: an int error code follows
 _NO_NODE = NoNodeError.code
 
@@ -51,25 +54,29 @@ class Raw(NamedTuple):
 
 
 class MultiRead(NamedTuple):
-    """A kazoo request object for ``multiRead`` of getData ops (no watches)."""
+    """A kazoo request object for ``multiRead`` of getData ops, or of
+    getChildren ops when ``children`` (no watches)."""
 
     paths: Sequence[str]
+    children: bool = False
     type: int = _OP_MULTI_READ
 
     def serialize(self) -> bytearray:
         out = bytearray()
+        op = _OP_GET_CHILDREN if self.children else _OP_GET_DATA
         for path in self.paths:
-            out += multiheader_struct.pack(_OP_GET_DATA, False, -1)
+            out += multiheader_struct.pack(op, False, -1)
             out += write_string(path)
             out.append(0)  # watch: no
         out += multiheader_struct.pack(-1, True, -1)  # the end marker
         return out
 
     @classmethod
-    def deserialize(cls, buffer: bytes, offset: int) -> list[Raw | BaseException | None]:
-        """One entry per path: a ``Raw``, None (no such znode), or the
-        kazoo exception of another per-op error (e.g. NoAuth)."""
-        results: list[Raw | BaseException | None] = []
+    def deserialize(cls, buffer: bytes, offset: int) -> list[Raw | list[str] | BaseException | None]:
+        """One entry per path: a ``Raw`` (getData) or the child names
+        (getChildren), None (no such znode), or the kazoo exception of
+        another per-op error (e.g. NoAuth)."""
+        results: list[Raw | list[str] | BaseException | None] = []
         while True:
             kind, done, _ = multiheader_struct.unpack_from(buffer, offset)
             offset += multiheader_struct.size
@@ -80,6 +87,15 @@ class MultiRead(NamedTuple):
                 offset += int_struct.size
                 results.append(None if code == _NO_NODE else EXCEPTIONS[code]())
                 continue
+            if kind == _OP_GET_CHILDREN:
+                count = int_struct.unpack_from(buffer, offset)[0]
+                offset += int_struct.size
+                names = []
+                for _ in range(max(count, 0)):
+                    name, offset = read_string(buffer, offset)
+                    names.append(name)
+                results.append(names)
+                continue
             data, offset = read_buffer(buffer, offset)
             stat = stat_struct.unpack_from(buffer, offset)
             offset += stat_struct.size
@@ -87,10 +103,11 @@ class MultiRead(NamedTuple):
             results.append(Raw(data or b"", stat[4], stat[0], stat[7]))
 
 
-def send_multi_read(client: Any, paths: Sequence[str]) -> Any:
-    """Queue one multiRead on ``client``; returns kazoo's async result."""
+def send_multi_read(client: Any, paths: Sequence[str], *, children: bool = False) -> Any:
+    """Queue one multiRead on ``client`` (of getChildren ops when
+    ``children``); returns kazoo's async result."""
     result = client.handler.async_result()
-    if not send(client, MultiRead(paths), result):
+    if not send(client, MultiRead(paths, children), result):
         log.warning("this kazoo cannot send a request it does not know: reading znodes one by one")
         result.set_exception(UnimplementedError())
     return result
