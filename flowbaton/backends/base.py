@@ -220,6 +220,24 @@ class Backend(abc.ABC):
         ``RUNNABLE_FLOW_STATES`` is no longer returned by ``find_runnable``.
         ``ResultTooLarge`` (before writing) for a record over ``max_record_bytes``."""
 
+    def save_flows(self, writes: Sequence[tuple[ClaimToken, FlowDetail]]) -> list[bool]:
+        """``save_flow`` of many claimed flows, each conditional on its own
+        token, in a few round trips where the backend allows (a replica
+        counting a batch of fresh claims on their records:
+        ``engine.counting``). One answer per write: True once stored, False
+        when its claim is not current or its flow is gone. Other errors are
+        raised, and some of the records may then have been written. This
+        default makes one call per flow."""
+        done = []
+        for token, flow in writes:
+            try:
+                self.save_flow(token, flow)
+            except (ClaimLost, FlowNotFound):
+                done.append(False)
+            else:
+                done.append(True)
+        return done
+
     def save_run(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail) -> None:
         """``save_tasks`` then ``save_flow``, each conditional on ``token``,
         in one round trip where the backend allows (ZooKeeper: one

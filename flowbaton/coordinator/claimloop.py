@@ -17,12 +17,13 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..backends.base import Backend, Capability
 from ..backends.errors import BackendUnavailable, FlowbatonError
-from ..backends.records import StoredRun
+from ..backends.records import ClaimToken
 from ..engine.claim import Claim
+from ..engine.counting import Prepared
 from ..observability.observer import ReplicaObserver
 from .lease import LeasedGate
 from .sharing import Sharing, default_handoff
@@ -32,9 +33,11 @@ __all__ = ["ClaimLoop", "default_poll_interval"]
 
 log = logging.getLogger("flowbaton.coordinator")
 
-#: Starts running a claim just granted, with its flow's records when they
-#: were read in the batch; False if it was not taken (no room).
-Launch = Callable[[Claim[LeasedGate], StoredRun | None], bool]
+#: Starts running a claim just granted, with its flow as read (and maybe
+#: counted) in its batch; False if it was not taken (no room).
+Launch = Callable[[Claim[LeasedGate], Prepared | None], bool]
+#: Reads (and counts) the flows of claims just granted, in a few round trips.
+Prepare = Callable[[list[ClaimToken]], Mapping[str, Prepared]]
 
 _MAX_BACKOFF = 5.0  # seconds between polls while the backend is unreachable
 #: capabilities whose ``wait_for_work`` wakes on news, so idling waits on it
@@ -68,6 +71,7 @@ class ClaimLoop:
         running: Callable[[], set[str]],
         launch: Launch,
         poll_interval: float,
+        prepare: Prepare | None = None,
         handoff: float | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -81,6 +85,7 @@ class ClaimLoop:
         self.free_slots = free_slots
         self.running = running
         self.launch = launch
+        self.prepare = prepare
         self.poll_interval = poll_interval
         self._rng = rng or random.Random()
         self._clock = clock
@@ -119,28 +124,28 @@ class ClaimLoop:
         """Claim the flows in one call and launch each granted one (those
         held by a faster replica, or purged, are just not granted); each
         claim's gate counts its lease from before the request was sent
-        (``lease.LeaseKeeper.track``). The granted flows' records are read
-        in one batch for their workers."""
+        (``lease.LeaseKeeper.track``). The granted flows are read and
+        counted in one batch for their workers (``batch.py``)."""
         sent_at = self._clock()
         with self.observer.backend_call("claim"):
             tokens = self.backend.claim_many(flow_ids, self.replica_id, self.lease)
-        stored = self._load([token.flow_id for token in tokens])
+        prepared = self._prepare(tokens)
         # A launch refused (no room, or stopping) releases its claim.
         return sum(1 for token in tokens
-                   if self.launch(Claim(token, LeasedGate(self._clock), sent_at), stored.get(token.flow_id)))
+                   if self.launch(Claim(token, LeasedGate(self._clock), sent_at), prepared.get(token.flow_id)))
 
-    def _load(self, flow_ids: list[str]) -> dict[str, StoredRun]:
-        """``Backend.load_runs`` of flows just claimed; nothing when it
-        fails, so each worker reads its own flow and meets the error there
-        (the claims are held: they must be launched or released)."""
-        if len(flow_ids) < 2:
-            return {}  # one flow: its worker's own reads cost the same
+    def _prepare(self, tokens: list[ClaimToken]) -> Mapping[str, Prepared]:
+        """``prepare`` of claims just granted; nothing when it fails, so each
+        worker reads its own flow and meets the error there (the claims are
+        held: they must be launched or released)."""
+        if self.prepare is None or len(tokens) < 2:
+            return {}  # one flow: its worker's own reads and write cost the same
         try:
-            with self.observer.backend_call("load_runs"):
-                return self.backend.load_runs(flow_ids)
+            with self.observer.backend_call("prepare"):
+                return self.prepare(tokens)
         except FlowbatonError as err:
             log.warning("could not read %d claimed flows in one batch, each is read on its own: %s",
-                        len(flow_ids), err, extra={"replica_id": self.replica_id})
+                        len(tokens), err, extra={"replica_id": self.replica_id})
             return {}
 
     # ------------------------------------------------------------ thread

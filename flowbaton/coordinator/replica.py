@@ -22,16 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
-from ..backends.records import StoredRun
 from ..engine import FlowReport, new_flow_detail, run_flow
 from ..engine.builds import AUTO_BUILD, UNSET_COST, resolve_build
 from ..engine.claim import Claim
+from ..engine.counting import Prepared
 from ..engine.errors import FactoryError
 from ..engine.poison import PoisonRule
 from ..engine.timeouts import check_timeout
 from ..observability.health import ReplicaHealth
 from ..observability.observer import ReplicaObserver, metrics_class
 from ..observability.probes import ProbeServer
+from .batch import prepare_batch
 from .claimloop import ClaimLoop, default_poll_interval
 from .identity import default_replica_id, flowbaton_version, replica_info
 from .lease import LeasedGate, LeaseKeeper
@@ -158,6 +159,7 @@ class Coordinator:
             self.backend, self.replica_id, self.lease, skips=self.skips,
             free_slots=self.free_slots, running=self.running, launch=self._launch,
             poll_interval=self.poll_interval, clock=self._clock, observer=self.observer,
+            prepare=lambda tokens: prepare_batch(self.backend, tokens, self.settings),
         )
 
     # ---------------------------------------------------------- client API
@@ -366,12 +368,12 @@ class Coordinator:
         with self._idle:
             return self._idle.wait_for(lambda: not self._workers, timeout)
 
-    def _launch(self, claim: Claim[LeasedGate], stored: StoredRun | None = None) -> bool:
-        """Start a worker thread for a fresh claim (``stored``: its flow's
-        records, read already); False (and the claim released) if the
-        replica is stopping or already full."""
+    def _launch(self, claim: Claim[LeasedGate], prepared: Prepared | None = None) -> bool:
+        """Start a worker thread for a fresh claim (``prepared``: its flow,
+        read and maybe counted in its batch); False (and the claim
+        released) if the replica is stopping or already full."""
         worker = FlowWorker(self.backend, self.keeper, self.skips, self.settings, self._run_flow, claim,
-                            self.observer, stored)
+                            self.observer, prepared)
         with self._lock:
             accepted = not self._stopping and len(self._workers) < self._concurrency
             if accepted:

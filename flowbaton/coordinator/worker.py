@@ -32,9 +32,10 @@ from ..backends.errors import (
     DefinitionError,
     FlowbatonError,
 )
-from ..backends.records import Decline, FlowDetail, StoredRun, TaskDetail
+from ..backends.records import Decline, FlowDetail, TaskDetail
 from ..backends.states import RUNNABLE_FLOW_STATES
 from ..engine.claim import Claim
+from ..engine.counting import Found, Prepared
 from ..engine.events import Events
 from ..engine.gate import Gate
 from ..engine.poison import DEFAULT_RULE, PoisonRule
@@ -62,6 +63,7 @@ class RunFlow(Protocol):
         *,
         flow: FlowDetail,
         tasks: dict[str, TaskDetail] | None,
+        found: Found | None,
         replica_id: str,
         allow: Sequence[str] | None,
         max_workers: int,
@@ -99,7 +101,7 @@ class FlowWorker:
         run_flow: RunFlow,
         claim: Claim[Gate],
         observer: ReplicaObserver | None = None,
-        stored: StoredRun | None = None,
+        prepared: Prepared | None = None,
     ) -> None:
         self.backend = backend
         self.observer = observer or ReplicaObserver()
@@ -108,7 +110,7 @@ class FlowWorker:
         self.settings = settings
         self.run_flow = run_flow
         self.claim = claim
-        self.stored = stored  # the flow's records, when the claim loop read them in its batch
+        self.prepared = prepared  # the flow as read (and maybe counted) in its claim's batch
         self.report: FlowReport | None = None
 
     @property
@@ -158,10 +160,10 @@ class FlowWorker:
         """Run the flow; the observer hears of every task and flow outcome
         (metrics) and of calls stuck past their timeout (``/healthz``)."""
         flow = self._read_claimed()
-        tasks = self.stored.tasks if self.stored is not None else None
-        self.stored = None  # read once: the run keeps them up to date from here
+        prepared, self.prepared = self.prepared, None  # read once: the run keeps it up to date from here
         return self.run_flow(
-            self.backend, self.claim, flow=flow, tasks=tasks, replica_id=self.settings.replica_id,
+            self.backend, self.claim, flow=flow, tasks=prepared.tasks if prepared is not None else None,
+            found=prepared.found if prepared is not None else None, replica_id=self.settings.replica_id,
             allow=self.settings.allow, max_workers=self.settings.max_workers, poison=self.settings.poison,
             events=self.observer, task_timeout=self.settings.task_timeout,
             build_timeout=self.settings.build_timeout, build=self.settings.build,
@@ -173,9 +175,14 @@ class FlowWorker:
         handed the flow back: it died or was fenced), logged now, before
         anything runs; a record that cannot be read names no previous
         owner, so that claim is logged as a plain one. Read already when
-        the claim loop loaded it with the rest of its batch."""
+        the claim loop read it with the rest of its batch (and if it counted
+        the claim there, the owner it found is the one before ours)."""
+        if self.prepared is not None:
+            found = self.prepared.found
+            self._log_claim(found.owner if found is not None else self.prepared.flow.owner)
+            return self.prepared.flow
         try:
-            flow = self.stored.flow if self.stored is not None else self.backend.load_flow(self.flow_id)
+            flow = self.backend.load_flow(self.flow_id)
         except BaseException:
             self._log_claim(None)
             raise

@@ -9,23 +9,23 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Backend
 from ..backends.errors import CorruptRecord, DefinitionError
 from ..backends.records import FlowDetail, TaskDetail
-from ..backends.states import FAILURE, HELD, PENDING, REVERTED, RUNNABLE_FLOW_STATES, RUNNING, SUCCESS
+from ..backends.states import HELD, PENDING, RUNNABLE_FLOW_STATES, RUNNING
 from .builds import check_build, checked_build, newest_build
 from .claim import Claim
 from .codec import encode
 from .compiler import CompiledFlow, compile_flow
+from .counting import Found, counted_meta
 from .errors import FactoryError
 from .events import NO_EVENTS, Events
 from .factory import build_flow, check_allowed, check_arguments, factory_name, load_factory
 from .gate import Gate
 from .meta import FlowMeta
-from .poison import DEFAULT_RULE, PoisonRule, takeovers_after
+from .poison import DEFAULT_RULE, PoisonRule
 from .report import FlowReport
 from .resume import ResumePlan, plan_resume
 from .runner import FlowRun, Halt
@@ -120,6 +120,7 @@ def run_flow(
     *,
     flow: FlowDetail | None = None,
     tasks: Mapping[str, TaskDetail] | None = None,
+    found: Found | None = None,
     replica_id: str,
     allow: Sequence[str] | None = None,
     max_workers: int = 8,
@@ -135,7 +136,10 @@ def run_flow(
     ``flow`` is the flow's record if the caller read it after claiming (a
     replica does, to log whether the claim is a takeover), else it is read
     here; ``tasks`` likewise, its task details read with it (a replica
-    reads a batch of claimed flows at once). ``events`` hears of every task
+    reads a batch of claimed flows at once); ``found`` when the claim was
+    counted on ``flow`` in that batch already (``counting.count_claims``:
+    ``flow`` is the record as written, ``found`` as it was before, and
+    ``tasks`` must be given). ``events`` hears of every task
     and flow outcome (metrics).
 
     Building is an attempt: before the factory is imported, the claim is
@@ -160,7 +164,7 @@ def run_flow(
     run = FlowRun(backend, claim, flow, CompiledFlow(flow.name), {}, replica_id=replica_id,  # built below
                   max_workers=max_workers, clock=clock, events=events, task_timeout=task_timeout)
     try:
-        found = _attempt(run, poison, build, tasks)
+        found = _attempt(run, poison, build, tasks, found)
         if found is not None:
             run.compiled = _build(run, allow, build_timeout, found)
             plan = _plan(run)
@@ -171,26 +175,24 @@ def run_flow(
     return FlowReport.of(run.flow, run.details)
 
 
-@dataclass(frozen=True)
-class _Found:
-    """The flow record's owner, state and meta as this claim found them,
-    before it counted itself on the record."""
-
-    owner: str | None
-    state: str
-    meta: FlowMeta
-
-
 def _attempt(
-    run: FlowRun, poison: PoisonRule | None, build: str | None = None, tasks: Mapping[str, TaskDetail] | None = None
-) -> _Found | None:
+    run: FlowRun,
+    poison: PoisonRule | None,
+    build: str | None = None,
+    tasks: Mapping[str, TaskDetail] | None = None,
+    counted: Found | None = None,
+) -> Found | None:
     """Count this claim on the flow record before anything of the flow's
     code runs, or hold the flow (None): too many claims ended without
     handing the flow back and without a task finishing, or a task record is
     corrupt. The record names us as owner from now on: if this process dies
-    building or running, the next claim sees a takeover."""
+    building or running, the next claim sees a takeover. ``counted``: the
+    claim was counted in its batch already (``counting.count_claims``)."""
     flow = run.flow
-    found = _Found(flow.owner, flow.state, FlowMeta(flow.meta))
+    if counted is not None and tasks is not None:
+        run.details = dict(tasks)
+        return counted
+    found = Found.of(flow)
     try:
         run.details = dict(tasks) if tasks is not None else run.backend.load_tasks(flow.id)
     except CorruptRecord as err:
@@ -204,12 +206,11 @@ def _attempt(
     return found
 
 
-def _count(run: FlowRun, found: _Found, poison: PoisonRule | None) -> bool:
-    """Set the poison counters in ``run.flow.meta`` (``poison.takeovers_after``);
+def _count(run: FlowRun, found: Found, poison: PoisonRule | None) -> bool:
+    """Set the poison counters in ``run.flow.meta`` (``counting.counted_meta``);
     True (flow held) when the rule says the count is too high."""
-    progress = sum(1 for d in run.details.values() if d.state in (SUCCESS, FAILURE, REVERTED))
-    count = takeovers_after(found.meta, found.owner, progress)
-    run.flow.meta = FlowMeta(run.flow.meta).counted(count, progress).to_dict()
+    meta, count = counted_meta(run.flow, found, run.details)
+    run.flow.meta = meta.to_dict()
     reason = None if poison is None else poison.hold_reason(count)
     if reason is not None:
         _hold(run, reason)
@@ -217,7 +218,7 @@ def _count(run: FlowRun, found: _Found, poison: PoisonRule | None) -> bool:
     return False
 
 
-def _build(run: FlowRun, allow: Sequence[str] | None, build_timeout: float | None, found: _Found) -> CompiledFlow:
+def _build(run: FlowRun, allow: Sequence[str] | None, build_timeout: float | None, found: Found) -> CompiledFlow:
     """Today's flow, built within ``build_timeout``. A decline restores the
     record as found (a replica without the code is no crash); a build
     timeout does not (see ``run_flow``)."""
@@ -252,7 +253,7 @@ def _hold(run: FlowRun, reason: str) -> None:
     run.finish(HELD, reason)
 
 
-def _start(run: FlowRun, plan: ResumePlan, found: _Found) -> bool:
+def _start(run: FlowRun, plan: ResumePlan, found: Found) -> bool:
     """Complete the claim's flow record after the build (task list, resume
     diff), or hold the flow; False when it must not run. ``_attempt`` has
     counted the claim already and stored owner and state, so the rest

@@ -2,7 +2,7 @@
 
 ``RecordingBackend(inner, folder)`` passes every call through to ``inner``
 and, for the calls that change or reveal claimed state (``claim``,
-``renew``, ``release``, ``save_task``, ``save_tasks``, ``save_run``, ``save_flow``, ``delete_flow``,
+``renew``, ``release``, ``save_task``, ``save_tasks``, ``save_run``, ``save_flow``, ``save_flows``, ``delete_flow``,
 ``create_flow``, ``record_decline``, and the reads a new owner resumes
 from: ``load_flow``, ``load_tasks``, ``load_runs``), appends one ``invoke`` line before the call and one ``ok``
 or ``fail`` line after it to a JSONL history file of this process. A call
@@ -202,6 +202,25 @@ class RecordingBackend(Backend):
         """One all-or-nothing call, recorded as one ``save_task`` per record
         with the call's times and outcome: the checker reasons per record."""
         self._save_records(token, tasks, None, lambda: self.inner.save_tasks(token, tasks))
+
+    def save_flows(self, writes: Sequence[tuple[ClaimToken, FlowDetail]]) -> list[bool]:
+        """Recorded as one ``save_flow`` per record, with the call's times;
+        a record the call refused ends as a ``fail`` with ``ClaimLost``."""
+        entries = [{"op": "save_flow", **_token_fields(token), **_flow_fields(flow)} for token, flow in writes]
+        ids = [self.history.next_id() for _ in entries]
+        start = time.monotonic()
+        for op_id, entry in zip(ids, entries, strict=True):
+            self.history.emit({"i": op_id, "ph": "invoke", "t": start, **entry})
+        try:
+            done = self.inner.save_flows(writes)
+        except BaseException as err:
+            self._end(ids, "fail", {"err": type(err).__name__, "msg": str(err)[:200]})
+            raise
+        end = time.monotonic()
+        for op_id, ok in zip(ids, done, strict=True):
+            self.history.emit({"i": op_id, "ph": "ok", "t": end} if ok else
+                              {"i": op_id, "ph": "fail", "t": end, "err": "ClaimLost", "msg": "refused in a batch"})
+        return done
 
     def save_run(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail) -> None:
         """Recorded as ``save_tasks`` plus one ``save_flow``, all with the

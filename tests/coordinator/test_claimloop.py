@@ -27,7 +27,7 @@ class Declaring(MemoryBackend):
 
 def idle_loop(backend: Declaring, free: int = 1) -> ClaimLoop:
     return ClaimLoop(backend, "me", 2.0, skips=SkipList(), free_slots=lambda: free, running=set,
-                     launch=lambda claim, stored: True, poll_interval=0.1)
+                     launch=lambda claim, prepared: True, poll_interval=0.1)
 
 
 @pytest.mark.parametrize("capability", [Capability.WATCH, Capability.NOTIFY])

@@ -15,13 +15,14 @@ import pytest
 from flowbaton.backends.base import Backend
 from flowbaton.backends.errors import BackendUnavailable, FlowNotFound
 from flowbaton.backends.memory import MemoryBackend
-from flowbaton.backends.records import ClaimToken, StoredRun
+from flowbaton.backends.records import ClaimToken
 from flowbaton.backends.states import HELD, PENDING, SUCCESS
 from flowbaton.coordinator import Coordinator, connect
 from flowbaton.coordinator.claimloop import ClaimLoop
 from flowbaton.coordinator.lease import LeasedGate
 from flowbaton.coordinator.skiplist import SkipList
 from flowbaton.engine import Claim, FlowReport, Gate, load_report
+from flowbaton.engine.counting import Prepared
 from flowbaton.engine.errors import FactoryError
 from tests.coordinator.cluster import read_runs
 from tests.coordinator.inprocess import LocalReplicas, submit_steps
@@ -197,7 +198,7 @@ def test_poll_once_skips_flows_claimed_elsewhere(store: MemoryBackend, tmp_path:
     store.claim(ids[0], "someone", 10.0)
     launched: list[str] = []
 
-    def launch(claim: Claim[LeasedGate], stored: StoredRun | None) -> bool:
+    def launch(claim: Claim[LeasedGate], prepared: Prepared | None) -> bool:
         launched.append(claim.flow_id)
         return True
 

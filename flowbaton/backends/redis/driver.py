@@ -436,6 +436,32 @@ class RedisBackend(Backend):
         raw = sized(flow.to_json(), self.max_record_bytes, f"flow {token.flow_id!r}")
         self._save_flow(token, [], raw, flow.state in RUNNABLE_FLOW_STATES)
 
+    def save_flows(self, writes: Sequence[tuple[ClaimToken, FlowDetail]]) -> list[bool]:
+        # One pipeline of save_flow scripts per ``max_record_bytes`` of
+        # records, each script fenced by its own token. Runnable states only
+        # (what counting a fresh claim writes); others go one by one, where
+        # the index update waits for the write to be confirmed.
+        if any(flow.state not in RUNNABLE_FLOW_STATES for _, flow in writes):
+            return super().save_flows(writes)
+        items = [(token, self._keys(token.flow_id), sized(flow.to_json(), self.max_record_bytes,
+                                                           f"flow {token.flow_id!r}")) for token, flow in writes]
+        parts = batches(items, [len(raw) for _, _, raw in items], self.max_record_bytes)
+        return [ok for part in parts for ok in self._save_flows(part)]
+
+    def _save_flows(self, part: list[tuple[ClaimToken, FlowKeys, bytes]]) -> list[bool]:
+        def op(client: Client, retried: bool) -> list[bool]:
+            pipe = client.pipeline(transaction=False)
+            at = []
+            for token, keys, raw in part:
+                at.append(len(pipe))
+                evalsha(pipe, "save_flow", [keys.claim, keys.flow], [token.claim_id, token.epoch, raw])
+                self._index.queue_runnable(pipe, keys)  # as save_flow does for a runnable state
+            replies = execute(pipe)
+            return [decode_reply("save_flow", replies[i]).ok for i in at]
+
+        with self._stripes_of(token.flow_id for token, _, _ in part):
+            return self._conn.run(f"save {len(part)} flows", op)
+
     def save_run(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail) -> None:
         # Both scripts in one pipeline: one round trip. Not one transaction,
         # but in order, and each fenced: if the claim is lost between them,

@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 # What one op of a multi costs besides its data and path (type, version,
 # flags, ACL list), counted generously when cutting a batch into requests.
 _OP_BYTES = 256
+#: Flow records one ``multi`` of ``save_flows`` writes at most: a lost claim
+#: fails its whole multi (then each flow goes alone), so multis stay modest.
+_FLOWS_PER_MULTI = 50
 
 
 def _check(path: str, version: int = -1) -> Op:
@@ -554,6 +557,27 @@ class ZooKeeperBackend(Backend):
         data = sized(flow.to_json(), self.max_record_bytes, f"flow {token.flow_id!r}")
         runnable = flow.state in RUNNABLE_FLOW_STATES
         self._zk.run(f"save flow {token.flow_id}", lambda again: self._commit(token, [], (data, runnable)))
+
+    def save_flows(self, writes: Sequence[tuple[ClaimToken, FlowDetail]]) -> list[bool]:
+        # One multi for up to ``_FLOWS_PER_MULTI`` records (each with its own
+        # fence), on the first guess about each runnable marker; a multi that
+        # fails (a claim lost, a marker not as guessed) is all or nothing,
+        # so its flows then go one by one.
+        limit = self.max_record_bytes
+        items = [(token, sized(flow.to_json(), limit, f"flow {token.flow_id!r}"), flow) for token, flow in writes]
+        done: list[bool] = []
+        for part in batches(items, [len(data) + 4 * _OP_BYTES for _, data, _ in items], limit):
+            for i in range(0, len(part), _FLOWS_PER_MULTI):
+                done += self._save_flows(part[i : i + _FLOWS_PER_MULTI])
+        return done
+
+    def _save_flows(self, part: list[tuple[ClaimToken, bytes, FlowDetail]]) -> list[bool]:
+        ops = [op for token, data, flow in part for op in
+               self._fence(token) + self._flow_ops(token.flow_id, data, flow.state in RUNNABLE_FLOW_STATES)[0]]
+        outcome = self._zk.run(f"save {len(part)} flows", lambda again: self._zk.commit(ops))
+        if outcome.ok:
+            return [True] * len(part)
+        return super().save_flows([(token, flow) for token, _, flow in part])
 
     def save_run(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail) -> None:
         limit = self.max_record_bytes
