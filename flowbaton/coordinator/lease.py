@@ -56,6 +56,9 @@ class LeasedGate(Gate):
             self.lose("lease deadline passed without a timely renewal (self-fenced)")
         return super().may_start()
 
+    def expires_in(self) -> float | None:
+        return max(0.0, self.deadline - self._clock())
+
 
 class LeaseKeeper:
     """One heartbeat thread per replica: renews every claim it tracks (in

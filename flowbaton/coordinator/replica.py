@@ -273,10 +273,11 @@ class Coordinator:
         Past it, stop gives up on the flows still running (a task hung, or
         slower than the bound): their claims are neither released nor
         renewed, so they expire after the lease and the next owner resumes
-        each flow with its running task in doubt. Their threads cannot be
-        stopped: exit the process now (``serve`` and the standalone replica
-        do); a process that lives on may run such a task beside its next
-        owner. ``close()`` then leaves the backend open, so a ZooKeeper
+        each flow with its running task in doubt. Their async task calls
+        are cancelled (and once unwound, the claim is released); their
+        threads cannot be stopped: exit the process now (``serve`` and the
+        standalone replica do); a process that lives on may run such a
+        task beside its next owner. ``close()`` then leaves the backend open, so a ZooKeeper
         session (and its claims) ends with the process, not before.
         False when flows were given up on."""
         with self._lock:
@@ -292,6 +293,9 @@ class Coordinator:
         for _, thread in workers:
             thread.join(_left(deadline, self._clock()))
         self._abandoned = [worker.flow_id for worker, thread in workers if thread.is_alive()]
+        for worker, thread in workers:
+            if thread.is_alive():  # its async task calls are cancelled; threads cannot be
+                worker.gate.lose("replica stopped past its stop timeout")
         if self._abandoned:
             log.error("replica %s: stop timeout reached with flows still running: %s; not released, their "
                       "claims expire after the lease and the next owner resumes them with the running task in "

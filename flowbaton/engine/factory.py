@@ -275,6 +275,9 @@ def check_arguments(args: Sequence[Any], kwargs: dict[str, Any], name: str) -> t
 
 def build_flow(factory: Factory, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Flow:
     """Call the factory; anything but a Flow back is an error naming it."""
+    if inspect.iscoroutinefunction(factory):
+        raise FactoryError(f"factory {name!r} is async def: a factory builds its flow synchronously "
+                           "(the flow's tasks may be async def)")
     try:
         flow = factory(*args, **kwargs)
     except Exception as err:

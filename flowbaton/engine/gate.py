@@ -8,6 +8,7 @@ object makes the runner testable without any lease machinery.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 __all__ = ["Gate"]
 
@@ -25,6 +26,7 @@ class Gate:
         self._paused = False
         self.stop_reason: str | None = None
         self.lost_reason: str | None = None
+        self._on_lost: list[Callable[[], None]] = []
 
     @property
     def stopped(self) -> bool:
@@ -61,9 +63,31 @@ class Gate:
         self._set()
 
     def lose(self, reason: str) -> None:
-        if self.lost_reason is None:
-            self.lost_reason = reason
+        with self._changed:
+            first = self.lost_reason is None
+            if first:
+                self.lost_reason = reason
+            hooks, self._on_lost = (self._on_lost, []) if first else ([], self._on_lost)
         self._set()
+        for hook in hooks:
+            hook()
+
+    def when_lost(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` (once, on the thread that loses the gate) when the
+        claim is lost; at once if it is lost already. The runner cancels
+        its async task calls this way: a lost claim reaches into the task."""
+        with self._changed:
+            if self.lost_reason is None:
+                self._on_lost.append(hook)
+                return
+        hook()
+
+    def expires_in(self) -> float | None:
+        """Seconds until the gate closes by itself (a lease deadline: see
+        ``coordinator.lease.LeasedGate``); None: never. A runner waiting on
+        async task calls wakes then, so a lease that ran out untrusted
+        cancels them even while no renewal answers."""
+        return None
 
     @property
     def paused(self) -> bool:

@@ -28,6 +28,7 @@ from ..backends.states import (
     RUNNING,
     SUCCESS,
 )
+from .asyncloop import AsyncCall, TaskCancelled, start_call
 from .binding import execute_kwargs, provided_values, revert_args
 from .claim import Claim
 from .codec import decode, encode
@@ -113,6 +114,8 @@ class FlowRun:
         self._unsaved: list[TaskDetail] = []
         self._flow_unsaved = False  # the flow record waits for the next task write
         self._revert_began: dict[str, float] = {}
+        self._async: dict[Future[Any], AsyncCall] = {}  # async task calls in flight (asyncloop)
+        self.gate.when_lost(self._cancel_async)
 
     # ------------------------------------------------------------ writes
 
@@ -268,7 +271,8 @@ class FlowRun:
         ctx = TaskContext(self.flow.id, tid, attempt, tid in self.in_doubt, self.replica_id, self.token.epoch)
         kwargs = execute_kwargs(task, self.values)
         call = lambda: task.run_execute(kwargs)  # noqa: E731
-        self._launch(tid, ctx, call, inline=not self._running and not schedule.has_ready())
+        self._launch(tid, ctx, call, inline=not self._running and not schedule.has_ready(),
+                     is_async=task.execute_is_async)
 
     def _write_start(self, detail: TaskDetail) -> None:
         """Store that a task (or its revert) starts, then ask the gate again:
@@ -287,8 +291,18 @@ class FlowRun:
             # Paused (session in doubt): start once it is confirmed ours, never before.
             self.gate.wait_open(0.5)
 
-    def _launch(self, tid: str, ctx: TaskContext | None, call: Callable[[], Any], inline: bool) -> None:
+    def _launch(self, tid: str, ctx: TaskContext | None, call: Callable[[], Any], inline: bool,
+                is_async: bool = False) -> None:
         timeout = self._timeout_of(tid)
+        if is_async:  # on the task loop, never inline: a coroutine can be cancelled, a thread cannot
+            started = start_call(call, ctx, name=f"flow-{self.flow.id[:8]}-{tid[:32]}")
+            self._async[started.future] = started
+            self._running[started.future] = tid
+            if timeout is not None:
+                self._deadlines[started.future] = time.monotonic() + timeout
+            if self.gate.lost:  # lost while it was being started: the hook ran already
+                started.cancel()
+            return
         if timeout is None and (inline or self.max_workers == 1):
             try:
                 self._inline.append((tid, _in_context(ctx, call), None))
@@ -311,10 +325,14 @@ class FlowRun:
             return outcomes
         self.flush()  # results held back must not wait for a slow task
         finished, _ = wait(list(self._running), timeout=self._wait_time(), return_when=FIRST_COMPLETED)
+        self.gate.may_start()  # a gate whose lease ran out closes (and cancels async calls) now
+        if self.gate.lost:  # nothing that ended may be recorded: the claim is gone
+            raise Halt(self.gate.lost_reason)
         outcomes = []
         for future in finished:
             tid = self._running.pop(future)
             self._deadlines.pop(future, None)
+            self._async.pop(future, None)
             if future in self._stuck:
                 self._unstick(future, tid)
                 continue
@@ -327,6 +345,9 @@ class FlowRun:
         waits = [self._until_due()] if self._delayed else []
         if self._deadlines:
             waits.append(max(0.0, min(self._deadlines.values()) - time.monotonic()))
+        expires = self.gate.expires_in() if self._async else None
+        if expires is not None:  # wake at the lease's end: its async calls must not outlive it
+            waits.append(expires + 0.01)
         return min(waits) if waits else None
 
     def _expire(self) -> list[Outcome]:
@@ -340,6 +361,13 @@ class FlowRun:
             del self._deadlines[future]
             tid = self._stuck[future] = self._running[future]
             timeout = self._timeout_of(tid) or 0.0
+            outcome = TaskTimeout(f"task {tid!r} did not return within its timeout of {timeout:g}s")
+            if future in self._async:  # cancelled; its slot and retry wait until it has unwound
+                self._async[future].cancel()
+                log.warning("flow %s task %s: async call cancelled at its timeout of %gs", self.flow.id, tid,
+                            timeout, extra={**self.log_fields(tid), "event": "task_cancelled"})
+                outcomes.append((tid, None, outcome))
+                continue
             log.error("flow %s task %s still running after its timeout of %gs: attempt failed, thread stuck "
                       "(it cannot be stopped; restart the process if it never returns)", self.flow.id, tid,
                       timeout, extra={**self.log_fields(tid), "event": "task_stuck"})
@@ -351,11 +379,13 @@ class FlowRun:
     def _unstick(self, future: Future[Any], tid: str) -> None:
         """An abandoned call returned at last: drop its outcome, let its retry go."""
         del self._stuck[future]
+        if tid in self._parked:
+            heapq.heappush(self._delayed, (self._parked.pop(tid), tid))
+        if future.exception() is not None and isinstance(future.exception(), TaskCancelled):
+            return  # an async call cancelled at its timeout has unwound: nothing was stuck
         log.warning("flow %s task %s: the call abandoned at its timeout returned; outcome discarded",
                     self.flow.id, tid, extra={**self.log_fields(tid), "event": "task_unstuck"})
         self.events.on_unstuck(self.flow.id, tid)
-        if tid in self._parked:
-            heapq.heappush(self._delayed, (self._parked.pop(tid), tid))
 
     def _until_due(self) -> float:
         if not self._delayed:
@@ -452,7 +482,8 @@ class FlowRun:
         args, kwargs = revert_args(task, decode(detail.result), detail.failure, self.values)
         call = lambda: task.run_revert(args, kwargs)  # noqa: E731
         ctx = TaskContext(self.flow.id, tid, detail.attempts, False, self.replica_id, self.token.epoch)
-        self._launch(tid, ctx, call, inline=not self._running and not schedule.has_ready())
+        self._launch(tid, ctx, call, inline=not self._running and not schedule.has_ready(),
+                     is_async=task.revert_is_async)
 
     def _revert_outcome(self, schedule: RevertSchedule, tid: str, error: BaseException | None) -> list[str]:
         detail = self.details[tid]
@@ -468,8 +499,17 @@ class FlowRun:
         schedule.reverted(tid)
         return []
 
+    def _cancel_async(self) -> None:
+        """The claim is lost: cancel every async task call (``CancelledError``
+        at its next await). Called on the thread that lost the gate."""
+        for call in list(self._async.values()):
+            call.cancel()
+
     def _drain_quietly(self) -> None:
-        """After losing the claim, let running task calls end; write nothing."""
+        """After losing the claim, let running task calls end (async ones
+        are cancelled); write nothing."""
+        if self.gate.lost:
+            self._cancel_async()
         if self._running:
             wait(list(self._running))
         for tid in self._stuck.values():

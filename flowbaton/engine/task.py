@@ -82,11 +82,27 @@ def _check_id(task_id: object, where: str) -> None:
 
 
 def _check_policy(policy: object, where: str) -> VersionPolicy:
+    if callable(policy) and _is_async(policy):
+        raise DefinitionError(f"{where}: on_version_change {policy!r} is async; a migration runs while the "
+                              "flow is planned, before any task, and must be a plain function")
     if callable(policy) or policy in POLICIES:
         return cast(VersionPolicy, policy)
     raise DefinitionError(
         f"{where}: on_version_change must be one of {', '.join(POLICIES)} or a callable, not {policy!r}"
     )
+
+
+def _is_async(fn: object) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+def _check_callable(fn: object, what: str, where: str) -> None:
+    """A task's execute or revert: a plain or an ``async def`` function,
+    never a generator (its body would never run)."""
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        kind = "an async generator" if inspect.isasyncgenfunction(fn) else "a generator"
+        raise DefinitionError(f"{where}: {what} is {kind} function; a task calls a function (plain or "
+                              "async def) and stores what it returns")
 
 
 def _provides_tuple(provides: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -172,6 +188,12 @@ class Task:
         self.task_optional: tuple[str, ...] = optional
         # A class task's revert gets the result as its first argument, whatever its name.
         self.revert_needs: tuple[str, ...] = sum(signature_needs(self.revert, skip=1), ())
+        where = self._where()
+        _check_callable(self.execute, "execute", where)
+        _check_callable(self.revert, "revert", where)
+        #: ``async def`` calls run on the task loop (``asyncloop``), others on threads
+        self.execute_is_async: bool = _is_async(self.execute)
+        self.revert_is_async: bool = _is_async(self.revert)
 
     def _default_id(self) -> str:
         cls = type(self)
@@ -195,8 +217,9 @@ class Task:
     def run_execute(self, kwargs: dict[str, Any]) -> Any:
         return self.execute(**kwargs)
 
-    def run_revert(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.revert(*args, **kwargs)
+    def run_revert(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The revert's return: None, or the coroutine of an ``async def`` one."""
+        return self.revert(*args, **kwargs)
 
     def clone(self, **overrides: Any) -> Task:
         """A copy with other settings, e.g. the same function twice in one
@@ -242,6 +265,9 @@ class FunctionTask(Task):
         self.task_requires = required
         self.task_optional = optional
         self.revert_needs = sum(signature_needs(self.revert_fn), ()) if self.revert_fn else ()
+        _check_callable(self.fn, "the function", self._where())
+        self.execute_is_async = _is_async(self.fn)
+        self.revert_is_async = _is_async(self.revert_fn)
 
     def execute(self, **inputs: Any) -> Any:
         return self.fn(**inputs)
@@ -254,16 +280,17 @@ class FunctionTask(Task):
     def has_revert(self) -> bool:
         return self.revert_fn is not None
 
-    def run_revert(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if self.revert_fn is not None:
-            self.revert_fn(*args, **kwargs)
+    def run_revert(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self.revert_fn(*args, **kwargs) if self.revert_fn is not None else None
 
     def revert(self, fn: _F) -> _F:  # type: ignore[override]
         """Decorator: register ``fn`` as this task's undo. Its parameters are
         bound by name: ``result`` (or a ``provides`` name) gets the result,
         ``failure`` the failure when the task itself failed, others inputs."""
+        _check_callable(fn, "revert", self._where())
         self.revert_fn = fn
         self.revert_needs = sum(signature_needs(fn), ())
+        self.revert_is_async = _is_async(fn)
         return fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -275,3 +275,21 @@ def test_a_release_is_given_up_after_the_patience(
     assert coord.wait(fid, timeout=20).state == SUCCESS
     until(lambda: "release failed, the lease will expire" in caplog.text, what="the release given up")
     assert 2 <= store.attempts <= 5  # waits of 0.2 s, 0.4 s ... within 0.5 s
+
+
+def test_a_stop_past_its_timeout_cancels_async_task_calls(store: MemoryBackend, local_replicas: LocalReplicas) -> None:
+    """Threads cannot be stopped; coroutines can: an async task still
+    running when the stop timeout ends is cancelled, never recorded as
+    finished (in doubt for the next owner), and once it has unwound the
+    claim is released, so the next owner need not wait for the lease."""
+    from tests import async_flows as af
+
+    af.reset()
+    coord = local_replicas.add(store).start()
+    flow_id = coord.submit("tests.async_flows:waiting", kwargs={"seconds": 60.0})
+    assert af.PROBE.started.wait(10), "the async task never started"
+    assert coord.stop(timeout=0.3) is False  # given up on: the task did not finish in time
+    until(lambda: af.PROBE.seen("unwound"), what="the async task unwound")
+    assert af.PROBE.seen("cancelled") == [("waits", 1)]
+    until(lambda: not store.list_claims(), what="the claim released after the call unwound")
+    assert store.load_tasks(flow_id)["waits"].state == "RUNNING"
