@@ -9,6 +9,7 @@ harness, which nothing in the product imports.
 
 from __future__ import annotations
 
+from . import aio
 from ._version import __version__
 from .backends import open_backend
 from .backends.errors import (
@@ -76,5 +77,6 @@ __all__ = [
     "TaskTimeout",
     "BuildTimeout",
     "__version__",
+    "aio",
     "open_backend",
 ]
