@@ -40,7 +40,7 @@ from .coordinator import Coordinator
 from .coordinator import connect as _connect
 from .coordinator import run as _run
 from .coordinator.waiting import SETTLED_STATES
-from .engine import FlowReport
+from .engine import FlowReport, load_report
 
 __all__ = ["AsyncCoordinator", "connect", "run"]
 
@@ -113,6 +113,12 @@ class AsyncCoordinator:
                 raise TimeoutError(f"flow {flow_id} still {flow.state} after {timeout}s")
             await asyncio.sleep(pause if left is None else min(pause, left))
             pause = min(pause * 1.5, 1.0)
+
+    async def report(self, flow_id: str) -> FlowReport:
+        """The flow's report now, whatever its state (``FlowNotFound`` if
+        there is none): for a status endpoint that must not wait."""
+        coord = await self.coordinator()
+        return await _off_loop(load_report, coord.backend, flow_id)
 
     async def start(self, concurrency: int = 4) -> AsyncCoordinator:
         """``Coordinator.start``: claim and run flows, up to ``concurrency``

@@ -13,6 +13,7 @@ Replicas run it with ``--allow example_service.`` (or
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -50,4 +51,20 @@ def provision(name: str, steps: int = 10, pause: float = 1.0) -> Flow:
     """The factory, saved as ``example_service.flows:provision``: reserve,
     ``steps`` configuration steps of ``pause`` seconds, mark ready."""
     work = [configure.clone(id=f"configure-{i}") for i in range(steps)]
+    return Linear("provision", reserve_address, *work, mark_ready)
+
+
+@task(id="configure-async")
+async def configure_async(name: str, address: str, pause: float = 1.0) -> None:
+    """``configure`` as a coroutine: an asyncio service's step awaits its I/O."""
+    ctx = current_task()
+    log.info("%s: %s on %s, attempt %d%s", name, ctx.task_id, address, ctx.attempt,
+             " (in doubt: re-run after a takeover)" if ctx.in_doubt else "")
+    await asyncio.sleep(pause)
+
+
+def provision_async(name: str, steps: int = 10, pause: float = 1.0) -> Flow:
+    """``provision`` with ``async def`` steps, beside the plain first and
+    last tasks: what the FastAPI example (``api.py``) submits."""
+    work = [configure_async.clone(id=f"configure-{i}") for i in range(steps)]
     return Linear("provision", reserve_address, *work, mark_ready)
