@@ -8,18 +8,52 @@ what, and when, from it. The TaskFlow side runs the same shapes
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 from flowbaton import Flow, Linear, Task
 
 from .peers.common import note
 
-__all__ = ["noop_linear", "steps", "hold"]
+__all__ = ["noop_linear", "noop_linear_async", "steps", "hold", "sleeper", "STARTED"]
+
+#: tasks ``sleeper`` started in this process (the async benchmark counts them)
+STARTED = [0]
+_STARTED_LOCK = threading.Lock()
+
+
+def _started() -> None:
+    with _STARTED_LOCK:
+        STARTED[0] += 1
 
 
 class NoOp(Task):
     def execute(self) -> None:
         return None
+
+
+class AsyncNoOp(Task):
+    async def execute(self) -> None:
+        return None
+
+
+class Sleep(Task):
+    """One task that sleeps (``time.sleep``) or awaits (``asyncio.sleep``)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(id="sleep")
+        self.seconds = seconds
+
+    def execute(self) -> None:
+        _started()
+        time.sleep(self.seconds)
+
+
+class AsyncSleep(Sleep):
+    async def execute(self) -> None:  # type: ignore[override]
+        _started()
+        await asyncio.sleep(self.seconds)
 
 
 class Step(Task):
@@ -47,6 +81,15 @@ class Hold(Task):
 
 def noop_linear(count: int) -> Flow:
     return Linear("noop", *[NoOp(id=f"noop-{n}") for n in range(count)])
+
+
+def noop_linear_async(count: int) -> Flow:
+    return Linear("noop-async", *[AsyncNoOp(id=f"noop-{n}") for n in range(count)])
+
+
+def sleeper(seconds: float, kind: str = "sync") -> Flow:
+    """One task of ``seconds``: ``kind`` "async" awaits, "sync" sleeps a thread."""
+    return Linear("sleeper", (AsyncSleep if kind == "async" else Sleep)(seconds))
 
 
 def steps(count: int, delay: float, ledger: str) -> Flow:

@@ -7,6 +7,7 @@ the task's own sleep, that proves which owner started what and how often.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -40,6 +41,22 @@ def step(ledger: str, pause: float = 0.05, hold: str = "") -> int:
 def steps(n: int = 3) -> Flow:
     """``n`` steps in a row, ids ``s0`` .. ``s{n-1}``."""
     return Linear("steps", *[step.clone(id=f"s{i}") for i in range(n)])
+
+
+@task(id="astep")
+async def async_step(ledger: str, pause: float = 0.05, hold: str = "") -> int:
+    """``step`` as a coroutine (the ledger line is the same)."""
+    record(ledger)
+    deadline = time.monotonic() + 60.0
+    while hold and os.path.exists(hold) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(pause)
+    return current_task().attempt
+
+
+def mixed_steps(n: int = 3) -> Flow:
+    """``steps`` with every odd step ``async def``: a sync/async mix."""
+    return Linear("mixed", *[(async_step if i % 2 else step).clone(id=f"s{i}") for i in range(n)])
 
 
 @task(id="poison")

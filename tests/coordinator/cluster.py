@@ -29,6 +29,7 @@ from tests.servers import until
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = "tests.coord_flows:steps"
+MIXED_STEPS = "tests.coord_flows:mixed_steps"  # every odd step async def
 
 _SERVE = (
     "import logging, sys, flowbaton\n"
@@ -150,7 +151,7 @@ class Cluster:
     def submit(self, n: int = 3, pause: float = 0.05, factory: str = STEPS, **kwargs: Any) -> str:
         coord = Coordinator(self.backend)
         inputs: dict[str, Any] = {"ledger": str(self.ledger)} if factory != "tests.coord_flows:fails" else {}
-        if factory == STEPS:
+        if factory in (STEPS, MIXED_STEPS):
             kwargs["n"] = n
             inputs["pause"] = pause
         return coord.submit(factory, kwargs=kwargs, inputs=inputs)
