@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from .._version import __version__
 from ..backends import DEFAULT_URL
 from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
@@ -49,6 +50,7 @@ def _backend_option(parser: argparse.ArgumentParser, default: object) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="flowbaton", description="Flows that survive the death of the server running them.")
+    parser.add_argument("--version", action="version", version=f"flowbaton {__version__}")
     _backend_option(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_replica(sub)

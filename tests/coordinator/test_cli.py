@@ -103,3 +103,14 @@ def test_replica_stops_gracefully_on_sigint(cluster: Cluster) -> None:
     replica.signal(signal.SIGINT)
     assert replica.proc.wait(timeout=10) == 0
     assert cluster.backend.list_replicas() == []
+
+
+def test_version_is_printed_without_a_backend(tmp_path: Path) -> None:
+    """``flowbaton --version`` says which release runs, opening nothing (no
+    ``./flowbaton.db`` appears in the working directory)."""
+    import flowbaton
+
+    done = subprocess.run([sys.executable, "-m", "flowbaton", "--version"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env(), timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, f"flowbaton {flowbaton.__version__}")
+    assert list(tmp_path.iterdir()) == []
