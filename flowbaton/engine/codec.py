@@ -18,6 +18,7 @@ shape that now reads differently is an old plain dict exactly
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 from collections.abc import Callable
@@ -64,6 +65,10 @@ def register_codec(
     """
     if name == _ESCAPED:
         raise ValueError(f"codec name {name!r} is reserved")
+    for what, fn in (("to_json", to_json), ("from_json", from_json)):
+        if inspect.iscoroutinefunction(fn):
+            raise ValueError(f"codec {name!r}: {what} is async def; values are encoded where they are "
+                             "stored, synchronously")
     with _lock:
         if name in _by_name and _by_name[name].kind is not kind:
             raise ValueError(f"codec name {name!r} is already used for {_by_name[name].kind}")

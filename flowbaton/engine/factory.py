@@ -93,6 +93,8 @@ def _why_unsaveable(fn: Any) -> str | None:
     qualname = str(getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", ""))
     if getattr(fn, "__name__", "") == "<lambda>":
         return "it is a lambda; define a module-level function"
+    if inspect.iscoroutinefunction(fn):
+        return "it is async def; a factory builds its flow synchronously (its tasks may be async def)"
     if "<locals>" in qualname:
         return "it is defined inside a function; move it to module level"
     if getattr(fn, "__closure__", None):

@@ -128,3 +128,18 @@ async def async_factory() -> Linear:
 def test_an_async_factory_is_refused_at_submit(backend: Backend) -> None:
     with pytest.raises(FactoryError, match="async def"):
         submit(backend, "tests.engine.test_async:async_factory")
+    with pytest.raises(FactoryError, match="async def"):
+        submit(backend, async_factory)
+
+
+def test_an_async_factory_or_codec_is_refused_when_marked_or_registered() -> None:
+    import flowbaton
+
+    with pytest.raises(FactoryError, match="async def"):
+        flowbaton.factory(async_factory)
+
+    async def to_json(value: object) -> object:
+        return value
+
+    with pytest.raises(ValueError, match="to_json is async def"):
+        flowbaton.register_codec(complex, "complex-async", to_json, lambda raw: raw)
