@@ -57,7 +57,8 @@ def compose() -> dict[str, Any]:
 
 
 def replica_services() -> dict[str, dict[str, Any]]:
-    return {name: svc for name, svc in compose()["services"].items() if svc.get("image") == "flowbaton-replica"}
+    return {name: svc for name, svc in compose()["services"].items()
+            if str(svc.get("image", "")).partition(":")[0] == "flowbaton-replica"}
 
 
 def dockerfile() -> list[tuple[str, str]]:
@@ -85,7 +86,8 @@ def flowbaton_args(tokens: list[str]) -> list[str] | None:
     """The arguments after the ``flowbaton`` program in a shell command, up
     to the first shell operator or redirection; None if it runs no flowbaton."""
     for i, token in enumerate(tokens):
-        if token == "flowbaton" or token.endswith("/flowbaton"):
+        runs = i == 0 or tokens[i - 1] in {"sudo", "--", "time", "env"} or (i >= 2 and tokens[i - 2] == "exec")
+        if runs and (token == "flowbaton" or token.endswith("/flowbaton")):
             rest = tokens[i + 1:]
             stop = next((j for j, t in enumerate(rest) if t in {"&", "&&", "|", ";", "||"} or
                          re.match(r"\d?[<>]", t)), len(rest))
@@ -312,3 +314,16 @@ def test_the_compose_file_submits_fit_the_example_factory(example_on_path: None)
     assert submits
     for factory, kwargs in submits:
         _check_submit(factory, kwargs)
+
+
+def test_the_replica_image_is_tagged_with_the_version_everywhere() -> None:
+    """A version tag, never ``latest``: with ``IfNotPresent`` a cluster uses
+    an image loaded by hand (kind, minikube) instead of pulling a tag nobody
+    publishes; the tag follows flowbaton's version."""
+    import flowbaton
+
+    tag = f"flowbaton-replica:{flowbaton.__version__}"
+    [container] = k8s("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert (container["image"], container["imagePullPolicy"]) == (tag, "IfNotPresent")
+    assert replica_services() and {svc["image"] for svc in replica_services().values()} == {tag}
+    assert f"-t {tag} ." in (DEPLOY / "Dockerfile").read_text()
