@@ -93,16 +93,33 @@ def _check_policy(policy: object, where: str) -> VersionPolicy:
 
 
 def _is_async(fn: object) -> bool:
-    return inspect.iscoroutinefunction(fn)
+    return _kind_of(fn) == "async"
 
 
 def _check_callable(fn: object, what: str, where: str) -> None:
     """A task's execute or revert: a plain or an ``async def`` function,
     never a generator (its body would never run)."""
-    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
-        kind = "an async generator" if inspect.isasyncgenfunction(fn) else "a generator"
-        raise DefinitionError(f"{where}: {what} is {kind} function; a task calls a function (plain or "
-                              "async def) and stores what it returns")
+    kind = _kind_of(fn)
+    if kind in ("generator", "async generator"):
+        raise DefinitionError(f"{where}: {what} is {'an' if kind[0] == 'a' else 'a'} {kind} function; a task "
+                              "calls a function (plain or async def) and stores what it returns")
+
+
+def _kind_of(fn: object) -> str:
+    target = getattr(fn, "__func__", fn)  # a bound method: its function, one cache entry per class
+    try:
+        return _kind(target)
+    except TypeError:  # an unhashable callable object
+        return _kind.__wrapped__(target)
+
+
+@functools.lru_cache(maxsize=4096)  # per function, not per task built: a takeover builds hundreds of flows
+def _kind(fn: object) -> str:
+    if inspect.isasyncgenfunction(fn):
+        return "async generator"
+    if inspect.isgeneratorfunction(fn):
+        return "generator"
+    return "async" if inspect.iscoroutinefunction(fn) else "plain"
 
 
 def _provides_tuple(provides: str | Sequence[str] | None) -> tuple[str, ...]:
