@@ -10,14 +10,17 @@ and ``UsageError`` into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..backends import default_url, open_backend
+from ..backends import DEFAULT_URL, default_url, open_backend
 from ..backends.base import Backend
 
-__all__ = ["UsageError", "backend_url", "opened", "emit"]
+__all__ = ["UsageError", "backend_url", "existing_url", "opened", "emit"]
+
+DEFAULT_PATH = DEFAULT_URL.removeprefix("sqlite:///")  # ./flowbaton.db
 
 
 class UsageError(Exception):
@@ -28,6 +31,19 @@ def backend_url(args: argparse.Namespace) -> str:
     return str(getattr(args, "backend", None) or default_url())
 
 
+def existing_url(args: argparse.Namespace) -> str:
+    """``backend_url`` for a command that reads or changes flows already
+    stored: with neither ``--backend`` nor ``FLOWBATON_BACKEND``, the default
+    SQLite file must exist. Else the command would create an empty store and
+    report on it ("no flows", "check: OK"), hiding that it looked in the
+    wrong place."""
+    url = backend_url(args)
+    if url == DEFAULT_URL and not getattr(args, "backend", None) and not os.path.exists(DEFAULT_PATH):
+        raise UsageError(f"no backend given and {DEFAULT_PATH} does not exist here: pass --backend URL or "
+                         "set FLOWBATON_BACKEND (this command does not create a store)")
+    return url
+
+
 @contextmanager
 def opened(args: argparse.Namespace) -> Iterator[Backend]:
     """The backend the command works on: the one ``main(backend=...)`` was
@@ -36,7 +52,7 @@ def opened(args: argparse.Namespace) -> Iterator[Backend]:
     if given is not None:
         yield given
         return
-    backend = open_backend(backend_url(args))
+    backend = open_backend(existing_url(args))
     try:
         yield backend
     finally:

@@ -22,7 +22,7 @@ from ..ops import query as ops_query
 from ..ops import rollback
 from ..ops.check import check
 from .args import add_allow_option, add_build_option, allowed_build, flow_state, time_age, time_point
-from .common import UsageError, backend_url, emit, opened
+from .common import UsageError, emit, existing_url, opened
 from .ops_views import render_check, render_plan, render_purge, render_replicas, render_rollback
 from .terminal import printable
 from .views import Document, render_claims, render_flows, render_json, render_show
@@ -56,7 +56,8 @@ def _add_listings(command: Command) -> None:
     flows.add_argument("--state", type=flow_state, help="only flows in this state")
     flows.add_argument("--owner", metavar="ID", help="only flows claimed by this replica")
     flows.add_argument("--stranded", action="store_true",
-                       help="only runnable flows no live replica will run (rows say why)")
+                       help="only runnable flows no live replica will run (rows say why); exit 1 when "
+                            "there are any, so a cron job or probe can alert on it")
     flows.add_argument("--since", metavar="T", type=time_point,
                        help="only flows updated since T: a duration back from now (10m, 2h, 1d) or an ISO time")
     _json_flag(flows)
@@ -140,7 +141,8 @@ def cmd_flows(args: argparse.Namespace) -> int:
     with opened(args) as backend:
         rows = ops_query.flows(backend, state=args.state, owner=args.owner, stranded=args.stranded,
                                since=args.since)
-    return _emit_doc(args, rows, render_flows)
+    _emit_doc(args, rows, render_flows)
+    return EXIT_PROBLEM if args.stranded and rows else 0
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
@@ -267,7 +269,7 @@ def _purge(args: argparse.Namespace, backend: Any, dry_run: bool) -> ops.PurgeRe
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    target = getattr(args, "backend_object", None) or backend_url(args)
+    target = getattr(args, "backend_object", None) or existing_url(args)
     report = check(target)
     emit(render_check(report))
     return 0 if report.ok else EXIT_PROBLEM

@@ -114,3 +114,15 @@ def test_version_is_printed_without_a_backend(tmp_path: Path) -> None:
                           cwd=tmp_path, env=env(), timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, f"flowbaton {flowbaton.__version__}")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["flows"], ["claims"], ["check"], ["show", "abcdef"]])
+def test_without_a_backend_an_operator_command_creates_no_store(tmp_path: Path, argv: list[str]) -> None:
+    """With neither --backend nor FLOWBATON_BACKEND, a command that reads
+    stored flows refuses (exit 2, one line) instead of creating an empty
+    ./flowbaton.db and reporting on it."""
+    environment = {k: v for k, v in env().items() if k != "FLOWBATON_BACKEND"}
+    done = subprocess.run([sys.executable, "-m", "flowbaton", *argv], capture_output=True, text=True,
+                          cwd=tmp_path, env=environment, timeout=60)
+    assert done.returncode == 2 and "FLOWBATON_BACKEND" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -70,7 +70,8 @@ def test_listings(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
     assert stuck["id"] == refused and "declined by every live replica" in stuck["stranded"]
     assert "r1: FactoryError" in stuck["stranded"]
     table = run_cli(capsys, backend, "flows", "--stranded")
-    assert table.code == 0 and refused in table.stdout and "declined by every" in table.stdout
+    assert table.code == 1 and refused in table.stdout and "declined by every" in table.stdout  # alert on it
+    assert run_cli(capsys, backend, "flows", "--json").code == 0  # a plain listing found no problem
 
     claims = run_cli(capsys, backend, "claims", "--json").json()
     assert {c["flow_id"] for c in claims} == {busy, free} and all(set(c) == CLAIM_KEYS for c in claims)
