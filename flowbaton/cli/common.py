@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import parse_qs, urlsplit
 
 from ..backends import DEFAULT_URL, default_url, open_backend
 from ..backends.base import Backend
@@ -52,11 +53,22 @@ def opened(args: argparse.Namespace) -> Iterator[Backend]:
     if given is not None:
         yield given
         return
-    backend = open_backend(existing_url(args))
+    url = existing_url(args)
+    backend = open_backend(url, **_impatient(url))
     try:
         yield backend
     finally:
         backend.close()
+
+
+def _impatient(url: str) -> dict[str, float]:
+    """Options for a person waiting at a terminal, unless the URL sets them:
+    a Redis that refuses connections is reported after 3 s of retries, not
+    the 10 s a replica waits out a server restart with."""
+    parts = urlsplit(url)
+    if parts.scheme.startswith("redis") and "retry_deadline" not in parse_qs(parts.query):
+        return {"retry_deadline": 3.0}
+    return {}
 
 
 def emit(text: str) -> None:

@@ -145,6 +145,12 @@ class _HeldWarnings(logging.Handler):
         self.logger = logging.getLogger("flowbaton")
         self.logger.addHandler(self)
         self.logger.propagate = False
+        # kazoo's own reconnect chatter ("Connection dropped" per attempt) is
+        # dropped: the command's one line, or its result, says what matters.
+        self.kazoo = logging.getLogger("kazoo")
+        self.quiet = logging.NullHandler()
+        self.kazoo.addHandler(self.quiet)
+        self.kazoo.propagate = False
 
     def emit(self, record: logging.LogRecord) -> None:
         message = _one_line(Exception(record.getMessage()))
@@ -154,6 +160,8 @@ class _HeldWarnings(logging.Handler):
     def detach(self) -> None:
         self.logger.removeHandler(self)
         self.logger.propagate = True
+        self.kazoo.removeHandler(self.quiet)
+        self.kazoo.propagate = True
 
     def show(self) -> None:
         for message in self.messages:

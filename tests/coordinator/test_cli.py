@@ -126,3 +126,13 @@ def test_without_a_backend_an_operator_command_creates_no_store(tmp_path: Path, 
                           cwd=tmp_path, env=environment, timeout=60)
     assert done.returncode == 2 and "FLOWBATON_BACKEND" in done.stderr and len(done.stderr.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreachable_backend_is_one_line_without_driver_chatter() -> None:
+    """kazoo's per-attempt "Connection dropped" lines are not shown before
+    the command's own error; a refused Redis is reported after the CLI's
+    3 s of retries, not a replica's 10 s."""
+    zk = cli("zookeeper://127.0.0.1:1/nowhere", "flows")
+    assert bad_input(zk) and "Connection dropped" not in zk.stderr, zk.stderr
+    redis = cli("redis://127.0.0.1:1/0", "claims")
+    assert bad_input(redis) and "unavailable for 3s" in redis.stderr, redis.stderr
