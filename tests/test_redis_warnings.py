@@ -62,3 +62,19 @@ def test_config_refused_is_said(make_redis_server: Callable[..., LocalRedis]) ->
     url = server.url().replace("redis://", "redis://app:pw@")
     found = _warnings_of(url)
     assert len(found) == 1 and "CONFIG GET refused" in found[0]
+
+
+def test_the_cli_leaves_setting_warnings_to_check_and_replicas(
+    make_redis_server: Callable[..., LocalRedis], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator command does not repeat "persistence is off" after every
+    call; ``check`` reports it (exit 1) and ``replicas`` lists it."""
+    from flowbaton.cli.main import main
+
+    server = make_redis_server({"appendonly": "no", "save": '""'})
+    assert main(["--backend", server.url(), "flows"]) == 0
+    assert "persistence" not in capsys.readouterr().err
+    assert main(["--backend", server.url(), "check"]) == 1
+    assert "persistence is off" in capsys.readouterr().out
+    assert main(["--backend", server.url(), "replicas"]) == 0
+    assert "persistence is off" in capsys.readouterr().out

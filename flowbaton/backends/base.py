@@ -22,7 +22,13 @@ from .errors import ClaimHeld, ClaimLost, FlowNotFound
 from .limits import DEFAULT_MAX_RECORD_BYTES
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, StoredRun, TaskDetail
 
-__all__ = ["Backend", "Capability", "StateListener", "SUSPENDED", "LOST", "CONNECTED"]
+__all__ = ["Backend", "Capability", "StateListener", "SUSPENDED", "LOST", "CONNECTED", "SETTINGS_EVENT"]
+
+#: ``event`` of the log records a driver writes about unsafe server settings
+#: when it opens (``warnings()`` returns the same): a replica logs them at
+#: start; the CLI leaves them to ``check`` and ``replicas`` instead of
+#: repeating them after every command.
+SETTINGS_EVENT = "backend_settings"
 
 # Connection events a session-based backend reports to its listeners.
 SUSPENDED = "suspended"  # connection in doubt: start no new task

@@ -20,7 +20,7 @@ from typing import NoReturn
 
 from .._version import __version__
 from ..backends import DEFAULT_URL
-from ..backends.base import Backend
+from ..backends.base import SETTINGS_EVENT, Backend
 from ..backends.errors import FlowbatonError
 from ..coordinator.opening import WrapBackend
 from .args import add_allow_option, add_build_option, positive_seconds
@@ -153,6 +153,8 @@ class _HeldWarnings(logging.Handler):
         self.kazoo.propagate = False
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "event", None) == SETTINGS_EVENT:
+            return  # unsafe server settings: `check` and `replicas` report them, not every command
         message = _one_line(Exception(record.getMessage()))
         if message not in self.messages:
             self.messages.append(message)

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis.exceptions as rex
 
-from ..base import Backend, Capability
+from ..base import SETTINGS_EVENT, Backend, Capability
 from ..errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
 from ..limits import batches, check_new_flow, checked_limit, fitting, sized
 from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, StoredRun, TaskDetail
@@ -113,7 +113,7 @@ class RedisBackend(Backend):
     def _check_server(self, client: Client, retried: bool) -> list[str]:
         found = server_warnings(client, self._conn.where, failover=self._failover)
         for warning in found:
-            log.warning("%s", warning)
+            log.warning("%s", warning, extra={"event": SETTINGS_EVENT})
         return found
 
     # ------------------------------------------------------------------ flows

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from kazoo.security import ACL, Id, Permissions, make_acl, make_digest_acl_credential
 
+from ..base import SETTINGS_EVENT
 from ..errors import InsecureBackend
 from .settings import Settings
 
@@ -130,5 +131,5 @@ def enforce(policy: Policy, problems: list[str]) -> list[str]:
     if policy.identity is not None and policy.refuse:
         raise InsecureBackend(f"unsafe ZooKeeper ACLs: {'; '.join(problems)}; {_FIX}")
     for problem in problems:
-        log.warning("UNSAFE ZooKeeper ACL: %s", problem)
+        log.warning("UNSAFE ZooKeeper ACL: %s", problem, extra={"event": SETTINGS_EVENT})
     return problems
