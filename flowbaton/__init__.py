@@ -2,7 +2,8 @@
 
 This module is the public API. The implementation lives in packages that
 import only downward (docs/design.md, "Layers"): ``cli`` → ``ops`` →
-``coordinator`` → ``observability`` → ``engine`` → ``backends``; ``demo``
+``coordinator`` → ``observability`` → ``engine`` → ``backends``, and
+``aio`` (the asyncio face of this API) over ``coordinator``; ``demo``
 holds the demo's flows (engine only) and ``testing`` the fault-injection
 harness, which nothing in the product imports.
 """

@@ -22,6 +22,7 @@ RANKS = {
     "observability": 2,
     "coordinator": 3,
     "ops": 4,
+    "aio": 4,
     "cli": 5,
     "__init__": 6,
     "__main__": 7,
