@@ -102,3 +102,24 @@ def test_a_multi_read_lists_children(client: KazooClient) -> None:
     client.create(f"{path}-empty", b"")
     answer = send_multi_read(client, [path, f"{path}-empty", f"{path}-missing"], children=True).get(timeout=10)
     assert sorted(answer[0]) == ["a", "b"] and answer[1] == [] and answer[2] is None
+
+
+@pytest.mark.zookeeper
+@pytest.mark.parametrize(("lease", "granted"), [(0.1, 1.0), (4.0, None)])
+def test_a_lease_the_server_does_not_grant_is_said(zookeeper_server: Any, lease: float, granted: float | None) -> None:
+    """The test server bounds sessions to 1..10 s: a 0.1 s lease becomes a
+    1 s session, which the backend says (warnings(), for check and
+    replicas) instead of pretending; a lease in range says nothing. This
+    also proves kazoo still logs the granted timeout where
+    ``kazoo_private.granted_timeout`` reads it."""
+    from flowbaton.backends import open_backend
+
+    backend: Any = open_backend(zookeeper_server.url(namespace=f"g{uuid.uuid4().hex[:8]}"), lease=lease)
+    try:
+        assert backend.session.granted_timeout == (granted or lease)
+        said = [w for w in backend.warnings() if "granted a session" in w]
+        assert said == ([] if granted is None else [said[0]])
+        if granted is not None:
+            assert "granted a session of 1s, not the 0.1s asked for" in said[0]
+    finally:
+        backend.close()

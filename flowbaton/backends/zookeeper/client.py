@@ -185,8 +185,12 @@ class _KazooLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     connecting" warnings for what is an orderly shutdown."""
 
     muted = False
+    granted: float | None = None  # the session timeout the server granted, seconds (kazoo_private)
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        granted = kazoo_private.granted_timeout(msg, args)
+        if granted is not None:
+            self.granted = granted
         # kazoo logs every request at its BLATHER level: drop those before
         # any work, they would cost a mass takeover more than the requests.
         if self.isEnabledFor(level) and not (self.muted and level < logging.ERROR):
@@ -231,6 +235,12 @@ class Session:
                 f"no ZooKeeper session with {self.settings.hosts} within "
                 f"{self.settings.connect_timeout:g}s: {err!r}"
             ) from err
+
+    @property
+    def granted_timeout(self) -> float | None:
+        """The session timeout the server granted (it clamps the one asked
+        for to its minSessionTimeout..maxSessionTimeout); None if unknown."""
+        return self._log.granted
 
     def close(self) -> None:
         """End the session now: the server deletes our ephemerals at once."""

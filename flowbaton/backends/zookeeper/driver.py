@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from ..base import CONNECTED, LOST, SUSPENDED, Backend, Capability, StateListener
+from ..base import CONNECTED, LOST, SETTINGS_EVENT, SUSPENDED, Backend, Capability, StateListener
 from ..errors import (
     BackendUnavailable,
     ClaimLost,
@@ -107,6 +107,7 @@ class ZooKeeperBackend(Backend):
         self._work = WorkSignal(self._zk.client, self._paths.claims, self._paths.signal)
         try:
             self._zk.start()
+            self._session_problems = self._granted_session()
             # ACLs first: a tree someone else created must not receive our folders.
             self._acl_problems = enforce(self._zk.policy, self._zk.run("read the ACLs", self._acl_check))
             self._zk.run("create the layout", self._ensure_layout)
@@ -756,8 +757,24 @@ class ZooKeeperBackend(Backend):
 
     def warnings(self) -> list[str]:
         """ACL problems found at open (see acl.py); they refused the open
-        unless ``?insecure_acl=warn`` or the URL has no credentials."""
-        return list(self._acl_problems)
+        unless ``?insecure_acl=warn`` or the URL has no credentials. And a
+        session timeout the server did not grant as asked."""
+        return list(self._acl_problems) + list(self._session_problems)
+
+    def _granted_session(self) -> list[str]:
+        """The truth about the lease: a server grants a session timeout
+        within its minSessionTimeout..maxSessionTimeout, whatever was asked.
+        The claims then live as long as the granted one, so a lease outside
+        that range is not what the replica gets: said loudly, at open and
+        in ``warnings()`` (``check``, ``replicas``)."""
+        asked, granted = self._settings.session_timeout, self._zk.granted_timeout
+        if granted is None or abs(granted - asked) < 0.001:
+            return []
+        problem = (f"ZooKeeper granted a session of {granted:g}s, not the {asked:g}s asked for (the lease): "
+                   f"the server bounds sessions by its minSessionTimeout and maxSessionTimeout, so a dead "
+                   f"replica's flows are taken over {granted:g}s after it last spoke; choose a lease in range")
+        log.warning("%s", problem, extra={"event": SETTINGS_EVENT})
+        return [problem]
 
     def add_state_listener(self, listener: StateListener) -> None:
         self._events.add_listener(listener)

@@ -12,6 +12,12 @@ kazoo has no public call for three things the driver needs:
 - telling which server of an ensemble a client talks to (fault tests):
   ``_connection._socket``.
 
+It also has no record of the session timeout a server granted (servers
+clamp the one asked for to their ``minSessionTimeout``..``maxSessionTimeout``);
+it only logs it when a session is created: ``granted_timeout`` reads it
+from that log call, which every kazoo call passes through our logger
+adapter.
+
 Nothing else in flowbaton touches kazoo's internals. pyproject bounds kazoo
 below 3; ``tests/test_zookeeper_kazoo_private.py`` fails when the installed
 kazoo no longer has these parts in the shapes used here, and each function
@@ -29,6 +35,7 @@ from kazoo.protocol import serialization as _serialization
 
 __all__ = [
     "abandon",
+    "granted_timeout",
     "int_struct",
     "multiheader_struct",
     "peer",
@@ -57,6 +64,16 @@ def send(client: Any, request: Any, result: Any) -> bool:
         return False
     call(request, result)
     return True
+
+
+def granted_timeout(msg: object, args: tuple[Any, ...]) -> float | None:
+    """The session timeout (seconds) a server granted, from kazoo's "Session
+    created" log call (its third argument, in milliseconds); None for any
+    other log call, or if kazoo's message changed shape."""
+    if not (isinstance(msg, str) and msg.startswith("Session created") and len(args) >= 3):
+        return None
+    granted = args[2]
+    return granted / 1000.0 if isinstance(granted, (int, float)) and granted > 0 else None
 
 
 def abandon(client: Any) -> bool:
