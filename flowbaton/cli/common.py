@@ -65,7 +65,10 @@ def _impatient(url: str) -> dict[str, float]:
     """Options for a person waiting at a terminal, unless the URL sets them:
     a Redis that refuses connections is reported after 3 s of retries, not
     the 10 s a replica waits out a server restart with."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # malformed: open_backend says so, in its one line
+        return {}
     if parts.scheme.startswith("redis") and "retry_deadline" not in parse_qs(parts.query):
         return {"retry_deadline": 3.0}
     return {}

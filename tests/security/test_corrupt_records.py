@@ -93,7 +93,7 @@ def test_a_corrupt_flow_is_one_line_everywhere_and_hides_nothing(
     as_json = run_cli(capsys, backend, "flows", "--json")
     assert [row["id"] for row in as_json.json()] == [good1, good2]
     stranded = run_cli(capsys, backend, "flows", "--stranded")
-    assert stranded.code == 0 and good1 in stranded.stdout
+    assert stranded.code == 1 and good1 in stranded.stdout  # exit 1: it lists stranded flows
 
     for argv in (("show", bad), ("release", bad, "--yes"), ("cancel", bad, "--yes"), ("retry", bad, "--yes")):
         out = run_cli(capsys, backend, *argv)
