@@ -39,7 +39,7 @@ from .backends.base import Backend
 from .coordinator import Coordinator
 from .coordinator import connect as _connect
 from .coordinator import run as _run
-from .coordinator.waiting import SETTLED_STATES
+from .coordinator.waiting import SETTLED_STATES, Polls
 from .engine import FlowReport, load_report
 
 __all__ = ["AsyncCoordinator", "connect", "run"]
@@ -101,18 +101,12 @@ class AsyncCoordinator:
         ``TimeoutError`` otherwise. Sleeps on the loop between reads."""
         coord = await self.coordinator()
         backend = coord.backend
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        pause = 0.02
+        polls = Polls(flow_id, timeout, asyncio.get_running_loop().time)
         while True:
             flow = await _off_loop(backend.load_flow, flow_id)
             if flow.state in SETTLED_STATES:
                 return FlowReport.of(flow, await _off_loop(backend.load_tasks, flow_id))
-            left = None if deadline is None else deadline - loop.time()
-            if left is not None and left <= 0:
-                raise TimeoutError(f"flow {flow_id} still {flow.state} after {timeout}s")
-            await asyncio.sleep(pause if left is None else min(pause, left))
-            pause = min(pause * 1.5, 1.0)
+            await asyncio.sleep(polls.pause(flow.state))
 
     async def report(self, flow_id: str) -> FlowReport:
         """The flow's report now, whatever its state (``FlowNotFound`` if
