@@ -65,6 +65,11 @@ _OP_BYTES = 256
 _FLOWS_PER_MULTI = 50
 
 
+def _op_sizes(items: Sequence[tuple[str, bytes]]) -> list[int]:
+    """What each (path, data) write adds to a multi, for ``limits.batches``."""
+    return [len(path) + len(data) + _OP_BYTES for path, data in items]
+
+
 def _check(path: str, version: int = -1) -> Op:
     return Op("check", path, version=version)
 
@@ -268,7 +273,7 @@ class ZooKeeperBackend(Backend):
         return self._tasks_read(flow_id, names, nodes)
 
     def _tasks_read(self, flow_id: str, names: list[str], nodes: Sequence[Node | None]) -> dict[str, TaskDetail]:
-        """Decode a flow's task znodes; remember which exist (``_save_tasks``
+        """Decode a flow's task znodes; remember which exist (``_commit``
         sets those and creates the others)."""
         folder = self._paths.tasks(flow_id)
         tasks: dict[str, TaskDetail] = {}
@@ -541,15 +546,16 @@ class ZooKeeperBackend(Backend):
         order, when together they would pass ``max_record_bytes``: the server
         drops the connection on a request over its jute.maxbuffer, and a
         multi is one request (two 700 KB results did that)."""
-        limit = self.max_record_bytes
-        items = [
-            (self._paths.task(token.flow_id, t.task_id),
-             sized(t.to_json(), limit, f"task {t.task_id!r} of flow {token.flow_id!r}"))
-            for t in tasks
-        ]
-        for part in batches(items, [len(p) + len(d) + _OP_BYTES for p, d in items], limit):
+        items = self._task_items(token, tasks)
+        for part in batches(items, _op_sizes(items), self.max_record_bytes):
             what = f"task {tasks[0].task_id!r}" if len(tasks) == 1 else f"{len(part)} of {len(tasks)} tasks"
             self._save_part(token, part, what)
+
+    def _task_items(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> list[tuple[str, bytes]]:
+        """(znode path, record) of each task, each within ``max_record_bytes``."""
+        return [(self._paths.task(token.flow_id, t.task_id),
+                 sized(t.to_json(), self.max_record_bytes, f"task {t.task_id!r} of flow {token.flow_id!r}"))
+                for t in tasks]
 
     def _save_part(self, token: ClaimToken, items: list[tuple[str, bytes]], what: str) -> None:
         self._zk.run(f"save {what} of flow {token.flow_id}", lambda again: self._commit(token, items, None))
@@ -581,15 +587,10 @@ class ZooKeeperBackend(Backend):
         return super().save_flows([(token, flow) for token, _, flow in part])
 
     def save_run(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail) -> None:
-        limit = self.max_record_bytes
-        data = sized(flow.to_json(), limit, f"flow {token.flow_id!r}")
-        items = [
-            (self._paths.task(token.flow_id, t.task_id),
-             sized(t.to_json(), limit, f"task {t.task_id!r} of flow {token.flow_id!r}"))
-            for t in tasks
-        ]
+        data = sized(flow.to_json(), self.max_record_bytes, f"flow {token.flow_id!r}")
+        items = self._task_items(token, tasks)
         every = [*items, (self._paths.flow(token.flow_id), data)]
-        if len(batches(every, [len(p) + len(d) + _OP_BYTES for p, d in every], limit)) > 1:
+        if len(batches(every, _op_sizes(every), self.max_record_bytes)) > 1:
             super().save_run(token, tasks, flow)  # too big for one request: in order, one after the other
             return
         runnable = flow.state in RUNNABLE_FLOW_STATES
