@@ -104,6 +104,19 @@ def _task_fields(task: TaskDetail) -> Entry:
             "d": digest(task.to_json()), "r": result_digest(task.result)}
 
 
+def _tasks_read(tasks: dict[str, TaskDetail]) -> Entry:
+    """What a read of a flow's tasks showed: each record's digest."""
+    return {"tasks": {t: digest(d.to_json()) for t, d in tasks.items()}}
+
+
+def _task_entries(token: ClaimToken, tasks: Sequence[TaskDetail]) -> list[Entry]:
+    return [{"op": "save_task", **_token_fields(token), **_task_fields(task)} for task in tasks]
+
+
+def _flow_entry(token: ClaimToken, flow: FlowDetail) -> Entry:
+    return {"op": "save_flow", **_token_fields(token), **_flow_fields(flow)}
+
+
 def _flow_fields(flow: FlowDetail) -> Entry:
     return {"state": flow.state, "owner": flow.owner, "d": digest(flow.to_json()), "build": FlowMeta(flow.meta).build}
 
@@ -149,8 +162,7 @@ class RecordingBackend(Backend):
                           lambda flow: _flow_fields(flow))
 
     def load_tasks(self, flow_id: str) -> dict[str, TaskDetail]:
-        return self._call("load_tasks", {"flow": flow_id}, lambda: self.inner.load_tasks(flow_id),
-                          lambda tasks: {"tasks": {t: digest(d.to_json()) for t, d in tasks.items()}})
+        return self._call("load_tasks", {"flow": flow_id}, lambda: self.inner.load_tasks(flow_id), _tasks_read)
 
     def load_runs(self, flow_ids: Sequence[str]) -> dict[str, StoredRun]:
         """Recorded as the ``load_flow`` and ``load_tasks`` of each flow
@@ -160,8 +172,7 @@ class RecordingBackend(Backend):
         found = self.inner.load_runs(flow_ids)
         end = time.monotonic()
         for flow_id, (flow, tasks) in found.items():
-            for op, fields in (("load_flow", _flow_fields(flow)),
-                               ("load_tasks", {"tasks": {t: digest(d.to_json()) for t, d in tasks.items()}})):
+            for op, fields in (("load_flow", _flow_fields(flow)), ("load_tasks", _tasks_read(tasks))):
                 op_id = self.history.next_id()
                 self.history.emit({"i": op_id, "ph": "invoke", "op": op, "t": start, "flow": flow_id})
                 self.history.emit({"i": op_id, "ph": "ok", "t": end, **fields})
@@ -201,46 +212,44 @@ class RecordingBackend(Backend):
     def save_tasks(self, token: ClaimToken, tasks: Sequence[TaskDetail]) -> None:
         """One all-or-nothing call, recorded as one ``save_task`` per record
         with the call's times and outcome: the checker reasons per record."""
-        self._save_records(token, tasks, None, lambda: self.inner.save_tasks(token, tasks))
+        self._batch(_task_entries(token, tasks), lambda: self.inner.save_tasks(token, tasks))
 
     def save_flows(self, writes: Sequence[tuple[ClaimToken, FlowDetail]]) -> list[bool]:
         """Recorded as one ``save_flow`` per record, with the call's times;
         a record the call refused ends as a ``fail`` with ``ClaimLost``."""
-        entries = [{"op": "save_flow", **_token_fields(token), **_flow_fields(flow)} for token, flow in writes]
-        ids = [self.history.next_id() for _ in entries]
-        start = time.monotonic()
-        for op_id, entry in zip(ids, entries, strict=True):
-            self.history.emit({"i": op_id, "ph": "invoke", "t": start, **entry})
-        try:
-            done = self.inner.save_flows(writes)
-        except BaseException as err:
-            self._end(ids, "fail", {"err": type(err).__name__, "msg": str(err)[:200]})
-            raise
-        end = time.monotonic()
-        for op_id, ok in zip(ids, done, strict=True):
-            self.history.emit({"i": op_id, "ph": "ok", "t": end} if ok else
-                              {"i": op_id, "ph": "fail", "t": end, "err": "ClaimLost", "msg": "refused in a batch"})
+        entries = [_flow_entry(token, flow) for token, flow in writes]
+        done: list[bool] = []
+        self._batch(entries, lambda: done.extend(self.inner.save_flows(writes)), lambda: done)
         return done
 
     def save_run(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail) -> None:
         """Recorded as ``save_tasks`` plus one ``save_flow``, all with the
         call's times and outcome."""
-        self._save_records(token, tasks, flow, lambda: self.inner.save_run(token, tasks, flow))
+        self._batch([*_task_entries(token, tasks), _flow_entry(token, flow)],
+                    lambda: self.inner.save_run(token, tasks, flow))
 
-    def _save_records(self, token: ClaimToken, tasks: Sequence[TaskDetail], flow: FlowDetail | None,
-                      call: Callable[[], None]) -> None:
-        entries = [{"op": "save_task", **_task_fields(task)} for task in tasks]
-        entries += [{"op": "save_flow", **_flow_fields(flow)}] if flow is not None else []
+    def _batch(self, entries: list[Entry], call: Callable[[], object],
+               answers: Callable[[], list[bool]] | None = None) -> None:
+        """One call writing several records, recorded as one op per record
+        with the call's times. ``answers``: per record, whether the call
+        stored it (a refused one ends as a ``fail`` with ``ClaimLost``);
+        else all or none."""
         ids = [self.history.next_id() for _ in entries]
         start = time.monotonic()
         for op_id, entry in zip(ids, entries, strict=True):
-            self.history.emit({"i": op_id, "ph": "invoke", "t": start, **_token_fields(token), **entry})
+            self.history.emit({"i": op_id, "ph": "invoke", "t": start, **entry})
         try:
             call()
         except BaseException as err:
             self._end(ids, "fail", {"err": type(err).__name__, "msg": str(err)[:200]})
             raise
-        self._end(ids, "ok", {})
+        if answers is None:
+            self._end(ids, "ok", {})
+            return
+        end = time.monotonic()
+        for op_id, ok in zip(ids, answers(), strict=True):
+            self.history.emit({"i": op_id, "ph": "ok", "t": end} if ok else
+                              {"i": op_id, "ph": "fail", "t": end, "err": "ClaimLost", "msg": "refused in a batch"})
 
     def _end(self, ids: list[str], phase: str, extra: Entry) -> None:
         end = time.monotonic()
