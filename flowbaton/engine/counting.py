@@ -15,11 +15,12 @@ with a corrupt record, or whose write was refused or may not have landed.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..backends.base import Backend
 from ..backends.errors import FlowbatonError
@@ -31,7 +32,7 @@ from .meta import FlowMeta
 from .poison import PoisonRule, takeovers_after
 from .sizes import fit_flow
 
-__all__ = ["Found", "Prepared", "count_claims", "counted_meta"]
+__all__ = ["Found", "Prepared", "claim_fields", "count_claims", "counted_meta"]
 
 log = logging.getLogger("flowbaton.engine")
 
@@ -68,6 +69,18 @@ def counted_meta(flow: FlowDetail, found: Found, details: Mapping[str, TaskDetai
     progress = sum(1 for d in details.values() if d.state in (SUCCESS, FAILURE, REVERTED))
     count = takeovers_after(found.meta, found.owner, progress)
     return FlowMeta(flow.meta).counted(count, progress), count
+
+
+def claim_fields(flow: FlowDetail, meta: FlowMeta, found: Found, build: str | None, replica_id: str) -> dict[str, Any]:
+    """What a claim writes on the flow record when it counts itself:
+    ``meta`` (its counters set) with the newest build, this replica as
+    owner, and a PENDING flow moved to RUNNING. One rule for a single claim
+    (``lifecycle``) and a batch (``count_claims``)."""
+    return {
+        "meta": meta.touched_by(newest_build(found.meta.build, build, flow.id)).to_dict(),
+        "owner": replica_id,
+        "state": RUNNING if flow.state == PENDING else flow.state,
+    }
 
 
 def count_claims(
@@ -127,12 +140,8 @@ def _counted(
         meta, count = counted_meta(flow, found, stored.tasks)
         if poison is not None and poison.hold_reason(count) is not None:
             return None
-        counted = copy.copy(flow)
-        counted.meta = meta.touched_by(newest_build(found.meta.build, build, flow.id)).to_dict()
-        counted.owner = replica_id
-        counted.state = RUNNING if flow.state == PENDING else flow.state
-        counted.updated_at = clock()
-        counted.epoch = token.epoch
+        counted = dataclasses.replace(flow, **claim_fields(flow, meta, found, build, replica_id),
+                                      updated_at=clock(), epoch=token.epoch)
         fit_flow(counted, limit)
     except FlowbatonError:  # not allowed, too old a build, a corrupt build, too large: the worker's own path
         return None

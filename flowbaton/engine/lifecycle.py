@@ -15,11 +15,11 @@ from ..backends.base import Backend
 from ..backends.errors import CorruptRecord, DefinitionError
 from ..backends.records import FlowDetail, TaskDetail
 from ..backends.states import HELD, PENDING, RUNNABLE_FLOW_STATES, RUNNING
-from .builds import check_build, checked_build, newest_build
+from .builds import check_build, checked_build
 from .claim import Claim
 from .codec import encode
 from .compiler import CompiledFlow, compile_flow
-from .counting import Found, counted_meta
+from .counting import Found, claim_fields, counted_meta
 from .errors import FactoryError
 from .events import NO_EVENTS, Events
 from .factory import build_flow, check_allowed, check_arguments, factory_name, load_factory
@@ -200,9 +200,7 @@ def _attempt(
         return None
     if _count(run, found, poison):
         return None
-    newest = newest_build(found.meta.build, build, flow.id)
-    run.flow.meta = FlowMeta(run.flow.meta).touched_by(newest).to_dict()
-    run.write_flow(owner=run.replica_id, state=RUNNING if flow.state == PENDING else flow.state)
+    run.write_flow(**claim_fields(flow, FlowMeta(flow.meta), found, build, run.replica_id))
     return found
 
 
