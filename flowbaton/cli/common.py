@@ -38,11 +38,11 @@ def existing_url(args: argparse.Namespace) -> str:
     SQLite file must exist. Else the command would create an empty store and
     report on it ("no flows", "check: OK"), hiding that it looked in the
     wrong place."""
-    url = backend_url(args)
-    if url == DEFAULT_URL and not getattr(args, "backend", None) and not os.path.exists(DEFAULT_PATH):
+    given = getattr(args, "backend", None) or os.environ.get("FLOWBATON_BACKEND")
+    if not given and not os.path.exists(DEFAULT_PATH):
         raise UsageError(f"no backend given and {DEFAULT_PATH} does not exist here: pass --backend URL or "
                          "set FLOWBATON_BACKEND (this command does not create a store)")
-    return url
+    return backend_url(args)
 
 
 @contextmanager

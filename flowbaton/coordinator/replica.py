@@ -277,8 +277,9 @@ class Coordinator:
         are cancelled (and once unwound, the claim is released); their
         threads cannot be stopped: exit the process now (``serve`` and the
         standalone replica do); a process that lives on may run such a
-        task beside its next owner. ``close()`` then leaves the backend open, so a ZooKeeper
-        session (and its claims) ends with the process, not before.
+        task beside its next owner. ``close()`` then leaves the backend
+        open, so a ZooKeeper session (and its claims) ends with the process,
+        not before.
         False when flows were given up on."""
         with self._lock:
             if not self._started:
@@ -292,10 +293,10 @@ class Coordinator:
             worker.gate.stop("replica stopping")
         for _, thread in workers:
             thread.join(_left(deadline, self._clock()))
-        self._abandoned = [worker.flow_id for worker, thread in workers if thread.is_alive()]
-        for worker, thread in workers:
-            if thread.is_alive():  # its async task calls are cancelled; threads cannot be
-                worker.gate.lose("replica stopped past its stop timeout")
+        abandoned = [worker for worker, thread in workers if thread.is_alive()]
+        for worker in abandoned:  # its async task calls are cancelled; threads cannot be
+            worker.gate.lose("replica stopped past its stop timeout")
+        self._abandoned = [worker.flow_id for worker in abandoned]
         if self._abandoned:
             log.error("replica %s: stop timeout reached with flows still running: %s; not released, their "
                       "claims expire after the lease and the next owner resumes them with the running task in "

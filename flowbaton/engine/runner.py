@@ -381,7 +381,7 @@ class FlowRun:
         del self._stuck[future]
         if tid in self._parked:
             heapq.heappush(self._delayed, (self._parked.pop(tid), tid))
-        if future.exception() is not None and isinstance(future.exception(), TaskCancelled):
+        if isinstance(future.exception(), TaskCancelled):
             return  # an async call cancelled at its timeout has unwound: nothing was stuck
         log.warning("flow %s task %s: the call abandoned at its timeout returned; outcome discarded",
                     self.flow.id, tid, extra={**self.log_fields(tid), "event": "task_unstuck"})
