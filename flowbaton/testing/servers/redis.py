@@ -63,8 +63,12 @@ def _wait_ping(host: str, port: int, deadline: float, alive: Callable[[], str | 
         fail(problem or "redis-server did not start")
 
 
-def _await_ping(host: str, port: int, deadline: float, alive: Callable[[], str | None]) -> str | None:
-    """None once the server answers PING, else what went wrong."""
+def _await_ping(host: str, port: int, deadline: float, alive: Callable[[], str | None],
+                pid: int | None = None) -> str | None:
+    """None once the server answers PING, else what went wrong. With
+    ``pid``, the answer must come from that process: two servers started
+    together can be handed the same free port, and the one that lost the
+    bind exits while the other answers for it."""
     last: Exception | None = None
     while time.monotonic() < deadline:
         problem = alive()
@@ -73,6 +77,8 @@ def _await_ping(host: str, port: int, deadline: float, alive: Callable[[], str |
         client = redis.Redis(host=host, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
         try:
             if client.ping():
+                if pid is not None and int(client.info("server")["process_id"]) != pid:
+                    return f"Address already in use: another redis-server answers on {host}:{port}"
                 return None
         except redis.RedisError as err:
             last = err
@@ -120,12 +126,15 @@ class LocalRedis:
             return
         for _ in range(3 if not self._started_once else 1):
             self._spawn(extra_args or [])
-            problem = _await_ping(self.host, self.port, time.monotonic() + deadline, self._died)
+            assert self.proc is not None
+            problem = _await_ping(self.host, self.port, time.monotonic() + deadline, self._died, self.proc.pid)
             if problem is None:
                 self._started_once = True
                 return
             if "Address already in use" not in problem or self._started_once:
                 break
+            self.proc.kill()  # it lost the bind and is exiting: reap it before trying another port
+            self.proc.wait()
             self.port = free_port()
         fail(problem or "redis-server did not start")
 
