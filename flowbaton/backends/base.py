@@ -20,9 +20,11 @@ from typing import ClassVar
 
 from .errors import ClaimHeld, ClaimLost, FlowNotFound
 from .limits import DEFAULT_MAX_RECORD_BYTES
-from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, StoredRun, TaskDetail
+from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, Handover, ReplicaInfo, StoredRun, TaskDetail
 
-__all__ = ["Backend", "Capability", "StateListener", "SUSPENDED", "LOST", "CONNECTED", "SETTINGS_EVENT"]
+__all__ = [
+    "Backend", "Capability", "MAX_HANDOVERS", "StateListener", "SUSPENDED", "LOST", "CONNECTED", "SETTINGS_EVENT",
+]
 
 #: ``event`` of the log records a driver writes about unsafe server settings
 #: when it opens (``warnings()`` returns the same): a replica logs them at
@@ -36,6 +38,11 @@ LOST = "lost"  # session gone: every claim of this backend object is gone
 CONNECTED = "connected"  # back to normal (claims must be re-verified)
 
 StateListener = Callable[[str], None]
+
+#: How many handover requests one replica's mailbox holds (one per flow
+#: plus a drain): more than any replica claims, so a bulk release fits, and
+#: the read a replica makes of its mailbox every lease interval stays bounded.
+MAX_HANDOVERS = 10_000
 
 
 class Capability(str, enum.Enum):
@@ -123,6 +130,12 @@ class Backend(abc.ABC):
         flow record is skipped with a logged warning, not raised, so one bad
         record does not hide the others.
         """
+
+    def flow_ids(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` ids of stored flows that start with ``prefix``,
+        in no promised order: how an operator's short id is resolved. Drivers
+        answer from an index of ids, never by reading the records."""
+        return [f.id for f in self.list_flows() if f.id.startswith(prefix)][:limit]
 
     @abc.abstractmethod
     def delete_flow(self, token: ClaimToken) -> None:
@@ -299,6 +312,24 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def list_replicas(self) -> list[ReplicaInfo]:
         """Every live replica."""
+
+    # ------------------------------------------------------------ handovers
+
+    @abc.abstractmethod
+    def request_handover(self, request: Handover) -> None:
+        """Put ``request`` in its replica's mailbox, replacing one about the
+        same flow (or the replica's drain). Not fenced: it asks, the owner
+        decides. ``LimitExceeded`` when the mailbox holds ``MAX_HANDOVERS``."""
+
+    @abc.abstractmethod
+    def load_handovers(self, replica_id: str) -> list[Handover]:
+        """The replica's mailbox, in one round trip: its owner reads it every
+        lease interval. A corrupt request is skipped with a logged warning."""
+
+    @abc.abstractmethod
+    def clear_handover(self, replica_id: str, flow_id: str | None) -> None:
+        """Remove the request about ``flow_id`` (None: the drain) from the
+        replica's mailbox; nothing if there is none."""
 
     # ------------------------------------------------------------ lifecycle
 

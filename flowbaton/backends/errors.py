@@ -23,6 +23,7 @@ __all__ = [
     "CorruptRecord",
     "FlowNotFound",
     "FlowExists",
+    "MailboxFull",
 ]
 
 
@@ -53,6 +54,11 @@ class InsecureBackend(BadBackendURL):
 
 class MissingDriver(FlowbatonError, ImportError):
     """The client library a backend URL needs is not installed."""
+
+
+class MailboxFull(FlowbatonError, ValueError):
+    """A replica's mailbox already holds as many handover requests as it
+    may (``backends.base.MAX_HANDOVERS``): wait for it to act on them."""
 
 
 # --- stop now ------------------------------------------------------------

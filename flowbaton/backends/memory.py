@@ -14,11 +14,12 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .base import Backend, Capability
+from .base import MAX_HANDOVERS, Backend, Capability
 from .errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
 from .limits import DEFAULT_MAX_RECORD_BYTES, check_new_flow, checked_limit, fitting, option
+from .mailbox import check_room, mailbox_key, read_mailbox
 from .options import parse_options
-from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail, owner_of
+from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, Handover, ReplicaInfo, TaskDetail, owner_of
 from .states import RUNNABLE_FLOW_STATES
 
 __all__ = ["MemoryBackend"]
@@ -65,6 +66,7 @@ class MemoryBackend(Backend):
         self._lock = threading.Condition()
         self._flows: dict[str, _Stored] = {}
         self._replicas: dict[str, tuple[str, float]] = {}
+        self._mailboxes: dict[str, dict[str, str]] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> MemoryBackend:
@@ -130,6 +132,10 @@ class MemoryBackend(Backend):
             except CorruptRecord as err:
                 _LOG.warning("list_flows skips flow %r: %s", flow_id, err)
         return [f for f in flows if states is None or f.state in states]
+
+    def flow_ids(self, prefix: str, limit: int) -> list[str]:
+        with self._lock:
+            return [flow_id for flow_id in self._flows if flow_id.startswith(prefix)][:limit]
 
     def delete_flow(self, token: ClaimToken) -> None:
         with self._lock:
@@ -258,6 +264,28 @@ class MemoryBackend(Backend):
             except CorruptRecord as err:  # one bad record must not hide the others
                 _LOG.warning("skipping %s", err)
         return found
+
+    # -------------------------------------------------------------- handovers
+
+    def request_handover(self, request: Handover) -> None:
+        raw = self._sized(request.to_json(), f"handover request to replica {request.replica_id!r}")
+        key = mailbox_key(request.flow_id)
+        with self._lock:
+            box = self._mailboxes.setdefault(request.replica_id, {})
+            check_room(len(box), key in box, MAX_HANDOVERS, request.replica_id)
+            box[key] = raw
+
+    def load_handovers(self, replica_id: str) -> list[Handover]:
+        with self._lock:
+            items = list(self._mailboxes.get(replica_id, {}).items())
+        return read_mailbox(replica_id, items, lambda key: f"{self.url} mailbox of {replica_id} at {key!r}")
+
+    def clear_handover(self, replica_id: str, flow_id: str | None) -> None:
+        with self._lock:
+            box = self._mailboxes.get(replica_id, {})
+            box.pop(mailbox_key(flow_id), None)
+            if not box:
+                self._mailboxes.pop(replica_id, None)
 
     # -------------------------------------------------------------- test seam
 

@@ -26,6 +26,7 @@ __all__ = [
     "StoredRun",
     "ReplicaInfo",
     "Decline",
+    "Handover",
     "MAX_DEPTH",
     "dumps",
     "load_json",
@@ -461,5 +462,44 @@ class Decline:
         return cls(
             replica_id=_require(data, where, "replica_id", TEXT),
             reason=_require(data, where, "reason", TEXT),
+            at=float(_require(data, where, "at", NUMBER)),
+        )
+
+
+@dataclass
+class Handover:
+    """An operator's request to one live replica: hand flow ``flow_id`` back
+    at its next task boundary, or (``flow_id`` None: a drain) hand back
+    everything and claim nothing more.
+
+    A request names what it is about so that it never outlives it: a flow
+    request the claim of ``epoch`` (a later claim of the flow, even by the
+    same replica, is not asked), a drain the incarnation that was running
+    (``started_at`` of its presence: the replica restarted under the same
+    id is not drained). ``by`` and ``at`` say who asked, and when."""
+
+    replica_id: str
+    flow_id: str | None
+    epoch: int
+    started_at: float
+    by: str
+    at: float
+
+    @property
+    def drain(self) -> bool:
+        return self.flow_id is None
+
+    def to_json(self) -> str:
+        return dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, where: str) -> Handover:
+        data = _load_object(raw, where)
+        return cls(
+            replica_id=_require(data, where, "replica_id", TEXT),
+            flow_id=_optional(data, where, "flow_id", TEXT, None),
+            epoch=_require(data, where, "epoch", COUNT),
+            started_at=float(_require(data, where, "started_at", NUMBER)),
+            by=_require(data, where, "by", TEXT),
             at=float(_require(data, where, "at", NUMBER)),
         )

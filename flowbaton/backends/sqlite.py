@@ -53,7 +53,7 @@ from urllib.parse import unquote, urlsplit
 from tenacity import wait_random
 
 from . import limits
-from .base import Backend, Capability
+from .base import MAX_HANDOVERS, Backend, Capability
 from .errors import (
     BackendUnavailable,
     BadBackendURL,
@@ -63,8 +63,9 @@ from .errors import (
     FlowExists,
     FlowNotFound,
 )
+from .mailbox import check_room, mailbox_key, read_mailbox
 from .options import Option, parse_options
-from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, Handover, ReplicaInfo, TaskDetail
 from .redact import redact_url
 from .retrying import RetryPolicy
 from .sqlite_watch import WorkWatch
@@ -89,6 +90,12 @@ _OPTIONS = {
 
 # flows.seq (AUTOINCREMENT) orders "oldest first" and never reuses a number;
 # flows.last_epoch outlives released claims so every claim gets a larger epoch.
+# Added after version 1 without a version bump: a table older versions never
+# read, created in files of version 1 when it is missing (``_prepare_file``).
+_HANDOVERS_TABLE = """CREATE TABLE IF NOT EXISTS handovers (
+        replica_id TEXT NOT NULL, key TEXT NOT NULL, record TEXT NOT NULL,
+        PRIMARY KEY (replica_id, key)) WITHOUT ROWID"""
+_HAS_HANDOVERS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'handovers'"
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS flows (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -112,6 +119,7 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS replicas (
         replica_id TEXT PRIMARY KEY, record TEXT NOT NULL,
         expires_at REAL NOT NULL) WITHOUT ROWID""",
+    _HANDOVERS_TABLE,
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
@@ -129,6 +137,7 @@ _INSERT_FLOW = (
     "INSERT INTO flows (id, state, runnable, record) VALUES (:id, :state, :runnable, :record)"
 )
 _SELECT_FLOW = "SELECT record FROM flows WHERE id = :flow_id"
+_FLOW_IDS = "SELECT id FROM flows WHERE id >= :low AND id < :high ORDER BY id LIMIT :limit"
 _SELECT_TASKS = (
     "SELECT t.task_id, t.record FROM flows f LEFT JOIN tasks t ON t.flow_id = f.id"
     " WHERE f.id = :flow_id"
@@ -215,6 +224,12 @@ _PUT_REPLICA = (
 )
 _HEARTBEAT = "UPDATE replicas SET expires_at = :expires_at WHERE replica_id = :replica_id"
 _UNREGISTER = "DELETE FROM replicas WHERE replica_id = :replica_id"
+_PUT_HANDOVER = "INSERT OR REPLACE INTO handovers (replica_id, key, record) VALUES (:replica_id, :key, :record)"
+_ROOM_FOR_HANDOVER = (
+    "SELECT count(*), coalesce(max(key = :key), 0) FROM handovers WHERE replica_id = :replica_id"
+)
+_SELECT_HANDOVERS = f"SELECT key, record FROM handovers WHERE replica_id = :replica_id LIMIT {MAX_HANDOVERS}"
+_CLEAR_HANDOVER = "DELETE FROM handovers WHERE replica_id = :replica_id AND key = :key"
 _SELECT_REPLICAS = (
     "SELECT replica_id, record FROM replicas WHERE expires_at > :now ORDER BY replica_id"
 )
@@ -357,7 +372,7 @@ class SQLiteBackend(Backend):
         with self._translated("prepare"):
             self._enable_wal()
             version = self._writer.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
+            if version != SCHEMA_VERSION or self._writer.execute(_HAS_HANDOVERS).fetchone() is None:
                 self._create_schema()
 
     def _enable_wal(self) -> None:
@@ -515,6 +530,13 @@ class SQLiteBackend(Backend):
         sql = f"SELECT id, record FROM flows {where} ORDER BY seq"
         with self._reading("list flows") as conn:
             return conn.execute(sql, wanted).fetchall()
+
+    def flow_ids(self, prefix: str, limit: int) -> list[str]:
+        # A range on the unique index of ids (BINARY order): every id with the
+        # prefix sorts at or after it and before it + the largest character.
+        with self._reading("list flow ids") as conn:
+            rows = conn.execute(_FLOW_IDS, {"low": prefix, "high": prefix + "\U0010ffff", "limit": limit})
+            return [row[0] for row in rows.fetchall()]
 
     def delete_flow(self, token: ClaimToken) -> None:
         with self._transaction(f"delete flow {token.flow_id!r}") as conn:
@@ -719,6 +741,25 @@ class SQLiteBackend(Backend):
             rows = conn.execute(_SELECT_REPLICAS, {"now": self._clock()}).fetchall()
         return self._readable(
             rows, lambda row: ReplicaInfo.from_json(row[1], self._where("replicas", replica_id=row[0])))
+
+    # -------------------------------------------------------------- handovers
+
+    def request_handover(self, request: Handover) -> None:
+        row = {"replica_id": request.replica_id, "key": mailbox_key(request.flow_id),
+               "record": self._sized(request.to_json(), f"handover request to replica {request.replica_id!r}")}
+        with self._transaction(f"request handover from {request.replica_id!r}") as conn:
+            held, present = conn.execute(_ROOM_FOR_HANDOVER, row).fetchone()
+            check_room(held, bool(present), MAX_HANDOVERS, request.replica_id)
+            conn.execute(_PUT_HANDOVER, row)
+
+    def load_handovers(self, replica_id: str) -> list[Handover]:
+        with self._reading(f"load handovers of {replica_id!r}") as conn:
+            rows = conn.execute(_SELECT_HANDOVERS, {"replica_id": replica_id}).fetchall()
+        return read_mailbox(replica_id, rows, lambda key: self._where("handovers", replica_id=replica_id, key=key))
+
+    def clear_handover(self, replica_id: str, flow_id: str | None) -> None:
+        with self._writing(f"clear handover of {replica_id!r}") as conn:
+            conn.execute(_CLEAR_HANDOVER, {"replica_id": replica_id, "key": mailbox_key(flow_id)})
 
     # ------------------------------------------------------------- inspection
 

@@ -40,6 +40,7 @@ from flowbaton.backends.records import (
     ClaimToken,
     Decline,
     FlowDetail,
+    Handover,
     ReplicaInfo,
     StoredRun,
     TaskDetail,
@@ -286,6 +287,18 @@ class RecordingBackend(Backend):
 
     def list_replicas(self) -> list[ReplicaInfo]:
         return self.inner.list_replicas()
+
+    def flow_ids(self, prefix: str, limit: int) -> list[str]:
+        return self.inner.flow_ids(prefix, limit)
+
+    def request_handover(self, request: Handover) -> None:
+        self.inner.request_handover(request)
+
+    def load_handovers(self, replica_id: str) -> list[Handover]:
+        return self.inner.load_handovers(replica_id)
+
+    def clear_handover(self, replica_id: str, flow_id: str | None) -> None:
+        self.inner.clear_handover(replica_id, flow_id)
 
     def add_state_listener(self, listener: StateListener) -> None:
         self.inner.add_state_listener(listener)

@@ -85,6 +85,30 @@ def corrupt_replica(
         raise NotImplementedError(f"no corrupt-replica hook for {scheme}://")
 
 
+def plant_handover(url: str, replica_id: str, key: str, text: str, *, backend: Backend | None = None) -> None:
+    """Store ``text`` in ``replica_id``'s mailbox under ``key`` (a flow id,
+    "" for the drain), unchecked: a request written by hand or by an intruder."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        _memory_backend(backend)._mailboxes.setdefault(replica_id, {})[key] = text
+    elif scheme == "sqlite":
+        _sqlite_execute(url, "INSERT OR REPLACE INTO handovers (replica_id, key, record) VALUES (?, ?, ?)",
+                        (replica_id, key, text))
+    elif scheme == "zookeeper":
+        from flowbaton.backends.zookeeper.layout import encode_name
+
+        with _kazoo(url) as (client, paths):
+            client.ensure_path(paths.mailbox(replica_id))
+            client.create(f"{paths.mailbox(replica_id)}/{encode_name(key)}", text.encode())
+    elif scheme.startswith("redis"):
+        with _redis_client(url) as (client, prefix):
+            from flowbaton.backends.redis.keys import mailbox_key
+
+            client.hset(mailbox_key(prefix, replica_id), key, text)
+    else:
+        raise NotImplementedError(f"no handover hook for {scheme}://")
+
+
 def plant_undecodable_task(url: str, flow_id: str, record: str) -> None:
     """Store ``record`` as a task of ``flow_id`` under a name that is not
     valid UTF-8 once decoded: a znode ``%FF``, a hash field ``b"\\xff"``, a

@@ -156,3 +156,16 @@ def test_load_runs_reads_claimed_flows_with_their_tasks(backend: Backend) -> Non
     # The driver knows the task records exist: the next save replaces them.
     backend.save_tasks(token, [make_task("b/ü", state=SUCCESS, result=2)])
     assert backend.load_tasks(ids[1])["b/ü"].result == 2
+
+
+def test_flow_ids_by_prefix(backend: Backend) -> None:
+    """How an operator's short id is resolved: from the index of ids, any
+    characters (a glob character in an id matches only itself)."""
+    for flow_id in ("abc-1", "abc-2", "abd", "x*y1", "xay", "[a]1", "a", "ab\\c"):
+        backend.create_flow(make_flow(flow_id))
+    assert sorted(backend.flow_ids("abc", 10)) == ["abc-1", "abc-2"]
+    assert sorted(backend.flow_ids("ab", 10)) == ["ab\\c", "abc-1", "abc-2", "abd"]
+    assert backend.flow_ids("x*", 10) == ["x*y1"] and backend.flow_ids("[a]", 10) == ["[a]1"]
+    assert backend.flow_ids("ab\\", 10) == ["ab\\c"]
+    assert len(backend.flow_ids("a", 2)) == 2 and backend.flow_ids("zz", 10) == []
+    assert sorted(backend.flow_ids("", 100)) == sorted(["abc-1", "abc-2", "abd", "x*y1", "xay", "[a]1", "a", "ab\\c"])

@@ -8,6 +8,7 @@ local OK = 'ok'                    -- done; for a read: here is the answer
 local NOT_CURRENT = 'not_current'  -- the claim token is not current: nothing changed
 local HELD = 'held'                -- another live claim holds the flow: nothing changed
 local NO_FLOW = 'no_flow'          -- there is no such flow: nothing changed
+local FULL = 'full'                -- no room left for it: nothing changed
 
 -- The claim stored at claim_key as a table, or nil when there is none or it
 -- is unreadable (not JSON, no string claim_id, no numeric epoch). No token

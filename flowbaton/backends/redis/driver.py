@@ -20,17 +20,19 @@ from typing import Any
 
 import redis.exceptions as rex
 
-from ..base import SETTINGS_EVENT, Backend, Capability
+from ..base import MAX_HANDOVERS, SETTINGS_EVENT, Backend, Capability
 from ..errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
 from ..limits import batches, check_new_flow, checked_limit, fitting, sized
-from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, StoredRun, TaskDetail
+from ..mailbox import check_room, read_mailbox
+from ..mailbox import mailbox_key as mailbox_field
+from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, Handover, ReplicaInfo, StoredRun, TaskDetail
 from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client
 from .checks import server_warnings
 from .client import Connection, execute
 from .index import Index
-from .keys import FlowKeys, as_text, from_bytes, to_bytes
+from .keys import FlowKeys, as_text, from_bytes, mailbox_key, to_bytes
 from .leases import Leases, LostClaims
 from .scripts import Arg, Status, decode_reply, evalsha, run_script
 from .url import Target, parse_url
@@ -200,6 +202,9 @@ class RedisBackend(Backend):
             if states is None or flow.state in states:
                 flows.append(flow)
         return flows
+
+    def flow_ids(self, prefix: str, limit: int) -> list[str]:
+        return self._index.created_ids(prefix, limit)
 
     def delete_flow(self, token: ClaimToken) -> None:
         keys = self._keys(token.flow_id)
@@ -561,6 +566,31 @@ class RedisBackend(Backend):
             except CorruptRecord as err:
                 log.warning("list_replicas skips a corrupt record: %s", err)
         return found
+
+    # -------------------------------------------------------------- handovers
+
+    def request_handover(self, request: Handover) -> None:
+        key = mailbox_key(self._prefix, request.replica_id)
+        raw = sized(request.to_json(), self.max_record_bytes, f"handover request to replica {request.replica_id!r}")
+        args: list[Arg] = [to_bytes(mailbox_field(request.flow_id)), raw, MAX_HANDOVERS]
+
+        def op(client: Client, retried: bool) -> None:
+            reply = run_script(client, "mailbox_put", [key], args)
+            if reply.status is Status.FULL:
+                check_room(int(reply.fields[0]), False, MAX_HANDOVERS, request.replica_id)
+
+        self._conn.run(f"request handover from {request.replica_id!r}", op)
+
+    def load_handovers(self, replica_id: str) -> list[Handover]:
+        key = mailbox_key(self._prefix, replica_id)
+        fields: dict[Any, Any] = self._conn.run(f"load handovers of {replica_id!r}",
+                                                lambda client, _: client.hgetall(key))
+        items = [(from_bytes(field), raw) for field, raw in list(fields.items())[:MAX_HANDOVERS]]
+        return read_mailbox(replica_id, items, lambda field: self._where(key, field))
+
+    def clear_handover(self, replica_id: str, flow_id: str | None) -> None:
+        key, field = mailbox_key(self._prefix, replica_id), to_bytes(mailbox_field(flow_id))
+        self._conn.run(f"clear handover of {replica_id!r}", lambda client, _: client.hdel(key, field))
 
     # -------------------------------------------------------------- lifecycle
 

@@ -16,6 +16,7 @@ index update is redone by the next renewal of that flow.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -24,7 +25,7 @@ from typing import Any
 from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client, Pipe
 from .client import Connection, execute
-from .keys import FlowKeys, IndexKeys, as_text, from_bytes
+from .keys import FlowKeys, IndexKeys, as_text, from_bytes, to_bytes
 from .leases import claim_lease
 from .scripts import decode_reply, evalsha, run_script
 
@@ -228,6 +229,21 @@ class Index:
             return records
 
         return self._conn.run("list flows", op)
+
+    def created_ids(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` flow ids of the creation index that start with
+        ``prefix``: the server matches them (ZSCAN), no record is read."""
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+
+        def op(client: Client, retried: bool) -> list[str]:
+            found: list[str] = []
+            for member, _ in client.zscan_iter(self.keys.created, match=to_bytes(pattern), count=1000):
+                found.append(from_bytes(member))
+                if len(found) >= limit:
+                    break
+            return found
+
+        return self._conn.run("list flow ids", op)
 
     def _drop_leftovers(self, client: Client, members: list[bytes]) -> None:
         """Creation entries whose flow stayed missing past the grace period

@@ -28,7 +28,9 @@ from typing import Any
 
 from ..errors import BadBackendURL
 
-__all__ = ["FlowKeys", "IndexKeys", "escape", "to_bytes", "from_bytes", "as_text", "check_prefix", "lease_key"]
+__all__ = [
+    "FlowKeys", "IndexKeys", "escape", "to_bytes", "from_bytes", "as_text", "check_prefix", "lease_key", "mailbox_key",
+]
 
 # Characters that would break the hash tag or the escaping itself.
 _ESCAPED = {"%": "%25", "{": "%7B", "}": "%7D"}
@@ -156,6 +158,11 @@ class IndexKeys:
             signal=base + "signal",
             lost=base + "lost",
         )
+
+
+def mailbox_key(prefix: str, replica_id: str) -> str:
+    """The hash of one replica's handover requests (field: flow id, '' for a drain), in a slot of its own."""
+    return f"{prefix}:mailbox:{{{escape(replica_id)}}}"
 
 
 def lease_key(prefix: str, lease_id: str) -> str:

@@ -9,7 +9,7 @@ Every script is safe to run twice (see each header), so that is harmless.
 
 Every script starts with ``_prelude.lua`` (shared helpers) and answers in
 one shape, a table ``{status, ...}``: the status is a name (``Status``:
-``ok``, ``not_current``, ``held``, ``no_flow``), the fields after it are
+``ok``, ``not_current``, ``held``, ``no_flow``, ``full``), the fields after it are
 named in the script's header. ``run_script`` runs a script and
 ``decode_reply`` decodes a queued one's answer into a ``Reply``: the one
 place that knows the shape.
@@ -45,6 +45,7 @@ _NAMES = (
     "candidates",
     "reindex",
     "replicas",
+    "mailbox_put",
 )
 
 
@@ -74,6 +75,7 @@ class Status(str, enum.Enum):
     NOT_CURRENT = "not_current"  # the claim token is not current: nothing changed
     HELD = "held"  # another live claim holds the flow: nothing changed
     NO_FLOW = "no_flow"  # there is no such flow: nothing changed
+    FULL = "full"  # no room left for it: nothing changed
 
 
 # The status as the server sends it -> Status: one lookup per reply, on the

@@ -102,6 +102,7 @@ class Stat(NamedTuple):
     version: int
     czxid: int
     ephemeral_owner: int
+    children: int = 0  # how many children (known from exists/get, not from a multiRead)
 
 
 class Node(NamedTuple):
@@ -159,7 +160,7 @@ class WatchReply:
 
 
 def _stat(raw: Any) -> Stat:
-    return Stat(raw.version, raw.czxid, raw.ephemeralOwner)
+    return Stat(raw.version, raw.czxid, raw.ephemeralOwner, raw.numChildren)
 
 
 def _raw_node(item: Raw | BaseException | None) -> Node | None:

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from ..base import CONNECTED, LOST, SETTINGS_EVENT, SUSPENDED, Backend, Capability, StateListener
+from ..base import CONNECTED, LOST, MAX_HANDOVERS, SETTINGS_EVENT, SUSPENDED, Backend, Capability, StateListener
 from ..errors import (
     BackendUnavailable,
     ClaimLost,
@@ -40,7 +40,8 @@ from ..errors import (
     FlowNotFound,
 )
 from ..limits import batches, check_new_flow
-from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, StoredRun, TaskDetail
+from ..mailbox import check_room, mailbox_key, read_mailbox
+from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, Handover, ReplicaInfo, StoredRun, TaskDetail
 from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
 from .acl import enforce
@@ -48,7 +49,7 @@ from .client import Again, Node, Op, Outcome, Session
 from .codec import claim_holder, parse_claim, sized
 from .events import EventDispatcher
 from .held import HeldClaims, names_token
-from .layout import Layout, decode_name
+from .layout import Layout, decode_name, encode_name
 from .settings import Settings
 from .taking import ClaimStates, ClaimTaker, new_claim_id
 from .watch import WorkSignal
@@ -354,6 +355,11 @@ class ZooKeeperBackend(Backend):
         except CorruptRecord as err:
             log.warning("skipping %s", err)
             return None
+
+    def flow_ids(self, prefix: str, limit: int) -> list[str]:
+        folder = self._paths.flows
+        names = self._zk.run("list flow ids", lambda again: self._zk.children_many([folder])[0]) or []
+        return [flow_id for flow_id in map(decode_name, names) if flow_id.startswith(prefix)][:limit]
 
     def delete_flow(self, token: ClaimToken) -> None:
         self._zk.run(f"delete flow {token.flow_id}", lambda again: self._delete_flow(token, again))
@@ -753,6 +759,38 @@ class ZooKeeperBackend(Backend):
             for name, node in pairs
         ]
         return [info for info in found if info is not None]
+
+    # ---------------------------------------------------------- handovers
+
+    def request_handover(self, request: Handover) -> None:
+        folder = self._paths.mailbox(request.replica_id)
+        path = f"{folder}/{encode_name(mailbox_key(request.flow_id))}"
+        data = sized(request.to_json(), self.max_record_bytes, f"handover request to replica {request.replica_id!r}")
+
+        def op(again: bool) -> None:
+            box, present = self._zk.exists_many([folder, path])
+            if box is None:  # the first request to this replica (or the first of this store)
+                self._zk.ensure_paths([folder])
+            check_room(box.children if box is not None else 0, present is not None, MAX_HANDOVERS,
+                       request.replica_id)
+            if self._zk.create(path, data) or self._zk.set(path, data):
+                return
+            raise Again(f"{path} vanished while being replaced")
+
+        self._zk.run(f"request handover from {request.replica_id}", op)
+
+    def load_handovers(self, replica_id: str) -> list[Handover]:
+        folder = self._paths.mailbox(replica_id)
+        names, nodes = self._zk.run(f"load handovers of {replica_id}", lambda again: self._read_folder(folder))
+        items = [(decode_name(name), node.data) for name, node in zip(names or [], nodes, strict=True)
+                 if node is not None]
+        return read_mailbox(replica_id, items[:MAX_HANDOVERS],
+                            lambda key: self._where(f"handover request to {replica_id!r}",
+                                                    f"{folder}/{encode_name(key)}"))
+
+    def clear_handover(self, replica_id: str, flow_id: str | None) -> None:
+        path = f"{self._paths.mailbox(replica_id)}/{encode_name(mailbox_key(flow_id))}"
+        self._zk.run(f"clear handover of {replica_id}", lambda again: self._zk.delete(path))
 
     # ---------------------------------------------------------- lifecycle
 

@@ -11,6 +11,9 @@
     <chroot>/claims/<flow>                 ephemeral; {claim_id, epoch, owner, claimed_at}
     <chroot>/runnable/<flow>               present while the flow is runnable
     <chroot>/replicas/<replica>            ephemeral ReplicaInfo JSON
+    <chroot>/mailboxes/<replica>/<flow>    Handover JSON (``%``, the empty
+                                           name: the replica's drain); the
+                                           folders are made on first use
     <chroot>/signal                        data bumped by every submit (wakes waiters)
 
 Ids are arbitrary strings; znode names may not contain ``/``, control or
@@ -80,6 +83,7 @@ class Layout:
         self.runnable = f"{chroot}/runnable"
         self.replicas = f"{chroot}/replicas"
         self.signal = f"{chroot}/signal"
+        self.mailboxes = f"{chroot}/mailboxes"
 
     def folders(self) -> list[str]:
         """Every persistent folder, created once at start."""
@@ -111,6 +115,9 @@ class Layout:
 
     def runnable_marker(self, flow_id: str) -> str:
         return f"{self.runnable}/{encode_name(flow_id)}"
+
+    def mailbox(self, replica_id: str) -> str:
+        return f"{self.mailboxes}/{encode_name(replica_id)}"
 
     def replica(self, replica_id: str) -> str:
         return f"{self.replicas}/{encode_name(replica_id)}"
