@@ -37,6 +37,9 @@ __all__ = [
     "build_version",
     "allowed_build",
     "add_build_option",
+    "count_arg",
+    "add_flow_filters",
+    "flow_filters",
 ]
 
 T = TypeVar("T")
@@ -82,6 +85,7 @@ def _flow_state(text: str) -> str:
 
 
 positive_count = checked(int, lambda v: v > 0, "a positive integer")
+count_arg = checked(int, lambda v: 0 <= v <= 10**9, "a whole number from 0 to 10^9")
 # nan fails every comparison; at most a century (ops.times.MAX_DURATION) keeps
 # any wait on it under threading.TIMEOUT_MAX (past it: OverflowError)
 positive_seconds = checked(float, lambda v: 0 < v <= MAX_DURATION, "a positive number of seconds up to a century")
@@ -93,6 +97,29 @@ flow_state = argument_type("state", _flow_state)
 time_point = argument_type("time", parse_point)
 #: seconds since the time named, the same way
 time_age = argument_type("time", age_of)
+
+
+# ------------------------------------------------------------ flow filters
+
+_FILTERS = ("state", "owner", "factory", "name", "since", "before")
+
+
+def add_flow_filters(cmd: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The filters of ``flows`` (and of bulk actions: the same selection)."""
+    cmd.add_argument("--state", type=flow_state, help="only flows in this state")
+    cmd.add_argument("--owner", metavar="ID", help="only flows claimed by this replica")
+    cmd.add_argument("--factory", metavar="PATTERN",
+                     help="only flows whose factory matches (shell pattern: 'billing.*', or the exact name)")
+    cmd.add_argument("--name", metavar="PATTERN", help="only flows whose name matches (shell pattern)")
+    cmd.add_argument("--since", metavar="T", type=time_point,
+                     help="only flows updated since T: a duration back from now (10m, 2h, 1d) or an ISO time")
+    cmd.add_argument("--before", metavar="T", type=time_point,
+                     help="only flows last updated before T (--before 1d: untouched for a day)")
+
+
+def flow_filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The filters given, as ``ops.query.flows`` keywords (None: not given)."""
+    return {name: getattr(args, name, None) for name in _FILTERS}
 
 
 # ------------------------------------------------------------------ --allow

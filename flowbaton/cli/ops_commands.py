@@ -17,14 +17,25 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..ops import actions as ops
+from ..ops import bulk as ops_bulk
 from ..ops import delete as ops_delete
+from ..ops import handover, rollback
 from ..ops import query as ops_query
-from ..ops import rollback
 from ..ops.check import check
-from .args import add_allow_option, add_build_option, allowed_build, flow_state, time_age, time_point
+from ..ops.ids import resolve_flow_id
+from .args import (
+    add_allow_option,
+    add_build_option,
+    add_flow_filters,
+    allowed_build,
+    count_arg,
+    flow_filters,
+    positive_seconds,
+    time_age,
+)
 from .common import UsageError, emit, existing_url, opened
 from .ops_views import render_check, render_plan, render_purge, render_replicas, render_rollback
-from .terminal import printable
+from .terminal import printable, printable_lines
 from .views import Document, render_claims, render_flows, render_json, render_show
 
 __all__ = ["add_ops_commands"]
@@ -53,13 +64,12 @@ def add_ops_commands(command: Command) -> None:
 
 def _add_listings(command: Command) -> None:
     flows = command("flows", "list stored flows, oldest first")
-    flows.add_argument("--state", type=flow_state, help="only flows in this state")
-    flows.add_argument("--owner", metavar="ID", help="only flows claimed by this replica")
+    add_flow_filters(flows)
     flows.add_argument("--stranded", action="store_true",
                        help="only runnable flows no live replica will run (rows say why); exit 1 when "
                             "there are any, so a cron job or probe can alert on it")
-    flows.add_argument("--since", metavar="T", type=time_point,
-                       help="only flows updated since T: a duration back from now (10m, 2h, 1d) or an ISO time")
+    flows.add_argument("--limit", type=count_arg, metavar="N", help="at most N rows (a page)")
+    flows.add_argument("--offset", type=count_arg, metavar="N", default=0, help="skip the first N rows")
     _json_flag(flows)
     flows.set_defaults(func=cmd_flows)
     claims = command("claims", "live claims: owner host/pid, epoch, age, lease left, last progress")
@@ -84,24 +94,51 @@ def _add_listings(command: Command) -> None:
 
 
 def _add_actions(command: Command) -> None:
+    release = command("release", "ask a flow's owner to hand it back once its running tasks end (nothing runs "
+                                 "twice); --force frees the claim at once instead")
+    release.add_argument("flow_id", metavar="FLOW_ID", nargs="?")
+    release.add_argument("--force", action="store_true",
+                         help="free the claim now, bumping the epoch so the owner is fenced: the task it is "
+                              "running is not stopped, and may run again on the next owner (it runs twice)")
+    _wait_flags(release, "until the owner has handed the flow back")
+    _bulk_flags(release, "release")
+    _yes_flag(release)
+    _json_flag(release)
+    release.set_defaults(func=cmd_release)
+    drain = command("drain", "ask a replica to hand back every flow once its running tasks end and to claim "
+                             "nothing more (maintenance); --undo lifts it")
+    drain.add_argument("replica_id", metavar="REPLICA_ID")
+    drain.add_argument("--undo", action="store_true", help="lift the drain: the replica claims flows again")
+    _wait_flags(drain, "until the replica holds no claim")
+    _yes_flag(drain)
+    _json_flag(drain)
+    drain.set_defaults(func=cmd_drain)
     for name, help_text, func in (
-        ("release", "force a flow's claim free; bumps the epoch so the old owner is fenced", cmd_release),
-        ("cancel", "stop a flow: no new task starts anywhere, state CANCELLED", cmd_cancel),
+        ("cancel", "stop a flow: no new task starts anywhere, state CANCELLED; nothing is reverted unless "
+                   "--revert", cmd_cancel),
         ("retry", "put a FAILURE/REVERTED flow (or one task) back to run, settle a HELD flow, or let older "
                   "code run a flow (--allow-build)", cmd_retry),
     ):
         cmd = command(name, help_text)
-        cmd.add_argument("flow_id", metavar="FLOW_ID", nargs="?" if name == "retry" else None)
+        cmd.add_argument("flow_id", metavar="FLOW_ID", nargs="?")
         _yes_flag(cmd)
+        _json_flag(cmd)
         cmd.set_defaults(func=func)
+        _bulk_flags(cmd, name)
         if name == "retry":
             _add_retry_options(cmd)
+        else:
+            cmd.add_argument("--revert", action="store_true",
+                             help="revert what finished (newest first, resumable like any revert; the flow ends "
+                                  "REVERTED); without it nothing is reverted, and a task that was running is "
+                                  "recorded as FAILURE (cancelled, may or may not have done its work)")
     delete = command("delete", "remove one flow (e.g. a corrupt one) with its tasks, declines and claim; "
                                "fenced: its owner's next write fails")
     delete.add_argument("flow_id", metavar="FLOW_ID")
     delete.add_argument("--force", action="store_true", help="required: the flow is gone for good")
     delete.add_argument("--dry-run", action="store_true", help="say what would be deleted; change nothing")
     _yes_flag(delete)
+    _json_flag(delete)
     delete.set_defaults(func=cmd_delete)
     purge = command("purge", "delete finished flows (SUCCESS, REVERTED, CANCELLED) last updated long ago")
     purge.add_argument("--finished-before", metavar="DURATION", required=True, type=time_age,
@@ -112,7 +149,21 @@ def _add_actions(command: Command) -> None:
                        help=f"allow a --finished-before under {ops.MIN_PURGE_AGE / 3600:g}h")
     purge.add_argument("--dry-run", action="store_true", help="list what would be purged; change nothing")
     _yes_flag(purge)
+    _json_flag(purge)
     purge.set_defaults(func=cmd_purge)
+
+
+def _bulk_flags(cmd: argparse.ArgumentParser, action: str) -> None:
+    """Instead of FLOW_ID: every flow the filters select (at least one)."""
+    group = cmd.add_argument_group(f"bulk {action} (instead of FLOW_ID; at least one filter)")
+    add_flow_filters(group)
+    group.add_argument("--dry-run", action="store_true", help=f"list the flows {action} would act on; change nothing")
+
+
+def _wait_flags(cmd: argparse.ArgumentParser, until: str) -> None:
+    cmd.add_argument("--wait", action="store_true", help=f"wait {until}")
+    cmd.add_argument("--timeout", type=positive_seconds, default=300.0, metavar="SECONDS",
+                     help="how long --wait waits (default 300); exit 1 when it runs out")
 
 
 def _add_retry_options(cmd: argparse.ArgumentParser) -> None:
@@ -139,8 +190,8 @@ def _emit_doc(args: argparse.Namespace, doc: D, render: Callable[[D], str]) -> i
 
 def cmd_flows(args: argparse.Namespace) -> int:
     with opened(args) as backend:
-        rows = ops_query.flows(backend, state=args.state, owner=args.owner, stranded=args.stranded,
-                               since=args.since)
+        rows = ops_query.flows(backend, **flow_filters(args), stranded=args.stranded, limit=args.limit,
+                               offset=args.offset)
     _emit_doc(args, rows, render_flows)
     return EXIT_PROBLEM if args.stranded and rows else 0
 
@@ -159,13 +210,13 @@ def cmd_replicas(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with opened(args) as backend:
-        doc = ops_query.show(backend, args.flow_id)
+        doc = ops_query.show(backend, resolve_flow_id(backend, args.flow_id))
     return _emit_doc(args, doc, render_show)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     with opened(args) as backend:
-        doc = ops_query.plan(backend, args.flow_id, args.allow, args.build)
+        doc = ops_query.plan(backend, resolve_flow_id(backend, args.flow_id), args.allow, args.build)
     return _emit_doc(args, doc, render_plan)
 
 
@@ -192,29 +243,95 @@ def _describe(backend: Any, flow_id: str) -> str:
 
 
 def _act_on_flow(args: argparse.Namespace, question: Callable[[str], str], act: Callable[[Any], Any]) -> int:
-    """Confirm ``question`` about the flow (described as it is now), act, say what was done."""
+    """Confirm ``question`` about the flow (described as it is now), act, say
+    what was done. ``args.flow_id`` may be a unique prefix: resolved first."""
     with opened(args) as backend:
+        args.flow_id = resolve_flow_id(backend, args.flow_id)
         confirm(args, lambda: question(_describe(backend, args.flow_id)))
         result = act(backend)
-    emit(printable(result.describe()))
+    emit(render_json(result) if args.json else printable(result.describe()))
     return 0
 
 
+def _bulk(args: argparse.Namespace, action: str, act: Callable[[Any, str], Any]) -> int:
+    """``action`` on every flow the filters select; exit 1 when some were skipped."""
+    filters = flow_filters(args)
+    if not any(value is not None for value in filters.values()):
+        raise UsageError(f"{action} needs FLOW_ID, or filters (--state, --factory, --name, --owner, --since, "
+                         "--before) selecting the flows to act on")
+    with opened(args) as backend:
+        selected = ops_query.flows(backend, **filters)
+        if not args.dry_run and selected:
+            confirm(args, f"{action} {len(selected)} flow(s)?")
+        report = ops_bulk.apply(action, selected, lambda flow_id: act(backend, flow_id), dry_run=args.dry_run)
+    emit(render_json(report) if args.json else printable_lines(report.lines()))
+    return EXIT_PROBLEM if report.skipped else 0
+
+
+def _single_only(args: argparse.Namespace, action: str, *options: str) -> None:
+    """Options that apply to one flow only, refused in a bulk action."""
+    given = [option for option in options if getattr(args, option.lstrip("-").replace("-", "_"), None)]
+    if given:
+        raise UsageError(f"{action} without FLOW_ID acts on many flows: {', '.join(given)} apply to one flow only")
+
+
 def cmd_release(args: argparse.Namespace) -> int:
-    return _act_on_flow(args, lambda flow: f"release {flow}? Its owner will be fenced.",
-                        lambda backend: ops.release(backend, args.flow_id))
+    if args.flow_id is None:
+        _single_only(args, "release", "--wait")
+        return _bulk(args, "release", lambda backend, flow_id: (
+            ops.release(backend, flow_id) if args.force else handover.request_release(backend, flow_id)))
+    if args.force:
+        return _act_on_flow(args, lambda flow: f"force {flow} free? Its owner is fenced, and the task it is "
+                            "running may run twice.", lambda backend: ops.release(backend, args.flow_id))
+    with opened(args) as backend:
+        args.flow_id = resolve_flow_id(backend, args.flow_id)
+        confirm(args, lambda: f"ask the owner of {_describe(backend, args.flow_id)} to hand it back?")
+        result = handover.request_release(backend, args.flow_id)
+        emit(render_json(result) if args.json else printable(result.describe()))
+        if args.wait:
+            return _waited(lambda: handover.wait_handed_back(backend, result, args.timeout),
+                           f"flow {args.flow_id} handed back")
+    return 0
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    with opened(args) as backend:
+        if args.undo:
+            result = handover.undrain(backend, args.replica_id)
+        else:
+            confirm(args, f"drain replica {args.replica_id}: hand back every flow and claim nothing more?")
+            result = handover.drain(backend, args.replica_id)
+        emit(render_json(result) if args.json else printable(result.describe()))
+        if args.wait and not args.undo:
+            return _waited(lambda: handover.wait_drained(backend, args.replica_id, args.timeout),
+                           f"replica {args.replica_id} drained")
+    return 0
+
+
+def _waited(wait: Callable[[], None], done: str) -> int:
+    try:
+        wait()
+    except TimeoutError as err:
+        print(f"flowbaton: {printable(str(err))}", file=sys.stderr)
+        return EXIT_PROBLEM
+    emit(printable(done))
+    return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    return _act_on_flow(args, lambda flow: f"cancel {flow}? It will never run again.",
-                        lambda backend: ops.cancel(backend, args.flow_id))
+    if args.flow_id is None:
+        return _bulk(args, "cancel", lambda backend, flow_id: ops.cancel(backend, flow_id, revert=args.revert))
+    what = "Its finished tasks will be reverted." if args.revert else "It will never run again."
+    return _act_on_flow(args, lambda flow: f"cancel {flow}? {what}",
+                        lambda backend: ops.cancel(backend, args.flow_id, revert=args.revert))
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
     if args.stranded:
         return _retry_stranded(args)
     if args.flow_id is None:
-        raise UsageError("retry needs FLOW_ID (or --stranded --allow-build VERSION)")
+        _single_only(args, "retry", "--task", "--rerun", "--reuse", "--allow-build")
+        return _bulk(args, "retry", lambda backend, flow_id: ops.retry(backend, flow_id))
     decision = "rerun" if args.rerun else "reuse" if args.reuse else None
     what = f" task {args.task}" if args.task else ""
     allowing = f", letting build {args.allow_build} or newer run it" if args.allow_build else ""
@@ -224,7 +341,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def _retry_stranded(args: argparse.Namespace) -> int:
-    if args.flow_id is not None or args.task or args.rerun or args.reuse:
+    if args.flow_id is not None or args.task or args.rerun or args.reuse or any(
+            value is not None for value in flow_filters(args).values()):
         raise UsageError("retry --stranded takes no FLOW_ID, --task, --rerun or --reuse: it applies "
                          "--allow-build to every flow stranded for its build")
     if args.allow_build is None:
@@ -233,22 +351,23 @@ def _retry_stranded(args: argparse.Namespace) -> int:
         confirm(args, lambda: f"let build {args.allow_build} or newer run the "
                 f"{len(rollback.build_stranded_flows(backend))} flow(s) stranded for their build?")
         report = rollback.allow_stranded(backend, args.allow_build)
-    emit(render_rollback(report))
+    emit(render_json(report) if args.json else render_rollback(report))
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
     with opened(args) as backend:
+        args.flow_id = resolve_flow_id(backend, args.flow_id)
         plan = ops_delete.describe_delete(backend, args.flow_id)
         if args.dry_run:
-            emit(printable(f"would delete {plan.describe()}"))
+            emit(render_json(plan) if args.json else printable(f"would delete {plan.describe()}"))
             return 0
         if not args.force:
             raise UsageError(f"delete removes flow {args.flow_id} for good: add --force "
                              "(--dry-run shows what would go)")
         confirm(args, f"delete {plan.describe()} for good?")
         result = ops_delete.delete(backend, args.flow_id)
-    emit(printable(result.describe()))
+    emit(render_json(result) if args.json else printable(result.describe()))
     return 0
 
 
@@ -256,11 +375,11 @@ def cmd_purge(args: argparse.Namespace) -> int:
     with opened(args) as backend:
         listed = _purge(args, backend, dry_run=True)
         if args.dry_run or not listed.flows:
-            emit(render_purge(listed))
+            emit(render_json(listed) if args.json else render_purge(listed))
             return 0
         confirm(args, f"delete {len(listed.flows)} finished flow(s) and their tasks for good?")
         report = _purge(args, backend, dry_run=False)
-    emit(render_purge(report))
+    emit(render_json(report) if args.json else render_purge(report))
     return 0
 
 

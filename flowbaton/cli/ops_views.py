@@ -18,7 +18,7 @@ __all__ = ["render_replicas", "render_plan", "render_check", "render_purge", "re
 
 
 def render_replicas(report: ReplicasReport, now: float) -> str:
-    head = (table(["REPLICA", "HOST", "PID", "VERSION", "BUILD", "UP", "ALLOW", "CLAIMS"],
+    head = (table(["REPLICA", "HOST", "PID", "VERSION", "BUILD", "UP", "ALLOW", "CLAIMS", "DRAINING"],
                   [_replica_cells(r, now) for r in report.replicas])
             if report.replicas else "no live replicas")
     lines = [f"claimed by no live replica: {c.flow_id} (owner {c.owner}, epoch {c.epoch})"
@@ -33,7 +33,7 @@ def _replica_cells(row: ReplicaRow, now: float) -> list[str]:
     info = row.info
     return [info.replica_id, info.host, str(info.pid), info.version, info.build or "unset",
             seconds(now - info.started_at),
-            ",".join(info.allow) or "-", _claims_cell(row.claims)]
+            ",".join(info.allow) or "-", _claims_cell(row.claims), "yes" if row.draining else "-"]
 
 
 def _claims_cell(flow_ids: list[str]) -> str:

@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..backends.base import CONNECTED, LOST, SUSPENDED, Backend, Capability
 from ..backends.errors import BackendUnavailable, FlowbatonError
@@ -95,6 +95,8 @@ class LeaseKeeper:
         self._stopping = threading.Event()
         self._suspended = False
         self._thread: threading.Thread | None = None
+        # Called after each beat with the claims tracked then (``handover.Mailbox.check``).
+        self.after_beat: Callable[[Sequence[Claim[LeasedGate]]], None] | None = None
         if Capability.SESSION in backend.capabilities:
             backend.add_state_listener(self._on_session)
 
@@ -137,6 +139,12 @@ class LeaseKeeper:
                 held.gate.resume()
         if self._presence is not None:
             self._heartbeat_presence()
+        if self.after_beat is not None:
+            try:
+                self.after_beat(self._snapshot())
+            except FlowbatonError as err:  # the next beat reads it again
+                log.warning("reading the handover requests of replica %s failed: %s", self.replica_id, err,
+                            extra={"replica_id": self.replica_id})
 
     def _renew_all(self, tracked: list[Claim[LeasedGate]]) -> list[Claim[LeasedGate]]:
         """Renew the claims in one ``renew_claims`` call (one round trip

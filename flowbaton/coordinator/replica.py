@@ -34,6 +34,7 @@ from ..observability.observer import ReplicaObserver, metrics_class
 from ..observability.probes import ProbeServer
 from .batch import prepare_batch
 from .claimloop import ClaimLoop, default_poll_interval
+from .handover import Mailbox
 from .identity import default_replica_id, flowbaton_version, replica_info
 from .lease import LeasedGate, LeaseKeeper
 from .opening import WrapBackend, open_with_lease
@@ -142,9 +143,11 @@ class Coordinator:
         # A loop round may wait on the backend's retries; only far longer is "stuck".
         self.observer = ReplicaObserver(ReplicaHealth(stall_after=max(60.0, 3 * lease), clock=clock), clock)
         self.http: ProbeServer | None = None
-        self.keeper = LeaseKeeper(backend, self.replica_id, lease, clock=clock,
-                                  presence=replica_info(self.replica_id, self.allow, self.build),
+        presence = replica_info(self.replica_id, self.allow, self.build)
+        self.keeper = LeaseKeeper(backend, self.replica_id, lease, clock=clock, presence=presence,
                                   observer=self.observer)
+        self.mailbox = Mailbox(backend, self.replica_id, presence.started_at, lease, clock)
+        self.keeper.after_beat = self.mailbox.check
         self._lock = threading.Lock()
         self._workers: dict[str, tuple[FlowWorker, threading.Thread]] = {}
         self._concurrency = 0
@@ -366,7 +369,9 @@ class Coordinator:
 
     def free_slots(self) -> int:
         with self._lock:
-            return 0 if self._stopping else self._concurrency - len(self._workers)
+            if self._stopping or self.mailbox.draining is not None:
+                return 0
+            return self._concurrency - len(self._workers)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no flow runs here (tests, and services draining)."""
@@ -378,7 +383,7 @@ class Coordinator:
         read and maybe counted in its batch); False (and the claim
         released) if the replica is stopping or already full."""
         worker = FlowWorker(self.backend, self.keeper, self.skips, self.settings, self._run_flow, claim,
-                            self.observer, prepared)
+                            self.observer, prepared, self.mailbox)
         with self._lock:
             accepted = not self._stopping and len(self._workers) < self._concurrency
             if accepted:

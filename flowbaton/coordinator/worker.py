@@ -42,6 +42,7 @@ from ..engine.poison import DEFAULT_RULE, PoisonRule
 from ..engine.report import FlowReport
 from ..observability.observer import ReplicaObserver
 from .corrupt import hold_corrupt
+from .handover import Mailbox
 from .lease import LeaseKeeper
 from .release import release_claim
 from .skiplist import SkipList
@@ -102,6 +103,7 @@ class FlowWorker:
         claim: Claim[Gate],
         observer: ReplicaObserver | None = None,
         prepared: Prepared | None = None,
+        mailbox: Mailbox | None = None,
     ) -> None:
         self.backend = backend
         self.observer = observer or ReplicaObserver()
@@ -111,6 +113,7 @@ class FlowWorker:
         self.run_flow = run_flow
         self.claim = claim
         self.prepared = prepared  # the flow as read (and maybe counted) in its claim's batch
+        self.mailbox = mailbox  # the replica's handover requests: one may be why the run stopped
         self.report: FlowReport | None = None
 
     @property
@@ -134,6 +137,18 @@ class FlowWorker:
         # The release is fenced: it frees the claim only if it is still ours
         # (docs/chaos-bugs.md #1).
         self.release()
+        self._handed_back()
+
+    def _handed_back(self) -> None:
+        """When an operator asked for the flow back, say so, clear the
+        request, and leave the flow to another replica for a lease."""
+        if self.mailbox is None:
+            return
+        request = self.mailbox.handed_back(self.flow_id)
+        if request is not None:
+            self._log(logging.WARNING, "flow %s: handed back on the request of %s", request.by, event="handed_back",
+                      requested_by=request.by)
+            self.skips.add(self.flow_id, self.mailbox.lease, "handed back on request")
 
     def _run(self) -> None:
         """Run the flow and log how it ended."""

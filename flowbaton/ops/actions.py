@@ -102,6 +102,7 @@ class ActionResult:
     tasks: list[str] = field(default_factory=list)  # task details put back to PENDING
     decisions: dict[str, str] = field(default_factory=dict)
     allowed_build: str | None = None  # retry --allow-build: the oldest build now allowed to run it
+    stopped: list[str] = field(default_factory=list)  # cancel: tasks that were running when it was cancelled
 
     def describe(self) -> str:
         fenced = (f"fenced {self.fenced.owner}'s claim (epoch {self.fenced.epoch}): its next write fails"
@@ -112,14 +113,25 @@ class ActionResult:
         head = {
             "release": f"released flow {self.flow_id} ({self.state}): {fenced}"
                        + ("; any replica may resume it" if self.state in RUNNABLE_FLOW_STATES else ""),
-            "cancel": f"cancelled flow {self.flow_id} (was {self.state_before}): {fenced}; no task starts again",
+            "cancel": (f"cancelled flow {self.flow_id} (was {self.state_before}): {fenced}; "
+                       + ("a replica now reverts what finished (REVERTED when done)" if self.state == REVERTING
+                          else "no task starts again, nothing is reverted")),
             "retry": f"flow {self.flow_id} is {self.state} again (was {self.state_before}): {fenced}",
             "delete": f"deleted flow {self.flow_id} (was {self.state_before}) with its tasks and declines: {fenced}",
         }[self.action]
         extra = [f"tasks back to PENDING: {', '.join(self.tasks)}"] if self.tasks else []
+        extra += [f"running when cancelled (may or may not have done their work): {', '.join(self.stopped)}"
+                  ] if self.stopped else []
         extra += [f"version decision: {t}={d}" for t, d in self.decisions.items()]
         extra += [f"build {self.allowed_build} or newer may run it"] if self.allowed_build else []
         return "; ".join([head, *extra])
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``--json`` of an action prints."""
+        return {"action": self.action, "flow_id": self.flow_id, "state_before": self.state_before,
+                "state": self.state, "epoch": self.epoch,
+                "fenced": self.fenced.to_dict() if self.fenced else None, "tasks": self.tasks,
+                "decisions": self.decisions, "allowed_build": self.allowed_build, "stopped": self.stopped}
 
 
 @dataclass
@@ -130,6 +142,11 @@ class PurgeReport:
     cutoff: float  # flows last updated before this wall-clock time qualify
     flows: list[FlowDetail] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (flow id, why)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run, "cutoff": self.cutoff,
+                "flows": [{"id": f.id, "state": f.state, "updated_at": f.updated_at} for f in self.flows],
+                "skipped": [{"id": flow_id, "why": why} for flow_id, why in self.skipped]}
 
 
 def operator_id() -> str:
@@ -231,21 +248,47 @@ def release(backend: Backend, flow_id: str, *, who: str | None = None) -> Action
     return ActionResult("release", flow_id, before, flow.state, token.epoch, held)
 
 
-def cancel(backend: Backend, flow_id: str, *, who: str | None = None) -> ActionResult:
-    """Stop the flow for good: state CANCELLED, no task starts again anywhere
-    (its owner is fenced, and CANCELLED is not runnable). Tasks that are
-    running finish, but their results are not written; nothing is reverted."""
+def cancel(backend: Backend, flow_id: str, *, who: str | None = None, revert: bool = False) -> ActionResult:
+    """Stop the flow: no task starts again anywhere (its owner is fenced).
+
+    Plainly, the flow becomes CANCELLED (not runnable) and nothing is
+    reverted: what finished stays done. A task that was running goes on in
+    its fenced owner, but its result is never written: its record becomes
+    FAILURE with a failure of type ``flowbaton.Cancelled`` (it may or may not
+    have done its work), so no task of a cancelled flow is left RUNNING.
+
+    ``revert``: the flow becomes REVERTING instead, and a replica reverts
+    every task that finished or may have (running ones included), newest
+    first, as after a failure: resumable like any revert, REVERTED at the
+    end (FAILURE if a revert fails)."""
     who = who or operator_id()
     _require(load_flow(backend, flow_id), CANCELLABLE, "cancel")  # refuse before fencing anyone
     with claimed(backend, flow_id, who) as (token, held):
         flow = load_flow(backend, flow_id)
         _require(flow, CANCELLABLE, "cancel")  # it may have ended meanwhile
+        tasks = backend.load_tasks(flow_id)
+        running = sorted(t for t, d in tasks.items() if d.state == RUNNING)
         before = flow.state
-        _note(flow, "cancel", who, token, held)
-        flow.state, flow.owner = CANCELLED, None
+        _note(flow, "cancel", who, token, held, revert=revert)
+        flow.owner = None
         flow.reason = f"cancelled by operator {who} at {_when(time.time())}"
+        if revert:  # the in-doubt tasks stay RUNNING: the revert undoes them too
+            flow.state, flow.reason = REVERTING, flow.reason + "; reverting what finished"
+        else:
+            flow.state = CANCELLED
+            backend.save_tasks(token, [_cancelled(tasks[t], token, who) for t in running])
         _save(backend, token, flow)
-    return ActionResult("cancel", flow_id, before, CANCELLED, token.epoch, held)
+    return ActionResult("cancel", flow_id, before, flow.state, token.epoch, held, stopped=running)
+
+
+def _cancelled(detail: TaskDetail, token: ClaimToken, who: str) -> TaskDetail:
+    """A running task's record as a plain cancel leaves it: FAILURE, in doubt."""
+    failure = {"type": "flowbaton.Cancelled",
+               "message": f"the flow was cancelled by {who} while this task ran: it may or may not have "
+                          "done its work, and nothing was reverted",
+               "traceback": ""}
+    return TaskDetail(detail.task_id, FAILURE, None, failure, detail.version, detail.attempts, detail.started_at,
+                      time.time(), who, token.claim_id, token.epoch, detail.meta)
 
 
 def retry(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..backends import open_backend
 from ..backends.base import Backend
@@ -38,6 +39,12 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "version": self.version, "ok": self.ok, "problems": self.problems,
+                "notes": self.notes, "warnings": self.warnings,
+                "replicas": [{"replica_id": r.replica_id, "version": r.version, "build": r.build}
+                             for r in self.replicas]}
 
 
 def check(target: str | Backend) -> CheckReport:

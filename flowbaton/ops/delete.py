@@ -12,6 +12,7 @@ changes nothing (``--dry-run``, the confirmation question).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..backends.base import Backend
 from ..backends.errors import CorruptRecord
@@ -37,6 +38,10 @@ class DeletePlan:
         owner = (f"claimed by {self.claim.owner} at epoch {self.claim.epoch}, who will be fenced"
                  if self.claim else "no live claim")
         return f"flow {self.flow_id} ({self.state}) with {tasks}, its declines and claim ({owner})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"flow_id": self.flow_id, "state": self.state, "tasks": self.tasks,
+                "claim": self.claim.to_dict() if self.claim else None}
 
 
 def describe_delete(backend: Backend, flow_id: str) -> DeletePlan:

@@ -120,16 +120,18 @@ class ClaimRow:
 @dataclass(frozen=True)
 class ReplicaRow:
     """One live replica and the flows it holds (sorted ids); ``build`` is
-    the release of its code, None when it says none (``engine.builds``)."""
+    the release of its code, None when it says none (``engine.builds``);
+    ``draining``: a drain of this incarnation was asked for."""
 
     info: ReplicaInfo
     claims: list[str]
+    draining: bool = False  # an operator asked it to hand everything back (``flowbaton drain``)
 
     def to_json(self) -> dict[str, JSON]:
         info = self.info
         return {"replica_id": info.replica_id, "host": info.host, "pid": info.pid, "version": info.version,
                 "allow": info.allow, "started_at": info.started_at, "seen_at": info.seen_at,
-                "claims": self.claims, "build": info.build}
+                "claims": self.claims, "build": info.build, "draining": self.draining}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ progress) and for stranded candidates (their declines), in parallel.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import time
 from collections.abc import Sequence
@@ -56,10 +57,20 @@ def flows(
     owner: str | None = None,
     stranded: bool = False,
     since: float | None = None,
+    before: float | None = None,
+    factory: str | None = None,
+    name: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[FlowRow]:
     """Stored flows, oldest first: in ``state``, claimed by ``owner``,
-    updated at or after ``since`` (wall-clock seconds), stranded (rows then
-    say why, under ``stranded``)."""
+    updated at or after ``since`` and before ``before`` (wall-clock
+    seconds), whose factory and name match the shell patterns ``factory``
+    and ``name`` (``billing.*``; no wildcard: that exact text), stranded
+    (rows then say why, under ``stranded``). ``offset`` rows are skipped and
+    at most ``limit`` returned: a page (the stranded rule runs before paging)."""
+    if (limit is not None and limit < 0) or offset < 0:
+        raise ValueError(f"limit and offset must not be negative, got {limit!r} and {offset!r}")
     if stranded:
         states: Sequence[str] | None = [state] if state else sorted(RUNNABLE_FLOW_STATES)
     else:
@@ -67,11 +78,18 @@ def flows(
     found = backend.list_flows(states)
     owners = {c.flow_id: c.owner for c in backend.list_claims()}
     found = [f for f in found if (owner is None or owners.get(f.id) == owner)
-             and (since is None or f.updated_at >= since)]
+             and (since is None or f.updated_at >= since) and (before is None or f.updated_at < before)
+             and _matches(factory, f.factory) and _matches(name, f.name)]
+    end = None if limit is None else offset + limit
     if not stranded:
-        return [FlowRow.of(f, owners.get(f.id)) for f in found]
+        return [FlowRow.of(f, owners.get(f.id)) for f in found[offset:end]]
     reasons = find_stranded(backend, found, set(owners), backend.list_replicas())
-    return [FlowRow.of(f, owners.get(f.id), reasons[f.id]) for f in found if f.id in reasons]
+    rows = [FlowRow.of(f, owners.get(f.id), reasons[f.id]) for f in found if f.id in reasons]
+    return rows[offset:end]
+
+
+def _matches(pattern: str | None, text: str) -> bool:
+    return pattern is None or fnmatch.fnmatchcase(text, pattern)
 
 
 # ------------------------------------------------------------------- claims
@@ -119,11 +137,16 @@ def replicas(backend: Backend) -> ReplicasReport:
     held: dict[str, list[str]] = {}
     for claim in fleet.claims:
         held.setdefault(claim.owner, []).append(claim.flow_id)
-    rows = [ReplicaRow(r, sorted(held.get(r.replica_id, [])))
+    rows = [ReplicaRow(r, sorted(held.get(r.replica_id, [])), _draining(backend, r))
             for r in sorted(fleet.replicas, key=lambda r: (r.started_at, r.replica_id))]
     live = {r.replica_id for r in fleet.replicas}
     others = [c for c in fleet.claims if c.owner not in live]
     return ReplicasReport(rows, others, backend.warnings())
+
+
+def _draining(backend: Backend, replica: ReplicaInfo) -> bool:
+    """A drain of this incarnation is asked for (one read of its mailbox)."""
+    return any(r.drain and r.started_at == replica.started_at for r in backend.load_handovers(replica.replica_id))
 
 
 # ------------------------------------------------------------------ one flow

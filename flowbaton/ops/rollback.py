@@ -12,6 +12,7 @@ finished, one whose build is older than the allowance already.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..backends.base import Backend
 from ..backends.errors import ClaimHeld, FlowNotFound
@@ -30,6 +31,10 @@ class RollbackReport:
     build: str
     allowed: list[ActionResult] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"build": self.build, "allowed": [r.to_json() for r in self.allowed],
+                "skipped": [{"id": flow_id, "why": why} for flow_id, why in self.skipped]}
 
 
 def build_stranded_flows(backend: Backend) -> dict[str, str]:

@@ -59,10 +59,15 @@ def store(
     updated_at: float | None = None,
     meta: dict[str, Any] | None = None,
     ledger: str = "/nonexistent/ledger",
+    flow_id: str | None = None,
+    factory: str = STEPS,
+    name: str | None = None,
 ) -> str:
     """A flow of ``steps(n=2)`` stored in ``state`` with ``tasks``, written
-    the way a replica writes (under a claim, then released)."""
-    detail = new_flow_detail(STEPS, kwargs={"n": 2}, inputs={"ledger": ledger})
+    the way a replica writes (under a claim, then released). ``factory``
+    and ``name`` are stored as given (a listing's filters read them)."""
+    detail = new_flow_detail(STEPS, kwargs={"n": 2}, inputs={"ledger": ledger}, flow_id=flow_id, name=name)
+    detail.factory = factory
     backend.create_flow(detail)
     token = backend.claim(detail.id, SEEDER, 30.0)
     for task in tasks:

@@ -34,7 +34,7 @@ def test_replicas_show_each_build_and_what_an_unset_one_costs(
     present(backend, "old", ["tests."], build="2.0rc1")
     doc = run_cli(capsys, backend, "replicas", "--json").json()
     assert {r["replica_id"]: r["build"] for r in doc["replicas"]} == {"new": "2.1", "old": "2.0rc1"}
-    assert list(doc["replicas"][0])[-1] == "build" and doc["unset_builds"] == []
+    assert list(doc["replicas"][0])[-2:] == ["build", "draining"] and doc["unset_builds"] == []
     table = run_cli(capsys, backend, "replicas").stdout
     assert "BUILD" in table and "2.0rc1" in table and UNSET_COST not in table
 

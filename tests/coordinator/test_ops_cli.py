@@ -119,7 +119,7 @@ def test_show_and_plan(backend: Backend, capsys: pytest.CaptureFixture[str]) -> 
 def test_release_fences_the_holder(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
     flow = store(backend, RUNNING)
     token = backend.claim(flow, "r1", 60.0)
-    out = run_cli(capsys, backend, "release", flow, "--yes")
+    out = run_cli(capsys, backend, "release", flow, "--force", "--yes")
     assert out.code == 0 and "fenced r1's claim" in out.stdout
     with pytest.raises(ClaimLost):
         backend.save_task(token, task("s0", SUCCESS))
@@ -128,6 +128,39 @@ def test_release_fences_the_holder(backend: Backend, capsys: pytest.CaptureFixtu
     assert record.epoch > token.epoch and flow in backend.find_runnable(10)
     [note] = run_cli(capsys, backend, "show", flow, "--json").json()["operations"]
     assert note["action"] == "release" and note["fenced"] == f"{token.claim_id}@{token.epoch}"
+
+
+def test_release_asks_a_live_owner_and_refuses_when_nobody_would_act(
+    backend: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    present(backend, "r1", ["tests."])
+    flow, ghostly, free = store(backend, RUNNING), store(backend, RUNNING), store(backend, PENDING)
+    token = backend.claim(flow, "r1", 60.0)
+    ghost = backend.claim(ghostly, "ghost", 60.0)  # held by no live replica
+
+    out = run_cli(capsys, backend, "release", flow, "--yes")
+    assert out.code == 0 and f"asked r1 to hand flow {flow} back (claim epoch {token.epoch})" in out.stdout
+    [request] = backend.load_handovers("r1")
+    assert (request.flow_id, request.epoch, request.drain) == (flow, token.epoch, False)
+    backend.save_task(token, task("s0", SUCCESS))  # only asked: the owner is not fenced
+
+    refused = run_cli(capsys, backend, "release", ghostly, "--yes")
+    assert bad_input(refused) and "no live replica" in refused.stderr and "--force" in refused.stderr
+    backend.renew(ghost, 60.0)  # nothing changed
+    assert backend.load_handovers("ghost") == []
+
+    unclaimed = run_cli(capsys, backend, "release", free, "--yes")
+    assert unclaimed.code == 0 and "not claimed: nothing to hand back" in unclaimed.stdout
+
+    assert bad_input(run_cli(capsys, backend, "drain", "nobody", "--yes"))
+    drained = run_cli(capsys, backend, "drain", "r1", "--yes")
+    assert drained.code == 0 and "asked replica r1 to hand back its 1 flow(s)" in drained.stdout
+    assert {r.drain for r in backend.load_handovers("r1")} == {True, False}
+    listed = run_cli(capsys, backend, "replicas")
+    assert "DRAINING" in listed.stdout and "yes" in listed.stdout
+    assert "lifted" in run_cli(capsys, backend, "drain", "r1", "--undo").stdout
+    assert "was not drained" in run_cli(capsys, backend, "drain", "r1", "--undo").stdout
+    assert [r.drain for r in backend.load_handovers("r1")] == [False]
 
 
 def test_cancel(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:

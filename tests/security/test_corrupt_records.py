@@ -207,7 +207,7 @@ def test_an_unreadable_claim_is_replaced_by_release_and_cancel(
         assert claims.code == 0 and good in claims.stdout and "Traceback" not in claims.stderr
         assert run_cli(capsys, backend, "replicas").code == 0
 
-        released = run_cli(capsys, backend, "release", bad, "--yes")
+        released = run_cli(capsys, backend, "release", bad, "--force", "--yes")
         assert released.code == 0 and f"released flow {bad}" in released.stdout, released
         assert backend.current_claim(bad) is None
         cancelled = run_cli(capsys, backend, "cancel", other, "--yes")
