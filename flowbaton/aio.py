@@ -90,11 +90,13 @@ class AsyncCoordinator:
         name: str | None = None,
         flow_id: str | None = None,
         allow: Sequence[str] | None = None,
+        by_name: bool = False,
     ) -> str:
         """``Coordinator.submit``: validate (the factory is imported and
-        called once) and store a new flow; its id."""
+        called once, unless ``by_name``) and store a new flow; its id."""
         coord = await self.coordinator()
-        return await _off_loop(coord.submit, factory, args, kwargs, inputs, name=name, flow_id=flow_id, allow=allow)
+        return await _off_loop(coord.submit, factory, args, kwargs, inputs, name=name, flow_id=flow_id, allow=allow,
+                               by_name=by_name)
 
     async def wait(self, flow_id: str, timeout: float | None = 60.0) -> FlowReport:
         """``Coordinator.wait``: the flow's report once it is done or HELD;

@@ -16,6 +16,7 @@ from ..backends.records import nests_deeper
 from ..backends.states import SUCCESS
 from ..coordinator.replica import connect
 from .common import UsageError, backend_url, emit
+from .progress import wait_with_progress
 from .replica import run_replica
 from .terminal import printable
 
@@ -69,12 +70,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     # The flow records the submitter's build ("auto": the distribution of the --allow factories, if given).
     with connect(getattr(args, "backend_object", None) or backend_url(args), allow=args.allow,
                  build=args.build) as coord:
-        flow_id = coord.submit(args.factory, fargs, kwargs, inputs, name=args.name, allow=args.allow)
+        flow_id = coord.submit(args.factory, fargs, kwargs, inputs, name=args.name, allow=args.allow,
+                               by_name=args.by_name)
         emit(flow_id)
         if not args.wait:
             return 0
         try:
-            report = coord.wait(flow_id, timeout=args.timeout)
+            if sys.stderr.isatty():
+                report = wait_with_progress(coord.backend, flow_id, args.timeout, sys.stderr)
+            else:
+                report = coord.wait(flow_id, timeout=args.timeout)
         except TimeoutError as err:
             print(f"flowbaton: {printable(str(err))}", file=sys.stderr)
             return 1

@@ -61,16 +61,27 @@ def opened(args: argparse.Namespace) -> Iterator[Backend]:
         backend.close()
 
 
+#: How long an operator command waits for a backend that does not answer
+#: (a refused connection, no ZooKeeper session) before saying so: with the
+#: interpreter's start, its one line comes within 2 s. A URL that sets the
+#: option keeps its own value.
+CLI_PATIENCE = 0.8
+
+
 def _impatient(url: str) -> dict[str, float]:
     """Options for a person waiting at a terminal, unless the URL sets them:
-    a Redis that refuses connections is reported after 3 s of retries, not
-    the 10 s a replica waits out a server restart with."""
+    Redis retries refused connections and timeouts for ``CLI_PATIENCE``
+    seconds, not the 10 s a replica waits out a server restart with, and
+    ZooKeeper gives up on a first session as soon."""
     try:
         parts = urlsplit(url)
     except ValueError:  # malformed: open_backend says so, in its one line
         return {}
-    if parts.scheme.startswith("redis") and "retry_deadline" not in parse_qs(parts.query):
-        return {"retry_deadline": 3.0}
+    given = parse_qs(parts.query)
+    if parts.scheme.startswith("redis") and "retry_deadline" not in given:
+        return {"retry_deadline": CLI_PATIENCE}
+    if parts.scheme == "zookeeper" and "connect_timeout" not in given:
+        return {"connect_timeout": CLI_PATIENCE}
     return {}
 
 

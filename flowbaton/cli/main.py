@@ -26,6 +26,7 @@ from ..coordinator.opening import WrapBackend
 from .args import add_allow_option, add_build_option, positive_seconds
 from .commands import cmd_demo, cmd_replica, cmd_submit
 from .common import UsageError
+from .completion import SHELLS, completion_script
 from .ops_commands import add_ops_commands
 from .replica import add_replica_options
 from .terminal import printable
@@ -51,6 +52,8 @@ def _backend_option(parser: argparse.ArgumentParser, default: object) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="flowbaton", description="Flows that survive the death of the server running them.")
     parser.add_argument("--version", action="version", version=f"flowbaton {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what the command does, the drivers' (kazoo, redis) own messages included")
     _backend_option(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_replica(sub)
@@ -58,7 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_ops_commands(lambda name, help_text: _command(sub, name, help_text))
     demo = sub.add_parser("demo", help="watch a replica die with SIGKILL and another finish its flow")
     demo.set_defaults(func=cmd_demo)
+    completion = sub.add_parser("completion", help="print a shell completion script (bash; zsh with bashcompinit)")
+    completion.add_argument("shell", choices=SHELLS)
+    completion.set_defaults(func=lambda args: _print_completion(parser, args.shell))
     return parser
+
+
+def _print_completion(parser: argparse.ArgumentParser, shell: str) -> int:
+    sys.stdout.write(completion_script(parser, shell))
+    return 0
 
 
 def _command(sub: argparse._SubParsersAction[_Parser], name: str, help_text: str) -> _Parser:
@@ -82,6 +93,10 @@ def _add_submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     cmd.add_argument("--kwargs", metavar="JSON", help="factory keyword arguments, a JSON object")
     cmd.add_argument("--inputs", metavar="JSON", help="initial flow inputs, a JSON object")
     cmd.add_argument("--name", help="a name for people (default: the flow's own name)")
+    cmd.add_argument("--by-name", action="store_true",
+                     help="the factory's code is not importable here (an ops host): store its name and the JSON "
+                          "values without importing it; the replicas validate it when they build the flow (one "
+                          "that cannot is declined: see `flowbaton flows --stranded`)")
     cmd.add_argument("--wait", action="store_true", help="wait until the flow ends; exit 1 unless SUCCESS")
     cmd.add_argument("--timeout", type=positive_seconds, default=None, help="with --wait: give up after S seconds")
     cmd.set_defaults(func=cmd_submit)
@@ -105,7 +120,10 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None,
     # script alone would only see installed packages.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    held = _HeldWarnings() if args.func is not cmd_replica else None
+    if args.verbose and args.func is not cmd_replica:  # a replica configures its own logging
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    held = _HeldWarnings() if args.func is not cmd_replica and not args.verbose else None
     try:
         code: int = args.func(args)
     except (FlowbatonError, UsageError) as err:

@@ -176,14 +176,18 @@ class Coordinator:
         name: str | None = None,
         flow_id: str | None = None,
         allow: Sequence[str] | None = None,
+        by_name: bool = False,
     ) -> str:
         """Validate and store a new flow; any replica may run it (not only
         this one: a front end may submit what workers run). Returns its id.
         Submitting imports the factory and calls it once to validate the
         flow, so a name received from outside (a request, a queue) must come
-        with ``allow``: it is checked before anything is imported."""
+        with ``allow``: it is checked before anything is imported.
+        ``by_name``: the factory's code is not here; store its name and the
+        JSON values unchecked beyond their form, and let the replicas that
+        build it validate the rest (``engine.lifecycle.new_flow_detail``)."""
         detail = new_flow_detail(factory, args, kwargs, inputs, name=name, flow_id=flow_id, allow=allow,
-                                 build=self.build)
+                                 build=self.build, by_name=by_name)
         self.backend.create_flow(detail)
         log.info("submitted flow %s (%s) [replica %s]", detail.id, detail.factory, self.replica_id,
                  extra={"flow_id": detail.id, "replica_id": self.replica_id})

@@ -40,6 +40,7 @@ __all__ = [
     "factory",
     "factory_name",
     "factory_module",
+    "check_factory_syntax",
     "check_allowed",
     "load_factory",
     "build_flow",
@@ -65,6 +66,14 @@ def _split(name: str) -> tuple[str, str]:
         raise FactoryError(f"factory name {name!r}: {private[0]!r} starts with '_'; "
                            "factories must be public names")
     return module, qualname
+
+
+def check_factory_syntax(name: str) -> str:
+    """``name`` if it is a saveable factory name by its form alone
+    (``package.module:function``, public parts), without importing anything:
+    a flow submitted by name is validated by the replicas that import it."""
+    _split(name)
+    return name
 
 
 def factory_module(name: str) -> str:

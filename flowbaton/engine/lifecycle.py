@@ -22,7 +22,7 @@ from .compiler import CompiledFlow, compile_flow
 from .counting import Found, claim_fields, counted_meta
 from .errors import FactoryError
 from .events import NO_EVENTS, Events
-from .factory import build_flow, check_allowed, check_arguments, factory_name, load_factory
+from .factory import build_flow, check_allowed, check_arguments, check_factory_syntax, factory_name, load_factory
 from .gate import Gate
 from .meta import FlowMeta
 from .poison import DEFAULT_RULE, PoisonRule
@@ -49,6 +49,7 @@ def new_flow_detail(
     clock: Callable[[], float] = time.time,
     allow: Sequence[str] | None = None,
     build: str | None = None,
+    by_name: bool = False,
 ) -> FlowDetail:
     """Validate everything a replica will need, now, and return the unsaved
     record: the factory is saveable and builds a valid flow from these
@@ -57,21 +58,34 @@ def new_flow_detail(
     imported: a service that submits names it was sent applies the same
     allow-list as its replicas. ``build`` is the submitter's (PEP 440):
     the flow was built by that code, so no older replica may resume it
-    (``engine.builds``)."""
+    (``engine.builds``).
+
+    ``by_name``: the code is not here (an ops host submitting for a
+    service): only the form of the name and the JSON of the values are
+    checked, nothing is imported, and the replicas validate the rest when
+    they build the flow (one that cannot is declined, and listed by
+    ``flowbaton flows --stranded``)."""
     checked_build(build, "build")
     if allow is not None and isinstance(factory, str):
         check_allowed(factory, allow)
-    fname = factory_name(factory)
+    if by_name and not isinstance(factory, str):
+        raise DefinitionError("by_name needs the factory's name, 'package.module:function'")
+    fname = check_factory_syntax(factory) if isinstance(factory, str) and by_name else factory_name(factory)
     plain_args, plain_kwargs = check_arguments(args, dict(kwargs or {}), fname)
     plain_inputs = encode(dict(inputs or {}), "flow inputs")
     if flow_id is not None and not FLOW_ID_PATTERN.fullmatch(flow_id):
         raise DefinitionError(f"flow id {flow_id!r} must match {FLOW_ID_PATTERN.pattern}")
-    built = build_flow(load_factory(fname, None), fname, plain_args, plain_kwargs)
-    compiled = compile_flow(built, initial_values(plain_kwargs, plain_inputs))
+    meta = FlowMeta()
+    if by_name:
+        default_name = fname.rpartition(":")[2]
+    else:
+        built = build_flow(load_factory(fname, None), fname, plain_args, plain_kwargs)
+        meta = meta.built(compile_flow(built, initial_values(plain_kwargs, plain_inputs)).order, [])
+        default_name = built.name
     now = clock()
     return FlowDetail(
         id=flow_id or uuid.uuid4().hex,
-        name=name or built.name,
+        name=name or default_name,
         factory=fname,
         args=plain_args,
         kwargs=plain_kwargs,
@@ -80,7 +94,7 @@ def new_flow_detail(
         created_at=now,
         updated_at=now,
         # A first claim's build then writes nothing; the build is the submitter's.
-        meta=FlowMeta().built(compiled.order, []).touched_by(build).to_dict(),
+        meta=meta.touched_by(build).to_dict(),
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from flowbaton.cli.common import CLI_PATIENCE
 from tests.servers import until
 
 from .cluster import REPO, Cluster, env
@@ -130,9 +131,11 @@ def test_without_a_backend_an_operator_command_creates_no_store(tmp_path: Path, 
 
 def test_an_unreachable_backend_is_one_line_without_driver_chatter() -> None:
     """kazoo's per-attempt "Connection dropped" lines are not shown before
-    the command's own error; a refused Redis is reported after the CLI's
-    3 s of retries, not a replica's 10 s."""
+    the command's own error; a refused Redis and a ZooKeeper without a
+    session are reported after the CLI's patience (``CLI_PATIENCE``, so the
+    line comes within 2 s), not after a replica's 10 s of retries."""
     zk = cli("zookeeper://127.0.0.1:1/nowhere", "flows")
     assert bad_input(zk) and "Connection dropped" not in zk.stderr, zk.stderr
+    assert f"within {CLI_PATIENCE:g}s" in zk.stderr, zk.stderr
     redis = cli("redis://127.0.0.1:1/0", "claims")
-    assert bad_input(redis) and "unavailable for 3s" in redis.stderr, redis.stderr
+    assert bad_input(redis) and f"unavailable for {CLI_PATIENCE:g}s" in redis.stderr, redis.stderr
