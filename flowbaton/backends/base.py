@@ -275,6 +275,20 @@ class Backend(abc.ABC):
         """Up to ``limit`` ids of flows in a runnable state with no live
         claim (new flows and orphans), without scanning every stored flow."""
 
+    def count_backlog(self) -> int:
+        """How many runnable flows nobody holds now (unclaimed, or their
+        lease ran out): the backlog gauge. Counted from the index
+        ``find_runnable`` walks, never by reading records, and without its
+        side effects (a watch re-armed, stale entries dropped): a hint, like
+        ``find_runnable``'s answer."""
+        return len(self.backlog(1_000_000))
+
+    def backlog(self, limit: int) -> list[str]:
+        """Up to ``limit`` ids of the backlog ``count_backlog`` counts, oldest
+        first where the index keeps an order; side-effect free like it (for
+        gauges and operators, from any thread)."""
+        return self.find_runnable(limit)
+
     def wait_for_work(self, timeout: float) -> bool:
         """Block until ``find_runnable`` may have something new, or
         ``timeout`` seconds pass. Returns True if woken by a change (which

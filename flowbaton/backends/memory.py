@@ -211,6 +211,11 @@ class MemoryBackend(Backend):
                     found.append(flow_id)
         return found
 
+    def count_backlog(self) -> int:
+        with self._lock:
+            return sum(1 for stored in self._flows.values()
+                       if stored.runnable and self._live_claim(stored) is None)
+
     def wait_for_work(self, timeout: float) -> bool:
         """Woken by every change (the lock's condition), and no later than
         the next live lease's end: an orphan appears then (``WATCH``)."""

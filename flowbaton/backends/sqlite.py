@@ -210,6 +210,10 @@ _FIND_RUNNABLE = (
     f" WHERE f.runnable = 1 AND (c.flow_id IS NULL OR NOT {_LIVE.format('c.expires_at')})"
     " ORDER BY f.seq LIMIT :limit"
 )
+_COUNT_BACKLOG = (
+    "SELECT count(*) FROM flows f LEFT JOIN claims c ON c.flow_id = f.id"
+    f" WHERE f.runnable = 1 AND (c.flow_id IS NULL OR NOT {_LIVE.format('c.expires_at')})"
+)
 _RECORD_DECLINE = (
     "INSERT OR REPLACE INTO declines (flow_id, replica_id, record)"
     " SELECT :flow_id, :replica_id, :record WHERE EXISTS (SELECT 1 FROM flows WHERE id = :flow_id)"
@@ -681,6 +685,10 @@ class SQLiteBackend(Backend):
         with self._reading("find runnable flows") as conn:
             rows = conn.execute(_FIND_RUNNABLE, params).fetchall()
         return [row[0] for row in rows if isinstance(row[0], str)]  # not text: no id we wrote (_text)
+
+    def count_backlog(self) -> int:
+        with self._reading("count the backlog") as conn:
+            return int(conn.execute(_COUNT_BACKLOG, {"now": self._clock()}).fetchone()[0])
 
     def wait_for_work(self, timeout: float) -> bool:
         """Wakes on a submit, a claim taken or ended, and a lease running

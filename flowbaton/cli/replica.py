@@ -19,6 +19,7 @@ from ..backends.errors import FlowbatonError
 from ..coordinator.replica import DEFAULT_BUILD_TIMEOUT, DEFAULT_STOP_TIMEOUT, Coordinator, connect
 from ..observability.logs import configure_logging
 from ..observability.probes import DEFAULT_METRICS_PORT
+from ..ops.stranded import count_stranded
 from .args import (
     ALLOW_ENV,
     BUILD_ENV,
@@ -133,6 +134,8 @@ def _exit_now(status: int) -> None:
 
 
 def _serve_http(coord: Coordinator, port: int, host: str) -> None:
+    backend = coord.backend
+    coord.enable_metrics(stranded=lambda: count_stranded(backend))  # the same rule as `flows --stranded`
     try:
         coord.serve_http(port, host)
     except OSError as err:  # port taken, address not ours

@@ -141,7 +141,8 @@ class LeaseKeeper:
             self._heartbeat_presence()
         if self.after_beat is not None:
             try:
-                self.after_beat(self._snapshot())
+                with self.observer.backend_call("load_handovers"):
+                    self.after_beat(self._snapshot())
             except FlowbatonError as err:  # the next beat reads it again
                 log.warning("reading the handover requests of replica %s failed: %s", self.replica_id, err,
                             extra={"replica_id": self.replica_id})

@@ -141,7 +141,9 @@ class Coordinator:
         self._clock = clock
         self.skips = SkipList(clock)
         # A loop round may wait on the backend's retries; only far longer is "stuck".
-        self.observer = ReplicaObserver(ReplicaHealth(stall_after=max(60.0, 3 * lease), clock=clock), clock)
+        # Not ready once no backend call succeeded for two beats: within the lease of an outage (health.py).
+        health = ReplicaHealth(stall_after=max(60.0, 3 * lease), quiet_after=lease * 2 / 3, clock=clock)
+        self.observer = ReplicaObserver(health, clock)
         self.http: ProbeServer | None = None
         presence = replica_info(self.replica_id, self.allow, self.build)
         self.keeper = LeaseKeeper(backend, self.replica_id, lease, clock=clock, presence=presence,
@@ -339,13 +341,18 @@ class Coordinator:
 
     # ------------------------------------------------------- observability
 
-    def enable_metrics(self, registry: CollectorRegistry | None = None) -> ReplicaMetrics:
+    def enable_metrics(self, registry: CollectorRegistry | None = None,
+                       stranded: Callable[[], int] | None = None) -> ReplicaMetrics:
         """Count claims, takeovers, task outcomes ... from now on, in
         ``registry`` (default: a new one of this replica's own, since a
-        process may hold several replicas). Needs ``flowbaton[metrics]``."""
+        process may hold several replicas). Needs ``flowbaton[metrics]``.
+        The backlog gauge reads the backend's index; ``stranded`` counts
+        stranded flows for its gauge (``flowbaton.ops.stranded.count_stranded``:
+        the CLI's replica passes it; without, that gauge reads NaN)."""
         if self.observer.metrics is None:
             metrics = metrics_class()(self.replica_id, flowbaton_version(), registry, self.build)
             metrics.watch(lambda: len(self.running()), lambda: self.observer.health.readiness().ok)
+            metrics.watch_fleet(self.backend.count_backlog, stranded)
             self.observer.metrics = metrics
         return self.observer.metrics
 

@@ -129,6 +129,7 @@ class FlowWorker:
             self._run()
         finally:
             self.keeper.untrack(self.flow_id)
+            self.observer.ended(self.flow_id)
         if self.gate.lost:
             self.observer.claim_lost()
         # Released however the run ended. Given up is not gone: after a
@@ -195,6 +196,7 @@ class FlowWorker:
         if self.prepared is not None:
             found = self.prepared.found
             self._log_claim(found.owner if found is not None else self.prepared.flow.owner)
+            self.observer.running(self.flow_id, self.prepared.flow.factory)
             return self.prepared.flow
         try:
             flow = self.backend.load_flow(self.flow_id)
@@ -202,6 +204,7 @@ class FlowWorker:
             self._log_claim(None)
             raise
         self._log_claim(flow.owner)
+        self.observer.running(self.flow_id, flow.factory)
         return flow
 
     def _log_claim(self, previous: str | None) -> None:

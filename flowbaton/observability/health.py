@@ -17,13 +17,18 @@ is not stopping, its last call to the backend got through, and (ZooKeeper)
 its session is neither suspended nor lost. The backend's verdict is the
 outcome of the most recent call the replica made, whichever it was: a
 success anywhere means the backend answers again. Drivers retry transient
-errors for their ``retry_deadline`` before a call fails, so "not ready"
-follows an outage by up to that long, except a ZooKeeper session, whose
-SUSPENDED event arrives as soon as the connection drops.
+errors for their ``retry_deadline`` before a call fails, so a failed call
+alone would say "not ready" up to that long after an outage began (10 s on
+Redis). So readiness also needs a *recent* success: a replica calls its
+backend every lease/3 (renewals, presence, mailbox), and with ``quiet_after``
+(the replica's: two thirds of its lease) no success for that long is "not
+ready" too. Readiness thus turns within the lease of an outage's start (a
+ZooKeeper session's SUSPENDED event, as soon as the connection drops).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -50,9 +55,12 @@ class Verdict:
 class ReplicaHealth:
     """Thread-safe record of the facts the probes judge by."""
 
-    def __init__(self, *, stall_after: float = 120.0, clock: Clock = time.monotonic) -> None:
+    def __init__(self, *, stall_after: float = 120.0, quiet_after: float | None = None,
+                 clock: Clock = time.monotonic) -> None:
         self.stall_after = stall_after
+        self.quiet_after = quiet_after
         self._clock = clock
+        self._last_ok = -math.inf
         self._lock = threading.Lock()
         self._state = _NEW
         self._ticks: dict[str, float] = {}
@@ -64,7 +72,7 @@ class ReplicaHealth:
 
     def started(self) -> None:
         with self._lock:
-            self._state, self._ticks = _RUNNING, {}
+            self._state, self._ticks, self._last_ok = _RUNNING, {}, self._clock()
 
     def stopping(self) -> None:
         with self._lock:
@@ -95,6 +103,7 @@ class ReplicaHealth:
     def backend_ok(self) -> None:
         with self._lock:
             self._backend_error = None
+            self._last_ok = self._clock()
 
     def backend_failed(self, operation: str, error: BaseException) -> None:
         with self._lock:
@@ -126,7 +135,7 @@ class ReplicaHealth:
 
     def readiness(self) -> Verdict:
         with self._lock:
-            state, error, session = self._state, self._backend_error, self._session
+            state, error, session, last_ok = self._state, self._backend_error, self._session, self._last_ok
         checks: dict[str, object] = {"state": state, "session": session, "backend_error": error}
         if state != _RUNNING:
             return Verdict(False, f"replica {state}", checks)
@@ -134,6 +143,10 @@ class ReplicaHealth:
             return Verdict(False, f"backend session {session}", checks)
         if error is not None:
             return Verdict(False, f"backend unavailable: {error}", checks)
+        quiet = self._age(last_ok)
+        if self.quiet_after is not None and quiet > self.quiet_after:
+            checks["backend_quiet"] = quiet
+            return Verdict(False, f"no backend call succeeded for {quiet:.1f}s (over {self.quiet_after:g}s)", checks)
         return Verdict(True, "ready", checks)
 
     def _age(self, at: float) -> float:

@@ -40,6 +40,7 @@ class ReplicaObserver:
         self.health = health or ReplicaHealth(clock=clock)
         self.metrics: ReplicaMetrics | None = None
         self._clock = clock
+        self._factories: dict[str, str] = {}  # flow id -> factory, while this replica runs the flow
 
     # ------------------------------------------------------ backend calls
 
@@ -86,15 +87,23 @@ class ReplicaObserver:
         if self.metrics is not None:
             self.metrics.declined()
 
+    def running(self, flow_id: str, factory: str) -> None:
+        """This replica runs ``flow_id`` now, built by ``factory`` (the label
+        of its task and flow metrics) until ``ended``."""
+        self._factories[flow_id] = factory
+
+    def ended(self, flow_id: str) -> None:
+        self._factories.pop(flow_id, None)
+
     # ------------------------------------------------- engine.events.Events
 
     def on_task_finished(self, flow_id: str, task_id: str, outcome: str, seconds: float) -> None:
         if self.metrics is not None:
-            self.metrics.task_finished(outcome, seconds)
+            self.metrics.task_finished(outcome, seconds, self._factories.get(flow_id))
 
     def on_flow_finished(self, flow_id: str, state: str, seconds: float) -> None:
         if self.metrics is not None:
-            self.metrics.flow_finished(state, seconds)
+            self.metrics.flow_finished(state, seconds, self._factories.get(flow_id))
 
     def on_stuck(self, flow_id: str, task_id: str | None, timeout: float) -> None:
         self.health.stuck(flow_id, task_id, timeout)

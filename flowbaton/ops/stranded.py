@@ -111,6 +111,27 @@ def find_stranded(
     return found
 
 
+#: How many backlog flows ``count_stranded`` looks at: the oldest, where a
+#: stranded flow sits (it waits for ever); bounded, since a gauge reads it.
+STRANDED_SCAN = 500
+
+
+def count_stranded(backend: Backend, limit: int = STRANDED_SCAN) -> int:
+    """How many of the ``limit`` oldest backlog flows no live replica will
+    run: the stranded gauge. Reads the backlog index, those flows' records
+    and (for candidates) their declines; nothing else of the store."""
+    ids = backend.backlog(limit)
+    flows = [f for f in gather(lambda flow_id: _flow_or_none(backend, flow_id), ids) if f is not None]
+    return len(find_stranded(backend, flows, set(), backend.list_replicas()))
+
+
+def _flow_or_none(backend: Backend, flow_id: str) -> FlowDetail | None:
+    try:
+        return backend.load_flow(flow_id)
+    except (FlowNotFound, CorruptRecord):  # gone since, or held by whoever meets it
+        return None
+
+
 def _declines(backend: Backend, flow_id: str) -> list[Decline]:
     try:
         return backend.load_declines(flow_id)

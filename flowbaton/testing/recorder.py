@@ -288,6 +288,12 @@ class RecordingBackend(Backend):
     def list_replicas(self) -> list[ReplicaInfo]:
         return self.inner.list_replicas()
 
+    def count_backlog(self) -> int:
+        return self.inner.count_backlog()
+
+    def backlog(self, limit: int) -> list[str]:
+        return self.inner.backlog(limit)
+
     def flow_ids(self, prefix: str, limit: int) -> list[str]:
         return self.inner.flow_ids(prefix, limit)
 

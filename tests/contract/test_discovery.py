@@ -116,3 +116,19 @@ def test_a_release_by_another_client_wakes_a_waiter(backend_url: str, backend: B
         assert woken is True and took < DEADLINE
     else:
         assert woken is False and took >= timeout - 0.05
+
+
+def test_count_backlog(backend: Backend) -> None:
+    """The backlog gauge: runnable flows nobody holds, from the index."""
+    assert backend.count_backlog() == 0
+    for flow_id in ("free-1", "free-2", "held", "done", "released"):
+        backend.create_flow(make_flow(flow_id))
+    assert backend.count_backlog() == 5
+    backend.claim("held", "r1", LEASE)
+    done = backend.claim("done", "r1", LEASE)
+    backend.save_flow(done, make_flow("done", state="SUCCESS"))
+    backend.release(done)
+    backend.release(backend.claim("released", "r1", LEASE))
+    assert backend.count_backlog() == 3  # free-1, free-2, released
+    assert backend.count_backlog() == len(backend.find_runnable(100))
+    assert sorted(backend.backlog(10)) == ["free-1", "free-2", "released"] and len(backend.backlog(2)) == 2

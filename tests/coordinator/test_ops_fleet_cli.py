@@ -10,7 +10,7 @@ import time
 import pytest
 
 from flowbaton.backends.base import Backend
-from flowbaton.backends.states import CANCELLED, FAILURE, HELD, REVERTED, REVERTING, RUNNING, SUCCESS
+from flowbaton.backends.states import CANCELLED, FAILURE, HELD, PENDING, REVERTED, REVERTING, RUNNING, SUCCESS
 from flowbaton.ops import Ops
 from tests.servers import until
 
@@ -115,3 +115,19 @@ def test_plain_cancel_leaves_no_task_running_and_revert_reverts(
     until(lambda: backend.load_flow(reverted).state == REVERTED, 20, "the revert to finish")
     assert {t: d.state for t, d in backend.load_tasks(reverted).items()} == {"s0": REVERTED, "s1": REVERTED}
     assert "cancelled by operator" in (backend.load_flow(reverted).reason or "")
+
+
+def test_the_stranded_gauge_counts_what_flows_stranded_lists(
+    backend: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flowbaton.ops.stranded import count_stranded
+
+    from .ops_helpers import present
+
+    present(backend, "r1", ["tests."])
+    store(backend, PENDING)  # r1 may run it
+    nobody = store(backend, PENDING, factory="elsewhere.flows:job")  # no live replica may import it
+    store(backend, SUCCESS, factory="elsewhere.flows:job")  # finished: not in the backlog
+    listed = run_cli(capsys, backend, "flows", "--stranded", "--json")
+    assert ids(listed.json()) == [nobody]
+    assert count_stranded(backend) == 1 and backend.count_backlog() == 2

@@ -511,6 +511,12 @@ class RedisBackend(Backend):
     def find_runnable(self, limit: int) -> list[str]:
         return self._index.find_runnable(limit)
 
+    def count_backlog(self) -> int:
+        return self._index.count_takeable()
+
+    def backlog(self, limit: int) -> list[str]:
+        return self._index.takeable(limit)
+
     def wait_for_work(self, timeout: float) -> bool:
         """Sleep on the signal channel, but no later than the end of the
         next lease the last ``find_runnable`` saw: an orphan may appear

@@ -230,6 +230,20 @@ class Index:
 
         return self._conn.run("list flows", op)
 
+    def count_takeable(self) -> int:
+        """Entries of the runnable index takeable now: unclaimed (a creation
+        sequence below ``_FIRST_TIME_SCORE``) or a lease ended by now. One ZCOUNT."""
+        return int(self._conn.run("count the backlog",
+                                  lambda client, _: client.zcount(self.keys.runnable, "-inf", now_ms())))
+
+    def takeable(self, limit: int) -> list[str]:
+        """Up to ``limit`` members of the runnable index takeable now (no probe)."""
+        def op(client: Client, retried: bool) -> list[str]:
+            members: Any = client.zrangebyscore(self.keys.runnable, "-inf", now_ms(), start=0, num=limit)
+            return [from_bytes(member) for member in members]
+
+        return self._conn.run("list the backlog", op) if limit > 0 else []
+
     def created_ids(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` flow ids of the creation index that start with
         ``prefix``: the server matches them (ZSCAN), no record is read."""

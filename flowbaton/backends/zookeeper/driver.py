@@ -665,6 +665,17 @@ class ZooKeeperBackend(Backend):
             self._marker_czxid = {n: z for n, z in self._marker_czxid.items() if n in alive}
         return [decode_name(name) for name in order[: max(limit, 0)]]
 
+    def count_backlog(self) -> int:
+        return len(self._unclaimed_markers())
+
+    def backlog(self, limit: int) -> list[str]:
+        return [decode_name(name) for name in sorted(self._unclaimed_markers())[: max(limit, 0)]]
+
+    def _unclaimed_markers(self) -> set[str]:
+        folders = [self._paths.runnable, self._paths.claims]
+        runnable, claimed = self._zk.run("list the backlog", lambda again: self._zk.children_many(folders))
+        return set(runnable or []) - set(claimed or [])
+
     def _oldest_first(self, names: set[str]) -> list[str]:
         with self._lock:
             unseen = [name for name in names if name not in self._marker_czxid]
