@@ -32,6 +32,7 @@ from ..engine.timeouts import check_timeout
 from ..observability.health import ReplicaHealth
 from ..observability.observer import ReplicaObserver, metrics_class
 from ..observability.probes import ProbeServer
+from ..observability.tracing import install as install_tracing
 from .batch import prepare_batch
 from .claimloop import ClaimLoop, default_poll_interval
 from .handover import Mailbox
@@ -128,6 +129,7 @@ class Coordinator:
             check_timeout(value, f"replica option {name}")
         self.stop_timeout = math.inf if stop_timeout is None else float(stop_timeout)
         self.backend = backend
+        install_tracing()  # OpenTelemetry spans when its API is installed (observability.tracing)
         self.replica_id = replica_id or default_replica_id()
         self.allow = list(allow) if allow is not None else None
         self.lease = lease

@@ -30,6 +30,7 @@ from .report import FlowReport
 from .resume import ResumePlan, plan_resume
 from .runner import FlowRun, Halt
 from .timeouts import BuildTimeout, call_within
+from .tracing import TRACE_META, tracing
 
 __all__ = ["new_flow_detail", "run_flow", "plan_flow", "FLOW_ID_PATTERN"]
 
@@ -94,8 +95,14 @@ def new_flow_detail(
         created_at=now,
         updated_at=now,
         # A first claim's build then writes nothing; the build is the submitter's.
-        meta=meta.touched_by(build).to_dict(),
+        meta=_with_trace(meta.touched_by(build).to_dict()),
     )
+
+
+def _with_trace(meta: dict[str, Any]) -> dict[str, Any]:
+    """The submitter's trace context rides with the flow (``engine.tracing``)."""
+    carrier = tracing().carrier()
+    return {**meta, TRACE_META: carrier} if carrier else meta
 
 
 def initial_values(kwargs: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:

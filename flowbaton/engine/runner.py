@@ -41,6 +41,7 @@ from .retry import next_delay
 from .scheduler import ForwardSchedule, RevertSchedule
 from .sizes import fit_flow, fit_task, succeeded
 from .timeouts import TaskTimeout, bound, spawn
+from .tracing import NoTracing, traced_attempt, tracing
 
 __all__ = ["FlowRun", "Halt"]
 
@@ -115,6 +116,7 @@ class FlowRun:
         self._flow_unsaved = False  # the flow record waits for the next task write
         self._revert_began: dict[str, float] = {}
         self._async: dict[Future[Any], AsyncCall] = {}  # async task calls in flight (asyncloop)
+        self._trace: Any = None  # the run's span (engine.tracing), parent of its attempts
         self.gate.when_lost(self._cancel_async)
 
     # ------------------------------------------------------------ writes
@@ -179,9 +181,11 @@ class FlowRun:
 
     def run(self, plan: ResumePlan) -> None:
         """Run forward, then revert if a task failed for good; ``Halt``
-        (claim lost) ends it early and quietly."""
+        (claim lost) ends it early and quietly. Traced as one run, each
+        task call as one attempt under it (``engine.tracing``)."""
         try:
-            self._run(plan)
+            with tracing().run(self.flow, self.replica_id, self.token.epoch) as self._trace:
+                self._run(plan)
         except Halt as halt:
             log.warning("flow %s: stopped acting, claim lost (%s)", self.flow.id, halt, extra=self.log_fields())
             self._drain_quietly()
@@ -272,7 +276,7 @@ class FlowRun:
         kwargs = execute_kwargs(task, self.values)
         call = lambda: task.run_execute(kwargs)  # noqa: E731
         self._launch(tid, ctx, call, inline=not self._running and not schedule.has_ready(),
-                     is_async=task.execute_is_async)
+                     is_async=task.execute_is_async, kind="execute")
 
     def _write_start(self, detail: TaskDetail) -> None:
         """Store that a task (or its revert) starts, then ask the gate again:
@@ -292,8 +296,9 @@ class FlowRun:
             self.gate.wait_open(0.5)
 
     def _launch(self, tid: str, ctx: TaskContext | None, call: Callable[[], Any], inline: bool,
-                is_async: bool = False) -> None:
+                is_async: bool = False, kind: str = "execute") -> None:
         timeout = self._timeout_of(tid)
+        call = _traced(call, self._trace, ctx, kind, is_async)
         if is_async:  # on the task loop, never inline: a coroutine can be cancelled, a thread cannot
             started = start_call(call, ctx, name=f"flow-{self.flow.id[:8]}-{tid[:32]}")
             self._async[started.future] = started
@@ -483,7 +488,7 @@ class FlowRun:
         call = lambda: task.run_revert(args, kwargs)  # noqa: E731
         ctx = TaskContext(self.flow.id, tid, detail.attempts, False, self.replica_id, self.token.epoch)
         self._launch(tid, ctx, call, inline=not self._running and not schedule.has_ready(),
-                     is_async=task.revert_is_async)
+                     is_async=task.revert_is_async, kind="revert")
 
     def _revert_outcome(self, schedule: RevertSchedule, tid: str, error: BaseException | None) -> list[str]:
         detail = self.details[tid]
@@ -516,6 +521,27 @@ class FlowRun:
             self.events.on_unstuck(self.flow.id, tid)
         self._running.clear()
         self._stuck.clear()
+
+
+def _traced(call: Callable[[], Any], parent: Any, ctx: TaskContext | None, kind: str,
+            is_async: bool) -> Callable[[], Any]:
+    """``call`` inside its attempt's span, where it runs (a worker thread, or
+    the coroutine on the task loop): spans the task makes nest under it."""
+    if isinstance(tracing(), NoTracing):
+        return call  # nobody traces: not even a wrapper per task
+
+    if is_async:
+        async def traced_coroutine() -> Any:
+            with traced_attempt(parent, ctx, kind):
+                return await call()
+
+        return traced_coroutine
+
+    def traced_call() -> Any:
+        with traced_attempt(parent, ctx, kind):
+            return call()
+
+    return traced_call
 
 
 def _in_context(ctx: TaskContext | None, call: Callable[[], Any]) -> Any:
