@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from .errors import ClaimHeld, ClaimLost, FlowNotFound
 from .limits import DEFAULT_MAX_RECORD_BYTES
+from .paging import check_cursor
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, Handover, ReplicaInfo, StoredRun, TaskDetail
 
 __all__ = [
@@ -130,6 +131,19 @@ class Backend(abc.ABC):
         flow record is skipped with a logged warning, not raised, so one bad
         record does not hide the others.
         """
+
+    def page_flows(self, states: Collection[str] | None, after: str | None, limit: int
+                   ) -> tuple[list[FlowDetail], str | None]:
+        """One page of ``list_flows``: up to ``limit`` flows (in ``states``),
+        oldest first, from the one after the opaque cursor ``after`` (None:
+        from the start); and the cursor of the next page (None: no more).
+        Drivers read a page's worth of records per request, never the whole
+        store (a listing of 100,000 flows in pages of 50 stays small); this
+        default pages over ``list_flows`` for drivers that cannot."""
+        flows = self.list_flows(states)
+        start = int(check_cursor(after) or 0)
+        end = start + limit
+        return flows[start:end], (str(end) if end < len(flows) else None)
 
     def flow_ids(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` ids of stored flows that start with ``prefix``,

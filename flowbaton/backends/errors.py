@@ -24,6 +24,7 @@ __all__ = [
     "FlowNotFound",
     "FlowExists",
     "MailboxFull",
+    "BadCursor",
 ]
 
 
@@ -54,6 +55,10 @@ class InsecureBackend(BadBackendURL):
 
 class MissingDriver(FlowbatonError, ImportError):
     """The client library a backend URL needs is not installed."""
+
+
+class BadCursor(FlowbatonError, ValueError):
+    """A page cursor that no listing handed out."""
 
 
 class MailboxFull(FlowbatonError, ValueError):

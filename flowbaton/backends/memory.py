@@ -19,6 +19,7 @@ from .errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFoun
 from .limits import DEFAULT_MAX_RECORD_BYTES, check_new_flow, checked_limit, fitting, option
 from .mailbox import check_room, mailbox_key, read_mailbox
 from .options import parse_options
+from .paging import check_cursor
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, Handover, ReplicaInfo, TaskDetail, owner_of
 from .states import RUNNABLE_FLOW_STATES
 
@@ -45,6 +46,7 @@ class _Stored:
     runnable: bool  # the index shared drivers keep: discovery never decodes records
     epoch: int = 0
     claim: _Claim | None = None
+    seq: int = 0  # creation order, the page cursor (as the shared drivers' sequence)
 
 
 class MemoryBackend(Backend):
@@ -67,6 +69,7 @@ class MemoryBackend(Backend):
         self._flows: dict[str, _Stored] = {}
         self._replicas: dict[str, tuple[str, float]] = {}
         self._mailboxes: dict[str, dict[str, str]] = {}
+        self._seq = 0
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> MemoryBackend:
@@ -106,7 +109,8 @@ class MemoryBackend(Backend):
             if flow.id in self._flows:
                 raise FlowExists(f"flow {flow.id!r} already exists in {self.url}")
             runnable = flow.state in RUNNABLE_FLOW_STATES
-            self._flows[flow.id] = _Stored(raw, {}, {}, runnable)
+            self._seq += 1
+            self._flows[flow.id] = _Stored(raw, {}, {}, runnable, seq=self._seq)
             self._lock.notify_all()
 
     def load_flow(self, flow_id: str) -> FlowDetail:
@@ -132,6 +136,24 @@ class MemoryBackend(Backend):
             except CorruptRecord as err:
                 _LOG.warning("list_flows skips flow %r: %s", flow_id, err)
         return [f for f in flows if states is None or f.state in states]
+
+    def page_flows(self, states: Collection[str] | None, after: str | None, limit: int
+                   ) -> tuple[list[FlowDetail], str | None]:
+        start = int(check_cursor(after) or 0)
+        with self._lock:  # dicts keep creation order, which is seq order
+            rows = [(stored.seq, flow_id, stored.flow) for flow_id, stored in self._flows.items() if stored.seq > start]
+        page: list[FlowDetail] = []
+        for position, (seq, flow_id, raw) in enumerate(rows):
+            try:
+                flow = FlowDetail.from_json(raw, f"{self.url} flow {flow_id}")
+            except CorruptRecord as err:
+                _LOG.warning("page_flows skips flow %r: %s", flow_id, err)
+                continue
+            if states is None or flow.state in states:
+                page.append(flow)
+            if len(page) == limit:
+                return page, str(seq) if position < len(rows) - 1 else None
+        return page, None
 
     def flow_ids(self, prefix: str, limit: int) -> list[str]:
         with self._lock:

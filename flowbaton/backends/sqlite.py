@@ -65,6 +65,7 @@ from .errors import (
 )
 from .mailbox import check_room, mailbox_key, read_mailbox
 from .options import Option, parse_options
+from .paging import check_cursor
 from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, Handover, ReplicaInfo, TaskDetail
 from .redact import redact_url
 from .retrying import RetryPolicy
@@ -534,6 +535,19 @@ class SQLiteBackend(Backend):
         sql = f"SELECT id, record FROM flows {where} ORDER BY seq"
         with self._reading("list flows") as conn:
             return conn.execute(sql, wanted).fetchall()
+
+    def page_flows(self, states: Collection[str] | None, after: str | None, limit: int
+                   ) -> tuple[list[FlowDetail], str | None]:
+        # The cursor is the last row's seq: one indexed range per page.
+        wanted = sorted(states) if states is not None else []
+        where = f"AND state IN ({', '.join('?' * len(wanted))})" if states is not None else ""
+        sql = f"SELECT seq, id, record FROM flows WHERE seq > ? {where} ORDER BY seq LIMIT ?"
+        start = int(check_cursor(after) or 0)
+        with self._reading("list a page of flows") as conn:
+            rows = conn.execute(sql, [start, *wanted, limit + 1]).fetchall()
+        more, rows = len(rows) > limit, rows[:limit]
+        flows = self._readable(rows, lambda row: FlowDetail.from_json(row[2], self._where("flows", id=row[1])))
+        return flows, (str(rows[-1][0]) if more and rows else None)
 
     def flow_ids(self, prefix: str, limit: int) -> list[str]:
         # A range on the unique index of ids (BINARY order): every id with the

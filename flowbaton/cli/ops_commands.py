@@ -70,6 +70,9 @@ def _add_listings(command: Command) -> None:
                             "there are any, so a cron job or probe can alert on it")
     flows.add_argument("--limit", type=count_arg, metavar="N", help="at most N rows (a page)")
     flows.add_argument("--offset", type=count_arg, metavar="N", default=0, help="skip the first N rows")
+    flows.add_argument("--after", metavar="CURSOR",
+                       help="the page after CURSOR (with --limit): each page ends with a line 'next page: "
+                            "--after CURSOR' on stderr; reads a page of the store, not all of it")
     _json_flag(flows)
     flows.set_defaults(func=cmd_flows)
     claims = command("claims", "live claims: owner host/pid, epoch, age, lease left, last progress")
@@ -189,11 +192,24 @@ def _emit_doc(args: argparse.Namespace, doc: D, render: Callable[[D], str]) -> i
 
 
 def cmd_flows(args: argparse.Namespace) -> int:
+    if args.after is not None or (args.limit is not None and not args.stranded and not args.offset):
+        return _flows_page(args)
     with opened(args) as backend:
         rows = ops_query.flows(backend, **flow_filters(args), stranded=args.stranded, limit=args.limit,
                                offset=args.offset)
     _emit_doc(args, rows, render_flows)
     return EXIT_PROBLEM if args.stranded and rows else 0
+
+
+def _flows_page(args: argparse.Namespace) -> int:
+    if args.stranded or args.offset:
+        raise UsageError("--after pages with --limit and filters; not with --stranded or --offset")
+    with opened(args) as backend:
+        page = ops_query.flows_page(backend, limit=args.limit or 50, after=args.after, **flow_filters(args))
+    _emit_doc(args, page.rows, render_flows)
+    if page.next is not None:
+        print(f"next page: --after {page.next}", file=sys.stderr)
+    return 0
 
 
 def cmd_claims(args: argparse.Namespace) -> int:

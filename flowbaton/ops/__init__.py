@@ -17,12 +17,12 @@ from .actions import ActionResult, OpRefused, PurgeReport
 from .api import Ops, connect
 from .bulk import BulkReport
 from .check import CheckReport
-from .documents import ClaimRow, FlowPlan, FlowRow, FlowShow, ReplicaRow, ReplicasReport, TaskRow
+from .documents import ClaimRow, FlowPage, FlowPlan, FlowRow, FlowShow, ReplicaRow, ReplicasReport, TaskRow
 from .handover import HandoverResult
 from .rollback import RollbackReport
 
 __all__ = [
     "Ops", "connect", "OpRefused", "ActionResult", "PurgeReport", "BulkReport", "CheckReport", "ClaimRow",
-    "FlowPlan", "FlowRow", "FlowShow", "ReplicaRow", "ReplicasReport", "TaskRow", "HandoverResult",
+    "FlowPage", "FlowPlan", "FlowRow", "FlowShow", "ReplicaRow", "ReplicasReport", "TaskRow", "HandoverResult",
     "RollbackReport",
 ]

@@ -28,7 +28,7 @@ from ..engine.builds import AUTO_BUILD
 from . import actions, bulk, handover, query, rollback
 from . import delete as deleting
 from .check import CheckReport, check
-from .documents import ClaimRow, FlowPlan, FlowRow, FlowShow, ReplicasReport
+from .documents import ClaimRow, FlowPage, FlowPlan, FlowRow, FlowShow, ReplicasReport
 from .ids import resolve_flow_id
 
 __all__ = ["Ops", "connect"]
@@ -56,6 +56,18 @@ class Ops:
         """Stored flows, oldest first, filtered and paged (``query.flows``)."""
         return query.flows(self.backend, state=state, owner=owner, factory=factory, name=name, since=since,
                            before=before, stranded=stranded, limit=limit, offset=offset)
+
+    def flows_page(self, *, limit: int = 50, after: str | None = None, state: str | None = None,
+                   owner: str | None = None, factory: str | None = None, name: str | None = None,
+                   since: float | None = None, before: float | None = None) -> FlowPage:
+        """One page of ``flows`` and the cursor of the next (``page.next``)::
+
+            page = ops.flows_page(limit=50)
+            while page.next:
+                page = ops.flows_page(limit=50, after=page.next)
+        """
+        return query.flows_page(self.backend, limit=limit, after=after, state=state, owner=owner,
+                                factory=factory, name=name, since=since, before=before)
 
     def stranded(self, **filters: Any) -> list[FlowRow]:
         """Runnable flows no live replica will run, each with why."""

@@ -20,7 +20,7 @@ from ..backends.records import ClaimInfo, Decline, FlowDetail, ReplicaInfo, Task
 from ..engine.meta import FlowMeta
 from .builds import unset_builds
 
-__all__ = ["FlowRow", "ClaimRow", "ReplicaRow", "ReplicasReport", "TaskRow", "FlowShow", "FlowPlan"]
+__all__ = ["FlowRow", "FlowPage", "ClaimRow", "ReplicaRow", "ReplicasReport", "TaskRow", "FlowShow", "FlowPlan"]
 
 JSON = Any
 
@@ -58,6 +58,18 @@ class FlowRow:
             "reason": self.reason,
         }
         return row if self.stranded is None else {**row, "stranded": self.stranded}
+
+
+@dataclass(frozen=True)
+class FlowPage:
+    """A page of a listing (``query.flows_page``) and the cursor of the next
+    page (None: this was the last)."""
+
+    rows: list[FlowRow]
+    next: str | None
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"flows": [row.to_json() for row in self.rows], "next": self.next}
 
 
 @dataclass(frozen=True)

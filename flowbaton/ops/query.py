@@ -24,10 +24,10 @@ from ..engine.builds import AUTO_BUILD, resolve_build
 from ..engine.lifecycle import plan_flow
 from .actions import current_claim, load_flow
 from .builds import would_decline
-from .documents import ClaimRow, FlowPlan, FlowRow, FlowShow, ReplicaRow, ReplicasReport
+from .documents import ClaimRow, FlowPage, FlowPlan, FlowRow, FlowShow, ReplicaRow, ReplicasReport
 from .stranded import find_stranded, gather, stranded_reason
 
-__all__ = ["Fleet", "flows", "claims", "replicas", "show", "plan", "last_progress"]
+__all__ = ["Fleet", "flows", "flows_page", "claims", "replicas", "show", "plan", "last_progress"]
 
 log = logging.getLogger("flowbaton.coordinator.ops")
 
@@ -71,6 +71,9 @@ def flows(
     at most ``limit`` returned: a page (the stranded rule runs before paging)."""
     if (limit is not None and limit < 0) or offset < 0:
         raise ValueError(f"limit and offset must not be negative, got {limit!r} and {offset!r}")
+    if limit is not None and not stranded:  # a page: read page by page, never the whole store
+        return flows_page(backend, limit=offset + limit, state=state, owner=owner, since=since, before=before,
+                          factory=factory, name=name).rows[offset:]
     if stranded:
         states: Sequence[str] | None = [state] if state else sorted(RUNNABLE_FLOW_STATES)
     else:
@@ -86,6 +89,39 @@ def flows(
     reasons = find_stranded(backend, found, set(owners), backend.list_replicas())
     rows = [FlowRow.of(f, owners.get(f.id), reasons[f.id]) for f in found if f.id in reasons]
     return rows[offset:end]
+
+
+def flows_page(
+    backend: Backend,
+    *,
+    limit: int,
+    after: str | None = None,
+    state: str | None = None,
+    owner: str | None = None,
+    since: float | None = None,
+    before: float | None = None,
+    factory: str | None = None,
+    name: str | None = None,
+) -> FlowPage:
+    """One page of ``flows``: up to ``limit`` rows after the cursor
+    ``after`` (None: the first page), with the cursor of the next page.
+    Reads the store a page at a time (``Backend.page_flows``), so memory and
+    time follow ``limit``, not the number of stored flows, except where a
+    filter other than ``state`` turns most rows away."""
+    if limit < 1:
+        raise ValueError(f"a page holds at least one flow, got limit {limit!r}")
+    owners = {c.flow_id: c.owner for c in backend.list_claims()}
+    rows: list[FlowRow] = []
+    cursor = after
+    while len(rows) < limit:
+        page, cursor = backend.page_flows([state] if state else None, cursor, limit - len(rows))
+        rows += [FlowRow.of(f, owners.get(f.id)) for f in page
+                 if (owner is None or owners.get(f.id) == owner) and (since is None or f.updated_at >= since)
+                 and (before is None or f.updated_at < before) and _matches(factory, f.factory)
+                 and _matches(name, f.name)]
+        if cursor is None:
+            break
+    return FlowPage(rows, cursor)
 
 
 def _matches(pattern: str | None, text: str) -> bool:

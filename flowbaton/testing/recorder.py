@@ -294,6 +294,10 @@ class RecordingBackend(Backend):
     def backlog(self, limit: int) -> list[str]:
         return self.inner.backlog(limit)
 
+    def page_flows(self, states: Collection[str] | None, after: str | None, limit: int
+                   ) -> tuple[list[FlowDetail], str | None]:
+        return self.inner.page_flows(states, after, limit)
+
     def flow_ids(self, prefix: str, limit: int) -> list[str]:
         return self.inner.flow_ids(prefix, limit)
 

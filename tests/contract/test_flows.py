@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from flowbaton.backends import Backend
@@ -169,3 +171,33 @@ def test_flow_ids_by_prefix(backend: Backend) -> None:
     assert backend.flow_ids("ab\\", 10) == ["ab\\c"]
     assert len(backend.flow_ids("a", 2)) == 2 and backend.flow_ids("zz", 10) == []
     assert sorted(backend.flow_ids("", 100)) == sorted(["abc-1", "abc-2", "abd", "x*y1", "xay", "[a]1", "a", "ab\\c"])
+
+
+def test_pages_of_flows(backend: Backend) -> None:
+    """Pages, cursor to cursor, are the listing: oldest first, each flow once."""
+    from flowbaton.backends.errors import BadCursor
+
+    for index in range(7):
+        backend.create_flow(make_flow(f"p{index}"))
+        time.sleep(0.002)  # distinct creation times, for drivers that order by them
+    token = backend.claim("p3", "r1", LEASE)
+    backend.save_flow(token, make_flow("p3", state="SUCCESS"))
+    everything = [f.id for f in backend.list_flows()]
+
+    def pages(states: list[str] | None, size: int) -> list[list[str]]:
+        found, cursor = [], None
+        while True:
+            page, cursor = backend.page_flows(states, cursor, size)
+            found.append([f.id for f in page])
+            if cursor is None:
+                return found
+            assert len(found) < 20, "the cursor does not move on"
+
+    assert [f for page in pages(None, 3) for f in page] == everything and len(everything) == 7
+    assert all(len(page) <= 3 for page in pages(None, 3))
+    assert [f for page in pages(["PENDING"], 2) for f in page] == [f for f in everything if f != "p3"]
+    assert pages(["SUCCESS"], 5) == [["p3"]]
+    assert backend.page_flows(None, None, 100) == (backend.list_flows(), None)
+    for bad in ("x", "-1", "1; DROP TABLE flows", "9" * 40):
+        with pytest.raises(BadCursor):
+            backend.page_flows(None, bad, 3)

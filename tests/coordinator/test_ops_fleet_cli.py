@@ -131,3 +131,28 @@ def test_the_stranded_gauge_counts_what_flows_stranded_lists(
     listed = run_cli(capsys, backend, "flows", "--stranded", "--json")
     assert ids(listed.json()) == [nobody]
     assert count_stranded(backend) == 1 and backend.count_backlog() == 2
+
+
+def test_pages_with_a_cursor(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    f = _fleet(backend)
+    everything = ids(run_cli(capsys, backend, "flows", "--json").json())
+    seen: list[str] = []
+    argv = ["flows", "--limit", "2", "--json"]
+    for _ in range(10):
+        out = run_cli(capsys, backend, *argv)
+        assert out.code == 0, out
+        seen += ids(out.json())
+        if "next page" not in out.stderr:
+            break
+        argv = ["flows", "--limit", "2", "--json", *out.stderr.split("next page: ")[1].split()]
+    assert seen == everything and len(seen) == 5
+    held = ids(run_cli(capsys, backend, "flows", "--limit", "10", "--state", "HELD", "--factory", "billing.*",
+                       "--json").json())
+    assert held == [f["charge"], f["refund"], f["fresh"]]
+    assert bad_input(run_cli(capsys, backend, "flows", "--limit", "2", "--after", "nope"))
+    assert bad_input(run_cli(capsys, backend, "flows", "--after", "1", "--stranded"))
+    with Ops(backend) as ops:
+        page = ops.flows_page(limit=3)
+        rest = ops.flows_page(limit=3, after=page.next)
+        assert [r.id for r in page.rows + rest.rows] == everything and rest.next is None
+        assert page.to_json()["next"] == page.next

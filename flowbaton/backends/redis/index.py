@@ -244,6 +244,26 @@ class Index:
 
         return self._conn.run("list the backlog", op) if limit > 0 else []
 
+    def created_page(self, after: str | None, count: int) -> tuple[list[tuple[str, str, bytes]], bool]:
+        """Up to ``count`` (flow id, creation sequence, record) after the
+        sequence ``after``, oldest first (index entries whose record is gone
+        are left out), and whether more entries follow."""
+        low = f"({after}" if after is not None else "-inf"
+
+        def op(client: Client, retried: bool) -> tuple[list[tuple[str, str, bytes]], bool]:
+            reply: Any = client.zrangebyscore(self.keys.created, low, "+inf", start=0, num=count + 1,
+                                              withscores=True)
+            entries: list[tuple[bytes, float]] = reply
+            more, entries = len(entries) > count, entries[:count]
+            pipe = client.pipeline(transaction=False)
+            for member, _ in entries:
+                pipe.get(FlowKeys.of(self._prefix, from_bytes(member)).flow)
+            records = execute(pipe) if entries else []
+            return [(from_bytes(m), f"{score:.0f}", raw) for (m, score), raw in zip(entries, records, strict=True)
+                    if raw is not None], more
+
+        return self._conn.run("list a page of flows", op)
+
     def created_ids(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` flow ids of the creation index that start with
         ``prefix``: the server matches them (ZSCAN), no record is read."""
