@@ -26,10 +26,11 @@ from flowbaton.cli.main import build_parser
 from flowbaton.cli.replica import REPLICA_ENV
 from flowbaton.observability.health import ReplicaHealth
 from flowbaton.observability.probes import DEFAULT_METRICS_PORT, ProbeServer
+from flowbaton.observability.tracing import TRACING_ENV
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 REPO = DEPLOY.parent
-KNOWN_ENV = {*REPLICA_ENV.values(), "FLOWBATON_BACKEND"}
+KNOWN_ENV = {*REPLICA_ENV.values(), "FLOWBATON_BACKEND", TRACING_ENV}
 EXAMPLE_FACTORY = "example_service.flows:provision"
 PORT = DEFAULT_METRICS_PORT
 

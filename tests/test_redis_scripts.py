@@ -57,6 +57,7 @@ def _calls(prefix: str) -> dict[str, tuple[list[str], list[Any], Status]]:
         "delete_flow": ([flow.claim, flow.flow, flow.tasks, flow.epoch, flow.declines], token, Status.NOT_CURRENT),
         "record_decline": ([flow.flow, flow.declines], ["r", "{}"], Status.NO_FLOW),
         "probe": ([flow.flow, flow.claim], [], Status.OK),
+        "mailbox_put": ([f"{prefix}:mailbox:{{nobody}}"], ["f", "{}", 0], Status.FULL),
         "index_free": ([index.runnable, index.created, index.seq], ["nobody", "none"], Status.OK),
         "candidates": ([index.runnable, index.created], [0, 10, 100_000_000_000], Status.OK),
         "reindex": ([index.runnable], [], Status.OK),

@@ -224,7 +224,8 @@ def test_tree_shape(zk: ZooKeeperBackend, raw: KazooClient) -> None:
     token = zk.claim("f", "r1", LEASE)
     zk.save_task(token, make_task("t"))
     paths = _paths(zk.url)
-    assert sorted(raw.get_children(paths.root)) == ["claims", "epochs", "flows", "replicas", "runnable", "signal"]
+    assert sorted(raw.get_children(paths.root)) == ["claims", "created", "created-indexed", "epochs", "flows",
+                                                    "replicas", "runnable", "signal"]
     epoch_data, epoch_stat = raw.get(paths.epoch("f"))
     assert (epoch_data.decode(), epoch_stat.version) == (token.claim_id, token.epoch)
     claim = json.loads(raw.get(paths.claim("f"))[0])

@@ -8,9 +8,23 @@ cursor never reaches a query or a key as anything else.
 
 from __future__ import annotations
 
-from .errors import BadCursor
+import logging
+from collections.abc import Callable, Collection, Sequence
 
-__all__ = ["check_cursor"]
+from .errors import BadCursor, CorruptRecord
+from .records import FlowDetail
+
+__all__ = ["check_cursor", "fill_page", "Entry", "Fetch"]
+
+log = logging.getLogger("flowbaton.backends")
+
+#: One index entry of a page: its cursor, the flow record (None: gone since
+#: the index was read) and where it lives (for a CorruptRecord).
+Entry = tuple[str, "bytes | str | None", str]
+#: Up to n entries after a cursor, oldest first, and whether more follow.
+Fetch = Callable[["str | None", int], tuple[Sequence[Entry], bool]]
+#: Records read per request while a filtered page fills.
+BATCH = 200
 
 _MAX_DIGITS = 20
 
@@ -22,3 +36,30 @@ def check_cursor(after: str | None) -> str | None:
     if not (after.isascii() and after.isdigit() and len(after) <= _MAX_DIGITS):
         raise BadCursor(f"not a page cursor: {after[:40]!r} (use the one the previous page ended with)")
     return after
+
+
+def fill_page(fetch: Fetch, states: Collection[str] | None, after: str | None, limit: int
+              ) -> tuple[list[FlowDetail], str | None]:
+    """A page of up to ``limit`` flows in ``states`` after ``after``, from an
+    index read in batches by ``fetch``; and the cursor of the next page
+    (None: no more). One rule for the drivers whose index is not a query
+    (Redis, ZooKeeper): a corrupt record is skipped with a warning."""
+    page: list[FlowDetail] = []
+    cursor = after
+    while True:
+        entries, more = fetch(cursor, max(limit - len(page), BATCH if states is not None else limit - len(page)))
+        for position, (entry_cursor, raw, where) in enumerate(entries):
+            cursor = entry_cursor
+            if raw is None:
+                continue
+            try:
+                flow = FlowDetail.from_json(raw, where)
+            except CorruptRecord as err:
+                log.warning("a page of flows skips %s", err)
+                continue
+            if states is None or flow.state in states:
+                page.append(flow)
+            if len(page) == limit:
+                return page, cursor if more or position < len(entries) - 1 else None
+        if not more:
+            return page, None

@@ -27,7 +27,10 @@ from ..backends.records import FlowDetail
 from ..engine.context import TaskContext
 from ..engine.tracing import TRACE_META, NoTracing, install_tracing, tracing
 
-__all__ = ["OpenTelemetryTracing", "install", "MAX_CARRIED"]
+__all__ = ["OpenTelemetryTracing", "install", "MAX_CARRIED", "TRACING_ENV"]
+
+#: ``off`` (or 0, false, no) turns tracing off even with the API installed.
+TRACING_ENV = "FLOWBATON_TRACING"
 
 #: Longest stored trace context value taken back (``traceparent`` is 55).
 MAX_CARRIED = 512
@@ -90,7 +93,7 @@ def install() -> bool:
     """Trace with OpenTelemetry if its API is installed (and
     ``FLOWBATON_TRACING`` is not ``off``); whether it does. Idempotent: each
     ``Coordinator`` calls it, so submitters and replicas both trace."""
-    if os.environ.get("FLOWBATON_TRACING", "").lower() in ("off", "0", "false", "no"):
+    if os.environ.get(TRACING_ENV, "").lower() in ("off", "0", "false", "no"):
         install_tracing(NoTracing())
         return False
     if isinstance(tracing(), OpenTelemetryTracing):

@@ -25,7 +25,7 @@ from ..errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFou
 from ..limits import batches, check_new_flow, checked_limit, fitting, sized
 from ..mailbox import check_room, read_mailbox
 from ..mailbox import mailbox_key as mailbox_field
-from ..paging import check_cursor
+from ..paging import Entry, check_cursor, fill_page
 from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, Handover, ReplicaInfo, StoredRun, TaskDetail
 from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
@@ -54,9 +54,6 @@ _LAPSE_SLACK = 0.05
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-_PAGE_BATCH = 200  # records read per request while a filtered page fills
 
 
 class RedisBackend(Backend):
@@ -211,23 +208,11 @@ class RedisBackend(Backend):
                    ) -> tuple[list[FlowDetail], str | None]:
         # The cursor is the creation sequence of the last flow shown: pages
         # of the creation index, then their records, a batch per request.
-        page: list[FlowDetail] = []
-        cursor = check_cursor(after)
-        while True:
-            batch, more = self._index.created_page(cursor, max(limit - len(page), _PAGE_BATCH))
-            for position, (flow_id, seq, raw) in enumerate(batch):
-                cursor = seq
-                try:
-                    flow = FlowDetail.from_json(raw, self._where(self._keys(flow_id).flow))
-                except CorruptRecord as err:
-                    log.warning("page_flows skips a corrupt flow: %s", err)
-                    continue
-                if states is None or flow.state in states:
-                    page.append(flow)
-                if len(page) == limit:
-                    return page, cursor if more or position < len(batch) - 1 else None
-            if not more:
-                return page, None
+        def fetch(cursor: str | None, count: int) -> tuple[list[Entry], bool]:
+            batch, more = self._index.created_page(cursor, count)
+            return [(seq, raw, self._where(self._keys(flow_id).flow)) for flow_id, seq, raw in batch], more
+
+        return fill_page(fetch, states, check_cursor(after), limit)
 
     def flow_ids(self, prefix: str, limit: int) -> list[str]:
         return self._index.created_ids(prefix, limit)

@@ -503,6 +503,15 @@ class Session:
             return False
         return True
 
+    def delete_if_empty(self, path: str) -> bool:
+        """Delete a znode that has no children; False if it has some or is gone."""
+        self._sending("delete")
+        try:
+            self._wait(self.client.delete_async(path))
+        except (NoNodeError, NotEmptyError):
+            return False
+        return True
+
     def delete(self, path: str) -> bool:
         self._sending("delete")
         try:

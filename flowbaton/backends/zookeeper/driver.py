@@ -41,12 +41,14 @@ from ..errors import (
 )
 from ..limits import batches, check_new_flow
 from ..mailbox import check_room, mailbox_key, read_mailbox
+from ..paging import Entry, fill_page
 from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, Handover, ReplicaInfo, StoredRun, TaskDetail
 from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
 from .acl import enforce
 from .client import Again, Node, Op, Outcome, Session
 from .codec import claim_holder, parse_claim, sized
+from .created import CreationIndex
 from .events import EventDispatcher
 from .held import HeldClaims, names_token
 from .layout import Layout, decode_name, encode_name
@@ -109,6 +111,7 @@ class ZooKeeperBackend(Backend):
         self._events = EventDispatcher(f"flowbaton-zk-events-{settings.chroot}")
         self._events.add_hook(self._on_session_event)
         self._zk = Session(settings, self._events.kazoo_state)
+        self._created = CreationIndex(self._zk, self._paths)
         self._taker = ClaimTaker(self._zk, self._paths, self._held, self.url, self._where, self._forget_flow)
         self._work = WorkSignal(self._zk.client, self._paths.claims, self._paths.signal)
         try:
@@ -174,6 +177,7 @@ class ZooKeeperBackend(Backend):
         if self._zk.exists_many([self._paths.signal])[0] is not None:
             return
         self._zk.ensure_paths([self._paths.root, *self._paths.folders()])
+        self._created.mark_new_store()  # before the signal: a store with a signal is ready for use
         self._zk.create(self._paths.signal, b"")
 
     # ------------------------------------------------------------ helpers
@@ -243,7 +247,12 @@ class ZooKeeperBackend(Backend):
         ]
         if flow.state in RUNNABLE_FLOW_STATES:
             ops.append(_create(paths.runnable_marker(flow.id)))
+        self._created.ensure_folders(flow.created_at)
+        ops.append(self._created.create_op(flow))  # last: a folder removed meanwhile is made again below
         outcome = self._zk.commit(ops)
+        if outcome.failed_at(len(ops) - 1, "no_node"):
+            self._created.ensure_folders(flow.created_at, again=True)
+            outcome = self._zk.commit(ops)
         if outcome.failed_at(0, "node_exists"):
             raise FlowExists(f"flow {flow.id!r} already exists in {self.url}")
         if outcome.failed_at(3, "node_exists"):
@@ -356,6 +365,24 @@ class ZooKeeperBackend(Backend):
             log.warning("skipping %s", err)
             return None
 
+    def page_flows(self, states: Collection[str] | None, after: str | None, limit: int
+                   ) -> tuple[list[FlowDetail], str | None]:
+        # From the creation index (created.py), a page of records per request.
+        self._zk.run("index flows by creation", lambda again: self._created.ensure_indexed())
+
+        def fetch(cursor: str | None, count: int) -> tuple[list[Entry], bool]:
+            def read(again: bool) -> tuple[list[Entry], bool]:
+                listed, more = self._created.page(cursor, count)
+                paths = [self._paths.flow(flow_id) for _, flow_id in listed]
+                nodes = self._zk.get_many(paths)
+                return [(entry_cursor, node.data if node is not None else None,
+                         self._where(f"flow {flow_id!r}", path))
+                        for (entry_cursor, flow_id), node, path in zip(listed, nodes, paths, strict=True)], more
+
+            return self._zk.run("list a page of flows", read)
+
+        return fill_page(fetch, states, after, limit)
+
     def flow_ids(self, prefix: str, limit: int) -> list[str]:
         folder = self._paths.flows
         names = self._zk.run("list flow ids", lambda again: self._zk.children_many([folder])[0]) or []
@@ -368,18 +395,23 @@ class ZooKeeperBackend(Backend):
 
     def _delete_flow(self, token: ClaimToken, again: bool) -> None:
         paths, flow_id = self._paths, token.flow_id
-        if again and self._zk.get(paths.flow(flow_id)) is None:
+        record = self._zk.get(paths.flow(flow_id))
+        if again and record is None:
             return  # an ambiguous earlier attempt did delete it
+        entry = self._created.entry_of(record.data, flow_id) if record is not None else None
         folders = [paths.tasks(flow_id), paths.declines(flow_id), paths.epoch(flow_id)]
         listings = self._zk.children_many(folders)
-        marker = self._zk.exists_many([paths.runnable_marker(flow_id)])[0]
+        marker, indexed = self._zk.exists_many([paths.runnable_marker(flow_id), entry or paths.flow(flow_id)])
         ops = [_delete(f"{folder}/{name}") for folder, names in zip(folders, listings, strict=True)
                for name in names or []]
         ops += [_delete(folder) for folder, names in zip(folders, listings, strict=True) if names is not None]
         ops += [_delete(paths.flow(flow_id)), _delete(paths.claim(flow_id))]
         ops += [_delete(paths.runnable_marker(flow_id))] if marker is not None else []
+        ops += [_delete(entry)] if entry is not None and indexed is not None else []
         if not self._fenced(token, ops).ok:
             raise Again("flow changed while being deleted (a decline arrived?)")
+        if entry is not None:
+            self._created.drop_empty(entry)
 
     # ------------------------------------------------------------- claims
 

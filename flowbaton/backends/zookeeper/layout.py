@@ -15,6 +15,9 @@
                                            name: the replica's drain); the
                                            folders are made on first use
     <chroot>/signal                        data bumped by every submit (wakes waiters)
+    <chroot>/created/<day>/<bucket>/<ms>-<flow>   empty; the creation index pages
+                                           read (created.py)
+    <chroot>/created-indexed               present once every flow is indexed
 
 Ids are arbitrary strings; znode names may not contain ``/``, control or
 surrogate characters, nor be ``.`` or ``..``. Every id goes through

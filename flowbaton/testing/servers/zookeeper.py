@@ -94,7 +94,8 @@ def _java_command(cfg: Path) -> list[str]:
     classpath = [str(ZK_JAR)] + [str(jar) for jar in (LOG_JAR, CODEC_JAR) if jar.exists()]
     return [
         java,
-        "-Xmx256m",
+        # Enough for the test suite; a bench of 100,000 flows needs more (FLOWBATON_ZK_HEAP=1g).
+        f"-Xmx{os.environ.get('FLOWBATON_ZK_HEAP', '256m')}",
         "-XX:+UseSerialGC",
         "-XX:TieredStopAtLevel=1",
         "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
