@@ -19,6 +19,7 @@ from flowbaton.backends import open_backend
 from flowbaton.backends.errors import (
     BackendUnavailable,
     BadBackendURL,
+    BadCursor,
     ClaimHeld,
     CorruptRecord,
     FlowNotFound,
@@ -26,6 +27,7 @@ from flowbaton.backends.errors import (
 )
 from flowbaton.backends.states import SUCCESS
 from flowbaton.backends.zookeeper import ZooKeeperBackend
+from flowbaton.backends.zookeeper.created import CreationIndex
 from flowbaton.backends.zookeeper.layout import Layout, decode_name, encode_name
 from flowbaton.backends.zookeeper.settings import Settings
 from tests.contract.faults import lose_zookeeper_claim_reply
@@ -301,3 +303,67 @@ def test_claim_left_in_doubt_is_released_later(zk: ZooKeeperBackend) -> None:
     assert zk.claims_in_doubt == {"f": landed.claim_id}
     assert zk.find_runnable(10) == ["f"]
     assert zk.current_claim("f") is None and zk.claims_in_doubt == {}
+
+
+# ---------------------------------------------------------- creation index
+# (zookeeper/created.py): an entry per flow made and removed with it,
+# emptied folders removed, pages in creation order, and stores from before
+# the index indexed once.
+
+CREATED_DAY = 86400.0
+
+
+def _index(zk: ZooKeeperBackend) -> CreationIndex:
+    return zk._created
+
+
+def _flow(flow_id: str, created_at: float) -> Any:
+    flow = make_flow(flow_id)
+    flow.created_at = flow.updated_at = created_at
+    return flow
+
+
+def test_an_entry_lives_and_dies_with_its_flow(zk: ZooKeeperBackend, raw: KazooClient) -> None:
+    index = _index(zk)
+    zk.create_flow(_flow("old", 1_700_000_000.0))
+    zk.create_flow(_flow("new", 1_700_000_000.0 + 2 * CREATED_DAY))
+    entry = index.entry("old", 1_700_000_000.0)
+    assert raw.exists(entry) is not None and entry.startswith(f"{index.root}/20231114/")
+    zk.delete_flow(zk.claim("old", "op", LEASE))
+    assert raw.exists(entry) is None
+    assert raw.exists(entry.rsplit("/", 2)[0]) is None  # its emptied day folder went too
+    assert [f.id for f in zk.page_flows(None, None, 10)[0]] == ["new"]
+    zk.create_flow(_flow("again", 1_700_000_000.0))  # into the day folder removed above
+    assert [f.id for f in zk.page_flows(None, None, 10)[0]] == ["again", "new"]
+
+
+def test_pages_walk_days_and_buckets_in_creation_order(zk: ZooKeeperBackend) -> None:
+    stamps = [1_700_000_000.0 + offset for offset in (3 * CREATED_DAY, 0.001, 5.0, 25.0, CREATED_DAY, 0.0)]
+    for number, stamp in enumerate(stamps):
+        zk.create_flow(_flow(f"f{number}", stamp))
+    order = [f"f{n}" for n in sorted(range(len(stamps)), key=lambda n: stamps[n])]
+    seen, cursor = [], None
+    for _ in range(10):
+        page, cursor = zk.page_flows(None, cursor, 2)
+        seen += [f.id for f in page]
+        if cursor is None:
+            break
+    assert seen == order
+    for bad in ("20231114/01700000000/x", "../../flows", "20231114/1700000000/1700000000000-a"):
+        with pytest.raises(BadCursor):
+            zk.page_flows(None, bad, 2)
+
+
+def test_a_store_from_before_the_index_is_indexed_once(zk: ZooKeeperBackend, raw: KazooClient, url: str) -> None:
+    for number in range(7):
+        zk.create_flow(_flow(f"f{number}", 1_700_000_000.0 + number))
+    index = _index(zk)
+    raw.delete(index.root, recursive=True)  # as an older flowbaton left it: no index, no marker
+    if raw.exists(index.marker):
+        raw.delete(index.marker)
+    with open_backend(url) as fresh:
+        assert isinstance(fresh, ZooKeeperBackend)
+        assert [f.id for f in fresh.page_flows(None, None, 100)[0]] == [f"f{n}" for n in range(7)]
+        assert raw.exists(index.marker) is not None
+        fresh.create_flow(_flow("later", 1_700_000_100.0))
+        assert fresh.page_flows(None, None, 100)[0][-1].id == "later"

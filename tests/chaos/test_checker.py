@@ -245,6 +245,35 @@ def test_5_a_lost_write_is_allowed_and_counted_after_a_redis_failover() -> None:
     assert violations(world) == {}
 
 
+def _lost_then_resumed_without(world: World, drops_task: bool) -> None:
+    """"b" succeeds, a Redis failover loses that write, and a replica resumes
+    the flow on code whose flow has no "b" any more (``drops_task``) or still has it."""
+    old = clean_flow(world)
+    world.save_task("f1", old, "b", "SUCCESS", result=2)
+    world.faults.append({"index": 0, "kind": "failover", "target": None, "replica": None,
+                         "start": world.tick(), "heal": world.tick(1.0)})
+    world.records.pop(("f1", "b"))
+    new = world.claim("f1", "r2-1", 2)
+    world.read_tasks("f1")
+    world.texts["f1"].meta = {"tasks": ["a"] if drops_task else ["a", "b"]}
+    world.save_flow("f1", new, "SUCCESS")
+    world.release("f1", new)
+
+
+def test_5_a_lost_write_of_a_task_the_newer_code_dropped_is_counted() -> None:
+    world = World(backend="redis")
+    _lost_then_resumed_without(world, drops_task=True)
+    assert 5 not in violations(world)
+    outcome = check_all(Index.build(world.evidence()))[4]
+    assert outcome.counts["lost with a task the newer code's flow no longer has"] >= 1
+
+
+def test_5_a_lost_write_of_a_task_the_flow_still_has_must_be_redone() -> None:
+    world = World(backend="redis")
+    _lost_then_resumed_without(world, drops_task=False)
+    assert "not redone" in violations(world)[5][0]
+
+
 def test_6_a_task_run_twice_by_the_same_owner() -> None:
     world = World()
     claim = clean_flow(world)
