@@ -425,6 +425,7 @@ def test_readiness_flips_while_the_backend_is_away(
         until(lambda: _errors(port) >= 1, 20, "a backend error to be counted")
     _start_again(kind, server)
     until(lambda: get(port, "/readyz")[0] == 200, 60, "ready again")
+    coord.close()  # while the server runs: its fixture ends first, and a close then waits out retries
 
 
 def _errors(port: int) -> float:
