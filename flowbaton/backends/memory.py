@@ -228,15 +228,17 @@ class MemoryBackend(Backend):
             for flow_id in self._flows:  # creation order: a dict keeps insertion order
                 if len(found) >= limit:
                     break
-                stored = self._flows[flow_id]
-                if stored.runnable and self._live_claim(stored) is None:
+                if self._takeable(self._flows[flow_id]):
                     found.append(flow_id)
         return found
 
     def count_backlog(self) -> int:
         with self._lock:
-            return sum(1 for stored in self._flows.values()
-                       if stored.runnable and self._live_claim(stored) is None)
+            return sum(1 for stored in self._flows.values() if self._takeable(stored))
+
+    def _takeable(self, stored: _Stored) -> bool:
+        """Runnable and held by nobody: ``find_runnable``'s rule, the backlog's."""
+        return stored.runnable and self._live_claim(stored) is None
 
     def wait_for_work(self, timeout: float) -> bool:
         """Woken by every change (the lock's condition), and no later than

@@ -47,7 +47,8 @@ def fill_page(fetch: Fetch, states: Collection[str] | None, after: str | None, l
     page: list[FlowDetail] = []
     cursor = after
     while True:
-        entries, more = fetch(cursor, max(limit - len(page), BATCH if states is not None else limit - len(page)))
+        wanted = limit - len(page)  # a state filter turns records away: read at least a batch then
+        entries, more = fetch(cursor, wanted if states is None else max(wanted, BATCH))
         for position, (entry_cursor, raw, where) in enumerate(entries):
             cursor = entry_cursor
             if raw is None:

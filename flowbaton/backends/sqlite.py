@@ -206,15 +206,12 @@ _SELECT_CLAIMS = (
 )
 # Walks the runnable index in creation order and probes the claims primary
 # key: terminal flows are never read, and no record is decoded.
-_FIND_RUNNABLE = (
-    "SELECT f.id FROM flows f LEFT JOIN claims c ON c.flow_id = f.id"
-    f" WHERE f.runnable = 1 AND (c.flow_id IS NULL OR NOT {_LIVE.format('c.expires_at')})"
-    " ORDER BY f.seq LIMIT :limit"
-)
-_COUNT_BACKLOG = (
-    "SELECT count(*) FROM flows f LEFT JOIN claims c ON c.flow_id = f.id"
+_BACKLOG = (
+    "FROM flows f LEFT JOIN claims c ON c.flow_id = f.id"
     f" WHERE f.runnable = 1 AND (c.flow_id IS NULL OR NOT {_LIVE.format('c.expires_at')})"
 )
+_FIND_RUNNABLE = f"SELECT f.id {_BACKLOG} ORDER BY f.seq LIMIT :limit"
+_COUNT_BACKLOG = f"SELECT count(*) {_BACKLOG}"
 _RECORD_DECLINE = (
     "INSERT OR REPLACE INTO declines (flow_id, replica_id, record)"
     " SELECT :flow_id, :replica_id, :record WHERE EXISTS (SELECT 1 FROM flows WHERE id = :flow_id)"

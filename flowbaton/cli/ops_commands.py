@@ -191,6 +191,11 @@ def _emit_doc(args: argparse.Namespace, doc: D, render: Callable[[D], str]) -> i
     return 0
 
 
+def _described(result: Any) -> str:
+    """An action's result for people: its one line."""
+    return printable(result.describe())
+
+
 def cmd_flows(args: argparse.Namespace) -> int:
     if args.after is not None or (args.limit is not None and not args.stranded and not args.offset):
         return _flows_page(args)
@@ -265,7 +270,7 @@ def _act_on_flow(args: argparse.Namespace, question: Callable[[str], str], act: 
         args.flow_id = resolve_flow_id(backend, args.flow_id)
         confirm(args, lambda: question(_describe(backend, args.flow_id)))
         result = act(backend)
-    emit(render_json(result) if args.json else printable(result.describe()))
+    _emit_doc(args, result, _described)
     return 0
 
 
@@ -280,7 +285,7 @@ def _bulk(args: argparse.Namespace, action: str, act: Callable[[Any, str], Any])
         if not args.dry_run and selected:
             confirm(args, f"{action} {len(selected)} flow(s)?")
         report = ops_bulk.apply(action, selected, lambda flow_id: act(backend, flow_id), dry_run=args.dry_run)
-    emit(render_json(report) if args.json else printable_lines(report.lines()))
+    _emit_doc(args, report, lambda r: printable_lines(r.lines()))
     return EXIT_PROBLEM if report.skipped else 0
 
 
@@ -303,7 +308,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         args.flow_id = resolve_flow_id(backend, args.flow_id)
         confirm(args, lambda: f"ask the owner of {_describe(backend, args.flow_id)} to hand it back?")
         result = handover.request_release(backend, args.flow_id)
-        emit(render_json(result) if args.json else printable(result.describe()))
+        _emit_doc(args, result, _described)
         if args.wait:
             return _waited(lambda: handover.wait_handed_back(backend, result, args.timeout),
                            f"flow {args.flow_id} handed back")
@@ -317,7 +322,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
         else:
             confirm(args, f"drain replica {args.replica_id}: hand back every flow and claim nothing more?")
             result = handover.drain(backend, args.replica_id)
-        emit(render_json(result) if args.json else printable(result.describe()))
+        _emit_doc(args, result, _described)
         if args.wait and not args.undo:
             return _waited(lambda: handover.wait_drained(backend, args.replica_id, args.timeout),
                            f"replica {args.replica_id} drained")
@@ -367,7 +372,7 @@ def _retry_stranded(args: argparse.Namespace) -> int:
         confirm(args, lambda: f"let build {args.allow_build} or newer run the "
                 f"{len(rollback.build_stranded_flows(backend))} flow(s) stranded for their build?")
         report = rollback.allow_stranded(backend, args.allow_build)
-    emit(render_json(report) if args.json else render_rollback(report))
+    _emit_doc(args, report, render_rollback)
     return 0
 
 
@@ -376,14 +381,14 @@ def cmd_delete(args: argparse.Namespace) -> int:
         args.flow_id = resolve_flow_id(backend, args.flow_id)
         plan = ops_delete.describe_delete(backend, args.flow_id)
         if args.dry_run:
-            emit(render_json(plan) if args.json else printable(f"would delete {plan.describe()}"))
+            _emit_doc(args, plan, lambda p: printable(f"would delete {p.describe()}"))
             return 0
         if not args.force:
             raise UsageError(f"delete removes flow {args.flow_id} for good: add --force "
                              "(--dry-run shows what would go)")
         confirm(args, f"delete {plan.describe()} for good?")
         result = ops_delete.delete(backend, args.flow_id)
-    emit(render_json(result) if args.json else printable(result.describe()))
+    _emit_doc(args, result, _described)
     return 0
 
 
@@ -391,11 +396,11 @@ def cmd_purge(args: argparse.Namespace) -> int:
     with opened(args) as backend:
         listed = _purge(args, backend, dry_run=True)
         if args.dry_run or not listed.flows:
-            emit(render_json(listed) if args.json else render_purge(listed))
+            _emit_doc(args, listed, render_purge)
             return 0
         confirm(args, f"delete {len(listed.flows)} finished flow(s) and their tasks for good?")
         report = _purge(args, backend, dry_run=False)
-    emit(render_json(report) if args.json else render_purge(report))
+    _emit_doc(args, report, render_purge)
     return 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..backends.base import Backend
@@ -78,17 +78,14 @@ def flows(
         states: Sequence[str] | None = [state] if state else sorted(RUNNABLE_FLOW_STATES)
     else:
         states = [state] if state else None
-    found = backend.list_flows(states)
     owners = {c.flow_id: c.owner for c in backend.list_claims()}
-    found = [f for f in found if (owner is None or owners.get(f.id) == owner)
-             and (since is None or f.updated_at >= since) and (before is None or f.updated_at < before)
-             and _matches(factory, f.factory) and _matches(name, f.name)]
-    end = None if limit is None else offset + limit
-    if not stranded:
-        return [FlowRow.of(f, owners.get(f.id)) for f in found[offset:end]]
+    chosen = _chooser(owners, owner, since, before, factory, name)
+    found = [f for f in backend.list_flows(states) if chosen(f)]
+    if not stranded:  # every row: a limit pages above
+        return [FlowRow.of(f, owners.get(f.id)) for f in found[offset:]]
     reasons = find_stranded(backend, found, set(owners), backend.list_replicas())
     rows = [FlowRow.of(f, owners.get(f.id), reasons[f.id]) for f in found if f.id in reasons]
-    return rows[offset:end]
+    return rows[offset:None if limit is None else offset + limit]
 
 
 def flows_page(
@@ -111,17 +108,26 @@ def flows_page(
     if limit < 1:
         raise ValueError(f"a page holds at least one flow, got limit {limit!r}")
     owners = {c.flow_id: c.owner for c in backend.list_claims()}
+    chosen = _chooser(owners, owner, since, before, factory, name)
     rows: list[FlowRow] = []
     cursor = after
     while len(rows) < limit:
         page, cursor = backend.page_flows([state] if state else None, cursor, limit - len(rows))
-        rows += [FlowRow.of(f, owners.get(f.id)) for f in page
-                 if (owner is None or owners.get(f.id) == owner) and (since is None or f.updated_at >= since)
-                 and (before is None or f.updated_at < before) and _matches(factory, f.factory)
-                 and _matches(name, f.name)]
+        rows += [FlowRow.of(f, owners.get(f.id)) for f in page if chosen(f)]
         if cursor is None:
             break
     return FlowPage(rows, cursor)
+
+
+def _chooser(owners: dict[str, str], owner: str | None, since: float | None, before: float | None,
+             factory: str | None, name: str | None) -> Callable[[FlowDetail], bool]:
+    """The filters of a listing other than its state (which the store applies)."""
+    def chosen(flow: FlowDetail) -> bool:
+        return ((owner is None or owners.get(flow.id) == owner)
+                and (since is None or flow.updated_at >= since) and (before is None or flow.updated_at < before)
+                and _matches(factory, flow.factory) and _matches(name, flow.name))
+
+    return chosen
 
 
 def _matches(pattern: str | None, text: str) -> bool:

@@ -81,10 +81,14 @@ class CreationIndex:
     def ensure_folders(self, created_at: float, *, again: bool = False) -> None:
         """The day and bucket folders of a flow created at ``created_at``;
         ``again``: they may have been removed since we last saw them."""
-        day, bucket = self.folders(created_at)
+        self._ensure_bucket(self.folders(created_at)[1], again)
+
+    def _ensure_bucket(self, bucket: str, again: bool = False) -> None:
+        """``bucket`` and its day folder, unless this process made or saw them."""
         with self._lock:
             known = bucket in self._known and not again
         if not known:
+            day = bucket.rpartition("/")[0]
             self._zk.ensure_paths([self.root, day, bucket])
             with self._lock:
                 self._known.update((day, bucket))
@@ -170,13 +174,7 @@ class CreationIndex:
 
     def _create_entries(self, entries: Sequence[str]) -> None:
         for entry in entries:
-            bucket = entry.rpartition("/")[0]
-            with self._lock:
-                known = bucket in self._known
-            if not known:
-                self._zk.ensure_paths([self.root, bucket.rpartition("/")[0], bucket])
-                with self._lock:
-                    self._known.add(bucket)
+            self._ensure_bucket(entry.rpartition("/")[0])
         if entries and not self._zk.commit([Op("create", e, b"") for e in entries]).ok:
             for entry in entries:  # some exist (another process indexes too): one by one
                 self._zk.create(entry, b"")

@@ -688,25 +688,24 @@ class ZooKeeperBackend(Backend):
         self._settle_in_doubt()
         self._work.clear()
         self._work.arm()
-        folders = [self._paths.runnable, self._paths.claims]
-        runnable, claimed = self._zk.run("find runnable flows", lambda again: self._zk.children_many(folders))
-        candidates = set(runnable or []) - set(claimed or [])
+        alive, candidates = self._markers("find runnable flows")
         order = self._zk.run("order runnable flows", lambda again: self._oldest_first(candidates))
-        alive = set(runnable or [])
         with self._lock:  # keep the cache to markers that still exist
             self._marker_czxid = {n: z for n, z in self._marker_czxid.items() if n in alive}
         return [decode_name(name) for name in order[: max(limit, 0)]]
 
     def count_backlog(self) -> int:
-        return len(self._unclaimed_markers())
+        return len(self._markers("count the backlog")[1])
 
     def backlog(self, limit: int) -> list[str]:
-        return [decode_name(name) for name in sorted(self._unclaimed_markers())[: max(limit, 0)]]
+        return [decode_name(name) for name in sorted(self._markers("list the backlog")[1])[: max(limit, 0)]]
 
-    def _unclaimed_markers(self) -> set[str]:
+    def _markers(self, what: str) -> tuple[set[str], set[str]]:
+        """Runnable markers, and those of them no live claim holds: two
+        listings, whatever the number of finished flows."""
         folders = [self._paths.runnable, self._paths.claims]
-        runnable, claimed = self._zk.run("list the backlog", lambda again: self._zk.children_many(folders))
-        return set(runnable or []) - set(claimed or [])
+        runnable, claimed = self._zk.run(what, lambda again: self._zk.children_many(folders))
+        return set(runnable or []), set(runnable or []) - set(claimed or [])
 
     def _oldest_first(self, names: set[str]) -> list[str]:
         with self._lock:
