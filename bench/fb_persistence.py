@@ -61,12 +61,22 @@ def run(command: dict[str, Any]) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         counts = dict(CALLS.counts)
         logical, wire = CALLS.total("logical."), CALLS.total("wire.")  # before close adds its own calls
+        stored = stored_bytes(backend, report.id)
     finally:
         backend.close()
     if report.state != "SUCCESS":
         raise RuntimeError(f"flow ended {report.state}")
     return {"seconds": seconds, "logical": logical, "wire": wire,
-            "counts": counts}
+            "counts": counts, **stored}
+
+
+def stored_bytes(backend: Backend, flow_id: str) -> dict[str, int]:
+    """Bytes of the flow's records as stored (their JSON, what every
+    backend measures against ``max_record_bytes``): the flow record, and
+    all task records together."""
+    tasks = backend.load_tasks(flow_id).values()
+    return {"flow_bytes": len(backend.load_flow(flow_id).to_json().encode()),
+            "task_bytes": sum(len(t.to_json().encode()) for t in tasks)}
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import asyncio
 import threading
 import time
 
-from flowbaton import Flow, Linear, Task
+from flowbaton import Flow, Linear, Task, current_task
 
 from .peers.common import note
 
-__all__ = ["noop_linear", "noop_linear_async", "steps", "hold", "sleeper", "STARTED"]
+__all__ = ["noop_linear", "noop_retried", "noop_linear_async", "steps", "hold", "sleeper", "STARTED"]
 
 #: tasks ``sleeper`` started in this process (the async benchmark counts them)
 STARTED = [0]
@@ -81,6 +81,22 @@ class Hold(Task):
 
 def noop_linear(count: int) -> Flow:
     return Linear("noop", *[NoOp(id=f"noop-{n}") for n in range(count)])
+
+
+class FailsOnce(Task):
+    """A no-op whose first attempt raises: the history benchmark's retry."""
+
+    def execute(self) -> None:
+        if current_task().attempt == 1:
+            raise ConnectionError("first attempt fails on purpose")
+
+
+def noop_retried(count: int) -> Flow:
+    """``count`` no-ops that each run twice (a retry per task)."""
+    from tenacity import stop_after_attempt
+
+    return Linear("noop-retried", *[FailsOnce(id=f"noop-{n}", retry=stop_after_attempt(2))
+                                    for n in range(count)])
 
 
 def noop_linear_async(count: int) -> Flow:

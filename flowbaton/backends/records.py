@@ -195,12 +195,13 @@ _FLOW_META = {
     "unmatched": TEXTS,
     "resumes": ARRAY,
     "operations": ARRAY,
+    "claims": ARRAY,
     "diff": OBJECT,
     "version_decisions": TEXT_MAP,
     "build": TEXT,
     "allowed_build": TEXT,
 }
-_TASK_META = {"first_started": NUMBER}
+_TASK_META = {"first_started": NUMBER, "history": ARRAY, "revert": OBJECT}
 # A task failure as the runner writes it; the named parts are read as text.
 FAILURE_INFO = _Kind("an object of type, message and traceback strings", lambda v: isinstance(v, dict) and all(
     isinstance(v.get(part, ""), str) for part in ("type", "message", "traceback")))

@@ -77,7 +77,7 @@ class Mailbox:
             self._unheld_since = {f: t for f, t in self._unheld_since.items() if f in seen}
         if self._drain is not None:
             for claim in held:
-                claim.gate.stop(f"replica drained by {self._drain.by}")
+                claim.gate.stop(f"replica drained by {self._drain.by}", handover=True)
 
     def _set_drain(self, drain: Handover | None) -> None:
         if drain is not None and drain.started_at != self.started_at:
@@ -105,7 +105,7 @@ class Mailbox:
                 log.warning("flow %s: %s asked for it back; handing it back after the running tasks end",
                             flow_id, request.by, extra={"flow_id": flow_id, "replica_id": self.replica_id,
                                                         "epoch": claim.epoch, "event": "handover"})
-            claim.gate.stop(f"handover requested by {request.by}")
+            claim.gate.stop(f"handover requested by {request.by}", handover=True)
             return
         with self._lock:
             since = self._unheld_since.setdefault(flow_id, now)

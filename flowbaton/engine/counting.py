@@ -71,13 +71,16 @@ def counted_meta(flow: FlowDetail, found: Found, details: Mapping[str, TaskDetai
     return FlowMeta(flow.meta).counted(count, progress), count
 
 
-def claim_fields(flow: FlowDetail, meta: FlowMeta, found: Found, build: str | None, replica_id: str) -> dict[str, Any]:
+def claim_fields(flow: FlowDetail, meta: FlowMeta, found: Found, build: str | None, replica_id: str,
+                 epoch: int, at: float) -> dict[str, Any]:
     """What a claim writes on the flow record when it counts itself:
-    ``meta`` (its counters set) with the newest build, this replica as
-    owner, and a PENDING flow moved to RUNNING. One rule for a single claim
-    (``lifecycle``) and a batch (``count_claims``)."""
+    ``meta`` (its counters set) with the newest build and this claim in the
+    claim history, this replica as owner, and a PENDING flow moved to
+    RUNNING. One rule for a single claim (``lifecycle``) and a batch
+    (``count_claims``)."""
+    meta = meta.touched_by(newest_build(found.meta.build, build, flow.id)).claimed(epoch, replica_id, at, found.owner)
     return {
-        "meta": meta.touched_by(newest_build(found.meta.build, build, flow.id)).to_dict(),
+        "meta": meta.to_dict(),
         "owner": replica_id,
         "state": RUNNING if flow.state == PENDING else flow.state,
     }
@@ -140,8 +143,9 @@ def _counted(
         meta, count = counted_meta(flow, found, stored.tasks)
         if poison is not None and poison.hold_reason(count) is not None:
             return None
-        counted = dataclasses.replace(flow, **claim_fields(flow, meta, found, build, replica_id),
-                                      updated_at=clock(), epoch=token.epoch)
+        now = clock()
+        counted = dataclasses.replace(flow, **claim_fields(flow, meta, found, build, replica_id, token.epoch, now),
+                                      updated_at=now, epoch=token.epoch)
         fit_flow(counted, limit)
     except FlowbatonError:  # not allowed, too old a build, a corrupt build, too large: the worker's own path
         return None

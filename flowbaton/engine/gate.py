@@ -25,6 +25,7 @@ class Gate:
         self._changed = threading.Condition()
         self._paused = False
         self.stop_reason: str | None = None
+        self.handover = False  # the stop is an operator's request (the claim history says "handed back")
         self.lost_reason: str | None = None
         self._on_lost: list[Callable[[], None]] = []
 
@@ -57,9 +58,13 @@ class Gate:
     def resume(self) -> None:
         self._set(paused=False)
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, *, handover: bool = False) -> None:
+        """Finish what runs, start nothing more, hand the flow back;
+        ``handover``: an operator asked for it (a release request, a drain),
+        as opposed to this replica stopping."""
         if self.stop_reason is None:
             self.stop_reason = reason
+            self.handover = handover
         self._set()
 
     def lose(self, reason: str) -> None:

@@ -221,7 +221,8 @@ def _attempt(
         return None
     if _count(run, found, poison):
         return None
-    run.write_flow(**claim_fields(flow, FlowMeta(flow.meta), found, build, run.replica_id))
+    run.write_flow(**claim_fields(flow, FlowMeta(flow.meta), found, build, run.replica_id, run.token.epoch,
+                                  run.clock()))
     return found
 
 

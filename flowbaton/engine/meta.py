@@ -35,6 +35,8 @@ __all__ = [
     "BUILD",
     "ALLOWED_BUILD",
     "HISTORY",
+    "CLAIMS",
+    "CLAIMS_KEPT",
 ]
 
 TAKEOVERS = "takeovers"  # claims in a row that ended without handing back and without progress
@@ -48,8 +50,11 @@ OPERATIONS = "operations"  # the last operator actions, oldest first
 CORRUPT = "corrupt_record"  # a HELD placeholder's: where, what, raw, by, at
 BUILD = "build"  # the newest build that submitted or claimed the flow (engine.builds)
 ALLOWED_BUILD = "allowed_build"  # an operator let builds this old or newer run it (a rollback)
+CLAIMS = "claims"  # the last claims: epoch, owner, claimed at, how and when each ended
 #: entries kept in each history list (resumes, operations)
 HISTORY = 20
+#: claims kept in the claim history (about 110 bytes each)
+CLAIMS_KEPT = 10
 
 
 class FlowMeta:
@@ -151,6 +156,40 @@ class FlowMeta:
         ``{"task", "stored", "current", "policy"}``; an operator must choose."""
         changes = (self.diff or {}).get("version_changed") or []
         return [c for c in changes if isinstance(c, dict) and c.get("policy") == "fail"]
+
+    # -------------------------------------------------------------- claims
+
+    @property
+    def claims(self) -> list[dict[str, Any]]:
+        """The claim history, oldest first (entries that are no object are
+        left out: a reader never trusts a record's shape)."""
+        claims = self._raw.get(CLAIMS)
+        return [dict(c) for c in claims if isinstance(c, dict)] if isinstance(claims, list) else []
+
+    def claimed(self, epoch: int, owner: str, at: float, found_owner: str | None) -> FlowMeta:
+        """One more claim in the history. A previous claim whose end nobody
+        wrote ended "expired" when the record still named its owner (it
+        died, hung or was cut off), else "released"."""
+        claims = self.claims
+        if claims and claims[-1].get("ended") is None:
+            claims[-1] = {**claims[-1], "ended": "expired" if found_owner is not None else "released"}
+        entry = {"epoch": epoch, "owner": owner, "claimed_at": at, "ended_at": None, "ended": None}
+        return self._with(**{CLAIMS: [*claims[-(CLAIMS_KEPT - 1):], entry]})
+
+    def claim_ended(self, epoch: int, how: str, at: float | None) -> FlowMeta:
+        """The claim of ``epoch`` ended ``how`` at ``at`` (unchanged when
+        the history has no open claim of that epoch)."""
+        last = self.claims[-1:]
+        return self.open_claim_ended(how, at) if last and last[0].get("epoch") == epoch else self
+
+    def open_claim_ended(self, how: str, at: float | None) -> FlowMeta:
+        """Whatever claim is still open in the history ended ``how`` (an
+        operator fenced it, or found its owner gone)."""
+        claims = self.claims
+        if not claims or claims[-1].get("ended") is not None:
+            return self
+        claims[-1] = {**claims[-1], "ended_at": at, "ended": how}
+        return self._with(**{CLAIMS: claims})
 
     # --------------------------------------------------------- operators
 

@@ -22,6 +22,7 @@ from ..backends.errors import BackendUnavailable, ClaimLost, FlowbatonError
 from ..backends.records import ClaimToken, FlowDetail, TaskDetail
 from ..backends.states import (
     FAILURE,
+    HELD,
     REVERT_FAILURE,
     REVERTED,
     REVERTING,
@@ -29,6 +30,7 @@ from ..backends.states import (
     SUCCESS,
 )
 from .asyncloop import AsyncCall, TaskCancelled, start_call
+from .attempts import HISTORY, REVERT, earlier_attempts, revert_finished, revert_started
 from .binding import execute_kwargs, provided_values, revert_args
 from .claim import Claim
 from .codec import decode, encode
@@ -36,6 +38,7 @@ from .compiler import CompiledFlow
 from .context import TaskContext, task_context
 from .events import NO_EVENTS, TASK_FAILURE, TASK_RETRY, TASK_REVERT, TASK_REVERT_FAILURE, TASK_SUCCESS, Events
 from .gate import Gate
+from .meta import FlowMeta
 from .resume import ResumePlan
 from .retry import next_delay
 from .scheduler import ForwardSchedule, RevertSchedule
@@ -114,7 +117,7 @@ class FlowRun:
         self._delayed: list[tuple[float, str]] = []
         self._unsaved: list[TaskDetail] = []
         self._flow_unsaved = False  # the flow record waits for the next task write
-        self._revert_began: dict[str, float] = {}
+        self._retried: dict[str, float] = {}  # task id -> when its attempt failed, to be retried here
         self._async: dict[Future[Any], AsyncCall] = {}  # async task calls in flight (asyncloop)
         self._trace: Any = None  # the run's span (engine.tracing), parent of its attempts
         self.gate.when_lost(self._cancel_async)
@@ -211,7 +214,8 @@ class FlowRun:
 
     def finish(self, state: str, reason: str | None) -> None:
         """Write the end state, hand the flow back, tell the observer."""
-        self.write_flow(state=state, reason=reason, owner=None)
+        how = "held" if state == HELD else "finished"
+        self.write_flow(state=state, reason=reason, owner=None, meta=self._claim_ended(how))
         self.events.on_flow_finished(self.flow.id, state, max(0.0, self.flow.updated_at - self.flow.created_at))
 
     def log_fields(self, task_id: str | None = None) -> dict[str, object]:
@@ -225,7 +229,11 @@ class FlowRun:
     def _hand_back(self) -> None:
         """Graceful stop: leave the flow runnable and unowned for the next replica."""
         if not self.gate.lost:
-            self.write_flow(owner=None)
+            self.write_flow(owner=None, meta=self._claim_ended("handed back" if self.gate.handover else "released"))
+
+    def _claim_ended(self, how: str) -> dict[str, Any]:
+        """The flow's meta with this claim's end in its claim history."""
+        return FlowMeta(self.flow.meta).claim_ended(self.token.epoch, how, self.clock()).to_dict()
 
     # ---------------------------------------------------------- forward
 
@@ -267,6 +275,9 @@ class FlowRun:
         meta: dict[str, Any] = {"first_started": first or now}
         if previous and previous.failure and previous.state == RUNNING:
             meta["last_failure"] = previous.failure
+        history = earlier_attempts(previous, retried_at=self._retried.pop(tid, None))
+        if history:
+            meta[HISTORY] = history
         detail = TaskDetail(
             tid, RUNNING, None, None, task.task_version, attempt, now, None,
             self.replica_id, self.token.claim_id, self.token.epoch, meta,
@@ -431,6 +442,7 @@ class FlowRun:
             else:
                 self.details[tid] = replace(detail, failure=failure)
             now = self.clock()
+            self._retried[tid] = now  # the next start keeps this attempt in its history
             heapq.heappush(self._delayed, (now + delay, tid))
             self.events.on_task_finished(self.flow.id, tid, TASK_RETRY, _took(detail, now))
             log.info("flow %s task %s attempt %d failed, retry in %.2fs", self.flow.id, tid, detail.attempts, delay,
@@ -482,8 +494,8 @@ class FlowRun:
             self.write_task(replace(detail, state=REVERTED, finished_at=self.clock()))
             schedule.reverted(tid)
             return
-        self._write_start(replace(detail, state=REVERTING))
-        self._revert_began[tid] = self.clock()  # the stored times are the execute's
+        self._write_start(replace(detail, state=REVERTING,
+                                  meta=revert_started(detail, self.clock(), self.replica_id, self.token.epoch)))
         args, kwargs = revert_args(task, decode(detail.result), detail.failure, self.values)
         call = lambda: task.run_revert(args, kwargs)  # noqa: E731
         ctx = TaskContext(self.flow.id, tid, detail.attempts, False, self.replica_id, self.token.epoch)
@@ -493,13 +505,15 @@ class FlowRun:
     def _revert_outcome(self, schedule: RevertSchedule, tid: str, error: BaseException | None) -> list[str]:
         detail = self.details[tid]
         finished = self.clock()
-        took = max(0.0, finished - self._revert_began.pop(tid, finished))
+        began = (detail.meta.get(REVERT) or {}).get("started_at") or finished
+        took = max(0.0, finished - began)
+        meta = revert_finished(detail, finished)
         if error is not None:
-            meta = {**detail.meta, "revert_failure": failure_of(error)}
+            meta = {**meta, "revert_failure": failure_of(error)}
             self.write_task(replace(detail, state=REVERT_FAILURE, meta=meta, finished_at=finished))
             self.events.on_task_finished(self.flow.id, tid, TASK_REVERT_FAILURE, took)
             return [tid]
-        self.write_task(replace(detail, state=REVERTED, finished_at=finished))
+        self.write_task(replace(detail, state=REVERTED, meta=meta, finished_at=finished))
         self.events.on_task_finished(self.flow.id, tid, TASK_REVERT, took)
         schedule.reverted(tid)
         return []

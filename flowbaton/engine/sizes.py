@@ -4,8 +4,9 @@ A result too large to store fails its task, through the task's retry
 policy, *before* anything is written: a refused SUCCESS write would leave
 the task RUNNING, and every later claim would run it again (docs/security.md,
 "Limits"). Text the engine adds itself (failure messages and tracebacks,
-resume history, the task list, a failure reason) is trimmed, least useful
-first, when a record would not fit otherwise. A new flow takes at most half
+resume and claim history, earlier attempts, the task list, a failure
+reason) is trimmed, least useful first, when a record would not fit
+otherwise. A new flow takes at most half
 the limit (``backends.limits.check_new_flow``), so after trimming its
 record always fits; one that still does not (stored under a larger limit)
 raises ``FlowTooLarge``, which replicas decline with that reason instead of
@@ -22,7 +23,8 @@ from ..backends.errors import ResultTooLarge
 from ..backends.limits import FlowTooLarge, too_large
 from ..backends.records import FlowDetail, TaskDetail
 from ..backends.states import SUCCESS
-from .meta import DIFF, RESUMES, UNMATCHED, FlowMeta
+from .attempts import HISTORY
+from .meta import CLAIMS, DIFF, RESUMES, UNMATCHED, FlowMeta
 
 __all__ = ["record_size", "succeeded", "fit_task", "fit_flow", "REVERT_RESERVE"]
 
@@ -59,15 +61,18 @@ def succeeded(detail: TaskDetail, stored: Any, finished: float, limit: int, flow
 
 
 def fit_task(detail: TaskDetail, limit: int) -> TaskDetail:
-    """``detail`` with its failure texts shortened until it fits ``limit``
-    (unchanged when it fits, or holds no failure text to shorten)."""
-    if detail.failure is None and not any(key in detail.meta for key in _FAILURE_KEYS):
+    """``detail`` with its failure texts shortened until it fits ``limit``,
+    then without its earlier attempts (unchanged when it fits, or holds
+    nothing of the engine's to shorten)."""
+    if detail.failure is None and not any(key in detail.meta for key in (*_FAILURE_KEYS, HISTORY)):
         return detail
     fitted = detail
     for chars in _TEXT_STEPS:
         if record_size(fitted) <= limit:
-            break
+            return fitted
         fitted = replace(detail, failure=_clip(detail.failure, chars), meta=_clip(detail.meta, chars))
+    if record_size(fitted) > limit and HISTORY in fitted.meta:
+        fitted = replace(fitted, meta={k: v for k, v in fitted.meta.items() if k != HISTORY})
     return fitted
 
 
@@ -103,9 +108,11 @@ def _clip(value: Any, chars: int) -> Any:
 
 
 def _last_resume_only(flow: FlowDetail) -> None:
-    resumes = flow.meta.get(RESUMES)
-    if isinstance(resumes, list):
-        flow.meta[RESUMES] = resumes[-1:]
+    """The newest resume and claim only (the open claim's end is written later)."""
+    for key in (RESUMES, CLAIMS):
+        entries = flow.meta.get(key)
+        if isinstance(entries, list):
+            flow.meta[key] = entries[-1:]
 
 
 def _short_reason(flow: FlowDetail) -> None:
@@ -129,7 +136,7 @@ def _cap(value: Any) -> Any:
 
 
 def _no_history(flow: FlowDetail) -> None:
-    for key in (RESUMES, DIFF):
+    for key in (RESUMES, DIFF, CLAIMS):
         flow.meta.pop(key, None)
 
 

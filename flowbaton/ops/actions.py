@@ -48,6 +48,7 @@ from ..backends.states import (
     RUNNING,
     TERMINAL_FLOW_STATES,
 )
+from ..engine.attempts import CANCELLED_TYPE, HISTORY, earlier_attempts
 from ..engine.meta import OPERATIONS, FlowMeta
 from .builds import check_allowance
 
@@ -217,9 +218,17 @@ def _save(backend: Backend, token: ClaimToken, flow: FlowDetail) -> None:
 
 def _note(flow: FlowDetail, action: str, who: str, token: ClaimToken, held: ClaimInfo | None,
           **extra: Any) -> None:
-    entry = {"action": action, "by": who, "at": time.time(), "epoch": token.epoch,
+    now = time.time()
+    entry = {"action": action, "by": who, "at": now, "epoch": token.epoch,
              "fenced": held.token if held else None, **extra}
-    flow.meta = FlowMeta(flow.meta).operated(entry).to_dict()
+    meta = FlowMeta(flow.meta).operated(entry)
+    # Our own claim replaced whatever claim the history has open: a live one
+    # was fenced now; one nobody held any more had lost its owner earlier.
+    if held is not None:
+        meta = meta.open_claim_ended("cancelled" if action == "cancel" else "forced", now)
+    else:
+        meta = meta.open_claim_ended("expired", None)
+    flow.meta = meta.to_dict()
 
 
 def _require(flow: FlowDetail, allowed: frozenset[str], action: str) -> None:
@@ -283,7 +292,7 @@ def cancel(backend: Backend, flow_id: str, *, who: str | None = None, revert: bo
 
 def _cancelled(detail: TaskDetail, token: ClaimToken, who: str) -> TaskDetail:
     """A running task's record as a plain cancel leaves it: FAILURE, in doubt."""
-    failure = {"type": "flowbaton.Cancelled",
+    failure = {"type": CANCELLED_TYPE,
                "message": f"the flow was cancelled by {who} while this task ran: it may or may not have "
                           "done its work, and nothing was reverted",
                "traceback": ""}
@@ -395,6 +404,7 @@ def _pending(detail: TaskDetail, token: ClaimToken, who: str) -> TaskDetail:
     failure moved into meta, written under the operator's token."""
     meta = {k: v for k, v in detail.meta.items() if k != "first_started"}  # a fresh retry window
     meta["retried"] = {"at": time.time(), "by": who, "from_state": detail.state, "failure": detail.failure}
+    meta[HISTORY] = earlier_attempts(detail)  # the attempt an operator retries stays in the history
     return TaskDetail(detail.task_id, PENDING, None, None, detail.version, detail.attempts, None, None,
                       who, token.claim_id, token.epoch, meta)
 

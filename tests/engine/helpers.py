@@ -48,7 +48,8 @@ def fake_crash(backend: Backend, flow_id: str, done: dict[str, Any], running: st
         backend.save_task(token, TaskDetail(tid, SUCCESS, result, version=version, attempts=1,
                                             epoch=token.epoch))
     if running:
-        backend.save_task(token, TaskDetail(running, RUNNING, version=version, attempts=1, epoch=token.epoch))
+        backend.save_task(token, TaskDetail(running, RUNNING, version=version, attempts=1, epoch=token.epoch,
+                                            started_at=time.time(), owner="dead"))
     flow = backend.load_flow(flow_id)
     flow.state, flow.owner, flow.epoch = RUNNING, "dead", token.epoch
     flow.meta["tasks"] = ["a", "b", "c"]

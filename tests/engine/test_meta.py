@@ -10,7 +10,7 @@ from flowbaton.engine.meta import FlowMeta
 
 def test_the_keys_the_decoder_checks_are_the_keys_the_owner_reads() -> None:
     owned = {meta.TAKEOVERS, meta.PROGRESS_MARK, meta.TASKS, meta.UNMATCHED, meta.RESUMES, meta.OPERATIONS,
-             meta.DIFF, meta.DECISIONS, meta.BUILD, meta.ALLOWED_BUILD}
+             meta.DIFF, meta.DECISIONS, meta.BUILD, meta.ALLOWED_BUILD, meta.CLAIMS}
     assert set(records._FLOW_META) == owned
 
 

@@ -279,7 +279,8 @@ _VALID = {
     Decline: json.loads(Decline("r", "why", 1.0).to_json()),
     ClaimInfo: {"claim_id": "r#1", "epoch": 3, "claimed_at": 1.0},
 }
-_META = ["meta.takeovers", "meta.tasks", "meta.unmatched", "meta.version_decisions", "meta.first_started"]
+_META = ["meta.takeovers", "meta.tasks", "meta.unmatched", "meta.version_decisions", "meta.first_started",
+         "meta.history", "meta.revert", "meta.claims"]
 
 
 def _decode(kind: type, raw: str | bytes) -> Any:
