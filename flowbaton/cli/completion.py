@@ -2,9 +2,10 @@
 
 Generated from the very parser the commands use, so it never goes out of
 date: commands, each command's options, and the states and the listing's
-flow ids where an argument takes them. Written here rather than taken from
-argcomplete, which would import and run the whole CLI on every <Tab> press
-(a backend connection included, for flow ids) and needs a global hook in
+flow ids where an argument takes them (file names after an option whose
+value is a ``FILE``). Written here rather than taken from argcomplete,
+which would import and run the whole CLI on every <Tab> press (a backend
+connection included, for flow ids) and needs a global hook in
 the user's shell; this script is plain bash, loaded once. zsh users load it
 with ``autoload -U bashcompinit && bashcompinit``.
 """
@@ -37,6 +38,9 @@ _flowbaton() {{
     if [[ "$prev" == "--state" ]]; then
         COMPREPLY=($(compgen -W {states} -- "$cur")); return
     fi
+    if [[ " {files} " == *" $prev "* ]]; then
+        COMPREPLY=(); return  # none: bash completes a file name (-o default)
+    fi
     case "$command" in
 {cases}
         "") COMPREPLY=($(compgen -W {top} -- "$cur")) ;;
@@ -48,6 +52,12 @@ complete -o default -F _flowbaton flowbaton
 
 def _options(parser: argparse.ArgumentParser) -> list[str]:
     return sorted(s for action in parser._actions for s in action.option_strings if s.startswith("--"))
+
+
+def _file_options(commands: dict[str, argparse.ArgumentParser]) -> list[str]:
+    """Options of any command whose value is a file (metavar ``FILE``)."""
+    return sorted({s for cmd in commands.values() for action in cmd._actions if action.metavar == "FILE"
+                   for s in action.option_strings})
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -67,4 +77,5 @@ def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
         for name, cmd in sorted(commands.items())
     )
     return _TEMPLATE.format(commands=" ".join(sorted(commands)), states=shlex.quote(" ".join(sorted(FLOW_STATES))),
-                            cases=cases, top=shlex.quote(" ".join([*sorted(commands), *_options(parser)])))
+                            files=" ".join(_file_options(commands)), cases=cases,
+                            top=shlex.quote(" ".join([*sorted(commands), *_options(parser)])))

@@ -23,6 +23,7 @@ from ..ops import handover, rollback
 from ..ops import query as ops_query
 from ..ops.check import check
 from ..ops.ids import resolve_flow_id
+from ..ops.timeline import timeline
 from .args import (
     add_allow_option,
     add_build_option,
@@ -36,6 +37,7 @@ from .args import (
 from .common import UsageError, emit, existing_url, opened
 from .ops_views import render_check, render_plan, render_purge, render_replicas, render_rollback
 from .terminal import printable, printable_lines
+from .timeline import add_timeline_options, for_terminal, write_svg
 from .views import Document, render_claims, render_flows, render_json, render_show
 
 __all__ = ["add_ops_commands"]
@@ -92,6 +94,8 @@ def _add_listings(command: Command) -> None:
         if name == "plan":  # it imports and calls the stored factory: never without a list
             add_allow_option(cmd, "plan")
             add_build_option(cmd, "the code here (would a replica of it decline the flow?)")
+        if name == "show":
+            add_timeline_options(cmd)
         _json_flag(cmd)
         cmd.set_defaults(func=func)
 
@@ -232,6 +236,12 @@ def cmd_replicas(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with opened(args) as backend:
         doc = ops_query.show(backend, resolve_flow_id(backend, args.flow_id))
+    if args.timeline or args.svg is not None:
+        drawn = timeline(doc)
+        if args.svg is not None:
+            write_svg(args.svg, drawn)
+        if args.timeline:
+            return _emit_doc(args, drawn, for_terminal)
     return _emit_doc(args, doc, render_show)
 
 

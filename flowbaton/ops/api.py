@@ -30,6 +30,7 @@ from . import delete as deleting
 from .check import CheckReport, check
 from .documents import ClaimRow, FlowPage, FlowPlan, FlowRow, FlowShow, ReplicasReport
 from .ids import resolve_flow_id
+from .timeline import Timeline, timeline
 
 __all__ = ["Ops", "connect"]
 
@@ -75,6 +76,11 @@ class Ops:
 
     def show(self, flow_id: str) -> FlowShow:
         return query.show(self.backend, self.resolve(flow_id))
+
+    def timeline(self, flow_id: str) -> Timeline:
+        """Who ran which attempt of each task when, the claims and takeovers
+        (``ops.timeline``; ``ops.timeline_svg.to_svg`` draws it)."""
+        return timeline(self.show(flow_id))
 
     def claims(self, *, owner: str | None = None, stale: bool = False) -> list[ClaimRow]:
         return query.claims(self.backend, owner=owner, stale=stale)

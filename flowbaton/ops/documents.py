@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.records import ClaimInfo, Decline, FlowDetail, ReplicaInfo, TaskDetail
+from ..engine.attempts import HISTORY
 from ..engine.meta import FlowMeta
 from .builds import unset_builds
 
@@ -169,7 +170,9 @@ class ReplicasReport:
 @dataclass(frozen=True)
 class TaskRow:
     """One task of a flow as ``show`` lists it; a task of today's flow that
-    never started has no record and shows as PENDING, attempt 0."""
+    never started has no record and shows as PENDING, attempt 0. The latest
+    attempt's times and epoch, and ``history``: the earlier attempts the
+    record keeps (``engine.attempts``; entries that are no object left out)."""
 
     id: str
     state: str
@@ -178,17 +181,25 @@ class TaskRow:
     result: JSON
     failure: dict[str, str] | None
     owner: str | None
+    started_at: float | None = None
+    finished_at: float | None = None
+    epoch: int = 0
+    history: list[dict[str, JSON]] = field(default_factory=list)
 
     @classmethod
     def of(cls, task_id: str, detail: TaskDetail | None) -> TaskRow:
         if detail is None:  # in the flow, never started
             return cls(task_id, "PENDING", None, 0, None, None, None)
+        history = detail.meta.get(HISTORY)
+        earlier = [dict(e) for e in history if isinstance(e, dict)] if isinstance(history, list) else []
         return cls(task_id, detail.state, detail.version, detail.attempts, detail.result, detail.failure,
-                   detail.owner)
+                   detail.owner, detail.started_at, detail.finished_at, detail.epoch, earlier)
 
     def to_json(self) -> dict[str, JSON]:
         return {"id": self.id, "state": self.state, "version": self.version, "attempts": self.attempts,
-                "result": self.result, "failure": self.failure, "owner": self.owner}
+                "result": self.result, "failure": self.failure, "owner": self.owner,
+                "started_at": self.started_at, "finished_at": self.finished_at, "epoch": self.epoch,
+                "history": self.history}
 
 
 def _task_order(flow: FlowDetail, tasks: Mapping[str, TaskDetail]) -> list[str]:
@@ -204,6 +215,8 @@ class FlowShow:
     or failed), ``declines`` (which replica refused the flow, and why),
     ``claim`` (the live claim), ``resumes`` (each resume: who, when, epoch,
     takeover or not, and the diff between stored and rebuilt flow),
+    ``claims`` (the claim history: who claimed it when, and how each claim
+    ended),
     ``operations`` (operator actions), ``decisions`` (operator choices on
     version changes), and whether the flow is stranded (and why)."""
 
@@ -212,12 +225,15 @@ class FlowShow:
     declines: list[Decline]
     claim: ClaimInfo | None
     stranded_reason: str | None
+    # The task records the rows were made from: their times, epochs and
+    # attempt history are what ``ops.timeline`` draws; not in ``to_json``.
+    details: Mapping[str, TaskDetail] = field(default_factory=dict)
 
     @classmethod
     def of(cls, flow: FlowDetail, tasks: Mapping[str, TaskDetail], declines: Sequence[Decline],
            claim: ClaimInfo | None, stranded_reason: str | None) -> FlowShow:
         rows = [TaskRow.of(t, tasks.get(t)) for t in _task_order(flow, tasks)]
-        return cls(flow, rows, list(declines), claim, stranded_reason)
+        return cls(flow, rows, list(declines), claim, stranded_reason, dict(tasks))
 
     @property
     def owner(self) -> str | None:
@@ -256,6 +272,7 @@ class FlowShow:
             "decisions": meta.decisions,
             "stranded": self.stranded,
             "stranded_reason": self.stranded_reason,
+            "claims": meta.claims,
         }
 
 

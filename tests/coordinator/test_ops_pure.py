@@ -73,7 +73,9 @@ CLAIM_KEYS = ["flow_id", "owner", "token", "epoch", "claimed_at", "expires_at", 
               "lease", "lease_left", "last_progress", "stale"]
 SHOW_KEYS = ["id", "name", "state", "factory", "args", "kwargs", "inputs", "owner", "tasks", "unmatched",
              "reason", "declines", "created_at", "updated_at", "epoch", "claim", "resumes", "operations",
-             "decisions", "stranded", "stranded_reason"]
+             "decisions", "stranded", "stranded_reason", "claims"]
+TASK_KEYS = ["id", "state", "version", "attempts", "result", "failure", "owner", "started_at", "finished_at", "epoch",
+             "history"]
 
 
 def test_flow_rows_keep_their_keys_and_order() -> None:
@@ -98,7 +100,8 @@ def test_show_lists_todays_tasks_first_and_reads_meta_by_type() -> None:
     flow.meta = {"tasks": ["b", "a"], "unmatched": ["z"], "version_decisions": {"*": "rerun"}, "newer": 1}
     stored = {"z": TaskDetail("z", SUCCESS, 1, None, "1.0", 1, NOW, NOW, "r", "r#1", 1, {})}
     doc = FlowShow.of(flow, stored, [Decline("r", "no", NOW)], None, "why").to_json()
-    assert list(doc) == SHOW_KEYS
+    assert list(doc) == SHOW_KEYS and all(list(t) == TASK_KEYS for t in doc["tasks"])
     assert [t["id"] for t in doc["tasks"]] == ["b", "a", "z"] and doc["tasks"][0]["state"] == PENDING
     assert (doc["unmatched"], doc["decisions"], doc["resumes"], doc["operations"]) == (["z"], {"*": "rerun"}, [], [])
     assert (doc["stranded"], doc["stranded_reason"], doc["owner"]) == (True, "why", None)
+    assert doc["claims"] == [] and doc["tasks"][2]["history"] == []

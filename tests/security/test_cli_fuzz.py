@@ -92,7 +92,7 @@ _GRAMMAR: dict[str, tuple[list[Any], list[tuple[str, Any]]]] = {
                    ("--limit", _junk), ("--offset", _junk)]),
     "claims": ([], [("--owner", _junk), ("--stale", None), ("--json", None)]),
     "replicas": ([], [("--json", None)]),
-    "show": ([_flow_id], [("--json", None)]),
+    "show": ([_flow_id], [("--json", None), ("--timeline", None)]),
     "plan": ([_flow_id], [("--json", None), ("--allow", st.one_of(st.just("tests."), _junk))]),
     "release": ([_flow_id], [("--yes", None), ("--force", None), ("--json", None), ("--state", _state),
                              ("--dry-run", None)]),
