@@ -23,10 +23,11 @@ RANKS = {
     "coordinator": 3,
     "ops": 4,
     "aio": 4,
-    "cli": 5,
-    "__init__": 6,
-    "__main__": 7,
-    "testing": 8,
+    "web": 5,
+    "cli": 6,
+    "__init__": 7,
+    "__main__": 8,
+    "testing": 9,
 }
 
 

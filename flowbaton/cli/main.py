@@ -1,7 +1,8 @@
 """``flowbaton``: run a replica, submit flows, and look at them.
 
 The parser and the error policy live here; commands are in ``commands``
-(replica, submit, demo) and ``ops_commands`` (the operator commands),
+(replica, submit, demo), ``ops_commands`` (the operator commands) and
+``ui`` (the web view),
 argument types in ``args``, rendering in ``views``/``ops_views``. Exit status: 0 ok, 1
 ``check`` found a problem (or ``submit --wait`` saw the flow fail), 2 bad
 input: any bad input (unknown flow, unreachable backend, malformed JSON,
@@ -16,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from .._version import __version__
@@ -30,6 +32,7 @@ from .completion import SHELLS, completion_script
 from .ops_commands import add_ops_commands
 from .replica import add_replica_options
 from .terminal import printable
+from .ui import add_ui_command
 
 __all__ = ["main", "build_parser"]
 
@@ -59,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replica(sub)
     _add_submit(sub)
     add_ops_commands(lambda name, help_text: _command(sub, name, help_text))
+    add_ui_command(lambda name, help_text: _command(sub, name, help_text))
     demo = sub.add_parser("demo", help="watch a replica die with SIGKILL and another finish its flow")
+    demo.add_argument("--keep", type=Path, metavar="DIR",
+                      help="keep the demo's SQLite store in DIR (to look at it with show --timeline or ui)")
     demo.set_defaults(func=cmd_demo)
     completion = sub.add_parser("completion", help="print a shell completion script (bash; zsh with bashcompinit)")
     completion.add_argument("shell", choices=SHELLS)

@@ -31,6 +31,8 @@ from .args import (
     positive_count,
     positive_seconds,
 )
+from .common import UsageError
+from .ui import replica_mount, require_jinja2
 
 __all__ = ["REPLICA_ENV", "add_replica_options", "run_replica"]
 
@@ -50,6 +52,7 @@ REPLICA_ENV = {
     "--build-timeout": "FLOWBATON_BUILD_TIMEOUT",
     "--stop-timeout": "FLOWBATON_STOP_TIMEOUT",
     "--build": BUILD_ENV,
+    "--ui": "FLOWBATON_UI",
 }
 
 
@@ -72,6 +75,9 @@ def add_replica_options(cmd: argparse.ArgumentParser) -> None:
                      "(default: $FLOWBATON_METRICS_PORT, else off; needs flowbaton[metrics])")
     cmd.add_argument("--metrics-host", default=_env("--metrics-host", ""), metavar="HOST",
                      help="address to bind the metrics port to (default: $FLOWBATON_METRICS_HOST, else all)")
+    cmd.add_argument("--ui", action="store_true", default=(_env("--ui") or "").lower() in ("1", "true", "yes"),
+                     help="with --metrics-port: also serve the read-only web view under /ui/ on that port (needs "
+                     "flowbaton[ui]; default: $FLOWBATON_UI=1, else off)")
     cmd.add_argument("--log-format", type=log_format, metavar="{text,json}", default=_env("--log-format", "text"),
                      help="text or json: one JSON object per line (default: $FLOWBATON_LOG_FORMAT, else text)")
     cmd.add_argument("--log-level", type=log_level, metavar="LEVEL", default=_env("--log-level", "INFO"),
@@ -104,6 +110,10 @@ def run_replica(args: argparse.Namespace) -> int:
     still running (their threads cannot be stopped, only the process).
     ``args.wrap_backend`` (``main(wrap_backend=...)``), when set, wraps the
     backend the replica opens."""
+    if args.ui:  # refused before the replica starts, not after it has claimed flows
+        if args.metrics_port is None:
+            raise UsageError("--ui serves the web view on the metrics port: add --metrics-port PORT")
+        require_jinja2()
     configure_logging(args.log_format, args.log_level)
     coord = connect(getattr(args, "backend", None) or default_url(), replica_id=args.replica_id,
                     allow=args.allow, lease=args.lease, task_timeout=args.task_timeout,
@@ -114,7 +124,7 @@ def run_replica(args: argparse.Namespace) -> int:
         for warning in coord.backend.warnings():
             log.warning("backend: %s", warning, extra={"replica_id": coord.replica_id})
         if args.metrics_port is not None:
-            _serve_http(coord, args.metrics_port, args.metrics_host)
+            _serve_http(coord, args.metrics_port, args.metrics_host, ui=args.ui)
         clean = coord.serve(concurrency=args.concurrency)
     finally:
         coord.close()
@@ -133,10 +143,11 @@ def _exit_now(status: int) -> None:
     os._exit(status)
 
 
-def _serve_http(coord: Coordinator, port: int, host: str) -> None:
+def _serve_http(coord: Coordinator, port: int, host: str, *, ui: bool = False) -> None:
     backend = coord.backend
     coord.enable_metrics(stranded=lambda: count_stranded(backend))  # the same rule as `flows --stranded`
+    mounts = {"/ui": replica_mount(backend, host)} if ui else None
     try:
-        coord.serve_http(port, host)
+        coord.serve_http(port, host, mounts=mounts)
     except OSError as err:  # port taken, address not ours
         raise FlowbatonError(f"cannot serve metrics on {host or '*'}:{port}: {err}") from err

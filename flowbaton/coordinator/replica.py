@@ -31,7 +31,7 @@ from ..engine.poison import PoisonRule
 from ..engine.timeouts import check_timeout
 from ..observability.health import ReplicaHealth
 from ..observability.observer import ReplicaObserver, metrics_class
-from ..observability.probes import ProbeServer
+from ..observability.probes import Mount, ProbeServer
 from ..observability.tracing import install as install_tracing
 from .batch import prepare_batch
 from .claimloop import ClaimLoop, default_poll_interval
@@ -358,13 +358,15 @@ class Coordinator:
             self.observer.metrics = metrics
         return self.observer.metrics
 
-    def serve_http(self, port: int, host: str = "", *, metrics: bool = True) -> ProbeServer:
+    def serve_http(self, port: int, host: str = "", *, metrics: bool = True,
+                   mounts: Mapping[str, Mount] | None = None) -> ProbeServer:
         """Serve ``/healthz``, ``/readyz`` and (``metrics``) ``/metrics`` on
-        ``port`` (0: any free one, see ``.port``) until ``close()``."""
+        ``port`` (0: any free one, see ``.port``) until ``close()``; and
+        ``mounts``, apps under path prefixes (``ProbeServer``)."""
         if self.http is None:
             exposition = self.enable_metrics().exposition if metrics else None
             self.http = ProbeServer(self.observer.health, exposition, port=port, host=host,
-                                    replica_id=self.replica_id).start()
+                                    replica_id=self.replica_id, mounts=mounts).start()
         return self.http
 
     def __enter__(self) -> Coordinator:
