@@ -91,4 +91,4 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from flowbaton.cli.demo import run_demo
 
-    return run_demo()
+    return run_demo(args.keep)

@@ -3,7 +3,9 @@
 On a temporary SQLite file, two replica processes wait for work. We submit
 an eight-step flow, kill the replica running it with SIGKILL in the middle
 of a step, and watch the other replica take the flow over once the lease
-runs out, re-run only the step that was in doubt, and finish.
+runs out, re-run only the step that was in doubt, and finish. The flow's
+timeline, as ``flowbaton show --timeline`` draws it, ends the story;
+``--keep DIR`` keeps the store to look at it again (``show``, ``ui``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from ..backends.base import Backend
 from ..backends.states import RUNNING, SUCCESS, TERMINAL_FLOW_STATES
 from ..coordinator.replica import Coordinator
 from ..demo.flows import STEPS
+from ..ops import query
+from ..ops.timeline import timeline
+from .timeline import for_terminal
 
 __all__ = ["run_demo"]
 
@@ -37,13 +42,25 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def run_demo() -> int:
+def run_demo(keep: Path | None = None) -> int:
+    """Tell the story; ``keep``: on a store in that folder, left there."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        return _run_in(keep.resolve(), kept=True)
     with tempfile.TemporaryDirectory(prefix="flowbaton-demo-") as tmp:
-        demo = Demo(Path(tmp))
-        try:
-            return demo.run()
-        finally:
-            demo.shutdown()
+        return _run_in(Path(tmp), kept=False)
+
+
+def _run_in(folder: Path, *, kept: bool) -> int:
+    demo = Demo(folder)
+    try:
+        status = demo.run()
+    finally:
+        demo.shutdown()
+    if kept:
+        say(f"\n  The store is kept: flowbaton --backend {demo.url} show {demo.flow_id} --timeline")
+        say(f"                    flowbaton --backend {demo.url} ui")
+    return status
 
 
 class Demo:
@@ -53,6 +70,7 @@ class Demo:
         self.ledger = folder / "ledger.txt"
         self.procs: dict[str, subprocess.Popen[str]] = {}
         self.backend: Backend = open_backend(self.url)
+        self.flow_id = ""
 
     # -------------------------------------------------------------- story
 
@@ -63,6 +81,7 @@ class Demo:
         self.until(lambda: len(self.backend.list_replicas()) == len(NAMES), 20, "the replicas to start")
         say(f"  {' and '.join(NAMES)} are up. Submitting an {len(STEPS)}-step flow...")
         flow_id = Coordinator(self.backend).submit(FACTORY, inputs={"ledger": str(self.ledger), "pause": 0.6})
+        self.flow_id = flow_id
         victim = self.wait_for_kill_point(flow_id)
         killed_at = self.kill(victim)
         self.until(lambda: self.backend.load_flow(flow_id).state in TERMINAL_FLOW_STATES, 30, "the flow to end")
@@ -105,6 +124,8 @@ class Demo:
         say(f"  Run again after the takeover (tasks are at-least-once): {', '.join(reruns) or 'none'}.")
         ok = flow.state == SUCCESS and once and reruns == [f"step-{KILL_AT_STEP}"] and len(runs) == len(STEPS) + 1
         say("  Demo OK." if ok else "  Demo did NOT go as expected: see above.")
+        say("\n  What the records say (flowbaton show --timeline):\n")
+        say(for_terminal(timeline(query.show(self.backend, flow_id))))
         return 0 if ok else 1
 
     # ----------------------------------------------------------- plumbing
