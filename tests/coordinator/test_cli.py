@@ -28,7 +28,8 @@ def cli(url: str | None, *argv: str, timeout: float = 60) -> Out:
 FLOW_KEYS = {"id", "name", "state", "factory", "owner", "created_at", "updated_at"}
 CLAIM_KEYS = {"flow_id", "owner", "token", "epoch", "claimed_at", "expires_at"}
 SHOW_KEYS = {"id", "name", "state", "factory", "args", "kwargs", "inputs", "owner", "tasks", "unmatched"}
-TASK_KEYS = {"id", "state", "version", "attempts", "result", "failure", "owner"}
+TASK_KEYS = {"id", "state", "version", "attempts", "result", "failure", "owner", "started_at", "finished_at", "epoch",
+             "history"}
 
 
 @pytest.mark.slow

@@ -55,8 +55,8 @@ def csp_violations(browser: WebDriver) -> list[str]:
 
 
 def test_a_takeover_after_kill_9_is_drawn_on_the_flow_page(cluster: Cluster, browser: WebDriver) -> None:
-    cluster.spawn("r1")
-    cluster.spawn("r2")
+    cluster.spawn("r1", lease=1.0)  # a short lease: the takeover is what the page shows, not what is timed
+    cluster.spawn("r2", lease=1.0)
     cluster.wait_registered("r1", "r2")
     flow_id = cluster.submit(n=6, pause=0.4)
     cluster.wait_runs(flow_id, 3)  # s2 started: s0 and s1 are done
