@@ -70,6 +70,18 @@ def backend(backend_url: str) -> Iterator[object]:
 
 
 @pytest.fixture
+def sqlite_backend(tmp_path: Path) -> Iterator[object]:
+    """A SQLite store of the test's own, for tests that need one real store, not every backend."""
+    from flowbaton.backends import open_backend
+
+    opened = open_backend(f"sqlite:///{tmp_path / 'flows.db'}")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
 def local_replicas() -> Iterator[LocalReplicas]:
     """In-process replicas, closed after the test."""
     made = LocalReplicas()

@@ -10,13 +10,11 @@ import json
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowbaton.backends import open_backend
 from flowbaton.backends.base import Backend
 from flowbaton.backends.records import ClaimInfo, FlowDetail, TaskDetail
 from flowbaton.backends.states import RUNNING, SUCCESS
@@ -281,45 +279,36 @@ def test_no_record_at_all_still_draws() -> None:
 # ---------------------------------------------------------------------- CLI
 
 
-@pytest.fixture
-def sqlite(tmp_path: Path) -> Iterator[Backend]:
-    backend = open_backend(f"sqlite:///{tmp_path / 'flows.db'}")
-    try:
-        yield backend
-    finally:
-        backend.close()
-
-
-def test_show_timeline_svg_and_json(sqlite: Backend, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+def test_show_timeline_svg_and_json(sqlite_backend: Backend, capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "100")
     base = time.time() - 20  # the CLI draws up to its own clock
     s0 = detail("s0", SUCCESS, 2, base + 1, base + 2, "replica-a", 1,
                 [earlier(1, base + 0.2, base + 0.5, "retry", "replica-a", 1, "builtins.ValueError: boom")])
-    flow_id = store(sqlite, RUNNING, tasks=[s0], name="evil\x1b[31m", meta={"claims": [
+    flow_id = store(sqlite_backend, RUNNING, tasks=[s0], name="evil\x1b[31m", meta={"claims": [
         {"epoch": 1, "owner": "replica-a", "claimed_at": base, "ended_at": None, "ended": None}]})
-    token = sqlite.claim(flow_id, "replica-b", 60.0)
-    sqlite.save_task(token, detail("s1", RUNNING, 2, base + 8, None, "replica-b", token.epoch,
+    token = sqlite_backend.claim(flow_id, "replica-b", 60.0)
+    sqlite_backend.save_task(token, detail("s1", RUNNING, 2, base + 8, None, "replica-b", token.epoch,
                                    [earlier(1, base + 3, None, "in doubt", "replica-a", 1)]))
 
-    text = run_cli(capsys, sqlite, "show", flow_id[:8], "--timeline")
+    text = run_cli(capsys, sqlite_backend, "show", flow_id[:8], "--timeline")
     assert text.code == 0 and "\x1b" not in text.stdout  # not a terminal: no colour, stored escapes shown
     assert re.search(r"^s1 +a+\?b+>$", text.stdout, re.MULTILINE) and "evil\\x1b[31m" in text.stdout
     assert "x" in next(line for line in text.stdout.splitlines() if line.startswith("s0"))
 
-    doc = run_cli(capsys, sqlite, "show", flow_id, "--timeline", "--json").json()
-    assert doc.keys() == Ops(sqlite).timeline(flow_id).to_json().keys() and doc["flow_id"] == flow_id
+    doc = run_cli(capsys, sqlite_backend, "show", flow_id, "--timeline", "--json").json()
+    assert doc.keys() == Ops(sqlite_backend).timeline(flow_id).to_json().keys() and doc["flow_id"] == flow_id
     assert [a["outcome"] for a in doc["tasks"][1]["attempts"]] == ["in doubt", "running"]
     assert [c["owner"] for c in doc["claims"]] == ["replica-a", "replica-b"]
 
     path = tmp_path / "flow.svg"
-    out = run_cli(capsys, sqlite, "show", flow_id, "--svg", str(path))
+    out = run_cli(capsys, sqlite_backend, "show", flow_id, "--svg", str(path))
     assert out.code == 0 and out.stderr.strip() == f"wrote {path}" and "state" in out.stdout  # and the usual view
     root = ET.fromstring(path.read_text(encoding="utf-8"))
     assert [g.get("data-task") for g in by_class(root)["attempt"]] == ["s0", "s0", "s1", "s1"]
 
     for bad in (tmp_path / "no" / "such" / "folder.svg", tmp_path):
-        refused = run_cli(capsys, sqlite, "show", flow_id, "--timeline", "--svg", str(bad))
+        refused = run_cli(capsys, sqlite_backend, "show", flow_id, "--timeline", "--svg", str(bad))
         assert bad_input(refused) and "cannot write" in refused.stderr
     assert not (tmp_path / "no").exists()
     assert " --svg " in completion_script(build_parser(), "bash")  # a file name is completed after --svg

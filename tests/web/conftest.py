@@ -24,7 +24,6 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from flowbaton.backends import open_backend
 from flowbaton.backends.base import Backend
 from flowbaton.ops import Ops
 from flowbaton.web import LOOPBACK_NAMES, Guard, UiOptions, UiServer, WebApp
@@ -32,7 +31,7 @@ from tests.backends import backend_params
 from tests.conftest import make_url
 from tests.coordinator.cluster import cluster
 
-__all__ = ["cluster", "no_page_fails", "shared_backend_url", "sqlite_backend", "browser", "served", "fetch", "Fetched",
+__all__ = ["cluster", "no_page_fails", "shared_backend_url", "browser", "served", "fetch", "Fetched",
            "CHROMIUM", "CHROMEDRIVER"]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -56,15 +55,6 @@ def no_page_fails(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 def shared_backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The backends the browser's failover test runs on (the ``cluster`` fixture's)."""
     return make_url(request.param, request, tmp_path)
-
-
-@pytest.fixture
-def sqlite_backend(tmp_path: Path) -> Iterator[Backend]:
-    backend = open_backend(f"sqlite:///{tmp_path / 'flows.db'}")
-    try:
-        yield backend
-    finally:
-        backend.close()
 
 
 @contextmanager
