@@ -170,6 +170,12 @@ def _history(show: FlowShow) -> list[str]:
         kind = f"took over from {entry.get('previous_owner')}" if entry.get("takeover") else "resumed"
         lines.append(f"{when(entry.get('at'))}  epoch {entry.get('epoch')}  {entry.get('owner')} {kind}"
                      + _diff_text(entry))
+    for entry in show.meta.claims:  # how each claim ended (engine.meta: "Attempt and claim history")
+        live = show.claim is not None and show.claim.epoch == entry.get("epoch")
+        ended = entry.get("ended") or ("holds it" if live else "end not recorded")
+        at = f" at {when(entry['ended_at'])}" if entry.get("ended_at") is not None else ""
+        lines.append(f"{when(entry.get('claimed_at'))}  epoch {entry.get('epoch')}  {entry.get('owner')} claimed "
+                     f"it: {ended}{at}")
     for entry in show.meta.operations:
         fenced = f", fenced {entry['fenced']}" if entry.get("fenced") else ""
         lines.append(f"{when(entry.get('at'))}  epoch {entry.get('epoch')}  {entry.get('action')} by "

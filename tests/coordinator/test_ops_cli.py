@@ -96,8 +96,10 @@ def test_show_and_plan(backend: Backend, capsys: pytest.CaptureFixture[str]) -> 
     present(backend, "r1", ["tests."])
     resumes = [{"at": time.time(), "epoch": 3, "owner": "r1", "previous_owner": "r0", "takeover": True,
                 "added": [], "unmatched": ["gone"], "version_changed": []}]
+    claims = [{"epoch": 2, "owner": "r0", "claimed_at": time.time() - 9, "ended_at": None, "ended": "expired"},
+              {"epoch": 3, "owner": "r1", "claimed_at": time.time() - 5, "ended_at": None, "ended": None}]
     flow = store(backend, RUNNING, tasks=[task("s0", SUCCESS, result=5), task("gone", SUCCESS)],
-                 meta={"resumes": resumes, "unmatched": ["gone"]})
+                 meta={"resumes": resumes, "unmatched": ["gone"], "claims": claims})
     backend.record_decline(flow, Decline("r1", "FactoryError: no", time.time()))
 
     doc = run_cli(capsys, backend, "show", flow, "--json").json()
@@ -106,6 +108,8 @@ def test_show_and_plan(backend: Backend, capsys: pytest.CaptureFixture[str]) -> 
     assert [d["replica_id"] for d in doc["declines"]] == ["r1"]
     text = run_cli(capsys, backend, "show", flow).stdout
     assert "STRANDED" in text and "took over from r0" in text and "unmatched gone" in text
+    assert "epoch 2  r0 claimed it: expired" in text and "epoch 3  r1 claimed it: end not recorded" in text
+    assert doc["claims"] == claims
 
     plan = run_cli(capsys, backend, "plan", flow, "--allow", "tests.", "--json").json()
     assert (plan["reuse"], plan["run"], plan["unmatched"], plan["held"]) == (["s0"], ["s1"], ["gone"], [])
