@@ -390,11 +390,23 @@ class SentinelCluster:
         port = self.primary_port()
         return next(node for node in self.nodes if node.port == port)
 
-    def wait_replicated(self, timeout_ms: int = 5000) -> None:
-        """Block until the replica has every write so far (WAIT 1)."""
+    def wait_replicated(self, timeout: float = 5.0) -> None:
+        """Block until a replica has every write the primary has so far:
+        its acknowledged offset reaches the primary's. (``WAIT`` would not
+        do: it counts only the asking connection's own writes, and a fresh
+        connection has none, so it answers at once.)"""
         with self.primary().client() as client:
-            acked = client.execute_command("WAIT", 1, timeout_ms)
-        assert int(acked) >= 1, "the replica did not acknowledge the writes"
+            target = int(client.info("replication")["master_repl_offset"])
+            end = time.monotonic() + timeout
+            while True:
+                info = client.info("replication")
+                acked = [int(v.get("offset", -1)) for k, v in info.items()
+                         if k.startswith("slave") and isinstance(v, dict)]
+                if any(offset >= target for offset in acked):
+                    return
+                if time.monotonic() > end:
+                    fail(f"no replica reached replication offset {target} within {timeout}s (at {acked})")
+                time.sleep(0.01)
 
     def kill_primary(self) -> int:
         """SIGKILL the current primary; returns its port."""
