@@ -20,8 +20,8 @@ from typing import Any
 from ..backends.records import TaskDetail
 from ..backends.states import FAILURE, REVERT_FAILURE, REVERTED, REVERTING, RUNNING, SUCCESS
 
-__all__ = ["HISTORY", "REVERT", "ATTEMPTS_KEPT", "ERROR_CHARS", "earlier_attempts", "revert_started",
-           "revert_finished", "CANCELLED_TYPE"]
+__all__ = ["HISTORY", "REVERT", "ATTEMPTS_KEPT", "ERROR_CHARS", "history_of", "earlier_attempts",
+           "revert_started", "revert_finished", "CANCELLED_TYPE"]
 
 HISTORY = "history"  # task meta: the earlier attempts, oldest first
 REVERT = "revert"  # task meta: when and where its revert ran
@@ -41,6 +41,13 @@ _OUTCOMES = {
 }
 
 
+def history_of(detail: TaskDetail) -> list[dict[str, Any]]:
+    """``detail``'s earlier attempts, oldest first: copies of the entries
+    that are objects (a record is untrusted: anything else is left out)."""
+    history = detail.meta.get(HISTORY)
+    return [dict(entry) for entry in history if isinstance(entry, dict)] if isinstance(history, list) else []
+
+
 def earlier_attempts(previous: TaskDetail | None, *, retried_at: float | None = None) -> list[dict[str, Any]]:
     """``previous``'s history with ``previous`` itself as its newest entry
     (the oldest beyond ``ATTEMPTS_KEPT`` dropped): what the next attempt's
@@ -49,7 +56,7 @@ def earlier_attempts(previous: TaskDetail | None, *, retried_at: float | None = 
     its claim (in doubt: when it ended, if it did, nobody knows)."""
     if previous is None:
         return []
-    history = [entry for entry in previous.meta.get(HISTORY) or [] if isinstance(entry, dict)]
+    history = history_of(previous)
     if previous.started_at is None or previous.attempts < 1:
         return history[-ATTEMPTS_KEPT:]  # never started (PENDING after an operator's retry)
     entry: dict[str, Any] = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.records import ClaimInfo, Decline, FlowDetail, ReplicaInfo, TaskDetail
-from ..engine.attempts import HISTORY
+from ..engine.attempts import history_of
 from ..engine.meta import FlowMeta
 from .builds import unset_builds
 
@@ -190,10 +190,8 @@ class TaskRow:
     def of(cls, task_id: str, detail: TaskDetail | None) -> TaskRow:
         if detail is None:  # in the flow, never started
             return cls(task_id, "PENDING", None, 0, None, None, None)
-        history = detail.meta.get(HISTORY)
-        earlier = [dict(e) for e in history if isinstance(e, dict)] if isinstance(history, list) else []
         return cls(task_id, detail.state, detail.version, detail.attempts, detail.result, detail.failure,
-                   detail.owner, detail.started_at, detail.finished_at, detail.epoch, earlier)
+                   detail.owner, detail.started_at, detail.finished_at, detail.epoch, history_of(detail))
 
     def to_json(self) -> dict[str, JSON]:
         return {"id": self.id, "state": self.state, "version": self.version, "attempts": self.attempts,

@@ -27,8 +27,7 @@ from typing import Any
 
 from ..backends.records import ClaimInfo, TaskDetail
 from ..backends.states import FAILURE, PENDING, REVERT_FAILURE, REVERTED, REVERTING, RUNNING, SUCCESS
-from ..engine.attempts import CANCELLED_TYPE
-from ..engine.attempts import HISTORY as _HISTORY
+from ..engine.attempts import CANCELLED_TYPE, history_of
 from ..engine.attempts import REVERT as _REVERT_KEY
 from ..engine.meta import CLAIMS as _CLAIMS
 from .documents import FlowShow
@@ -199,9 +198,7 @@ def _task_line(task_id: str, state: str, detail: TaskDetail | None, live: ClaimI
                now: float) -> TaskLine:
     if detail is None:
         return TaskLine(task_id, state, [])
-    history = detail.meta.get(_HISTORY)
-    earlier = history[-ATTEMPTS_READ:] if isinstance(history, list) else []
-    found = [_earlier(task_id, entry) for entry in earlier]
+    found = [_earlier(task_id, entry) for entry in history_of(detail)[-ATTEMPTS_READ:]]
     found += [_current(detail, live), _revert(detail, live)]
     ordered = sorted((a for a in found if a is not None), key=lambda a: a.started_at)
     return TaskLine(task_id, state, _bounded(ordered, now))
@@ -220,10 +217,8 @@ def _next_starts(starts: Sequence[float], now: float) -> list[float]:
     return [*starts[1:], now][: len(starts)]
 
 
-def _earlier(task_id: str, entry: object) -> Attempt | None:
-    """One ``meta["history"]`` entry, or None when it is no object or has no start."""
-    if not isinstance(entry, dict):
-        return None
+def _earlier(task_id: str, entry: Mapping[str, Any]) -> Attempt | None:
+    """One ``meta["history"]`` entry (``history_of``), or None when it has no start."""
     started = _stamp(entry.get("started_at"))
     if started is None:
         return None
