@@ -10,11 +10,10 @@ each line as a whole); JSON output is exact.
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from ..ops import times
 from ..ops.documents import ClaimRow, FlowRow, FlowShow, TaskRow
 from .terminal import printable, printable_lines
 
@@ -49,24 +48,13 @@ def render_json(doc: Document | Sequence[Document]) -> str:
 
 
 def when(stamp: float | None) -> str:
-    if stamp is None:
-        return "-"
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
-    except (OverflowError, OSError, ValueError, TypeError):  # a stored stamp no calendar holds
-        return printable(repr(stamp))
+    """A stored time, local, to the second (``ops.times.when``), safe to print."""
+    return printable(times.when(stamp))
 
 
 def seconds(value: float | None) -> str:
-    """A span for people: 4.2s, 12m, 3.5h, 2.0d."""
-    if value is None:
-        return "-"
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        return printable(repr(value))
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
-        if abs(value) >= size:
-            return f"{value / size:.1f}{unit}"
-    return f"{value:.1f}s"
+    """A span for people: 4.2s, 12m, 3.5h, 2.0d (``ops.times.span``), safe to print."""
+    return printable(times.span(value))
 
 
 def short(value: JSON, width: int = 40) -> str:
@@ -118,7 +106,7 @@ def _lease_left(at: float | None, now: float) -> str:
 
 
 def _ago(stamp: float | None, now: float) -> str:
-    return "-" if stamp is None else f"{seconds(now - stamp)} ago"
+    return printable(times.ago(stamp, now))
 
 
 def render_show(show: FlowShow) -> str:

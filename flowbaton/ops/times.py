@@ -1,4 +1,5 @@
-"""Times as operators type them: ``10m``, ``2h``, ``1d12h``, or an ISO time.
+"""Times as operators type them (``10m``, ``2h``, ``1d12h``, or an ISO time),
+and as the CLI and the web view show them (``when``, ``span``).
 
 ``--since T`` and ``--finished-before T`` accept either: a duration counts
 back from now, an ISO time is taken as is (local time when it names no
@@ -13,8 +14,9 @@ import math
 import re
 import time
 from datetime import datetime
+from typing import Any
 
-__all__ = ["parse_duration", "parse_point", "age_of", "MAX_DURATION"]
+__all__ = ["parse_duration", "parse_point", "age_of", "MAX_DURATION", "when", "span", "ago"]
 
 MAX_DURATION = 100 * 366 * 86400.0
 
@@ -71,3 +73,42 @@ def age_of(text: str, now: float | None = None) -> float:
     """Seconds between the point ``text`` names and now (never negative)."""
     current = time.time() if now is None else now
     return max(0.0, current - parse_point(text, current))
+
+
+# ------------------------------------------------------------------ showing
+# Stored times are untrusted like the rest of a record: a value no calendar
+# holds (text, a boolean, NaN, a year past 9999) is shown as written, never raised.
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def when(stamp: Any) -> str:
+    """A wall-clock time (local), to the second; "-" for none."""
+    value = _number(stamp)
+    if value is None:
+        return "-" if stamp is None else repr(stamp)
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    except (OverflowError, OSError, ValueError):
+        return repr(stamp)
+
+
+def span(seconds: Any) -> str:
+    """A duration for people: 4.2s, 12.0m, 3.5h, 2.0d; "-" for none."""
+    value = _number(seconds)
+    if value is None:
+        return "-" if seconds is None else repr(seconds)
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+        if abs(value) >= size:
+            return f"{value / size:.1f}{unit}"
+    return f"{value:.1f}s"
+
+
+def ago(stamp: Any, now: float) -> str:
+    """How long before ``now`` ``stamp`` was ("4.2s ago"); "-" for none or no time."""
+    value = _number(stamp)
+    return "-" if value is None else f"{span(now - value)} ago"
