@@ -18,5 +18,12 @@ def backend_params(kinds: Iterable[str]) -> list[object]:
     """One ``pytest.param`` per selected kind, in the order given."""
     wanted = os.environ.get(ENV)
     names = {name.strip() for name in wanted.split(",")} if wanted else None
-    return [pytest.param(kind, marks=[getattr(pytest.mark, kind)] if kind in ("zookeeper", "redis") else [], id=kind)
-            for kind in kinds if names is None or kind in names]
+    return [pytest.param(kind, marks=_marks(kind), id=kind) for kind in kinds if names is None or kind in names]
+
+
+def _marks(kind: str) -> list[pytest.MarkDecorator]:
+    if kind in ("zookeeper", "redis"):
+        return [getattr(pytest.mark, kind)]
+    if kind == "redis_cluster":
+        return [pytest.mark.redis]
+    return []

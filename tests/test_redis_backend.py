@@ -230,7 +230,7 @@ def test_find_runnable_repairs_stale_hints(
     flow still listed, a live claim listed as free, a deleted flow left
     behind. None is offered; each is repaired."""
     monkeypatch.setattr(index_module, "_MISSING_GRACE", 0.0)
-    index = IndexKeys.of("t")
+    index = IndexKeys.of("t")  # a standalone namespace keeps the classic layout
     for flow_id in ("done", "held", "free"):
         backend.create_flow(make_flow(flow_id))
     done = backend.claim("done", "r1", LEASE)

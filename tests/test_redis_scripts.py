@@ -11,7 +11,7 @@ import pytest
 
 from flowbaton.backends.errors import BackendUnavailable
 from flowbaton.backends.redis.client import Connection
-from flowbaton.backends.redis.keys import FlowKeys, IndexKeys
+from flowbaton.backends.redis.keys import FlowKeys, GlobalKeys, IndexKeys
 from flowbaton.backends.redis.scripts import SCRIPTS, Reply, Status, decode_reply, load_all, run_script
 from flowbaton.backends.redis.url import parse_url
 
@@ -46,7 +46,7 @@ def client(redis_server: Any) -> Iterator[Any]:
 
 def _calls(prefix: str) -> dict[str, tuple[list[str], list[Any], Status]]:
     """Each script with keys of a flow that does not exist: what it answers."""
-    flow, index = FlowKeys.of(prefix, "nobody"), IndexKeys.of(prefix)
+    flow, index, glob = FlowKeys.of(prefix, "nobody"), IndexKeys.of(prefix), GlobalKeys.of(prefix)
     token = ["r#1", 1]
     return {
         "claim": ([flow.flow, flow.claim, flow.epoch], ["r#1", 1000, "0", "0", "lease", "lost"], Status.NO_FLOW),
@@ -61,7 +61,8 @@ def _calls(prefix: str) -> dict[str, tuple[list[str], list[Any], Status]]:
         "index_free": ([index.runnable, index.created, index.seq], ["nobody", "none"], Status.OK),
         "candidates": ([index.runnable, index.created], [0, 10, 100_000_000_000], Status.OK),
         "reindex": ([index.runnable], [], Status.OK),
-        "replicas": ([index.replicas, index.replica_expiry], [0], Status.OK),
+        "replicas": ([glob.replicas, glob.replica_expiry], [0], Status.OK),
+        "publish": ([glob.signal], ["nobody"], Status.OK),
     }
 
 

@@ -44,6 +44,8 @@ _DRIVERS: dict[str, tuple[str, str, str | None]] = {
     "zookeeper": ("zookeeper", "ZooKeeperBackend", "zookeeper"),
     "redis": ("redis", "RedisBackend", "redis"),
     "rediss": ("redis", "RedisBackend", "redis"),
+    "redis+cluster": ("redis", "RedisBackend", "redis"),
+    "rediss+cluster": ("redis", "RedisBackend", "redis"),
     "redis+sentinel": ("redis", "RedisBackend", "redis"),
 }
 

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from flowbaton.backends import Backend
 from flowbaton.backends.memory import MemoryBackend
+from flowbaton.backends.redis.keys import Layout
 
 GARBAGE = "{not json"
 
@@ -53,10 +54,8 @@ def corrupt_claim(url: str, flow_id: str, *, garbage: str = GARBAGE) -> None:
         with _kazoo(url) as (client, paths):
             client.create(paths.claim(flow_id), garbage.encode())  # persistent: no session ends it
     elif scheme.startswith("redis"):
-        with _redis_client(url) as (client, prefix):
-            from flowbaton.backends.redis.keys import FlowKeys
-
-            client.set(FlowKeys.of(prefix, flow_id).claim, garbage)  # no TTL
+        with _redis_client(url) as (client, layout):
+            client.set(layout.flow(flow_id).claim, garbage)  # no TTL
     else:
         raise NotImplementedError(f"no corrupt-claim hook for {scheme}://")
 
@@ -75,10 +74,10 @@ def corrupt_replica(
         with _kazoo(url) as (client, paths):
             client.create(paths.replica(replica_id), garbage.encode())
     elif scheme.startswith("redis"):
-        with _redis_client(url) as (client, prefix):
-            from flowbaton.backends.redis.keys import IndexKeys
+        with _redis_client(url) as (client, layout):
+            from flowbaton.backends.redis.keys import GlobalKeys
 
-            keys = IndexKeys.of(prefix)
+            keys = GlobalKeys.of(layout.prefix)
             client.hset(keys.replicas, replica_id, garbage)
             client.zadd(keys.replica_expiry, {replica_id: int(time.time() * 1000) + 3_600_000})
     else:
@@ -101,10 +100,10 @@ def plant_handover(url: str, replica_id: str, key: str, text: str, *, backend: B
             client.ensure_path(paths.mailbox(replica_id))
             client.create(f"{paths.mailbox(replica_id)}/{encode_name(key)}", text.encode())
     elif scheme.startswith("redis"):
-        with _redis_client(url) as (client, prefix):
+        with _redis_client(url) as (client, layout):
             from flowbaton.backends.redis.keys import mailbox_key
 
-            client.hset(mailbox_key(prefix, replica_id), key, text)
+            client.hset(mailbox_key(layout.prefix, replica_id), key, text)
     else:
         raise NotImplementedError(f"no handover hook for {scheme}://")
 
@@ -121,10 +120,8 @@ def plant_undecodable_task(url: str, flow_id: str, record: str) -> None:
         with _kazoo(url) as (client, paths):
             client.create(f"{paths.tasks(flow_id)}/%FF", record.encode())
     elif scheme.startswith("redis"):
-        with _redis_client(url) as (client, prefix):
-            from flowbaton.backends.redis.keys import FlowKeys
-
-            client.hset(FlowKeys.of(prefix, flow_id).tasks, b"\xff", record)
+        with _redis_client(url) as (client, layout):
+            client.hset(layout.flow(flow_id).tasks, b"\xff", record)
     else:
         raise NotImplementedError(f"no undecodable-name hook for {scheme}://")
 
@@ -161,15 +158,19 @@ def _kazoo(url: str) -> Iterator[tuple[Any, Any]]:
 
 
 @contextmanager
-def _redis_client(url: str) -> Iterator[tuple[Any, str]]:
-    """A separate client found through the driver's own URL parsing, and the key prefix."""
+def _redis_client(url: str) -> Iterator[tuple[Any, Layout]]:
+    """A separate client found through the driver's own URL parsing, and
+    the namespace's key layout as the driver reads it."""
     from flowbaton.backends.redis.client import Connection
+    from flowbaton.backends.redis.layout import resolve_layout
     from flowbaton.backends.redis.url import parse_url
 
     target = parse_url(url)
     conn = Connection(target)
     try:
-        yield conn.redis, target.options["prefix"]
+        layout = resolve_layout(conn.redis, target.options["prefix"], target.options["shards"], target.cluster,
+                                conn.where)
+        yield conn.redis, layout
     finally:
         conn.close()
 
@@ -233,10 +234,10 @@ def _redis(
 ) -> None:
     """Overwrite the flow's string key (or the task's hash field) from a
     separate client, found through the driver's own URL parsing and key layout."""
-    from flowbaton.backends.redis.keys import FlowKeys, to_bytes
+    from flowbaton.backends.redis.keys import to_bytes
 
-    with _redis_client(url) as (client, prefix):
-        keys = FlowKeys.of(prefix, flow_id)
+    with _redis_client(url) as (client, layout):
+        keys = layout.flow(flow_id)
         if task_id is None:
             written = client.set(keys.flow, garbage, xx=True)
         else:
@@ -253,4 +254,6 @@ _HOOKS: dict[str, _Hook] = {
     "redis": _redis,
     "rediss": _redis,
     "redis+sentinel": _redis,
+    "redis+cluster": _redis,
+    "rediss+cluster": _redis,
 }

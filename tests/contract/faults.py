@@ -81,12 +81,14 @@ def _nothing_to_lose(backend: Backend) -> Iterator[None]:
 @contextmanager
 def _lose_redis_claim_reply(backend: Backend) -> Iterator[None]:
     """The claim script runs on the server; redis-py then raises as if the
-    connection reset before the reply arrived (once)."""
+    connection reset before the reply arrived (once). On the client class
+    the driver holds: ``Redis``, or ``RedisCluster`` for a cluster."""
     import redis
 
     from flowbaton.backends.redis.scripts import SCRIPTS
 
-    original = redis.Redis.execute_command
+    kind = type(backend._conn.redis)  # type: ignore[attr-defined]
+    original = kind.execute_command
     left = [SCRIPTS["claim"].sha]
 
     def execute(client: Any, *args: Any, **options: Any) -> Any:
@@ -96,7 +98,7 @@ def _lose_redis_claim_reply(backend: Backend) -> Iterator[None]:
             raise redis.ConnectionError("connection reset after the claim script ran (injected)")
         return reply
 
-    with mock.patch.object(redis.Redis, "execute_command", execute):
+    with mock.patch.object(kind, "execute_command", execute):
         yield
     assert not left, "no claim script reached the server: nothing was lost"
 
@@ -145,6 +147,7 @@ _LOSE_CLAIM_REPLY: dict[str, Callable[[Backend], AbstractContextManager[None]]] 
     "redis": _lose_redis_claim_reply,
     "rediss": _lose_redis_claim_reply,
     "redis+sentinel": _lose_redis_claim_reply,
+    "redis+cluster": _lose_redis_claim_reply,
 }
 
 

@@ -10,6 +10,11 @@ Fixtures:
   ``redis_server``          session-wide server, ``.url(namespace)`` + injectors
   ``make_redis_server``     factory for private local servers (custom config)
   ``redis_sentinel_cluster`` primary + replica + 3 sentinels on loopback
+  ``redis_cluster``         session-wide Redis Cluster (3 primaries, a replica
+                            each; or ``FLOWBATON_TEST_REDIS_CLUSTER``):
+                            ``.url(namespace)``, ``.client()``, and
+                            ``kill_primary``/``wait_failover``/``restart``;
+                            a test that kills nodes calls ``heal()`` last
   ``tls_redis``             ``tls_redis(name)``: a private server with a TLS
                             port whose certificate (from a throw-away trustme
                             CA) names ``name``; returns its ``rediss://`` URL
@@ -31,11 +36,17 @@ from flowbaton.testing.servers.redis import (
     start_best_server,
 )
 from flowbaton.testing.servers.redis import redis_binary as _redis_binary
+from flowbaton.testing.servers.redis_cluster import (
+    ExternalRedisCluster,
+    LocalRedisCluster,
+    start_best_cluster,
+)
 
 from . import failing
 
 __all__ = [
     "TLSServer",
+    "AnyRedisCluster",
     "LocalRedis",
     "SentinelCluster",
     "free_port",
@@ -85,6 +96,23 @@ def make_redis_server(
 def redis_sentinel_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelCluster]:
     with failing():
         cluster = SentinelCluster(redis_binary(), tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+AnyRedisCluster = LocalRedisCluster | ExternalRedisCluster
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnyRedisCluster]:
+    """The session's Redis Cluster, started once (about 3 s): the external
+    one in ``FLOWBATON_TEST_REDIS_CLUSTER``, else six local processes. Each
+    test keeps to its own namespace; one that kills nodes calls ``heal()``
+    last, so the next test finds three primaries with a replica each."""
+    with failing():
+        cluster = start_best_cluster(tmp_path_factory.mktemp("redis-cluster"))
     try:
         yield cluster
     finally:

@@ -4,9 +4,11 @@
 -- which those up to now are orphans. Both kinds are merged by creation.
 -- KEYS[1] runnable zset, KEYS[2] created zset
 -- ARGV[1] now in ms, ARGV[2] how many, ARGV[3] first score that is a time
--- Returns {OK, next, member, score, member, score, ...}, at most ARGV[2]
--- pairs; next is the earliest lease end after now in ms (when the next
--- orphan may appear, so an idle replica sleeps until then), or 0 if none
+-- Returns {OK, next, member, score, order, member, score, order, ...}, at
+-- most ARGV[2] triples; order is the creation sequence (what the caller
+-- merges several shards' answers by); next is the earliest lease end after
+-- now in ms (when the next orphan may appear, so an idle replica sleeps
+-- until then), or 0 if none
 local n = tonumber(ARGV[2])
 local free = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3],
   'WITHSCORES', 'LIMIT', 0, n)
@@ -26,5 +28,6 @@ local reply = {OK, upcoming[2] or 0}
 for i = 1, math.min(n, #found) do
   reply[#reply + 1] = found[i][1]
   reply[#reply + 1] = found[i][2]
+  reply[#reply + 1] = tostring(found[i][3])
 end
 return reply

@@ -18,7 +18,7 @@ import redis.exceptions as rex
 
 from ._types import Client
 
-__all__ = ["server_warnings"]
+__all__ = ["server_warnings", "cluster_warnings"]
 
 
 def _text(value: Any) -> str:
@@ -95,4 +95,33 @@ def _split_brain_warnings(client: Client, role: list[Any], where: str, failover:
             "failover a restarted old primary can acknowledge writes that are then lost (submitted "
             "flows included); set min-replicas-to-write 1 and min-replicas-max-lag 10"
         ]
+    return []
+
+
+def cluster_warnings(client: Any, where: str) -> list[str]:
+    """``server_warnings`` of every primary of a Redis Cluster (each can be
+    failed over to its replica, so each must refuse writes no replica saw:
+    ``min-replicas-to-write``), plus the cluster's own settings."""
+    found: list[str] = []
+    for node in client.get_primaries():
+        name = f"{where} node {node.host}:{node.port}"
+        server = client.get_redis_connection(node)
+        found += server_warnings(server, name, failover=True)
+        found += _validity_warnings(server, name)
+    if not client.get_primaries():
+        found.append(f"{where}: the cluster reports no primary")
+    return found
+
+
+def _validity_warnings(client: Client, where: str) -> list[str]:
+    """``cluster-replica-validity-factor 0`` lets a replica however far
+    behind be promoted: acknowledged writes (a claim's epoch, a task's
+    result) can then be lost in a failover."""
+    try:
+        factor = _config(client, "cluster-replica-validity-factor")
+    except rex.ResponseError:
+        return []
+    if factor == "0":
+        return [f"{where}: cluster-replica-validity-factor is 0: a replica however stale may be promoted and "
+                "acknowledged writes lost; keep the default (10)"]
     return []

@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.exceptions as rex
 from redis import Redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 from tenacity import RetryCallState, wait_exponential, wait_random
@@ -97,6 +98,8 @@ class Connection:
 
     def _connect(self, target: Target) -> Client:
         kwargs = client_kwargs(target)
+        if target.cluster:
+            return _cluster_client(target, kwargs)
         if target.scheme != "redis+sentinel":
             host, port = target.hosts[0]
             client: Client = Redis(host=host, port=port, **kwargs)
@@ -124,9 +127,10 @@ class Connection:
         err = state.outcome.exception() if state.outcome else None
         log.warning("%s on %s: attempt %d failed (%s), retrying",
                     what, self.where, state.attempt_number, err)
-        if isinstance(err, rex.ReadOnlyError):
+        if isinstance(err, rex.ReadOnlyError) and not self.target.cluster:
             # The server we were connected to is now a replica (failover):
             # drop every pooled connection so the next one finds the primary.
+            # (A cluster client follows MOVED and refreshes its slot map itself.)
             self.redis.connection_pool.disconnect()
         if isinstance(err, rex.NoScriptError):
             self.try_load_scripts()
@@ -156,8 +160,9 @@ class Connection:
         return BackendUnavailable(message)
 
     def close(self) -> None:
-        self.redis.close()
-        self.redis.connection_pool.disconnect()
+        self.redis.close()  # a cluster client closes every node's pool
+        if not self.target.cluster:
+            self.redis.connection_pool.disconnect()
         for sentinel in self._sentinel.sentinels if self._sentinel else []:
             sentinel.close()
 
@@ -175,7 +180,7 @@ def client_kwargs(target: Target) -> dict[str, Any]:
         "retry": Retry(NoBackoff(), 0),  # our loop retries, see module doc
         "client_name": "flowbaton",
     }
-    if target.scheme == "rediss":
+    if target.tls:
         kwargs.update(
             ssl=True,
             ssl_cert_reqs=opts["ssl_cert_reqs"],
@@ -187,6 +192,20 @@ def client_kwargs(target: Target) -> dict[str, Any]:
             ssl_keyfile=opts["ssl_keyfile"] or None,
         )
     return kwargs
+
+
+def _cluster_client(target: Target, kwargs: dict[str, Any]) -> Client:
+    """redis-py's own cluster client (slot map, MOVED/ASK redirections,
+    failover refresh), seeded with the URL's nodes. Its retries are off
+    like the single client's: ``Connection.run`` owns the loop, and the
+    client re-reads the slot map after a connection error, so the next
+    attempt reaches the promoted replica. It offers the commands, scripts
+    and pipelines the driver uses with the same signatures, so the driver
+    holds it as a ``Client``."""
+    cluster_kwargs = {key: value for key, value in kwargs.items() if key not in ("db", "retry")}
+    cluster = RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
+                           retry=Retry(NoBackoff(), 0), **cluster_kwargs)
+    return cast(Client, cluster)
 
 
 def _sentinel_kwargs(target: Target) -> dict[str, Any]:

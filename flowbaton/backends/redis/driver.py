@@ -1,4 +1,4 @@
-"""``redis://``, ``rediss://``, ``redis+sentinel://``: flows and fenced claims in Redis.
+"""``redis://``, ``rediss://``, ``redis+sentinel://``, ``redis+cluster://``: flows and fenced claims in Redis.
 
 Truth lives in the per-flow keys (see keys.py) and changes only inside Lua
 scripts that compare the whole claim token. The global indexes live in
@@ -21,7 +21,7 @@ from typing import Any
 import redis.exceptions as rex
 
 from ..base import MAX_HANDOVERS, SETTINGS_EVENT, Backend, Capability
-from ..errors import ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
+from ..errors import BackendUnavailable, ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
 from ..limits import batches, check_new_flow, checked_limit, fitting, sized
 from ..mailbox import check_room, read_mailbox
 from ..mailbox import mailbox_key as mailbox_field
@@ -30,10 +30,11 @@ from ..records import ClaimInfo, ClaimToken, Decline, FlowDetail, Handover, Repl
 from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client
-from .checks import server_warnings
+from .checks import cluster_warnings, server_warnings
 from .client import Connection, execute
 from .index import Index
-from .keys import FlowKeys, as_text, from_bytes, mailbox_key, to_bytes
+from .keys import FlowKeys, GlobalKeys, Layout, as_text, from_bytes, mailbox_key, to_bytes
+from .layout import resolve_layout
 from .leases import Leases, LostClaims
 from .scripts import Arg, Status, decode_reply, evalsha, run_script
 from .url import Target, parse_url
@@ -59,7 +60,7 @@ def _ms(seconds: float) -> int:
 class RedisBackend(Backend):
     """Flows, tasks and claims in one Redis (standalone or behind Sentinel)."""
 
-    schemes = ("redis", "rediss", "redis+sentinel")
+    schemes = ("redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+cluster")
     # WATCH: submits and releases publish on the signal channel (waiter.py),
     # and a wait ends when the next lease the last poll saw runs out
     # (``wait_for_work``): a lease running out publishes nothing itself.
@@ -71,15 +72,23 @@ class RedisBackend(Backend):
         self._failover = target.service is not None  # behind Sentinel: a replica may be promoted
         self._prefix: str = target.options["prefix"]
         self.max_record_bytes = checked_limit(target.options["max_record_bytes"])
-        self._index = Index(self._conn, self._prefix)
-        self._waiter = Waiter(self._conn, self._index.keys.signal)
-        self._leases = Leases(self._prefix)
-        self._lost_claims = LostClaims(self._conn, self._index.keys.lost)
+        self._globals = GlobalKeys.of(self._prefix)
+        self._shards: int = target.options["shards"]
+        # The layout (and what depends on it) is read from the store once,
+        # at first contact or else at first use: ``_resolved``.
+        self._parts: tuple[Layout, Index, Leases] | None = None
+        self._parts_lock = threading.Lock()
+        self._waiter = Waiter(self._conn, self._globals.signal)
+        self._lost_claims = LostClaims(self._conn, self._globals.lost)
         # Per-flow ordering inside this process: a renewal's index update
         # must not land after a release's (it would hide a free flow).
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._warnings: list[str] | None = None
-        self._first_contact()
+        try:
+            self._first_contact()
+        except BaseException:  # a refused layout: nothing is left open
+            self._conn.close()
+            raise
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> RedisBackend:
@@ -87,8 +96,32 @@ class RedisBackend(Backend):
 
     # ---------------------------------------------------------------- helpers
 
+    def _resolved(self) -> tuple[Layout, Index, Leases]:
+        parts = self._parts
+        if parts is None:
+            with self._parts_lock:
+                if self._parts is None:
+                    layout = self._conn.run("read the namespace's layout", lambda client, _: resolve_layout(
+                        client, self._prefix, self._shards, self._conn.target.cluster, self._conn.where))
+                    self._parts = (layout, Index(self._conn, layout), Leases(layout))
+                parts = self._parts
+        return parts
+
+    @property
+    def layout(self) -> Layout:
+        """Where this namespace keeps its keys (keys.py), as stored."""
+        return self._resolved()[0]
+
+    @property
+    def _index(self) -> Index:
+        return self._resolved()[1]
+
+    @property
+    def _leases(self) -> Leases:
+        return self._resolved()[2]
+
     def _keys(self, flow_id: str) -> FlowKeys:
-        return FlowKeys.of(self._prefix, flow_id)
+        return self.layout.flow(flow_id)
 
     def _where(self, key: str, field: str | None = None) -> str:
         where = f"{self._conn.where} key {key!r}"
@@ -110,11 +143,15 @@ class RedisBackend(Backend):
         if self._conn.try_load_scripts():
             try:
                 self._warnings = self._check_server(self._conn.redis, False)
-            except rex.RedisError as err:  # best effort, redone in warnings()
+                self._resolved()  # a layout the URL contradicts is refused at open
+            except (rex.RedisError, BackendUnavailable) as err:  # best effort, redone later
                 log.debug("server check on %s deferred: %s", self._conn.where, err)
 
     def _check_server(self, client: Client, retried: bool) -> list[str]:
-        found = server_warnings(client, self._conn.where, failover=self._failover)
+        if self._conn.target.cluster:
+            found = cluster_warnings(client, self._conn.where)
+        else:
+            found = server_warnings(client, self._conn.where, failover=self._failover)
         for warning in found:
             log.warning("%s", warning, extra={"event": SETTINGS_EVENT})
         return found
@@ -125,12 +162,13 @@ class RedisBackend(Backend):
         keys, raw = self._keys(flow.id), check_new_flow(flow, self.max_record_bytes).decode()
 
         def op(client: Client, retried: bool) -> None:
+            seq = self._index.new_sequence(client)
             pipe = client.pipeline(transaction=False)
             # Index first: a crash between the two leaves a stale hint (which
             # find_runnable drops), never a stored flow nobody can find.
-            self._index.queue_add(pipe, keys, flow.state)
+            self._index.queue_add(pipe, keys, flow.state, seq)
             pipe.set(keys.flow, raw, nx=True)
-            pipe.publish(self._index.keys.signal, keys.member)
+            self._index.queue_signal(pipe, keys)
             created = execute(pipe)[1]
             # A retry after a lost reply finds our own record: that is success.
             if not created and not (retried and client.get(keys.flow) == raw.encode()):
@@ -242,9 +280,9 @@ class RedisBackend(Backend):
         lease_ms, claimed_at = _ms(lease), repr(time.time())
 
         def op(client: Client, retried: bool) -> ClaimToken:
-            lease_key = self._leases.refresh(client, owner, lease_ms)
+            lease_key = self._leases.refresh(client, owner, lease_ms, [keys.shard])[keys.shard]
             reply = run_script(client, "claim", [keys.flow, keys.claim, keys.epoch],
-                               claim.args(lease_ms, force, claimed_at, lease_key, self._index.keys.lost))
+                               claim.args(lease_ms, force, claimed_at, lease_key, self._globals.lost))
             if reply.status is Status.NO_FLOW:
                 raise FlowNotFound(f"no flow {flow_id!r} in {self._conn.where}")
             if reply.status is Status.HELD:
@@ -270,11 +308,11 @@ class RedisBackend(Backend):
         claimed_at = repr(time.time())
 
         def op(client: Client, retried: bool) -> list[ClaimToken]:
-            lease_key = self._leases.refresh(client, owner, lease_ms)
+            leases = self._leases.refresh(client, owner, lease_ms, {claim.keys.shard for claim in asked})
             pipe = client.pipeline(transaction=False)
             for claim in asked:
                 evalsha(pipe, "claim", [claim.keys.flow, claim.keys.claim, claim.keys.epoch],
-                        claim.args(lease_ms, False, claimed_at, lease_key, self._index.keys.lost))
+                        claim.args(lease_ms, False, claimed_at, leases[claim.keys.shard], self._globals.lost))
             granted, fresh = [], []
             for claim, raw in zip(asked, execute(pipe), strict=True):
                 reply = decode_reply("claim", raw)
@@ -579,7 +617,7 @@ class RedisBackend(Backend):
         found = []
         for replica_id, raw in self._index.replica_records():
             try:
-                found.append(ReplicaInfo.from_json(raw, self._where(self._index.keys.replicas, replica_id)))
+                found.append(ReplicaInfo.from_json(raw, self._where(self._globals.replicas, replica_id)))
             except CorruptRecord as err:
                 log.warning("list_replicas skips a corrupt record: %s", err)
         return found

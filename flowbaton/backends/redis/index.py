@@ -1,7 +1,10 @@
-"""The global indexes: hints in their own slot, repaired where they go stale.
+"""The indexes: hints beside the truth, repaired where they go stale.
 
-No script can touch a flow's keys and an index together (different slots on
-a cluster), so each index change follows the flow script that justifies it.
+A namespace's indexes are one set in the classic layout (in a slot of their
+own) or one set per shard (in the shard's slot, with its flows; keys.py).
+Either way no script touches a flow's keys and an index together, so each
+index change follows the flow script that justifies it, and queries over
+all flows ask every shard in one pipeline and merge by creation order.
 Rules that keep a flow from ever being lost:
 
 * a flow enters ``runnable`` before its record is written (create);
@@ -19,17 +22,19 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client, Pipe
 from .client import Connection, execute
-from .keys import FlowKeys, IndexKeys, as_text, from_bytes, to_bytes
+from .keys import FlowKeys, GlobalKeys, IndexKeys, Layout, as_text, from_bytes, to_bytes
 from .leases import claim_lease
 from .scripts import decode_reply, evalsha, run_script
 
 __all__ = ["Index", "now_ms"]
+
+_T = TypeVar("_T")
 
 # A probed flow record missing for this long is a leftover, not a flow being
 # created (index_add and SET travel in one pipeline, microseconds apart).
@@ -50,31 +55,52 @@ def now_ms() -> int:
 
 
 class Index:
-    """Runnable flows, creation order, leases and replicas of one prefix."""
+    """Runnable flows, creation order, leases and replicas of one namespace,
+    over the shards of its ``Layout`` (one in the classic layout)."""
 
-    def __init__(self, conn: Connection, prefix: str) -> None:
+    def __init__(self, conn: Connection, layout: Layout) -> None:
         self._conn = conn
-        self._prefix = prefix
-        self.keys = IndexKeys.of(prefix)
+        self.layout = layout
+        self.globals = GlobalKeys.of(layout.prefix)
         self._missing: dict[bytes, float] = {}
         self._lock = threading.Lock()
         #: the earliest lease end (ms) the last ``find_runnable`` saw ahead,
         #: 0 if none: when the next orphan may appear (``seconds_to_lapse``)
         self.next_lapse_ms = 0
 
+    def _of(self, keys: FlowKeys) -> IndexKeys:
+        return self.layout.index(keys.shard)
+
+    def _by_shard(self, flows: Iterable[tuple[FlowKeys, _T]]) -> dict[IndexKeys, list[tuple[FlowKeys, _T]]]:
+        grouped: dict[IndexKeys, list[tuple[FlowKeys, _T]]] = {}
+        for keys, value in flows:
+            grouped.setdefault(self._of(keys), []).append((keys, value))
+        return grouped
+
     # ------------------------------------------------------- after a script
 
-    def _queue_free(self, pipe: Pipe, keys: FlowKeys, mode: str) -> None:
-        index = [self.keys.runnable, self.keys.created, self.keys.seq]
-        evalsha(pipe, "index_free", index, [keys.member, mode])
+    def _queue_free(self, pipe: Pipe, keys: FlowKeys, mode: str, seq: int | None = None) -> None:
+        index = self._of(keys)
+        evalsha(pipe, "index_free", [index.runnable, index.created, index.seq],
+                [keys.member, mode, "" if seq is None else seq])
 
-    def queue_add(self, pipe: Pipe, keys: FlowKeys, state: str) -> None:
+    def new_sequence(self, client: Client) -> int | None:
+        """A creation sequence number for a new flow, in a sharded layout
+        (its counter lives in another slot than the flow's indexes); None in
+        the classic one, whose ``index_free`` draws it in the same script."""
+        return int(client.incr(self.globals.seq)) if self.layout.sharded else None
+
+    def queue_add(self, pipe: Pipe, keys: FlowKeys, state: str, seq: int | None) -> None:
         """A new flow: listable, and findable if its state is runnable."""
-        self._queue_free(pipe, keys, "nx" if state in RUNNABLE_FLOW_STATES else "none")
+        self._queue_free(pipe, keys, "nx" if state in RUNNABLE_FLOW_STATES else "none", seq)
 
     def queue_runnable(self, pipe: Pipe, keys: FlowKeys) -> None:
         """Back in a runnable state (an operator retried a held flow)."""
         self._queue_free(pipe, keys, "nx")
+
+    def queue_signal(self, pipe: Pipe, keys: FlowKeys) -> None:
+        """Announce new work (``waiter.py``), from inside a pipeline."""
+        evalsha(pipe, "publish", [self.globals.signal], [keys.member])
 
     def claimed(self, client: Client, keys: FlowKeys, state: str, pttl: int) -> None:
         """A claim or renewal succeeded; its script saw ``state``."""
@@ -83,52 +109,56 @@ class Index:
     def claimed_each(self, client: Client, claims: list[tuple[FlowKeys, str, int]]) -> None:
         """``claimed`` for several claims (keys, state seen, PTTL), in one pipeline."""
         now = now_ms()
-        self._refresh(client, [(keys, state, now + max(pttl, 0)) for keys, state, pttl in claims])
+        self._refresh(client, [(keys, (state, now + max(pttl, 0))) for keys, state, pttl in claims])
 
     def renewed(self, client: Client, flows: list[FlowKeys], lease_ms: int) -> None:
-        """Leases renewed: two commands however many flows. ``XX`` on the
-        runnable index: a flow whose entry is gone (it finished) is not
-        put back by a renewal that raced with its end."""
+        """Leases renewed: two commands per shard however many flows. ``XX``
+        on the runnable index: a flow whose entry is gone (it finished) is
+        not put back by a renewal that raced with its end."""
         if not flows:
             return
         expires = now_ms() + lease_ms
-        scores = {keys.member: expires for keys in flows}
         pipe = client.pipeline(transaction=False)
-        pipe.zadd(self.keys.leases, scores)
-        pipe.zadd(self.keys.runnable, scores, xx=True)
+        for index, entries in self._by_shard((keys, None) for keys in flows).items():
+            scores = {keys.member: expires for keys, _ in entries}
+            pipe.zadd(index.leases, scores)
+            pipe.zadd(index.runnable, scores, xx=True)
         execute(pipe)
 
-    def _refresh(self, client: Client, entries: list[tuple[FlowKeys, str, int]]) -> None:
-        """Three commands however many flows: their lease entries, and their
-        runnable entries (a score = lease end) or their removal."""
+    def _refresh(self, client: Client, entries: list[tuple[FlowKeys, tuple[str, int]]]) -> None:
+        """Three commands per shard however many flows: their lease entries,
+        and their runnable entries (a score = lease end) or their removal."""
         if not entries:
             return
-        keep = {keys.member: expires for keys, state, expires in entries if state in _KEEP}
-        gone = [keys.member for keys, state, _ in entries if state not in _KEEP]
         pipe = client.pipeline(transaction=False)
-        pipe.zadd(self.keys.leases, {keys.member: expires for keys, _, expires in entries})
-        if keep:
-            pipe.zadd(self.keys.runnable, keep)
-        if gone:
-            pipe.zrem(self.keys.runnable, *gone)
+        for index, flows in self._by_shard(entries).items():
+            keep = {keys.member: expires for keys, (state, expires) in flows if state in _KEEP}
+            gone = [keys.member for keys, (state, _) in flows if state not in _KEEP]
+            pipe.zadd(index.leases, {keys.member: expires for keys, (_, expires) in flows})
+            if keep:
+                pipe.zadd(index.runnable, keep)
+            if gone:
+                pipe.zrem(index.runnable, *gone)
         execute(pipe)
 
     def released(self, client: Client, keys: FlowKeys, state: str) -> None:
+        index = self._of(keys)
         pipe = client.pipeline(transaction=False)
-        pipe.zrem(self.keys.leases, keys.member)
+        pipe.zrem(index.leases, keys.member)
         if state in _KEEP:
             self._queue_free(pipe, keys, "set")
-            pipe.publish(self.keys.signal, keys.member)
+            self.queue_signal(pipe, keys)
         else:
-            pipe.zrem(self.keys.runnable, keys.member)
+            pipe.zrem(index.runnable, keys.member)
         execute(pipe)
 
     def not_runnable(self, client: Client, keys: FlowKeys) -> None:
-        client.zrem(self.keys.runnable, keys.member)
+        client.zrem(self._of(keys).runnable, keys.member)
 
     def forget(self, client: Client, keys: FlowKeys) -> None:
+        index = self._of(keys)
         pipe = client.pipeline(transaction=True)  # one slot: MULTI is fine on a cluster
-        for key in (self.keys.runnable, self.keys.created, self.keys.leases):
+        for key in (index.runnable, index.created, index.leases):
             pipe.zrem(key, keys.member)
         execute(pipe)
 
@@ -141,29 +171,42 @@ class Index:
 
     def _find(self, client: Client, limit: int) -> list[str]:
         now = now_ms()
-        # One query over the hint; twice the limit leaves room for entries
-        # the probe below turns away.
-        upcoming, *reply = run_script(client, "candidates", [self.keys.runnable, self.keys.created],
-                                      [now, 2 * limit, _FIRST_TIME_SCORE]).fields
-        self.next_lapse_ms = int(float(upcoming))
-        entries = list(zip(reply[::2], reply[1::2], strict=True))
+        # One query per shard over the hint, in one pipeline, merged by
+        # creation order; twice the limit leaves room for entries the probe
+        # below turns away.
+        pipe = client.pipeline(transaction=False)
+        for index in self.layout.indexes:
+            evalsha(pipe, "candidates", [index.runnable, index.created], [now, 2 * limit, _FIRST_TIME_SCORE])
+        lapses: list[int] = []
+        found_in: list[tuple[float, bytes, bytes, IndexKeys]] = []
+        for index, raw in zip(self.layout.indexes, execute(pipe), strict=True):
+            upcoming, *reply = decode_reply("candidates", raw).fields
+            if int(float(upcoming)):
+                lapses.append(int(float(upcoming)))
+            found_in += [(float(order), member, score, index)
+                         for member, score, order in zip(reply[::3], reply[1::3], reply[2::3], strict=True)]
+        self.next_lapse_ms = min(lapses, default=0)
+        entries = sorted(found_in, key=lambda entry: entry[0])[: 2 * limit]
         if not entries:
             return []
         pipe = client.pipeline(transaction=False)
-        for member, _ in entries:
-            keys = FlowKeys.of(self._prefix, from_bytes(member))
+        for _, member, _, _ in entries:
+            keys = self.layout.flow(from_bytes(member))
             evalsha(pipe, "probe", [keys.flow, keys.claim], [])
         found: list[str] = []
-        changes: list[Any] = []
+        changes: dict[IndexKeys, list[Any]] = {}
         probes = [decode_reply("probe", raw).fields for raw in execute(pipe)]
-        for (member, score), (state, pttl) in zip(entries, probes, strict=True):
+        for (_, member, score, index), (state, pttl) in zip(entries, probes, strict=True):
             change = self._judge(member, as_text(state), int(pttl), now)
             if change is None:
                 found.append(from_bytes(member))
             elif change != "keep":
-                changes += [member, score, change]
+                changes.setdefault(index, []).extend([member, score, change])
         if changes:
-            run_script(client, "reindex", [self.keys.runnable], changes)
+            pipe = client.pipeline(transaction=False)
+            for index, triples in changes.items():
+                evalsha(pipe, "reindex", [index.runnable], triples)
+            execute(pipe)
         return found[:limit]
 
     def lives(self, client: Client, claims: list[tuple[bytes | None, int]]) -> list[int]:
@@ -213,16 +256,23 @@ class Index:
 
     # ----------------------------------------------------------- for listing
 
+    def _each_shard(self, client: Client, query: Callable[[Pipe, IndexKeys], object]) -> list[Any]:
+        """One query per shard in one pipeline; the replies in shard order."""
+        pipe = client.pipeline(transaction=False)
+        for index in self.layout.indexes:
+            query(pipe, index)
+        return execute(pipe)
+
     def created_records(self) -> list[tuple[str, bytes]]:
         """(flow id, record) of every stored flow, oldest first."""
         def op(client: Client, retried: bool) -> list[tuple[str, bytes]]:
-            reply: Any = client.zrange(self.keys.created, 0, -1)
-            members: list[bytes] = reply
+            replies = self._each_shard(client, lambda pipe, index: pipe.zrange(index.created, 0, -1, withscores=True))
+            members = [member for member, _ in _merged(replies)]
             records: list[tuple[str, bytes]] = []
             for chunk in _chunks(members):
                 pipe = client.pipeline(transaction=False)
                 for member in chunk:
-                    pipe.get(FlowKeys.of(self._prefix, from_bytes(member)).flow)
+                    pipe.get(self.layout.flow(from_bytes(member)).flow)
                 pairs = list(zip(chunk, execute(pipe), strict=True))
                 records += [(from_bytes(m), raw) for m, raw in pairs if raw is not None]
                 self._drop_leftovers(client, [m for m, raw in pairs if raw is None])
@@ -232,15 +282,20 @@ class Index:
 
     def count_takeable(self) -> int:
         """Entries of the runnable index takeable now: unclaimed (a creation
-        sequence below ``_FIRST_TIME_SCORE``) or a lease ended by now. One ZCOUNT."""
-        return int(self._conn.run("count the backlog",
-                                  lambda client, _: client.zcount(self.keys.runnable, "-inf", now_ms())))
+        sequence below ``_FIRST_TIME_SCORE``) or a lease ended by now. One ZCOUNT per shard."""
+        def op(client: Client, retried: bool) -> int:
+            now = now_ms()
+            return sum(int(n) for n in self._each_shard(client, lambda p, i: p.zcount(i.runnable, "-inf", now)))
+
+        return self._conn.run("count the backlog", op)
 
     def takeable(self, limit: int) -> list[str]:
         """Up to ``limit`` members of the runnable index takeable now (no probe)."""
         def op(client: Client, retried: bool) -> list[str]:
-            members: Any = client.zrangebyscore(self.keys.runnable, "-inf", now_ms(), start=0, num=limit)
-            return [from_bytes(member) for member in members]
+            now = now_ms()
+            replies = self._each_shard(client, lambda pipe, index: pipe.zrangebyscore(
+                index.runnable, "-inf", now, start=0, num=limit, withscores=True))
+            return [from_bytes(member) for member, _ in _merged(replies)[:limit]]
 
         return self._conn.run("list the backlog", op) if limit > 0 else []
 
@@ -251,13 +306,13 @@ class Index:
         low = f"({after}" if after is not None else "-inf"
 
         def op(client: Client, retried: bool) -> tuple[list[tuple[str, str, bytes]], bool]:
-            reply: Any = client.zrangebyscore(self.keys.created, low, "+inf", start=0, num=count + 1,
-                                              withscores=True)
-            entries: list[tuple[bytes, float]] = reply
+            replies = self._each_shard(client, lambda pipe, index: pipe.zrangebyscore(
+                index.created, low, "+inf", start=0, num=count + 1, withscores=True))
+            entries = _merged(replies)
             more, entries = len(entries) > count, entries[:count]
             pipe = client.pipeline(transaction=False)
             for member, _ in entries:
-                pipe.get(FlowKeys.of(self._prefix, from_bytes(member)).flow)
+                pipe.get(self.layout.flow(from_bytes(member)).flow)
             records = execute(pipe) if entries else []
             return [(from_bytes(m), f"{score:.0f}", raw) for (m, score), raw in zip(entries, records, strict=True)
                     if raw is not None], more
@@ -271,10 +326,11 @@ class Index:
 
         def op(client: Client, retried: bool) -> list[str]:
             found: list[str] = []
-            for member, _ in client.zscan_iter(self.keys.created, match=to_bytes(pattern), count=1000):
-                found.append(from_bytes(member))
-                if len(found) >= limit:
-                    break
+            for index in self.layout.indexes:
+                for member, _ in client.zscan_iter(index.created, match=to_bytes(pattern), count=1000):
+                    found.append(from_bytes(member))
+                    if len(found) >= limit:
+                        return found
             return found
 
         return self._conn.run("list flow ids", op)
@@ -285,7 +341,7 @@ class Index:
         pipe = client.pipeline(transaction=False)
         for member in members:
             if self._missing_long(member):
-                pipe.zrem(self.keys.created, member)
+                pipe.zrem(self.layout.index(self.layout.shard_of(from_bytes(member))).created, member)
         if len(pipe):
             execute(pipe)
 
@@ -294,9 +350,10 @@ class Index:
         def op(client: Client, retried: bool) -> list[tuple[str, bytes | None, int]]:
             now = now_ms()
             pipe = client.pipeline(transaction=False)
-            pipe.zremrangebyscore(self.keys.leases, "-inf", now - _LEASE_TRIM_MS)
-            pipe.zrangebyscore(self.keys.leases, now - _LEASE_SLACK_MS, "+inf")
-            members: list[bytes] = execute(pipe)[1]
+            for index in self.layout.indexes:
+                pipe.zremrangebyscore(index.leases, "-inf", now - _LEASE_TRIM_MS)
+                pipe.zrangebyscore(index.leases, now - _LEASE_SLACK_MS, "+inf")
+            members: list[bytes] = [m for reply in execute(pipe)[1::2] for m in reply]
             found: list[tuple[str, bytes | None, int]] = []
             for chunk in _chunks(members):
                 found += self._claims_of(client, chunk)
@@ -307,7 +364,7 @@ class Index:
     def _claims_of(self, client: Client, members: list[bytes]) -> list[tuple[str, bytes | None, int]]:
         pipe = client.pipeline(transaction=False)
         for member in members:
-            key = FlowKeys.of(self._prefix, from_bytes(member)).claim
+            key = self.layout.flow(from_bytes(member)).claim
             pipe.get(key)
             pipe.pttl(key)
         replies = execute(pipe)
@@ -320,8 +377,8 @@ class Index:
     def register_replica(self, member: bytes, raw: str, lease_ms: int) -> None:
         def op(client: Client, retried: bool) -> None:
             pipe = client.pipeline(transaction=True)
-            pipe.hset(self.keys.replicas, member, raw)
-            pipe.zadd(self.keys.replica_expiry, {member: now_ms() + lease_ms})
+            pipe.hset(self.globals.replicas, member, raw)
+            pipe.zadd(self.globals.replica_expiry, {member: now_ms() + lease_ms})
             execute(pipe)
 
         self._conn.run("register replica", op)
@@ -329,25 +386,33 @@ class Index:
     def heartbeat_replica(self, member: bytes, lease_ms: int) -> None:
         self._conn.run(
             "heartbeat replica",
-            lambda c, _: c.zadd(self.keys.replica_expiry, {member: now_ms() + lease_ms}, xx=True),
+            lambda c, _: c.zadd(self.globals.replica_expiry, {member: now_ms() + lease_ms}, xx=True),
         )
 
     def unregister_replica(self, member: bytes) -> None:
         def op(client: Client, retried: bool) -> None:
             pipe = client.pipeline(transaction=True)
-            pipe.hdel(self.keys.replicas, member)
-            pipe.zrem(self.keys.replica_expiry, member)
+            pipe.hdel(self.globals.replicas, member)
+            pipe.zrem(self.globals.replica_expiry, member)
             execute(pipe)
 
         self._conn.run("unregister replica", op)
 
     def replica_records(self) -> list[tuple[str, bytes]]:
         """(replica id, record) of every live replica."""
-        keys = [self.keys.replicas, self.keys.replica_expiry]
+        keys = [self.globals.replicas, self.globals.replica_expiry]
         reply = self._conn.run(
             "list replicas", lambda c, _: run_script(c, "replicas", keys, [now_ms()]).fields
         )
         return [(from_bytes(member), raw) for member, raw in zip(reply[::2], reply[1::2], strict=True)]
+
+
+def _merged(replies: list[Any]) -> list[tuple[bytes, float]]:
+    """Several shards' (member, score) lists as one, by score (creation
+    sequences are drawn from one counter, so the order is the namespace's)."""
+    if len(replies) == 1:
+        return list(replies[0])
+    return sorted((entry for reply in replies for entry in reply), key=lambda entry: entry[1])
 
 
 def _chunks(members: list[bytes]) -> Iterable[list[bytes]]:

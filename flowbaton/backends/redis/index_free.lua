@@ -8,10 +8,14 @@
 -- ARGV[1] flow id
 -- ARGV[2] 'set': score := creation seq; 'nx': only if absent; 'none': only
 --         make sure the flow has a creation entry (a non-runnable new flow)
+-- ARGV[3] the creation sequence to give a flow that has none yet, drawn by
+--         the caller from the namespace's counter (a sharded layout: the
+--         counter is in another slot), or '' to draw it from KEYS[3]
 -- Returns {OK, the flow's creation sequence number}
 local seq = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not seq then
-  seq = redis.call('INCR', KEYS[3])
+  seq = ARGV[3]
+  if seq == nil or seq == '' then seq = redis.call('INCR', KEYS[3]) end
   redis.call('ZADD', KEYS[2], seq, ARGV[1])
 end
 if ARGV[2] == 'set' then

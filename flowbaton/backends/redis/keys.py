@@ -13,8 +13,24 @@ renewing it, which ends all those claims at once.
 
 The global indexes (runnable flows, creation order, live leases, replicas)
 share the tag ``{<prefix>}`` and so live in one slot of their own; no script
-ever touches a flow key and an index key together (that would be CROSSSLOT on
-a cluster), which is why the indexes are hints and the flow scripts the truth.
+ever touches a flow key and an index key together, which is why the indexes
+are hints and the flow scripts the truth.
+
+That is the *classic* layout, the one a standalone Redis namespace keeps. On
+a Redis Cluster it cannot work: a claim script checks the claimer's lease
+key, in another slot (CROSSSLOT), and the one index slot would carry all the
+coordination traffic on one primary. A namespace therefore has a ``Layout``
+stored once (``<prefix>:index:{<prefix>}:layout``), which every replica
+reads: ``shards = 0`` is the classic layout, ``shards = S`` spreads flows
+over S hash tags ``<prefix>:<i>``, one per shard, each chosen so that its
+slot falls in the i-th S-th of the slot space (a cluster created with equal
+slot ranges puts the shards evenly on its primaries). A flow's keys, its
+shard's indexes (runnable, created, leases) and a replica's lease for that
+shard then share one slot: every script stays on one slot, and lease
+renewal is one ``PEXPIRE`` per (replica, shard) with claims in it, whatever
+the number of flows. The replica registry, the creation counter and the
+pub/sub channels stay in the ``{<prefix>}`` slot: they carry one command per
+replica per lease interval and one per new flow.
 
 Ids and task ids travel as bytes with ``surrogatepass`` so that any Python
 string, even one with a lone surrogate, is a safe key part or hash field.
@@ -23,13 +39,18 @@ string, even one with a lone surrogate, is a safe key part or hash field.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ..errors import BadBackendURL
 
 __all__ = [
-    "FlowKeys", "IndexKeys", "escape", "to_bytes", "from_bytes", "as_text", "check_prefix", "lease_key", "mailbox_key",
+    "FlowKeys", "IndexKeys", "GlobalKeys", "Layout",
+    "escape", "to_bytes", "from_bytes", "as_text", "check_prefix", "lease_key", "mailbox_key",
 ]
 
 # Characters that would break the hash tag or the escaping itself.
@@ -93,7 +114,8 @@ def check_prefix(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class FlowKeys:
-    """The keys of one flow, all in the slot of ``{escaped flow id}``."""
+    """The keys of one flow, all in one slot: ``{escaped flow id}``'s in
+    the classic layout, its shard's in a sharded one (``Layout.flow``)."""
 
     flow_id: str
     flow: str
@@ -101,10 +123,16 @@ class FlowKeys:
     claim: str
     epoch: str
     declines: str
+    #: the flow's shard (0 in the classic layout): which indexes and lease key go with it
+    shard: int = 0
 
     @classmethod
     def of(cls, prefix: str, flow_id: str) -> FlowKeys:
-        base = f"{prefix}:{{{escape(flow_id)}}}:"
+        """The classic layout's keys."""
+        return cls._at(f"{prefix}:{{{escape(flow_id)}}}:", flow_id, 0)
+
+    @classmethod
+    def _at(cls, base: str, flow_id: str, shard: int) -> FlowKeys:
         return cls(
             flow_id=flow_id,
             flow=base + "flow",
@@ -112,6 +140,7 @@ class FlowKeys:
             claim=base + "claim",
             epoch=base + "epoch",
             declines=base + "declines",
+            shard=shard,
         )
 
     @property
@@ -125,39 +154,109 @@ class FlowKeys:
 
 @dataclass(frozen=True)
 class IndexKeys:
-    """Global indexes, one slot: ``<prefix>:index:{<prefix>}:<name>``.
+    """The indexes of one shard, in its slot: ``<prefix>:index:{<tag>}:<name>``
+    (the classic layout has one shard, whose tag is the prefix).
 
     ``runnable``: zset flow id -> ms when it may next be taken (0 = unclaimed).
-    ``created``: zset flow id -> creation sequence (from ``seq``).
+    ``created``: zset flow id -> creation sequence.
+    ``seq``: the classic layout's creation counter (a sharded one draws
+    sequence numbers from ``GlobalKeys.seq`` and keeps this for repairs).
     ``leases``: zset flow id -> claim expiry ms, for ``list_claims``.
+    """
+
+    shard: int
+    runnable: str
+    created: str
+    seq: str
+    leases: str
+
+    @classmethod
+    def of(cls, prefix: str, tag: str | None = None, shard: int = 0) -> IndexKeys:
+        base = f"{prefix}:index:{{{tag or prefix}}}:"
+        return cls(shard=shard, runnable=base + "runnable", created=base + "created", seq=base + "seq",
+                   leases=base + "leases")
+
+
+@dataclass(frozen=True)
+class GlobalKeys:
+    """What every layout keeps in the ``{<prefix>}`` slot.
+
     ``replicas``: hash replica id -> JSON; ``replica_expiry``: zset id -> ms.
+    ``seq``: the creation counter. ``layout``: the namespace's ``Layout``.
     ``signal``: pub/sub channel announcing new work.
     ``lost``: pub/sub channel announcing claims taken away by force (their
     holders stop starting tasks at once instead of at their next write).
     """
 
-    runnable: str
-    created: str
     seq: str
-    leases: str
     replicas: str
     replica_expiry: str
+    layout: str
     signal: str
     lost: str
 
     @classmethod
-    def of(cls, prefix: str) -> IndexKeys:
+    def of(cls, prefix: str) -> GlobalKeys:
         base = f"{prefix}:index:{{{prefix}}}:"
-        return cls(
-            runnable=base + "runnable",
-            created=base + "created",
-            seq=base + "seq",
-            leases=base + "leases",
-            replicas=base + "replicas",
-            replica_expiry=base + "replica_expiry",
-            signal=base + "signal",
-            lost=base + "lost",
-        )
+        return cls(seq=base + "seq", replicas=base + "replicas", replica_expiry=base + "replica_expiry",
+                   layout=base + "layout", signal=base + "signal", lost=base + "lost")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a namespace keeps its keys: the classic layout (``shards`` 0)
+    or ``shards`` hash-tagged shards (module doc)."""
+
+    prefix: str
+    shards: int = 0
+    _tags: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_tags", tuple(_shard_tag(self.prefix, i, self.shards) for i in range(self.shards)))
+
+    @property
+    def sharded(self) -> bool:
+        return self.shards > 0
+
+    def shard_of(self, flow_id: str) -> int:
+        """A flow's shard: a CRC-32 of its id, the same in every process and version."""
+        return zlib.crc32(to_bytes(flow_id)) % self.shards if self.shards else 0
+
+    def flow(self, flow_id: str) -> FlowKeys:
+        if not self.shards:
+            return FlowKeys.of(self.prefix, flow_id)
+        shard = self.shard_of(flow_id)
+        return FlowKeys._at(f"{self.prefix}:{{{self._tags[shard]}}}:{escape(flow_id)}:", flow_id, shard)
+
+    def index(self, shard: int) -> IndexKeys:
+        if not self.shards:
+            return IndexKeys.of(self.prefix)
+        return IndexKeys.of(self.prefix, self._tags[shard], shard)
+
+    @cached_property
+    def indexes(self) -> tuple[IndexKeys, ...]:
+        """Every shard's indexes, in shard order."""
+        return tuple(self.index(shard) for shard in range(max(self.shards, 1)))
+
+    def lease(self, lease_id: str, shard: int) -> str:
+        """The key of one replica lease: in a slot of its own in the classic
+        layout, in the shard's slot in a sharded one (its claims' slot)."""
+        if not self.shards:
+            return lease_key(self.prefix, lease_id)
+        return f"{self.prefix}:lease:{{{self._tags[shard]}}}:{escape(lease_id)}"
+
+
+def _shard_tag(prefix: str, shard: int, shards: int) -> str:
+    """The hash tag of a shard: ``<prefix>:<shard>``, or the first
+    ``<prefix>:<shard>.<n>`` whose slot lies in the shard's share of the
+    slot space, so that shards spread evenly over a cluster's primaries."""
+    low = shard * REDIS_CLUSTER_HASH_SLOTS // shards
+    high = (shard + 1) * REDIS_CLUSTER_HASH_SLOTS // shards
+    tag, attempt = f"{prefix}:{shard}", 0
+    while not low <= key_slot(to_bytes(tag)) < high:
+        attempt += 1
+        tag = f"{prefix}:{shard}.{attempt}"
+    return tag
 
 
 def mailbox_key(prefix: str, replica_id: str) -> str:

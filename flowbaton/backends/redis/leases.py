@@ -1,11 +1,12 @@
-"""Replica leases: one key per replica keeps all of its claims alive.
+"""Replica leases: one key per replica (per shard) keeps all of its claims alive.
 
 A claim key has no expiry of its own: it names its holder's *lease*, a key
-``lease_key(prefix, lease id)`` with a ``PX`` expiry, and is live exactly
+``Layout.lease(lease id, shard)`` with a ``PX`` expiry, and is live exactly
 as long as that key exists. Renewing a replica's claims is then one
-``PEXPIRE`` per interval whatever the number of flows it runs (the
-coordination traffic of a busy replica is that of an idle one), instead
-of one script per claim, each of which reads and rewrites a key.
+``PEXPIRE`` per interval (per shard it holds claims in, in a sharded
+layout, where the lease must share its claims' slot) whatever the number
+of flows it runs, instead of one script per claim, each of which reads and
+rewrites a key.
 
 Rules that keep this as safe as a per-claim expiry:
 
@@ -41,7 +42,7 @@ from ..errors import CorruptRecord
 from ..records import load_json
 from ._types import Client
 from .client import Connection, execute
-from .keys import as_text, lease_key
+from .keys import Layout, as_text
 
 __all__ = ["Leases", "LostClaims", "claim_lease"]
 
@@ -69,25 +70,39 @@ def claim_lease(raw: bytes | None) -> tuple[str, str]:
 class Leases:
     """The lease keys this backend object holds, and which claim names which."""
 
-    def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
+    def __init__(self, layout: Layout) -> None:
+        self._layout = layout
         self._lock = threading.Lock()
-        self._held: dict[tuple[str, int], str] = {}  # (owner, lease ms) -> lease key
+        self._held: dict[tuple[str, int, int], str] = {}  # (owner, lease ms, shard) -> lease key
         self._of_claim: dict[str, str] = {}  # claim id -> lease key, for claims made here
 
-    def refresh(self, client: Client, owner: str, lease_ms: int) -> str:
-        """The lease key new claims of ``owner`` name: the current lease,
-        extended now, or a new one if it ran out (or there was none)."""
+    def refresh(self, client: Client, owner: str, lease_ms: int, shards: Iterable[int]) -> dict[int, str]:
+        """The lease key new claims of ``owner`` in each shard name: the
+        current lease, extended now, or a new one if it ran out (or there
+        was none). Two pipelines at most, however many shards."""
+        wanted = sorted(set(shards))
         with self._lock:
-            key = self._held.get((owner, lease_ms))
-        if key is not None and client.pexpire(key, lease_ms):
-            return key
-        key = lease_key(self._prefix, f"{owner}#{uuid.uuid4().hex[:12]}")
-        # NX: a fresh key is never taken, unless a retry after a lost reply made it.
-        client.set(key, owner, px=lease_ms, nx=True)
-        with self._lock:
-            self._held[(owner, lease_ms)] = key
-        return key
+            held = {shard: self._held.get((owner, lease_ms, shard)) for shard in wanted}
+        known = [(shard, key) for shard, key in held.items() if key is not None]
+        found: dict[int, str] = {}
+        if known:
+            pipe = client.pipeline(transaction=False)
+            for _, key in known:
+                pipe.pexpire(key, lease_ms)
+            found = {shard: key for (shard, key), alive in zip(known, execute(pipe), strict=True) if alive}
+        missing = [shard for shard in wanted if shard not in found]
+        if missing:
+            lease_id = f"{owner}#{uuid.uuid4().hex[:12]}"
+            fresh = {shard: self._layout.lease(lease_id, shard) for shard in missing}
+            pipe = client.pipeline(transaction=False)
+            for key in fresh.values():
+                # NX: a fresh key is never taken, unless a retry after a lost reply made it.
+                pipe.set(key, owner, px=lease_ms, nx=True)
+            execute(pipe)
+            with self._lock:
+                self._held.update({(owner, lease_ms, shard): key for shard, key in fresh.items()})
+            found.update(fresh)
+        return found
 
     def used_by(self, claim_id: str, key: str) -> None:
         with self._lock:

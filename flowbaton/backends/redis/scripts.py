@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeAlias
 
+from redis.cluster import RedisCluster
+
 from ..errors import BackendUnavailable
 from ._types import Client, Pipe
 
@@ -46,6 +48,7 @@ _NAMES = (
     "reindex",
     "replicas",
     "mailbox_put",
+    "publish",
 )
 
 
@@ -117,7 +120,13 @@ def run_script(client: Client, name: str, keys: Sequence[str], args: Sequence[Ar
 
 
 def load_all(client: Client) -> None:
-    """Load every script in one round trip (after NOSCRIPT, and at open)."""
+    """Load every script in one round trip (after NOSCRIPT, and at open).
+    A cluster client sends each ``SCRIPT LOAD`` to every primary instead (a
+    command without keys has no slot a pipeline could route it by)."""
+    if isinstance(client, RedisCluster):
+        for script in SCRIPTS.values():
+            client.script_load(script.text)
+        return
     pipe = client.pipeline(transaction=False)
     for script in SCRIPTS.values():
         pipe.script_load(script.text)

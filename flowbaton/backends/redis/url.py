@@ -1,9 +1,12 @@
 """What a Redis URL names: servers, database, credentials and options.
 
-``redis://[[user]:password@]host:6379/0``, ``rediss://...`` (TLS) and
-``redis+sentinel://[[user]:password@]h1:26379,h2:26379/mymaster/0``. The
-credentials of a sentinel URL are those of the Redis servers; the sentinels'
-own come from the ``sentinel_username``/``sentinel_password`` options.
+``redis://[[user]:password@]host:6379/0``, ``rediss://...`` (TLS),
+``redis+sentinel://[[user]:password@]h1:26379,h2:26379/mymaster/0`` and
+``redis+cluster://[[user]:password@]h1:7000,h2:7001/`` (a Redis Cluster: the
+hosts are seed nodes, any of its nodes will do; ``rediss+cluster://`` with
+TLS; a cluster has database 0 only). The credentials of a sentinel URL are
+those of the Redis servers; the sentinels' own come from the
+``sentinel_username``/``sentinel_password`` options.
 
 Errors quote the URL through ``redact_url``: never a password. A password
 holding ``/``, ``?``, ``#`` or ``@`` must be percent-encoded; left raw, part
@@ -22,11 +25,14 @@ from ..errors import BadBackendURL
 from ..options import Option, parse_options
 from ..redact import redact_url
 from .keys import check_prefix
+from .layout import AUTO, check_shards
 
-__all__ = ["OPTIONS", "Target", "parse_url"]
+__all__ = ["OPTIONS", "Target", "parse_url", "CLUSTER_SCHEMES", "TLS_SCHEMES"]
 
 OPTIONS: dict[str, Option] = {
     "prefix": Option(str, "fb", "prefix of every key: the namespace"),
+    "shards": Option(int, AUTO, "hash-tagged shards of a new namespace, stored once (-1: 16 on a cluster, "
+                     "0, the classic layout, on one server); an existing namespace keeps its own"),
     "max_record_bytes": limits.option(limits.DEFAULT_MAX_RECORD_BYTES),
     "socket_timeout": Option(float, 5.0, "seconds to wait for one reply"),
     "socket_connect_timeout": Option(float, 5.0, "seconds to wait for a connection"),
@@ -46,7 +52,11 @@ OPTIONS: dict[str, Option] = {
     "sentinel_password": Option(str, "", "password of the sentinels"),
 }
 
-_DEFAULT_PORT = {"redis": 6379, "rediss": 6379, "redis+sentinel": 26379}
+_DEFAULT_PORT = {"redis": 6379, "rediss": 6379, "redis+sentinel": 26379, "redis+cluster": 6379,
+                 "rediss+cluster": 6379}
+#: Schemes of a Redis Cluster, and of TLS connections.
+CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
+TLS_SCHEMES = frozenset({"rediss", "rediss+cluster"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,14 @@ class Target:
     # the options, which hold sentinel_password.
     password: str | None = field(repr=False)
     options: dict[str, Any] = field(repr=False)
+
+    @property
+    def cluster(self) -> bool:
+        return self.scheme in CLUSTER_SCHEMES
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme in TLS_SCHEMES
 
     def describe(self) -> str:
         """The URL without credentials, for messages and logs."""
@@ -83,6 +101,7 @@ def parse_url(url: str, overrides: dict[str, Any] | None = None) -> Target:
         )
     options = parse_options(parts.query, OPTIONS, overrides)
     check_prefix(options["prefix"])
+    check_shards(options["shards"])
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     username, password = _credentials(userinfo)
     hosts = _hosts(hostlist, _DEFAULT_PORT[parts.scheme], shown)
@@ -92,7 +111,10 @@ def parse_url(url: str, overrides: dict[str, Any] | None = None) -> Target:
         if not segments:
             raise BadBackendURL(f"{shown!r}: name the sentinel service, e.g. /mymaster/0")
         service, segments = unquote(segments[0]), segments[1:]
-    return Target(parts.scheme, hosts, service, _db(segments, shown), username, password, options)
+    db = _db(segments, shown)
+    if parts.scheme in CLUSTER_SCHEMES and db != 0:
+        raise BadBackendURL(f"{shown!r}: a Redis Cluster has database 0 only; use ?prefix= to share it")
+    return Target(parts.scheme, hosts, service, db, username, password, options)
 
 
 def _credentials(userinfo: str) -> tuple[str | None, str | None]:

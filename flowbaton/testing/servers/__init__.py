@@ -9,7 +9,9 @@ reason, and the test fixtures turn that into a failed test.
 ``zookeeper``: ``LocalZooKeeper`` (one ``QuorumPeerMain`` from the Debian
 ``zookeeper`` package), ``ZooKeeperEnsemble`` (three of them in one quorum),
 ``expire_session``. ``redis``: ``LocalRedis`` (a ``redis-server`` we own) and
-``SentinelCluster`` (primary, replica and three sentinels).
+``SentinelCluster`` (primary, replica and three sentinels). ``redis_cluster``:
+``LocalRedisCluster`` (three primaries with a replica each, joined by
+``redis-cli --cluster create``) and ``ExternalRedisCluster``.
 """
 
 from __future__ import annotations
