@@ -13,15 +13,24 @@ import signal
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from flowbaton.backends.states import HELD, PENDING, SUCCESS
+from tests.backends import backend_params
+from tests.conftest import CLUSTER, SHARED_BACKENDS, make_url
 from tests.servers import until
 
 from .cluster import MIXED_STEPS, STEPS, Cluster
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=backend_params((*SHARED_BACKENDS, CLUSTER)))
+def shared_backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """These failovers run on the Redis Cluster too."""
+    return make_url(request.param, request, tmp_path)
 
 
 def owner_of(cluster: Cluster, flow_id: str) -> str:

@@ -50,6 +50,11 @@ _TRANSIENT = (
     rex.NoScriptError,  # script cache empty after restart/failover: load and retry
     rex.TryAgainError,
     rex.MasterDownError,  # replica lost its primary (replica-serve-stale-data no)
+    # A Redis Cluster mid-failover: a shard without a primary (CLUSTERDOWN),
+    # a slot map that has no node for a slot yet, redirections that ran out;
+    # the client refreshes its slot map and the next attempt finds the promoted replica.
+    rex.ClusterError,
+    rex.SlotNotCoveredError,
 )
 
 
@@ -120,7 +125,7 @@ class Connection:
         try:
             return self.policy.run(lambda retried: op(self.redis, retried),
                                    on_retry=lambda state: self._before_retry(what, state))
-        except rex.RedisError as err:
+        except (rex.RedisError, rex.RedisClusterException) as err:
             raise self._translate(what, err) from err
 
     def _before_retry(self, what: str, state: RetryCallState) -> None:
@@ -139,12 +144,12 @@ class Connection:
         """Load the Lua scripts; False (and a retry later) if Redis is away."""
         try:
             load_all(self.redis)
-        except rex.RedisError as err:
+        except (rex.RedisError, rex.RedisClusterException) as err:
             log.debug("loading scripts into %s failed: %s", self.where, err)
             return False
         return True
 
-    def _translate(self, what: str, err: rex.RedisError) -> FlowbatonError:
+    def _translate(self, what: str, err: rex.RedisError | rex.RedisClusterException) -> FlowbatonError:
         if isinstance(err, rex.ResponseError) and str(err).startswith("WRONGTYPE"):
             return CorruptRecord(f"{self.where} ({what})", f"a key holds the wrong Redis type: {err}")
         if _certificate_refused(err):

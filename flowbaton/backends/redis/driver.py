@@ -144,7 +144,7 @@ class RedisBackend(Backend):
             try:
                 self._warnings = self._check_server(self._conn.redis, False)
                 self._resolved()  # a layout the URL contradicts is refused at open
-            except (rex.RedisError, BackendUnavailable) as err:  # best effort, redone later
+            except (rex.RedisError, rex.RedisClusterException, BackendUnavailable) as err:  # best effort, redone later
                 log.debug("server check on %s deferred: %s", self._conn.where, err)
 
     def _check_server(self, client: Client, retried: bool) -> list[str]:

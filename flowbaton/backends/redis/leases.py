@@ -154,7 +154,7 @@ class LostClaims:
                     self._pubsub = self._conn.redis.pubsub(ignore_subscribe_messages=True)
                     self._pubsub.subscribe(self._channel)
                 return self._drain(self._pubsub), fresh
-            except (rex.RedisError, OSError) as err:
+            except (rex.RedisError, rex.RedisClusterException, OSError) as err:
                 log.info("lost-claim subscription broken, claims will be checked one by one: %s", err)
                 self._drop()
                 return set(), True

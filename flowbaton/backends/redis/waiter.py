@@ -58,7 +58,7 @@ class Waiter:
             while not self._closed.is_set():
                 try:
                     return self._wait_until(deadline)
-                except rex.RedisError as err:
+                except (rex.RedisError, rex.RedisClusterException) as err:
                     # The subscription broke (restart, failover) or cannot be
                     # made (Redis away): subscribe again, which Sentinel sends
                     # to the current primary, a slice later, until the
