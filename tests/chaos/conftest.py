@@ -10,7 +10,12 @@ import pytest
 from flowbaton.testing.chaos import ChaosConfig, run_chaos
 from flowbaton.testing.chaos.report import table
 
-CHAOS_BACKENDS = ("sqlite", "zookeeper", "redis")
+CHAOS_BACKENDS = ("sqlite", "zookeeper", "redis", "redis_cluster")
+
+
+def setup_name(backend: str) -> str:
+    """The chaos harness's name of a test backend (``redis_cluster`` -> ``redis-cluster``)."""
+    return backend.replace("_", "-")
 
 
 def run_and_show(config: ChaosConfig) -> dict[str, Any]:

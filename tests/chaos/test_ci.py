@@ -2,7 +2,8 @@
 
 About a minute per backend: 100 flows over 40 s of faults on 3 replica
 processes with a 2 s lease (ZooKeeper: a local ensemble of three; Redis: a
-primary with a replica and three sentinels). The build fails on any
+primary with a replica and three sentinels; Redis Cluster: three primaries
+with a replica each, whose primaries are killed and cut). The build fails on any
 invariant violation; the table printed on failure names the flows, and the
 run folder (history, ledger, replica logs, report.json) holds the evidence.
 Replay a failure with ``python -m flowbaton.testing.chaos`` and the same
@@ -18,16 +19,16 @@ import pytest
 from flowbaton.testing.chaos import ChaosConfig
 from tests.backends import backend_params
 
-from .conftest import CHAOS_BACKENDS, run_and_show, violations
+from .conftest import CHAOS_BACKENDS, run_and_show, setup_name, violations
 
 pytestmark = pytest.mark.slow
 
-SEEDS = {"sqlite": 101, "zookeeper": 202, "redis": 303}
+SEEDS = {"sqlite": 101, "zookeeper": 202, "redis": 303, "redis_cluster": 404}
 
 
 @pytest.mark.parametrize("backend", backend_params(CHAOS_BACKENDS))
 def test_bounded_chaos_run(backend: str, chaos_folder: Path) -> None:
-    config = ChaosConfig(backend=backend, flows=100, replicas=3, seed=SEEDS[backend], duration=40.0,
+    config = ChaosConfig(backend=setup_name(backend), flows=100, replicas=3, seed=SEEDS[backend], duration=40.0,
                          lease=2.0, folder=chaos_folder, drain_timeout=60.0)
     report = run_and_show(config)
     assert violations(report) == {}, "invariants violated (see the table above)"

@@ -19,7 +19,7 @@ from flowbaton.testing.chaos import ChaosConfig
 from flowbaton.testing.chaos.report import table, write_report
 from tests.backends import backend_params
 
-from .conftest import CHAOS_BACKENDS, run_and_show, violations
+from .conftest import CHAOS_BACKENDS, run_and_show, setup_name, violations
 
 pytestmark = [pytest.mark.soak, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def test_soak(backend: str, chaos_folder: Path, tmp_path: Path) -> None:
     seed = int(os.environ.get("FLOWBATON_SOAK_SEED") or random.SystemRandom().randrange(1, 1_000_000))
     flows = int(os.environ.get("FLOWBATON_SOAK_FLOWS", "600"))
     assert flows >= 500, "a soak run has at least 500 flows"
-    config = ChaosConfig(backend=backend, flows=flows, replicas=4, seed=seed,
+    config = ChaosConfig(backend=setup_name(backend), flows=flows, replicas=4, seed=seed,
                          duration=float(os.environ.get("FLOWBATON_SOAK_DURATION", "540")), lease=3.0,
                          kwargs={"work": 2.0}, folder=chaos_folder, drain_timeout=300.0)
     report = run_and_show(config)

@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", metavar="KIND|URL",
                         help="sqlite, zookeeper (local 3-node ensemble), redis (local primary + 2 replicas + Sentinel, "
                              "deploy/README settings), redis-bare (1 replica, no min-replicas-to-write), "
+                             "redis-cluster (local 3 primaries + 3 replicas, deploy/README settings), "
                              "or the URL of servers you run (replica faults and cuts only)")
     parser.add_argument("--flows", type=int, default=60, metavar="M", help="flows to submit (default 60)")
     parser.add_argument("--replicas", type=int, default=3, metavar="N", help="replica processes (default 3)")

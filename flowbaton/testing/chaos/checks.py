@@ -31,7 +31,9 @@ from flowbaton.testing.chaos.workload import KINDS, expected_state
 __all__ = ["Outcome", "check_all"]
 
 _MAX_EXAMPLES = 10
-_LOSSY = ("failover", "restart-backend")  # faults after which Redis may lose acknowledged writes
+# Faults after which Redis may lose acknowledged writes (a cut shard's
+# primary paused past cluster-node-timeout is failed over like a dead one).
+_LOSSY = ("failover", "restart-backend", "cut-shard")
 _DONE = ("SUCCESS", "REVERTING", "REVERTED", "REVERT_FAILURE")  # states that keep a stored result
 
 

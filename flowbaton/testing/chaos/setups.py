@@ -48,6 +48,7 @@ BACKEND_FAULTS = {
     "sqlite": ("stall-backend",),
     "zookeeper": ("restart-backend", "kill-member", "lose-quorum"),
     "redis": ("restart-backend", "failover"),
+    "redis-cluster": ("failover", "cut-shard"),
 }
 
 
@@ -326,6 +327,60 @@ class RedisSetup(Setup):
         self.cluster.close()
 
 
+# ----------------------------------------------------------- redis cluster
+
+
+class RedisClusterSetup(Setup):
+    """Three primaries with a replica each, with the settings deploy/README.md
+    asks of a cluster (``min-replicas-to-write 1``: a primary refuses writes
+    no replica saw, so one that comes back after its replica took over never
+    acknowledges writes the failover then drops; the shard is unwritable
+    from its primary's death until the old node rejoins as a replica). The
+    replicas reach the nodes directly: a cluster hands its clients node
+    addresses (``CLUSTER SLOTS``, ``MOVED``), which a proxy would have to
+    rewrite, so there is no replica ``cut`` here; ``cut-shard`` cuts a whole
+    shard from everyone instead.
+
+    - ``failover``: SIGKILL a random primary, wait until its replica is
+      promoted, and bring the old node back (as a replica) at the heal.
+    - ``cut-shard``: SIGSTOP a random primary for half a second to four:
+      below ``cluster-node-timeout`` (2 s) its shard just hangs, above it
+      the cluster fails it over as if it had died.
+    """
+
+    kind = "redis-cluster"
+    faults = BACKEND_FAULTS["redis-cluster"]
+    NODE_CONFIG = {"min-replicas-to-write": "1", "min-replicas-max-lag": "10"}
+
+    def __init__(self, folder: Path, hub: ProxyHub) -> None:
+        from flowbaton.testing.servers.redis_cluster import LocalRedisCluster
+
+        self.cluster = LocalRedisCluster(folder / "redis-cluster", node_config=self.NODE_CONFIG)
+        self.namespace = f"chaos{uuid.uuid4().hex[:8]}"
+        super().__init__(self.cluster.url(namespace=self.namespace), hub)
+
+    def inject(self, fault: str, rng: random.Random, lease: float) -> dict[str, Any]:
+        index = rng.randrange(len(self.cluster.primaries()))
+        if fault == "failover":
+            old = self.cluster.kill_primary(index)
+            new = self.cluster.wait_failover(old)
+            return {"killed": old.port, "promoted": new.port}
+        if fault == "cut-shard":
+            return {"paused": self.cluster.pause_primary(index).port}
+        return super().inject(fault, rng, lease)
+
+    def fault_duration(self, fault: str, rng: random.Random, lease: float) -> float:
+        return rng.uniform(0.5, 4.0) if fault == "cut-shard" else rng.uniform(1.0, 3.0)
+
+    def heal(self, fault: str) -> None:
+        """Every node running again and the cluster settled: three primaries
+        serving every slot, each with its replica linked."""
+        self.cluster.heal(timeout=60.0)
+
+    def close(self) -> None:
+        self.cluster.close()
+
+
 # -------------------------------------------------------------------- open
 
 
@@ -337,6 +392,8 @@ def open_setup(spec: str, folder: Path, hub: ProxyHub) -> Setup:
         return ZooKeeperSetup(folder, hub)
     if spec in ("redis", "redis-bare"):
         return RedisSetup(folder, hub, bare=spec == "redis-bare")
+    if spec == "redis-cluster":
+        return RedisClusterSetup(folder, hub)
     if "://" not in spec:
-        raise ValueError(f"--backend must be sqlite, zookeeper, redis or a backend URL, not {spec!r}")
+        raise ValueError(f"--backend must be sqlite, zookeeper, redis, redis-cluster or a backend URL, not {spec!r}")
     return Setup(spec, hub)

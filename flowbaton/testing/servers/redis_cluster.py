@@ -177,7 +177,8 @@ class LocalRedisCluster:
     failure, with every process it started killed)."""
 
     def __init__(self, home: Path, primaries: int = 3, replicas_per_primary: int = 1, *,
-                 binary: str | None = None, deadline: float = 30.0) -> None:
+                 binary: str | None = None, deadline: float = 30.0,
+                 node_config: dict[str, str] | None = None) -> None:
         if primaries < 3:
             fail("redis-cli --cluster create needs at least 3 primaries")
         self.home = home
@@ -185,7 +186,8 @@ class LocalRedisCluster:
         count = primaries * (1 + replicas_per_primary)
         server_binary = binary or _binary("redis-server", "redis-server")
         self._cli = _binary("redis-cli", "redis-tools")
-        self._servers = [_NodeServer(server_binary, home / f"node{i}", NODE_CONFIG) for i in range(count)]
+        config = {**NODE_CONFIG, **(node_config or {})}
+        self._servers = [_NodeServer(server_binary, home / f"node{i}", config) for i in range(count)]
         self._clients: dict[Node, redis.Redis] = {}
         self._heirs: dict[Node, list[Node]] = {}  # a killed primary -> its replicas then
         try:
@@ -350,6 +352,20 @@ class LocalRedisCluster:
         _wait(promoted, timeout, f"a replica of {old} to take over")
         return next(node for node in self.primaries() if node in heirs)
 
+    def pause_primary(self, index: int = 0) -> Node:
+        """SIGSTOP the primary at ``index``: its shard answers nobody (its
+        clients' connections hang) until ``resume``; one paused for longer
+        than ``cluster-node-timeout`` is failed over like a dead one."""
+        primary = _primaries(self._lines())[index]
+        self._server(primary.node).pause()
+        return primary.node
+
+    def resume(self, node: Node, timeout: float = 30.0) -> None:
+        """SIGCONT a paused node and wait until the cluster is settled (a
+        primary failed over meanwhile rejoins as a replica)."""
+        self._server(node).resume()
+        _wait(self._unsettled, timeout, f"{node} to rejoin the cluster")
+
     def restart(self, node: Node, timeout: float = 30.0) -> None:
         """Start a killed node again, same port and folder, so with its own
         ``nodes.conf``, and wait until the cluster is settled with it in: a
@@ -359,11 +375,15 @@ class LocalRedisCluster:
         _wait(self._unsettled, timeout, f"{node} to rejoin the cluster")
 
     def heal(self, timeout: float = 30.0) -> None:
-        """Restart every killed node; a test that breaks the session's cluster
-        calls this last, so the next test finds three primaries and their replicas."""
+        """Resume every paused node and restart every killed one; a test that
+        breaks the session's cluster calls this last, so the next test finds
+        three primaries and their replicas."""
+        for server in self._servers:
+            server.resume_if_paused()
         for server in self._servers:
             if not server.running():
                 self.restart(self._node(server), timeout)
+        _wait(self._unsettled, timeout, "the cluster to settle")
 
     # ------------------------------------------------------------- access
 
