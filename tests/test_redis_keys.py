@@ -7,7 +7,7 @@ from redis.crc import key_slot
 
 from flowbaton.backends import open_backend
 from flowbaton.backends.errors import BadBackendURL
-from flowbaton.backends.redis.keys import FlowKeys, IndexKeys, escape
+from flowbaton.backends.redis.keys import FlowKeys, GlobalKeys, IndexKeys, escape
 from flowbaton.backends.redis.url import parse_url
 from tests.contract.helpers import LEASE, make_flow, make_task
 
@@ -35,9 +35,9 @@ def test_every_key_of_a_flow_hashes_to_one_slot(flow_id: str) -> None:
 
 
 def test_index_keys_share_one_slot() -> None:
-    index = IndexKeys.of("fb")
-    names = [index.runnable, index.created, index.seq, index.leases, index.replicas,
-             index.replica_expiry]
+    index, shared = IndexKeys.of("fb"), GlobalKeys.of("fb")
+    names = [index.runnable, index.created, index.seq, index.leases, shared.seq, shared.replicas,
+             shared.replica_expiry, shared.layout]
     assert len({key_slot(name.encode()) for name in names}) == 1
 
 

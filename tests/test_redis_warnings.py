@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from flowbaton.backends import open_backend
-from tests.servers.redis import LocalRedis
+from tests.contract.helpers import make_flow
+from tests.servers.redis import AnyRedisCluster, LocalRedis
 
 pytestmark = pytest.mark.redis
 
@@ -78,3 +81,71 @@ def test_the_cli_leaves_setting_warnings_to_check_and_replicas(
     assert "persistence is off" in capsys.readouterr().out
     assert main(["--backend", server.url(), "replicas"]) == 0
     assert "persistence is off" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------- Redis Cluster
+#
+# The session's cluster is shared: every setting changed below is put back
+# in a ``finally``.
+
+
+@contextmanager
+def primaries_configured(cluster: AnyRedisCluster, settings: dict[str, str], only: int | None = None) -> Iterator[None]:
+    """``CONFIG SET`` on every primary (or on ``cluster.primaries()[only]``),
+    each one's previous values restored on the way out."""
+    with cluster.client() as client:
+        wanted = {str(node) for node in cluster.primaries()} if only is None else {str(cluster.primaries()[only])}
+        servers = [client.get_redis_connection(node) for node in client.get_primaries()
+                   if f"{node.host}:{node.port}" in wanted]
+        assert len(servers) == len(wanted)
+        before = [{name: server.config_get(name)[name] for name in settings} for server in servers]
+        try:
+            for server in servers:
+                for name, value in settings.items():
+                    server.config_set(name, value)
+            yield
+        finally:
+            for server, previous in zip(servers, before, strict=True):
+                for name, value in previous.items():
+                    server.config_set(name, value)
+
+
+def _named_nodes(cluster: AnyRedisCluster, found: list[str], problem: str) -> set[str]:
+    """The primaries some warning names as having ``problem``."""
+    return {str(node) for node in cluster.primaries() if any(f" node {node}: {problem}" in w for w in found)}
+
+
+def test_a_cluster_without_min_replicas_to_write_is_warned_per_primary(redis_cluster: AnyRedisCluster) -> None:
+    """Every primary can be failed over to its replica: each one that
+    acknowledges writes no replica has seen can lose them (submitted flows
+    included), so each is named."""
+    found = _warnings_of(redis_cluster.url(f"w{uuid.uuid4().hex[:8]}"))
+    primaries = {str(node) for node in redis_cluster.primaries()}
+    assert _named_nodes(redis_cluster, found, "min-replicas-to-write is 0") == primaries, found
+    assert len(found) == len(primaries), found  # nothing else: persistence on, noeviction
+
+
+def test_min_replicas_to_write_on_every_primary_silences_the_warning(redis_cluster: AnyRedisCluster) -> None:
+    """With ``min-replicas-to-write 1`` each primary still takes writes (each
+    has a connected replica): the backend opens, writes its layout record,
+    and has nothing to warn about."""
+    with primaries_configured(redis_cluster, {"min-replicas-to-write": "1", "min-replicas-max-lag": "10"}):
+        backend = open_backend(redis_cluster.url(f"w{uuid.uuid4().hex[:8]}"), retry_deadline=2.0)
+        try:
+            assert backend.warnings() == []
+            backend.create_flow(make_flow("f"))
+            assert backend.load_flow("f").id == "f"
+        finally:
+            backend.close()
+
+
+def test_a_zero_replica_validity_factor_is_warned(redis_cluster: AnyRedisCluster) -> None:
+    """Factor 0 lets a replica however stale be promoted: a claim's epoch
+    or a task's result acknowledged before can vanish in a failover."""
+    with primaries_configured(redis_cluster, {"cluster-replica-validity-factor": "0"}, only=1):
+        found = _warnings_of(redis_cluster.url(f"w{uuid.uuid4().hex[:8]}"))
+    named = _named_nodes(redis_cluster, found, "cluster-replica-validity-factor is 0")
+    assert named == {str(redis_cluster.primaries()[1])}, found
+    # Restored: the warning goes with the setting, the others stay as they were.
+    assert sorted(_warnings_of(redis_cluster.url(f"w{uuid.uuid4().hex[:8]}"))) == sorted(
+        w for w in found if "cluster-replica-validity-factor" not in w)

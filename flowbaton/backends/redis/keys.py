@@ -23,8 +23,9 @@ coordination traffic on one primary. A namespace therefore has a ``Layout``
 stored once (``<prefix>:index:{<prefix>}:layout``), which every replica
 reads: ``shards = 0`` is the classic layout, ``shards = S`` spreads flows
 over S hash tags ``<prefix>:<i>``, one per shard, each chosen so that its
-slot falls in the i-th S-th of the slot space (a cluster created with equal
-slot ranges puts the shards evenly on its primaries). A flow's keys, its
+slot lies at the centre of the i-th S-th of the slot space (a cluster
+created with equal slot ranges puts the shards evenly on its primaries,
+``_shard_tag``). A flow's keys, its
 shard's indexes (runnable, created, leases) and a replica's lease for that
 shard then share one slot: every script stays on one slot, and lease
 renewal is one ``PEXPIRE`` per (replica, shard) with claims in it, whatever
@@ -40,11 +41,12 @@ from __future__ import annotations
 
 import re
 import zlib
+from binascii import crc_hqx
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
 from ..errors import BadBackendURL
 
@@ -246,14 +248,27 @@ class Layout:
         return f"{self.prefix}:lease:{{{self._tags[shard]}}}:{escape(lease_id)}"
 
 
+#: slots either side of a shard's centre its tag's slot may lie in
+_TAG_WINDOW = 16
+
+
 def _shard_tag(prefix: str, shard: int, shards: int) -> str:
     """The hash tag of a shard: ``<prefix>:<shard>``, or the first
-    ``<prefix>:<shard>.<n>`` whose slot lies in the shard's share of the
-    slot space, so that shards spread evenly over a cluster's primaries."""
+    ``<prefix>:<shard>.<n>`` whose slot lies within ``_TAG_WINDOW`` slots of
+    the centre of the shard's share of the slot space (or in its share,
+    when that is narrower). Centred, not anywhere in the share: a share
+    that straddles the boundary between two primaries' slot ranges would
+    otherwise land on either, and the shards per primary would vary by
+    prefix (16 shards on 3, 4, 5 or 6 equal primaries: the centres lie at
+    least 100 slots from every boundary, so 3 primaries always get 5, 6
+    and 5). The slot is Redis Cluster's CRC-16 (``crc_hqx``), computed here
+    without the key-parsing wrapper: about 500 tags are tried per shard."""
     low = shard * REDIS_CLUSTER_HASH_SLOTS // shards
     high = (shard + 1) * REDIS_CLUSTER_HASH_SLOTS // shards
+    centre = (low + high) // 2
+    low, high = max(low, centre - _TAG_WINDOW), min(high, centre + _TAG_WINDOW)
     tag, attempt = f"{prefix}:{shard}", 0
-    while not low <= key_slot(to_bytes(tag)) < high:
+    while not low <= crc_hqx(to_bytes(tag), 0) % REDIS_CLUSTER_HASH_SLOTS < high:
         attempt += 1
         tag = f"{prefix}:{shard}.{attempt}"
     return tag

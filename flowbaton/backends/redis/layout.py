@@ -1,12 +1,16 @@
 """Which ``Layout`` a namespace has: read once from the store, agreed by every replica.
 
 The layout record (``GlobalKeys.layout``, JSON ``{"shards": S}``) is
-written once, by the first process that opens a new namespace with a
-sharded layout, with ``SET NX``: two processes opening it at once agree on
-whichever wrote first. A namespace without the record has the classic
-layout (every namespace made before layouts existed), and a classic
-namespace is never rewritten: moving flows between layouts under running
-replicas would let a replica of each layout claim the same flow.
+written by the first process that opens the namespace, with ``SET NX``, and
+read back: two processes opening it at once agree on whichever wrote
+first, and one that opens a namespace some other process already uses in
+the classic layout finds that written down too (else a later ``shards=4``
+opener of a still empty namespace would start a second layout beside the
+first one's flows). A namespace without the record and with flows has the
+classic layout (every namespace made before layouts existed); it gets the
+record ``{"shards": 0}`` and is never rewritten: moving flows between
+layouts under running replicas would let a replica of each layout claim
+the same flow.
 
 The record is untrusted input like every other: anything but a shard count
 in range is ``CorruptRecord`` naming the key, never a guess.
@@ -29,7 +33,9 @@ AUTO = -1
 #: 3- to 8-primary cluster, few enough that an idle poll (one script per
 #: shard) stays cheap
 CLUSTER_SHARDS = 16
-MAX_SHARDS = 1024
+#: every poll for work sends one script per shard: past a few per primary
+#: of the largest clusters, more shards only cost
+MAX_SHARDS = 256
 
 
 def check_shards(value: int) -> int:
@@ -40,25 +46,27 @@ def check_shards(value: int) -> int:
 
 
 def resolve_layout(client: Client, prefix: str, wanted: int, cluster: bool, where: str) -> Layout:
-    """The namespace's layout, writing it first if the namespace is new and
-    sharded; ``wanted`` is the URL's ``shards`` option."""
+    """The namespace's layout, written first if it has none yet; ``wanted``
+    is the URL's ``shards`` option."""
     key = GlobalKeys.of(prefix).layout
     raw = client.get(key)
     if raw is None:
         shards = wanted if wanted != AUTO else (CLUSTER_SHARDS if cluster else 0)
+        if shards and _holds_classic_flows(client, prefix):
+            if wanted != AUTO:
+                raise BadBackendURL(
+                    f"option 'shards': namespace {prefix!r} in {where} holds flows in the classic layout "
+                    "(no shards); open it without 'shards' or use a new prefix"
+                )
+            shards = 0  # a standalone namespace from before layouts, opened on a cluster: refused below
         if shards == 0:
             _refuse_classic_on_cluster(cluster, prefix, where)
-            return Layout(prefix)
-        if _holds_classic_flows(client, prefix):
-            raise BadBackendURL(
-                f"option 'shards': namespace {prefix!r} in {where} holds flows in the classic layout "
-                "(no shards); open it without 'shards' or use a new prefix"
-            )
         client.set(key, json.dumps({"shards": shards}), nx=True)
         raw = client.get(key)
     stored = _stored_shards(raw, f"{where} key {key!r}")
     if wanted != AUTO and wanted != stored:
-        raise BadBackendURL(f"option 'shards': {wanted}, but namespace {prefix!r} in {where} has {stored}")
+        has = f"{stored}" if stored else "0 (the classic layout)"
+        raise BadBackendURL(f"option 'shards': {wanted}, but namespace {prefix!r} in {where} has {has}")
     if stored == 0:
         _refuse_classic_on_cluster(cluster, prefix, where)
     return Layout(prefix, stored)
