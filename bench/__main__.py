@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import report, wl_board, wl_dbos, wl_failover, wl_fleet, wl_persistence
+from . import report, wl_board, wl_cluster, wl_dbos, wl_failover, wl_fleet, wl_persistence
 from .context import Context
 from .servers import Servers
 from .stats import Figure
@@ -29,6 +29,7 @@ WORKLOADS: dict[str, Callable[[Context], list[Figure]]] = {
     "board": wl_board.run,
     "fleet": wl_fleet.run,
     "dbos": wl_dbos.run,
+    "cluster": wl_cluster.run,
 }
 
 
@@ -54,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="fleet: flows shared by 3 replicas (default 300)")
     parser.add_argument("--fleet-pairs", type=int, default=1,
                         help="fleet: at most this many pairs (default 1: a pair takes 5 to 7 minutes)")
+    parser.add_argument("--cluster-tasks", type=int, default=1000,
+                        help="cluster: no-op tasks of the one-flow run (default 1,000)")
+    parser.add_argument("--cluster-flows", type=int, default=800,
+                        help="cluster: flows per batch of the 4-replica run (default 800)")
     parser.add_argument("--logs", default=os.path.join(tempfile.gettempdir(), "flowbaton-bench-logs"),
                         help="folder for the drivers' logs")
     return parser
