@@ -18,6 +18,10 @@ Fixtures:
   ``tls_redis``             ``tls_redis(name)``: a private server with a TLS
                             port whose certificate (from a throw-away trustme
                             CA) names ``name``; returns its ``rediss://`` URL
+  ``tls_redis_cluster``     a private Redis Cluster of three primaries (no
+                            replicas) speaking TLS only, with a certificate
+                            for 127.0.0.1 from a throw-away trustme CA;
+                            ``.url()`` is ``rediss+cluster://`` trusting it
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from flowbaton.testing.servers.redis import redis_binary as _redis_binary
 from flowbaton.testing.servers.redis_cluster import (
     ExternalRedisCluster,
     LocalRedisCluster,
+    TLSFiles,
     start_best_cluster,
 )
 
@@ -145,3 +150,21 @@ def tls_redis(make_redis_server: Callable[..., LocalRedis], tmp_path: Path) -> T
         return f"rediss://127.0.0.1:{port}/0?prefix=tls&ssl_ca_certs={files['ca']}"
 
     return start
+
+
+@pytest.fixture(scope="module")
+def tls_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """Three TLS-only primaries, started once per module (about 2 s)."""
+    home = tmp_path_factory.mktemp("redis-cluster-tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")  # an IP address in the certificate, as the URL names it
+    files = TLSFiles(ca=home / "ca.pem", cert=home / "cert.pem", key=home / "key.pem")
+    ca.cert_pem.write_to_path(str(files.ca))
+    cert.cert_chain_pems[0].write_to_path(str(files.cert))
+    cert.private_key_pem.write_to_path(str(files.key))
+    with failing():
+        cluster = LocalRedisCluster(home, replicas_per_primary=0, binary=redis_binary(), tls=files)
+    try:
+        yield cluster
+    finally:
+        cluster.close()

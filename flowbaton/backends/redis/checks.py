@@ -99,14 +99,15 @@ def _split_brain_warnings(client: Client, role: list[Any], where: str, failover:
 
 
 def cluster_warnings(client: Any, where: str) -> list[str]:
-    """``server_warnings`` of every primary of a Redis Cluster (each can be
-    failed over to its replica, so each must refuse writes no replica saw:
-    ``min-replicas-to-write``), plus the cluster's own settings."""
+    """``server_warnings`` of every primary of a Redis Cluster (one with a
+    replica can be failed over to it, so it must refuse writes no replica
+    saw: ``min-replicas-to-write``; one without has nobody to fail over
+    to, as a lone Redis), plus the cluster's own settings."""
     found: list[str] = []
     for node in client.get_primaries():
         name = f"{where} node {node.host}:{node.port}"
         server = client.get_redis_connection(node)
-        found += server_warnings(server, name, failover=True)
+        found += server_warnings(server, name)
         found += _validity_warnings(server, name)
     if not client.get_primaries():
         found.append(f"{where}: the cluster reports no primary")

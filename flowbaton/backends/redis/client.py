@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -59,6 +60,12 @@ _TRANSIENT = (
 
 
 def is_transient(err: BaseException) -> bool:
+    if isinstance(err, rex.RedisClusterException):
+        # Making a cluster client reads the slot map: no node reachable is
+        # an outage (unless a certificate was refused); anything else it
+        # wraps (a password, a missing permission) stays refused.
+        return isinstance(err, (rex.RedisClusterUnreachableError, rex.SlotNotCoveredError)) and not (
+            _certificate_refused(err))
     if _certificate_refused(err):
         return False  # the same certificate is refused again: say so now
     if isinstance(err, rex.ResponseError) and str(err).startswith("NOREPLICAS"):
@@ -71,11 +78,28 @@ def is_transient(err: BaseException) -> bool:
 def _certificate_refused(err: BaseException) -> bool:
     """Our TLS check refused the server's certificate (untrusted CA, wrong
     host name). redis-py raises a ConnectionError with the ssl error as its
-    context (older versions: only its text)."""
+    context (older versions: only its text); a cluster client wraps that
+    in its own error once more."""
+    err = root_cause(err)
     causes = (err.__cause__, err.__context__)
     return any(isinstance(c, ssl.SSLCertVerificationError) for c in causes) or (
         isinstance(err, rex.ConnectionError) and "CERTIFICATE_VERIFY_FAILED" in str(err)
     )
+
+
+def root_cause(err: BaseException) -> BaseException:
+    """The Redis error a cluster client's own error wraps, if any: it says
+    "Redis Cluster cannot be connected" (or, for a refused ``CLUSTER
+    SLOTS``, "Cluster mode is not enabled") over a refused password or a
+    missing permission, which is what a person needs to read."""
+    seen: set[int] = set()
+    while isinstance(err, rex.RedisClusterException) and id(err) not in seen:
+        seen.add(id(err))
+        inner = err.__cause__ or err.__context__
+        if not isinstance(inner, (rex.RedisError, rex.RedisClusterException)):
+            break
+        err = inner
+    return err
 
 
 def execute(pipe: Pipe) -> list[Any]:
@@ -99,7 +123,23 @@ class Connection:
             self.deadline, wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05), is_transient
         )
         self._sentinel: Sentinel | None = None
-        self.redis = self._connect(target)
+        self._client: Client | None = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def redis(self) -> Client:
+        """The client, made at first use: a cluster client reads the slot
+        map as it is made, so that happens inside ``run``'s retried,
+        translated attempts (a cluster still starting is waited for, a
+        refused password is one ``BackendUnavailable`` line), not in the
+        constructor where its errors would escape raw."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._connect(self.target)
+                client = self._client
+        return client
 
     def _connect(self, target: Target) -> Client:
         kwargs = client_kwargs(target)
@@ -154,20 +194,22 @@ class Connection:
             return CorruptRecord(f"{self.where} ({what})", f"a key holds the wrong Redis type: {err}")
         if _certificate_refused(err):
             message = (
-                f"{what}: Redis at {self.where}: TLS certificate refused: {err} (give the CA with "
+                f"{what}: Redis at {self.where}: TLS certificate refused: {root_cause(err)} (give the CA with "
                 "ssl_ca_certs; ssl_check_hostname=false accepts a certificate for another host name)"
             )
         elif is_transient(err):
             message = f"{what}: Redis at {self.where} unavailable for {self.deadline:g}s: {err}"
         else:
-            message = f"{what}: Redis at {self.where} refused: {err}"
+            message = f"{what}: Redis at {self.where} refused: {root_cause(err)}"
         log.warning("%s", message)
         return BackendUnavailable(message)
 
     def close(self) -> None:
-        self.redis.close()  # a cluster client closes every node's pool
-        if not self.target.cluster:
-            self.redis.connection_pool.disconnect()
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()  # a cluster client closes every node's pool
+            if not self.target.cluster:
+                client.connection_pool.disconnect()
         for sentinel in self._sentinel.sentinels if self._sentinel else []:
             sentinel.close()
 

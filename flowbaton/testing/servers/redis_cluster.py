@@ -7,6 +7,10 @@ URL in ``FLOWBATON_TEST_REDIS_CLUSTER`` (no fault injection), else six local
 no container variant: cluster nodes tell clients their own addresses (in
 ``CLUSTER SLOTS`` and ``MOVED``), which a Docker port mapping would hide.
 
+With ``tls`` (``TLSFiles``) the nodes speak TLS only: no plain port, TLS
+on the cluster bus and for replication too, and the fixture's own clients,
+``redis-cli`` and ``url()`` (``rediss+cluster://``) use it as well.
+
 Every wait here polls the nodes until they agree, against a deadline, and
 names what was still missing when it gives up: a cluster is "settled" when
 every live node says ``cluster_state:ok`` with all 16384 slots served, all
@@ -39,6 +43,7 @@ __all__ = [
     "LocalRedisCluster",
     "Node",
     "ServerError",
+    "TLSFiles",
     "start_best_cluster",
 ]
 
@@ -152,15 +157,87 @@ def _wait(check: Callable[[], str | None], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of a TLS-only cluster: ``cert`` and its ``key``, signed by
+    ``ca``, which every node serves to its clients and presents on the
+    cluster bus and to its primary; clients need only trust ``ca``."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def node_config(self) -> dict[str, str]:
+        """Settings of every node (its ``tls-port`` is its port: ``_NodeServer``)."""
+        files = {"tls-cert-file": self.cert, "tls-key-file": self.key, "tls-ca-cert-file": self.ca}
+        return {"port": "0", **{key: str(path) for key, path in files.items()},
+                "tls-cluster": "yes", "tls-replication": "yes", "tls-auth-clients": "no"}
+
+    def client_options(self) -> dict[str, Any]:
+        """redis-py keyword arguments of a client that trusts ``ca``."""
+        return {"ssl": True, "ssl_ca_certs": str(self.ca)}
+
+    def cli_options(self) -> list[str]:
+        return ["--tls", "--cacert", str(self.ca)]
+
+
 class _NodeServer(LocalRedis):
     """A LocalRedis with its cluster bus on a free port of its own: Redis's
     default (port + 10000) does not exist above port 55535, where free
-    ephemeral ports often are. A restart keeps the port the others know."""
+    ephemeral ports often are. A restart keeps the port the others know.
+
+    With ``tls`` its port is a TLS port (its plain one is closed), so it is
+    PINGed over TLS while it starts."""
+
+    def __init__(self, binary: str, home: Path, config: dict[str, str], tls: TLSFiles | None = None) -> None:
+        super().__init__(binary, home, {**config, **(tls.node_config() if tls else {})})
+        self.tls = tls
 
     def _spawn(self, extra_args: list[str]) -> None:
         if not self._started_once:
             self.config["cluster-port"] = str(free_port())
+        if self.tls is not None:
+            # After ``port <p>`` in redis.conf: "port 0" (node_config) wins, closing it.
+            self.config["tls-port"] = str(self.port)
         super()._spawn(extra_args)
+
+    def start(self, deadline: float = 15.0, extra_args: list[str] | None = None) -> None:
+        """``LocalRedis.start`` (another free port if ours was taken before
+        the first start), waiting for a PING over TLS on a TLS node."""
+        if self.tls is None:
+            super().start(deadline, extra_args)
+            return
+        if self.running():
+            return
+        for _ in range(1 if self._started_once else 3):
+            self._spawn(extra_args or [])
+            problem = self._await_tls_ping(self.tls, time.monotonic() + deadline)
+            if problem is None:
+                self._started_once = True
+                return
+            if "Address already in use" not in problem or self._started_once:
+                break
+            self.close()  # it lost the bind and is exiting: reap it before trying another port
+            self.port = free_port()
+        fail(problem or "redis-server did not start")
+
+    def _await_tls_ping(self, tls: TLSFiles, deadline: float) -> str | None:
+        """None once this process answers PING over TLS, else what went wrong
+        (another process answering on our port means the port was taken)."""
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if problem := self._died():
+                return problem
+            try:
+                with redis.Redis(host=self.host, port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                 **tls.client_options()) as client:
+                    pid = int(client.info("server")["process_id"])
+                assert self.proc is not None
+                return None if pid == self.proc.pid else f"Address already in use: another redis-server on {self.port}"
+            except redis.RedisError as err:
+                last = err
+            time.sleep(0.05)
+        return f"redis on {self.host}:{self.port} did not answer PING over TLS in time: {last}"
 
 
 def _binary(name: str, package: str) -> str:
@@ -174,11 +251,12 @@ def _binary(name: str, package: str) -> str:
 class LocalRedisCluster:
     """``primaries`` local primaries with ``replicas_per_primary`` replicas
     each, started, joined and settled by the constructor (``ServerError`` on
-    failure, with every process it started killed)."""
+    failure, with every process it started killed); with ``tls``, TLS only
+    (module docstring)."""
 
     def __init__(self, home: Path, primaries: int = 3, replicas_per_primary: int = 1, *,
                  binary: str | None = None, deadline: float = 30.0,
-                 node_config: dict[str, str] | None = None) -> None:
+                 node_config: dict[str, str] | None = None, tls: TLSFiles | None = None) -> None:
         if primaries < 3:
             fail("redis-cli --cluster create needs at least 3 primaries")
         self.home = home
@@ -187,7 +265,9 @@ class LocalRedisCluster:
         server_binary = binary or _binary("redis-server", "redis-server")
         self._cli = _binary("redis-cli", "redis-tools")
         config = {**NODE_CONFIG, **(node_config or {})}
-        self._servers = [_NodeServer(server_binary, home / f"node{i}", config) for i in range(count)]
+        self.tls = tls
+        self._tls_options = tls.client_options() if tls else {}
+        self._servers = [_NodeServer(server_binary, home / f"node{i}", config, tls) for i in range(count)]
         self._clients: dict[Node, redis.Redis] = {}
         self._heirs: dict[Node, list[Node]] = {}  # a killed primary -> its replicas then
         try:
@@ -213,7 +293,8 @@ class LocalRedisCluster:
 
     def _create(self, end: float) -> None:
         """``redis-cli --cluster create``: slots spread evenly, replicas assigned."""
-        command = [self._cli, "--cluster", "create", *(str(self._node(s)) for s in self._servers),
+        tls = self.tls.cli_options() if self.tls else []
+        command = [self._cli, *tls, "--cluster", "create", *(str(self._node(s)) for s in self._servers),
                    "--cluster-replicas", str(self.replicas_per_primary), "--cluster-yes"]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=max(end - time.monotonic(), 1.0))
@@ -235,10 +316,12 @@ class LocalRedisCluster:
         fail(f"{node} is not a node of this cluster")
 
     def _client(self, node: Node) -> redis.Redis:
-        """A plain client for one node, kept (its pool reconnects after a restart)."""
+        """A client for one node alone (no redirections; TLS with ``tls``),
+        kept (its pool reconnects after a restart)."""
         if node not in self._clients:
             self._clients[node] = redis.Redis(host=node.host, port=node.port, socket_timeout=1,
-                                              socket_connect_timeout=1, decode_responses=True)
+                                              socket_connect_timeout=1, decode_responses=True,
+                                              **self._tls_options)
         return self._clients[node]
 
     def _live(self) -> list[Node]:
@@ -388,13 +471,17 @@ class LocalRedisCluster:
     # ------------------------------------------------------------- access
 
     def url(self, namespace: str = "fb", **options: object) -> str:
-        """``redis+cluster://`` with the current primaries as seed nodes."""
+        """``redis+cluster://`` with the current primaries as seed nodes; with
+        TLS ``rediss+cluster://`` trusting the CA (``ssl_ca_certs=""`` does not)."""
         seeds = ",".join(map(str, self.primaries()))
-        return with_query(f"redis+cluster://{seeds}/", prefix=namespace, **options)
+        if self.tls is None:
+            return with_query(f"redis+cluster://{seeds}/", prefix=namespace, **options)
+        return with_query(f"rediss+cluster://{seeds}/", prefix=namespace,
+                          **{"ssl_ca_certs": str(self.tls.ca), **options})
 
     def client(self) -> RedisCluster:
         """A raw cluster client for test set-up (close it, or use ``with``)."""
-        return _cluster_client(self.primaries())
+        return _cluster_client(self.primaries(), **self._tls_options)
 
     def flushall(self) -> None:
         for node in self.primaries():
