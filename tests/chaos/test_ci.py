@@ -1,6 +1,6 @@
 """The bounded chaos run of CI: every backend, every fault kind, fixed seeds.
 
-About a minute per backend: 100 flows over 40 s of faults on 3 replica
+About a minute per backend: 100 flows over 30 s of faults on 3 replica
 processes with a 2 s lease (ZooKeeper: a local ensemble of three; Redis: a
 primary with a replica and three sentinels; Redis Cluster: three primaries
 with a replica each, whose primaries are killed and cut). The build fails on any
@@ -28,7 +28,7 @@ SEEDS = {"sqlite": 101, "zookeeper": 202, "redis": 303, "redis_cluster": 404}
 
 @pytest.mark.parametrize("backend", backend_params(CHAOS_BACKENDS))
 def test_bounded_chaos_run(backend: str, chaos_folder: Path) -> None:
-    config = ChaosConfig(backend=setup_name(backend), flows=100, replicas=3, seed=SEEDS[backend], duration=40.0,
+    config = ChaosConfig(backend=setup_name(backend), flows=100, replicas=3, seed=SEEDS[backend], duration=30.0,
                          lease=2.0, folder=chaos_folder, drain_timeout=60.0)
     report = run_and_show(config)
     assert violations(report) == {}, "invariants violated (see the table above)"
