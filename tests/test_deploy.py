@@ -4,6 +4,13 @@ Every YAML file parses; every ``flowbaton`` command the files and the
 README run parses with the real CLI parser, under the environment the file
 gives it; every FLOWBATON_* name exists in the code; ports and probe paths
 agree with the replica's; the example service's factory builds and runs.
+The image is tagged with the package's version everywhere, the build
+context leaves the repository's bulk out, each supervisor's grace period
+outlasts the replica's stop timeout, and the restart-in-place settings are
+in place. The user-facing pages about them (docs/deploy.md,
+docs/backends.md) are held to the same code: their commands parse, their
+links into the repository resolve, and the backends page lists every URL
+option exactly as the drivers declare it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ from typing import Any
 import pytest
 import yaml
 
+from flowbaton.backends import memory, sqlite
+from flowbaton.backends.options import Option
+from flowbaton.backends.redis.url import OPTIONS as REDIS_OPTIONS
 from flowbaton.backends.redis.url import parse_url
+from flowbaton.backends.zookeeper.settings import OPTIONS as ZOOKEEPER_OPTIONS
 from flowbaton.backends.zookeeper.settings import Settings
 from flowbaton.cli.main import build_parser
 from flowbaton.cli.replica import REPLICA_ENV
@@ -30,6 +41,8 @@ from flowbaton.observability.tracing import TRACING_ENV
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 REPO = DEPLOY.parent
+DOCS = REPO / "docs"
+GITHUB = "https://github.com/flowbaton/flowbaton/"
 KNOWN_ENV = {*REPLICA_ENV.values(), "FLOWBATON_BACKEND", TRACING_ENV}
 EXAMPLE_FACTORY = "example_service.flows:provision"
 PORT = DEFAULT_METRICS_PORT
@@ -77,6 +90,19 @@ def dockerfile_env() -> dict[str, str]:
     return env
 
 
+def systemd_service() -> configparser.SectionProxy:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string((DEPLOY / "systemd" / "flowbaton-replica@.service").read_text())
+    return unit["Service"]
+
+
+def systemd_env() -> dict[str, str]:
+    lines = (DEPLOY / "systemd" / "replica.env").read_text().splitlines()
+    pairs = (line.partition("=") for line in lines if line.strip() and not line.startswith("#"))
+    return {name: value for name, _, value in pairs}
+
+
 def entrypoint() -> list[str]:
     [args] = [args for instruction, args in dockerfile() if instruction == "ENTRYPOINT"]
     command: list[str] = json.loads(args)  # exec form: signals reach tini, which forwards them
@@ -109,9 +135,9 @@ def assert_parses(args: list[str], env: dict[str, str], monkeypatch: pytest.Monk
             raise AssertionError(f"{where}: `flowbaton {shlex.join(args)}` does not parse") from exit_
 
 
-def readme_commands() -> Iterator[list[str]]:
-    """Every shell line of deploy/README.md's ```sh blocks, split into tokens."""
-    text = (DEPLOY / "README.md").read_text()
+def readme_commands(path: Path = DEPLOY / "README.md") -> Iterator[list[str]]:
+    """Every shell line of a page's ```sh blocks, split into tokens."""
+    text = path.read_text()
     for block in re.findall(r"```sh\n(.*?)```", text, re.S):
         for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             if line.strip():
@@ -252,14 +278,10 @@ def test_kubernetes_disruption_budget_matches_the_deployment() -> None:
 
 
 def test_systemd_unit(monkeypatch: pytest.MonkeyPatch) -> None:
-    unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.optionxform = str  # type: ignore[assignment,method-assign]
-    unit.read_string((DEPLOY / "systemd" / "flowbaton-replica@.service").read_text())
-    service = unit["Service"]
+    service = systemd_service()
     assert service["KillSignal"] == "SIGTERM" and service["Restart"] == "on-failure"
     assert "EnvironmentFile" in service
-    env = dict(line.split("=", 1) for line in (DEPLOY / "systemd" / "replica.env").read_text().splitlines()
-               if line.strip() and not line.startswith("#"))
+    env = systemd_env()
     args = assert_parses(flowbaton_args(shlex.split(service["ExecStart"])) or [], env, monkeypatch, "systemd unit")
     assert args.command == "replica" and args.metrics_port == PORT
     check_backend_url(env["FLOWBATON_BACKEND"])
@@ -328,3 +350,147 @@ def test_the_replica_image_is_tagged_with_the_version_everywhere() -> None:
     assert (container["image"], container["imagePullPolicy"]) == (tag, "IfNotPresent")
     assert replica_services() and {svc["image"] for svc in replica_services().values()} == {tag}
     assert f"-t {tag} ." in (DEPLOY / "Dockerfile").read_text()
+
+
+# ------------------------------------------------------- image and context
+
+
+def _version() -> str:
+    import flowbaton
+
+    return flowbaton.__version__
+
+
+def test_every_replica_image_reference_carries_the_version() -> None:
+    """Every ``flowbaton-replica:TAG`` in deploy/, the pages and the README
+    names the package's version, and no image is named without a tag (a
+    bare ``FROM flowbaton-replica`` would mean ``latest``, which nothing
+    builds)."""
+    version = _version()
+    pages = [*deploy_files(), DOCS / "deploy.md", REPO / "README.md"]
+    tags = {}
+    for path in pages:
+        text = path.read_text()
+        tags[path] = set(re.findall(r"flowbaton-replica:([\w.+-]+)", text))
+        untagged = re.findall(r"(?:FROM|image:|-t|image load|docker-image)\s+flowbaton-replica(?![:\w@-])", text)
+        assert not untagged, f"{path.relative_to(REPO)}: an image named without its tag: {untagged}"
+    assert all(found <= {version} for found in tags.values()), {p.name: t for p, t in tags.items() if t}
+    assert tags[DEPLOY / "Dockerfile"] == tags[DOCS / "deploy.md"] == {version}
+
+
+def dockerignore() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [line.strip().rstrip("/") for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_the_build_context_leaves_the_bulk_out_but_not_what_the_image_copies() -> None:
+    import fnmatch
+
+    patterns = dockerignore()
+    for needed in (".git", ".tox", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis",
+                   "**/__pycache__", "bench", "site", "tests"):
+        assert needed in patterns, f".dockerignore lacks {needed}"
+    copied = [s for instruction, args in dockerfile() if instruction == "COPY"
+              for s in shlex.split(args)[:-1] if not s.startswith("--")]
+    assert copied
+    for source in copied:
+        source = source.rstrip("/")
+        prefixes = ["/".join(source.split("/")[:i]) for i in range(1, source.count("/") + 2)]
+        hit = [p for p in patterns for prefix in prefixes if fnmatch.fnmatch(prefix, p)]
+        assert not hit, f"COPY {source} is excluded from the build context by {hit}"
+
+
+# ------------------------------------------------------ stop and restart
+
+
+def _stop_timeout(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, where: str) -> float:
+    args = assert_parses(["replica"], {"FLOWBATON_BACKEND": "memory://", **env}, monkeypatch, where)
+    return float(args.stop_timeout)
+
+
+def test_each_grace_period_outlasts_the_stop_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FLOWBATON_STOP_TIMEOUT the replica exits on its own; the
+    supervisor's SIGKILL must come later, with time for that exit."""
+    margin = 5.0
+    for name, svc in replica_services().items():
+        env = {**dockerfile_env(), **svc["environment"]}
+        stop = _stop_timeout(env, monkeypatch, f"compose {name}")
+        assert _seconds(svc["stop_grace_period"]) >= stop + margin, name
+    pod = k8s("Deployment")["spec"]["template"]["spec"]
+    env = {**dockerfile_env(), **k8s("ConfigMap")["data"]}
+    assert pod["terminationGracePeriodSeconds"] >= _stop_timeout(env, monkeypatch, "kubernetes") + margin
+    env = systemd_env()
+    assert float(systemd_service()["TimeoutStopSec"]) >= _stop_timeout(env, monkeypatch, "systemd") + margin
+
+
+def test_restart_in_place_is_set_up_where_a_supervisor_restarts_in_place() -> None:
+    """docs/restart-in-place.md: a stable, unique replica id, and on
+    Kubernetes a pid namespace that outlives the container."""
+    pod = k8s("Deployment")["spec"]["template"]["spec"]
+    assert pod.get("shareProcessNamespace") is True
+    [container] = pod["containers"]
+    env = {e["name"]: e for e in container.get("env", [])}
+    assert env["FLOWBATON_REPLICA_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "FLOWBATON_REPLICA_ID" not in {**k8s("ConfigMap")["data"], **k8s("Secret")["stringData"]}
+    assert "Environment=FLOWBATON_REPLICA_ID=%H-%i" in (DEPLOY / "systemd" / "flowbaton-replica@.service").read_text()
+    assert "FLOWBATON_REPLICA_ID" not in systemd_env()  # would give every instance of a host one id
+
+
+# ------------------------------------------------------------- the pages
+
+
+def test_every_command_of_the_deploy_page_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    commands = [args for tokens in readme_commands(DOCS / "deploy.md") if (args := flowbaton_args(tokens))]
+    assert {args[0] for args in commands} >= {"submit", "claims", "check"}
+    for args in commands:
+        assert_parses(args, {}, monkeypatch, "docs/deploy.md")
+
+
+def test_the_deploy_page_names_every_replica_setting() -> None:
+    text = (DOCS / "deploy.md").read_text()
+    missing = sorted(name for name in KNOWN_ENV - {TRACING_ENV} if f"`{name}`" not in text)
+    assert not missing, f"docs/deploy.md does not describe {missing}"
+
+
+@pytest.mark.parametrize("page", ["deploy.md", "backends.md", "comparison.md"])
+def test_links_into_the_repository_name_existing_files(page: str) -> None:
+    links = re.findall(re.escape(GITHUB) + r"(?:blob|tree)/main/([^)#\s]+)", (DOCS / page).read_text())
+    for target in links:
+        assert (REPO / target).exists(), f"docs/{page} links to {target}, which does not exist"
+
+
+def option_row(name: str, option: Option) -> str:
+    """The row of docs/backends.md's option tables for one driver option."""
+    if option.choices:
+        kind = " or ".join(f"`{choice}`" for choice in option.choices)
+    else:
+        kind = {float: "number", int: "integer", bool: "`true`/`false`", str: "text"}[option.kind]
+    default = option.default
+    if default is None or default == "":
+        shown = "not set"
+    elif isinstance(default, bool):
+        shown = f"`{str(default).lower()}`"
+    elif isinstance(default, float):
+        shown = f"`{default:g}`"
+    else:
+        shown = f"`{default}`"
+    return f"| `{name}` | {kind} | {shown} | {option.doc} |"
+
+
+DRIVER_OPTIONS = {
+    "memory": memory._OPTIONS,  # the drivers' own tables, read as they are
+    "sqlite": sqlite._OPTIONS,
+    "zookeeper": ZOOKEEPER_OPTIONS,
+    "redis": REDIS_OPTIONS,
+}
+
+
+@pytest.mark.parametrize("driver", sorted(DRIVER_OPTIONS))
+def test_the_backends_page_lists_every_url_option_as_the_driver_declares_it(driver: str) -> None:
+    text = (DOCS / "backends.md").read_text()
+    marker = f"<!-- options: {driver} -->\n"
+    assert text.count(marker) == 1, f"docs/backends.md has no table marked {marker.strip()}"
+    table = text.split(marker, 1)[1].split("\n\n", 1)[0].splitlines()
+    assert table[:2] == ["| option | value | default | meaning |", "|---|---|---|---|"]
+    expected = [option_row(name, option) for name, option in DRIVER_OPTIONS[driver].items()]
+    assert table[2:] == expected, "regenerate the table from the driver's options (tests/test_deploy.py: option_row)"
