@@ -40,6 +40,11 @@ Launch = Callable[[Claim[LeasedGate], Prepared | None], bool]
 Prepare = Callable[[list[ClaimToken]], Mapping[str, Prepared]]
 
 _MAX_BACKOFF = 5.0  # seconds between polls while the backend is unreachable
+#: longest single ``wait_for_work``: a stop (or a wake-up) waits this long at
+#: most for an idle loop. Every backend's wait is local (an event, a
+#: subscription already open, a file's change counter): slicing it costs
+#: the store nothing.
+_IDLE_SLICE = 0.5
 #: capabilities whose ``wait_for_work`` wakes on news, so idling waits on it
 _WAKES_IDLE = frozenset({Capability.WATCH, Capability.NOTIFY})
 
@@ -195,9 +200,18 @@ class ClaimLoop:
             return
         if not _WAKES_IDLE.isdisjoint(self.backend.capabilities) and self.free_slots() > 0:
             try:
-                self.backend.wait_for_work(timeout)
+                self._wait_for_work(timeout)
             except FlowbatonError:
                 self._wake.wait(timeout)
         else:
             self._wake.wait(timeout)
         self._wake.clear()
+
+    def _wait_for_work(self, timeout: float) -> None:
+        """The backend's wait, in slices of ``_IDLE_SLICE``, ending early on
+        news, a stop or a wake-up (the backend's wait sees neither)."""
+        deadline = time.monotonic() + timeout
+        while not (self._stopping.is_set() or self._wake.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.backend.wait_for_work(min(left, _IDLE_SLICE)):
+                return
