@@ -16,10 +16,7 @@ test cannot disagree on what is public:
   block of its own (under that name, or where it is defined: ``flowbaton.task``
   is shown as ``flowbaton.engine.task.task``, since griffe, which reads the
   source, takes ``flowbaton.engine.task`` for the module of that name), so a
-  new public name cannot be left out of the site;
-  the only exceptions are the names in ``AWAITING_DOCSTRINGS``, which must
-  still lack one (a name leaves that list when its docstring is written and
-  its block added).
+  new public name cannot be left out of the site.
 """
 
 from __future__ import annotations
@@ -38,9 +35,6 @@ import pytest
 import yaml
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference"
-
-#: Public names not on the site yet because they have no docstring.
-AWAITING_DOCSTRINGS = frozenset({"flowbaton.TaskContext", "flowbaton.ops.CheckReport"})
 
 #: Words a docstring may use on top of its name and still say nothing.
 FILLER = frozenset({"a", "an", "the", "of", "to", "for", "is", "it", "this", "that", "and", "or", "return", "returns",
@@ -165,13 +159,5 @@ def test_every_public_name_has_a_block(module: str) -> None:
     shown = {id(resolve(block.name)) for block in BLOCKS}  # by object: a block may name where it is defined
     exported = getattr(importlib.import_module(module), "__all__", [])
     public = [f"{module}.{name}" for name in exported if is_api_object(resolve(f"{module}.{name}"))]
-    left_out = [name for name in public if id(resolve(name)) not in shown and name not in AWAITING_DOCSTRINGS]
+    left_out = [name for name in public if id(resolve(name)) not in shown]
     assert left_out == [], "public names missing from docs/reference/*.md"
-
-
-@pytest.mark.parametrize("name", sorted(AWAITING_DOCSTRINGS))
-def test_names_awaiting_docstrings_still_lack_one(name: str) -> None:
-    assert not says_something(own_docstring(resolve(name)), name.rpartition(".")[2]), (
-        f"{name} has a docstring now: add its block to docs/reference and drop it from AWAITING_DOCSTRINGS"
-    )
-    assert id(resolve(name)) not in {id(resolve(block.name)) for block in BLOCKS}

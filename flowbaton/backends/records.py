@@ -233,11 +233,19 @@ class FlowDetail:
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
+        """The record as stored: compact JSON with sorted keys, so one record is
+        always the same bytes. ``ValueError`` or ``TypeError`` for a value
+        that is not plain JSON (the engine's codec keeps those out)."""
         # Fields hold only JSON values already, so no deep copy (asdict) is needed.
         return dumps(self.__dict__)
 
     @classmethod
     def from_json(cls, raw: str | bytes, where: str) -> FlowDetail:
+        """A stored flow record read back (text or UTF-8 bytes). Anything wrong
+        with it (not a JSON object, a field missing or of the wrong type, an
+        unknown state) raises ``CorruptRecord`` naming ``where``, with the
+        start of ``raw`` kept in ``err.raw`` so whoever replaces the record
+        can see what it was. Keys a newer version added to ``meta`` are kept."""
         try:
             return cls._decode(_load_object(raw, where), where)
         except CorruptRecord as err:
@@ -285,6 +293,9 @@ class TaskDetail:
     meta: dict[str, JSON] = field(default_factory=dict)
 
     def to_json(self) -> str:
+        """The record as stored: compact JSON with sorted keys, so one record is
+        always the same bytes. ``ValueError`` or ``TypeError`` for a result
+        that is not plain JSON (the engine's codec keeps those out)."""
         # Fields hold only JSON values already, so no deep copy (asdict) is needed.
         return dumps(self.__dict__)
 
@@ -361,6 +372,9 @@ class ClaimInfo:
 
     @property
     def token(self) -> str:
+        """The claim's name for operators, ``"<claim id>@<epoch>"``: the
+        ``token`` of ``claims --json``, and how a flow's operator history
+        names the claim an action fenced."""
         return f"{self.claim_id}@{self.epoch}"
 
     @classmethod
@@ -391,6 +405,10 @@ class ClaimInfo:
                    float(data["claimed_at"]), float(data["expires_at"]))
 
     def to_dict(self) -> dict[str, JSON]:
+        """The claim wherever operators see one (``claims --json``, ``show``'s
+        ``claim``, the claim an action fenced): flow_id, owner, token, epoch,
+        claimed_at and expires_at (None where the session is the lease);
+        keys in this order, later releases only append keys."""
         return {
             "flow_id": self.flow_id,
             "owner": self.owner,
@@ -424,11 +442,15 @@ class ReplicaInfo:
     process_start: int | None = None  # Linux: /proc/<pid>/stat starttime, clock ticks since boot
 
     def to_json(self) -> str:
+        """The presence as stored: compact JSON with sorted keys."""
         # Fields hold only JSON values already, so no deep copy (asdict) is needed.
         return dumps(self.__dict__)
 
     @classmethod
     def from_json(cls, raw: str | bytes, where: str) -> ReplicaInfo:
+        """A stored presence read back; ``CorruptRecord`` naming ``where`` when
+        it is no JSON object or a field is missing or of the wrong type.
+        Fields older versions did not write come back as their defaults."""
         data = _load_object(raw, where)
         return cls(
             replica_id=_require(data, where, "replica_id", TEXT),
@@ -454,11 +476,15 @@ class Decline:
     at: float
 
     def to_json(self) -> str:
+        """The decline as stored: compact JSON with sorted keys."""
         # Fields hold only JSON values already, so no deep copy (asdict) is needed.
         return dumps(self.__dict__)
 
     @classmethod
     def from_json(cls, raw: str | bytes, where: str) -> Decline:
+        """A stored decline read back; ``CorruptRecord`` naming ``where`` when it
+        is no JSON object with a text ``replica_id`` and ``reason`` and a
+        number ``at``."""
         data = _load_object(raw, where)
         return cls(
             replica_id=_require(data, where, "replica_id", TEXT),

@@ -383,6 +383,10 @@ class Coordinator:
             return set(self._workers)
 
     def free_slots(self) -> int:
+        """How many more flows this replica would claim now: ``concurrency``
+        less the flows it runs; 0 before ``start``, from ``stop`` on, and while
+        an operator's drain is asked of it. The claim loop asks it before
+        each poll, so a full replica leaves work to the others."""
         with self._lock:
             if self._stopping or self.mailbox.draining is not None:
                 return 0

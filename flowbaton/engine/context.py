@@ -19,6 +19,14 @@ __all__ = ["TaskContext", "current_task", "task_context"]
 
 @dataclass(frozen=True)
 class TaskContext:
+    """What a running task may know about itself (``current_task()``):
+    ``flow_id`` and ``task_id``; ``attempt``, 1 for the first call, then
+    2, 3, ... across retries and owners; ``in_doubt``, this attempt
+    follows one whose owner died (or was fenced) during the task, so the
+    work may be done already; ``replica_id`` and ``epoch``, who runs this
+    attempt under which claim. In a revert, ``attempt`` is the attempt
+    being undone and ``in_doubt`` is False."""
+
     flow_id: str
     task_id: str
     attempt: int
@@ -28,6 +36,11 @@ class TaskContext:
 
     @property
     def idempotency_key(self) -> str:
+        """``"<flow id>/<task id>"``: the same for every attempt, every owner and
+        after an operator's retry, so an API that de-duplicates by a key you
+        choose acts once however often the task runs. It is the same in the
+        task's revert too: derive another key for an undo that calls the
+        same API."""
         return f"{self.flow_id}/{self.task_id}"
 
 

@@ -30,6 +30,10 @@ class Flow:
         self.add(*children)
 
     def add(self, *children: Node) -> Flow:
+        """Append tasks or nested flows after the children so far (in a
+        ``Linear``, the order they run) and return the flow, so calls chain.
+        ``DefinitionError`` for anything else, such as a function not
+        decorated with ``@task``."""
         for child in children:
             if not isinstance(child, (Task, Flow)):
                 raise DefinitionError(

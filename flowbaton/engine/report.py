@@ -36,6 +36,9 @@ class FlowReport:
 
     @classmethod
     def of(cls, flow: FlowDetail, tasks: dict[str, TaskDetail]) -> FlowReport:
+        """The report of a flow record and its task details as read from the
+        store: results decoded (types with a codec registered in this
+        process come back as themselves) for the tasks that succeeded."""
         results = {tid: decode(t.result) for tid, t in tasks.items() if t.state == SUCCESS}
         return cls(flow.id, flow.name, flow.state, flow.reason, flow, tasks, results, FlowMeta(flow.meta).unmatched)
 

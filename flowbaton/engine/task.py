@@ -190,6 +190,13 @@ class Task:
     # -- what subclasses define ------------------------------------------
 
     def execute(self, **inputs: Any) -> Any:
+        """Do the task's work; every subclass defines it, as a plain or an
+        ``async def`` method. Its parameters are its inputs, bound by name
+        from the flow's inputs and what earlier tasks provide; what it
+        returns is stored as the task's result (plain JSON, or a type with a
+        registered codec) and given to later tasks under the ``provides``
+        names. It may run more than once (a retry, a takeover): the
+        idempotency key of ``current_task()`` lets its side effects happen once."""
         raise NotImplementedError(f"{type(self).__qualname__}.execute")
 
     def revert(self, result: Any, **inputs: Any) -> None:
@@ -229,9 +236,13 @@ class Task:
 
     @property
     def has_revert(self) -> bool:
+        """Whether the task defines an undo. A revert of the flow calls only
+        those that do; a task without one is marked REVERTED as it is."""
         return type(self).revert is not Task.revert
 
     def run_execute(self, kwargs: dict[str, Any]) -> Any:
+        """What the engine calls to run the task: ``execute`` with the bound
+        inputs; its result, or the coroutine of an ``async def`` one."""
         return self.execute(**kwargs)
 
     def run_revert(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -106,6 +106,10 @@ class ActionResult:
     stopped: list[str] = field(default_factory=list)  # cancel: tasks that were running when it was cancelled
 
     def describe(self) -> str:
+        """The one line the CLI prints for people: what the action did to the
+        flow and whose claim it fenced (that owner's next write fails), then
+        what else it changed: tasks put back to PENDING, tasks that were
+        running, version decisions, the build now allowed."""
         fenced = (f"fenced {self.fenced.owner}'s claim (epoch {self.fenced.epoch}): its next write fails"
                   if self.fenced else "no live claim to fence")
         if self.action == "retry" and self.state_before in RUNNABLE_FLOW_STATES:  # an allowance alone
@@ -145,6 +149,10 @@ class PurgeReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (flow id, why)
 
     def to_json(self) -> dict[str, Any]:
+        """What ``purge --json`` prints: ``dry_run``, ``cutoff`` (wall-clock
+        seconds), ``flows`` (id, state and updated_at of each flow purged, or
+        to be purged) and ``skipped`` (id and why); keys in this order,
+        later releases only append keys."""
         return {"dry_run": self.dry_run, "cutoff": self.cutoff,
                 "flows": [{"id": f.id, "state": f.state, "updated_at": f.updated_at} for f in self.flows],
                 "skipped": [{"id": flow_id, "why": why} for flow_id, why in self.skipped]}

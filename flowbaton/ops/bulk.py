@@ -44,6 +44,10 @@ class BulkReport:
         return [*lines, f"{self.action}: {len(self.done)} of {len(self.selected)} flow(s){skipped}"]
 
     def to_json(self) -> dict[str, Any]:
+        """What a bulk ``cancel``, ``retry`` or ``release`` prints with
+        ``--json``: action, dry_run, the ``selected`` flow ids, ``done`` (each
+        flow's own result as the single action prints it) and ``skipped`` (id
+        and why); keys in this order, later releases only append keys."""
         return {"action": self.action, "dry_run": self.dry_run, "selected": [r.id for r in self.selected],
                 "done": [r.to_json() for r in self.done],
                 "skipped": [{"id": flow_id, "why": why} for flow_id, why in self.skipped]}

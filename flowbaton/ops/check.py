@@ -29,6 +29,13 @@ __all__ = ["CheckReport", "check"]
 
 @dataclass
 class CheckReport:
+    """What ``flowbaton check`` found about one backend (``backend``: its
+    URL, secrets masked) from flowbaton ``version`` here. ``problems``
+    fail the check (backend unreachable, unsafe server settings or access
+    control, an unreadable replica record); ``warnings`` are worth fixing
+    (live replicas that say no build); ``notes`` inform (versions here and
+    on the live ``replicas``, claims held by no live replica)."""
+
     backend: str
     version: str
     problems: list[str] = field(default_factory=list)
@@ -38,9 +45,13 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        """No problem found: ``flowbaton check`` exits 0 (warnings do not count)."""
         return not self.problems
 
     def to_json(self) -> dict[str, Any]:
+        """The report as JSON, for scripts (``flowbaton check`` prints text and
+        has no ``--json``): backend, version, ok, problems, notes, warnings,
+        and each live replica's id, version and build."""
         return {"backend": self.backend, "version": self.version, "ok": self.ok, "problems": self.problems,
                 "notes": self.notes, "warnings": self.warnings,
                 "replicas": [{"replica_id": r.replica_id, "version": r.version, "build": r.build}

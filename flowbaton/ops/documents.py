@@ -44,10 +44,18 @@ class FlowRow:
 
     @classmethod
     def of(cls, flow: FlowDetail, owner: str | None, stranded: str | None = None) -> FlowRow:
+        """The row of a flow record. ``owner``: the owner of the flow's live
+        claim, None when unclaimed (not the record's ``owner``, which may name
+        a dead replica); ``stranded``: why no live replica will run it, in a
+        stranded listing."""
         return cls(flow.id, flow.name, flow.state, flow.factory, owner, flow.created_at, flow.updated_at,
                    flow.reason, stranded)
 
     def to_json(self) -> dict[str, JSON]:
+        """One row of ``flows --json``: id, name, state, factory, owner,
+        created_at, updated_at, reason, and ``stranded`` in a stranded
+        listing only; keys in this order, later releases only append keys
+        (docs/design.md, "Operator output")."""
         row = {
             "id": self.id,
             "name": self.name,
@@ -70,6 +78,9 @@ class FlowPage:
     next: str | None
 
     def to_json(self) -> dict[str, JSON]:
+        """The page for scripts: ``flows`` (its rows as ``flows --json`` prints
+        them) and ``next``, the cursor of the next page (None on the last).
+        The CLI prints only the rows, and the cursor on stderr."""
         return {"flows": [row.to_json() for row in self.rows], "next": self.next}
 
 
@@ -92,6 +103,11 @@ class ClaimRow:
     @classmethod
     def of(cls, claim: ClaimInfo, replica: ReplicaInfo | None = None, flow: FlowDetail | None = None,
            progress: float | None = None, now: float | None = None) -> ClaimRow:
+        """The row of a live claim as of ``now`` (default: the clock):
+        ``replica`` is its owner's presence (None: no live replica, so the
+        claim is stale), ``flow`` the record its state is read from,
+        ``progress`` the flow's latest task start or end. Age and lease left
+        are rounded to the millisecond."""
         current = time.time() if now is None else now
         left = None if claim.expires_at is None else round(claim.expires_at - current, 3)
         return cls(claim, replica, flow.state if flow else None, round(current - claim.claimed_at, 3), left,
@@ -99,10 +115,14 @@ class ClaimRow:
 
     @property
     def host(self) -> str | None:
+        """The host the owner runs on, from its presence; None when the owner is
+        no live replica."""
         return self.replica.host if self.replica else None
 
     @property
     def pid(self) -> int | None:
+        """The owner's process id on ``host``, from its presence; None when the
+        owner is no live replica."""
         return self.replica.pid if self.replica else None
 
     @property
@@ -117,6 +137,10 @@ class ClaimRow:
         return self.replica is None
 
     def to_json(self) -> dict[str, JSON]:
+        """One claim in ``claims --json``: the claim's own keys
+        (``ClaimInfo.to_dict``), then host, pid, state, age, lease,
+        lease_left, last_progress and stale; keys in this order, later
+        releases only append keys."""
         return {
             **self.claim.to_dict(),
             "host": self.host,
@@ -141,6 +165,11 @@ class ReplicaRow:
     draining: bool = False  # an operator asked it to hand everything back (``flowbaton drain``)
 
     def to_json(self) -> dict[str, JSON]:
+        """One replica in ``replicas --json``: replica_id, host, pid, version,
+        allow, started_at, seen_at, the flows it holds (``claims``), build
+        and draining; keys in this order, later releases only append keys.
+        The presence's process identity (boot id, pid namespace, start time)
+        is left out."""
         info = self.info
         return {"replica_id": info.replica_id, "host": info.host, "pid": info.pid, "version": info.version,
                 "allow": info.allow, "started_at": info.started_at, "seen_at": info.seen_at,
@@ -159,9 +188,15 @@ class ReplicasReport:
 
     @property
     def unset_builds(self) -> list[str]:
+        """Ids of the live replicas that say no build, oldest first: each may
+        resume a flow that newer code already ran (``flowbaton check`` warns)."""
         return unset_builds([r.info for r in self.replicas])
 
     def to_json(self) -> dict[str, JSON]:
+        """What ``replicas --json`` prints: ``replicas`` (``ReplicaRow.to_json``
+        each), ``other_claims`` (claims no live replica holds, as
+        ``ClaimInfo.to_dict``), ``warnings`` and ``unset_builds``; keys in
+        this order, later releases only append keys."""
         return {"replicas": [r.to_json() for r in self.replicas],
                 "other_claims": [c.to_dict() for c in self.other_claims], "warnings": self.warnings,
                 "unset_builds": self.unset_builds}
@@ -188,12 +223,18 @@ class TaskRow:
 
     @classmethod
     def of(cls, task_id: str, detail: TaskDetail | None) -> TaskRow:
+        """The row of a task from its record; ``detail`` None (a task of
+        today's flow that never started) gives PENDING, attempt 0."""
         if detail is None:  # in the flow, never started
             return cls(task_id, "PENDING", None, 0, None, None, None)
         return cls(task_id, detail.state, detail.version, detail.attempts, detail.result, detail.failure,
                    detail.owner, detail.started_at, detail.finished_at, detail.epoch, history_of(detail))
 
     def to_json(self) -> dict[str, JSON]:
+        """One task in ``show --json``: id, state, version, attempts, result
+        (as stored: codec values still tagged), failure, owner, started_at,
+        finished_at, epoch and history; keys in this order, later releases
+        only append keys."""
         return {"id": self.id, "state": self.state, "version": self.version, "attempts": self.attempts,
                 "result": self.result, "failure": self.failure, "owner": self.owner,
                 "started_at": self.started_at, "finished_at": self.finished_at, "epoch": self.epoch,
@@ -230,6 +271,9 @@ class FlowShow:
     @classmethod
     def of(cls, flow: FlowDetail, tasks: Mapping[str, TaskDetail], declines: Sequence[Decline],
            claim: ClaimInfo | None, stranded_reason: str | None) -> FlowShow:
+        """The document of a flow from its records: tasks in the flow's own
+        order (as the engine stored it at the last run), then stored tasks
+        it no longer has; ``stranded_reason`` None when it is not stranded."""
         rows = [TaskRow.of(t, tasks.get(t)) for t in _task_order(flow, tasks)]
         return cls(flow, rows, list(declines), claim, stranded_reason, dict(tasks))
 
@@ -240,13 +284,22 @@ class FlowShow:
 
     @property
     def meta(self) -> FlowMeta:
+        """The record's ``meta`` (the engine's bookkeeping: resumes, operator
+        actions, claims, version decisions) through the engine's typed view,
+        so no reader spells its keys out."""
         return FlowMeta(self.flow.meta)
 
     @property
     def stranded(self) -> bool:
+        """Whether no live replica will run the flow (``stranded_reason`` says why)."""
         return self.stranded_reason is not None
 
     def to_json(self) -> dict[str, JSON]:
+        """What ``show --json`` prints: the record's fields but ``meta`` and
+        ``schema`` (``owner`` is the live claim's), its tasks
+        (``TaskRow.to_json`` each), declines, the live ``claim``, the
+        histories kept in ``meta``, and whether it is stranded; keys in this
+        order, later releases only append keys. ``details`` is not in it."""
         flow, meta = self.flow, self.meta
         return {
             "id": flow.id,
@@ -311,9 +364,14 @@ class FlowPlan:
 
     @property
     def declines(self) -> bool:
+        """Whether a replica of the code here (``this_build``) would decline the
+        flow for its build; ``decline`` says why."""
         return self.decline is not None
 
     def to_json(self) -> dict[str, JSON]:
+        """What ``plan --json`` prints: every field in order, except that the
+        ``decline`` reason becomes ``declines``, true or false; later
+        releases only append keys."""
         return {"flow_id": self.flow_id, "state": self.state, "factory": self.factory, "added": self.added,
                 "unmatched": self.unmatched, "version_changed": self.version_changed, "reuse": self.reuse,
                 "run": self.run, "in_doubt": self.in_doubt, "failed": self.failed, "held": self.held,

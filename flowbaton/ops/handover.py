@@ -43,6 +43,8 @@ class HandoverResult:
     held: list[str]  # drain: the flows the replica held when asked
 
     def describe(self) -> str:
+        """The one line the CLI prints for people: whom it asked to hand what
+        back and when they will see it, or why there was nothing to ask."""
         if self.action == "release":
             if self.request is None:
                 return f"flow {self.flow_id} is not claimed: nothing to hand back; any replica may run it"
@@ -56,6 +58,10 @@ class HandoverResult:
         return f"lifted the drain of replica {self.replica_id}: it claims flows again"
 
     def to_json(self) -> dict[str, Any]:
+        """What ``release --json`` (without ``--force``) and ``drain --json``
+        (``--undo`` too) print: action, replica_id, flow_id, epoch,
+        ``requested`` (whether a request was filed or found), ``requested_by``
+        and ``held``; keys in this order, later releases only append keys."""
         return {"action": self.action, "replica_id": self.replica_id, "flow_id": self.flow_id,
                 "epoch": self.epoch, "requested": self.request is not None,
                 "requested_by": self.request.by if self.request else None, "held": self.held}

@@ -33,6 +33,10 @@ class RollbackReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """What ``retry --stranded --allow-build --json`` prints: the build,
+        ``allowed`` (each flow's retry result as ``retry --json`` prints it)
+        and ``skipped`` (id and why); keys in this order, later releases only
+        append keys."""
         return {"build": self.build, "allowed": [r.to_json() for r in self.allowed],
                 "skipped": [{"id": flow_id, "why": why} for flow_id, why in self.skipped]}
 

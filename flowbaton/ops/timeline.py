@@ -87,6 +87,10 @@ class Attempt:
         return self.finished_at is None
 
     def to_json(self) -> dict[str, JSON]:
+        """One attempt in ``show --timeline --json``: task_id, number, kind,
+        started_at, finished_at, until, outcome, replica, epoch, in_doubt and
+        error (times in wall-clock seconds); keys in this order, later
+        releases only append keys."""
         return {"task_id": self.task_id, "number": self.number, "kind": self.kind, "started_at": self.started_at,
                 "finished_at": self.finished_at, "until": self.until, "outcome": self.outcome,
                 "replica": self.replica, "epoch": self.epoch, "in_doubt": self.in_doubt, "error": self.error}
@@ -107,6 +111,9 @@ class ClaimSpan:
     until: float
 
     def to_json(self) -> dict[str, JSON]:
+        """One claim in ``show --timeline --json``: epoch, owner, claimed_at,
+        ended_at, ended and until; keys in this order, later releases only
+        append keys."""
         return {"epoch": self.epoch, "owner": self.owner, "claimed_at": self.claimed_at, "ended_at": self.ended_at,
                 "ended": self.ended, "until": self.until}
 
@@ -125,6 +132,9 @@ class Takeover:
     stood_still: float | None
 
     def to_json(self) -> dict[str, JSON]:
+        """One takeover in ``show --timeline --json``: at, epoch, from_owner,
+        to_owner and stood_still; keys in this order, later releases only
+        append keys."""
         return {"at": self.at, "epoch": self.epoch, "from_owner": self.from_owner, "to_owner": self.to_owner,
                 "stood_still": self.stood_still}
 
@@ -139,6 +149,9 @@ class TaskLine:
     attempts: list[Attempt]
 
     def to_json(self) -> dict[str, JSON]:
+        """One task in ``show --timeline --json``: task_id, state and its
+        attempts (``Attempt.to_json`` each, oldest first); keys in this
+        order, later releases only append keys."""
         return {"task_id": self.task_id, "state": self.state, "attempts": [a.to_json() for a in self.attempts]}
 
 
@@ -163,12 +176,20 @@ class Timeline:
 
     @property
     def span(self) -> float:
+        """Seconds from ``start`` to ``end``: what a drawing scales to its width
+        (0 when no claim or attempt is recorded)."""
         return self.end - self.start
 
     def attempts(self) -> Iterable[Attempt]:
+        """Every attempt of every task, task by task in the flow's order, each
+        task's oldest first: a fresh iterator on each call."""
         return (a for line in self.tasks for a in line.attempts)
 
     def to_json(self) -> dict[str, JSON]:
+        """What ``show --timeline --json`` prints, the model every drawing is
+        made from: flow_id, name, state, start, end, now, replicas, then its
+        tasks, claims and takeovers (each their own ``to_json``); keys in
+        this order, later releases only append keys."""
         return {"flow_id": self.flow_id, "name": self.name, "state": self.state, "start": self.start,
                 "end": self.end, "now": self.now, "replicas": self.replicas,
                 "tasks": [t.to_json() for t in self.tasks], "claims": [c.to_json() for c in self.claims],
