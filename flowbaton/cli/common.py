@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..backends import DEFAULT_URL, default_url, open_backend
 from ..backends.base import Backend
 
-__all__ = ["UsageError", "backend_url", "existing_url", "opened", "emit"]
+__all__ = ["UsageError", "backend_url", "existing_url", "opened", "emit", "impatient_options"]
 
 DEFAULT_PATH = DEFAULT_URL.removeprefix("sqlite:///")  # ./flowbaton.db
 
@@ -54,7 +54,7 @@ def opened(args: argparse.Namespace) -> Iterator[Backend]:
         yield given
         return
     url = existing_url(args)
-    backend = open_backend(url, **_impatient(url))
+    backend = open_backend(url, **impatient_options(url))
     try:
         yield backend
     finally:
@@ -68,7 +68,7 @@ def opened(args: argparse.Namespace) -> Iterator[Backend]:
 CLI_PATIENCE = 0.8
 
 
-def _impatient(url: str) -> dict[str, float]:
+def impatient_options(url: str) -> dict[str, float]:
     """Options for a person waiting at a terminal, unless the URL sets them:
     Redis retries refused connections and timeouts for ``CLI_PATIENCE``
     seconds, not the 10 s a replica waits out a server restart with, and

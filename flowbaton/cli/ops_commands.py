@@ -34,7 +34,7 @@ from .args import (
     positive_seconds,
     time_age,
 )
-from .common import UsageError, emit, existing_url, opened
+from .common import UsageError, emit, existing_url, impatient_options, opened
 from .ops_views import render_check, render_plan, render_purge, render_replicas, render_rollback
 from .terminal import printable, printable_lines
 from .timeline import add_timeline_options, for_terminal, write_svg
@@ -419,8 +419,12 @@ def _purge(args: argparse.Namespace, backend: Any, dry_run: bool) -> ops.PurgeRe
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    target = getattr(args, "backend_object", None) or existing_url(args)
-    report = check(target)
+    given = getattr(args, "backend_object", None)
+    if given is not None:
+        report = check(given)
+    else:
+        url = existing_url(args)
+        report = check(url, **impatient_options(url))  # a person waits: as patient as the other commands
     emit(render_check(report))
     return 0 if report.ok else EXIT_PROBLEM
 

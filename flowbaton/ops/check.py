@@ -58,13 +58,14 @@ class CheckReport:
                              for r in self.replicas]}
 
 
-def check(target: str | Backend) -> CheckReport:
-    """Check the backend ``target`` names (a URL, opened and closed here, or
-    an open backend). Only a bad URL raises; everything else is reported."""
+def check(target: str | Backend, **options: Any) -> CheckReport:
+    """Check the backend ``target`` names (a URL, opened and closed here with
+    the backend ``options`` given, or an open backend). Only a bad URL
+    raises; everything else is reported."""
     url = redact_url(target if isinstance(target, str) else target.url)
     report = CheckReport(url, flowbaton_version())
     try:
-        backend = open_backend(target) if isinstance(target, str) else target
+        backend = open_backend(target, **options) if isinstance(target, str) else target
     except BackendUnavailable as err:
         report.problems.append(f"backend unreachable: {err}")
         return report

@@ -30,6 +30,7 @@ from flowbaton.backends.states import (
     RUNNING,
     SUCCESS,
 )
+from flowbaton.cli.common import CLI_PATIENCE
 
 from .ops_helpers import bad_input, present, run_cli, store, task
 
@@ -278,6 +279,16 @@ def test_check_fails_on_a_redis_that_may_evict_claims(
 def test_check_fails_on_an_unreachable_backend(capsys: pytest.CaptureFixture[str]) -> None:
     out = run_cli(capsys, "redis://127.0.0.1:1/0?retry_deadline=0.5", "check")
     assert out.code == 1 and "backend unreachable" in out.stdout
+
+
+@pytest.mark.redis
+def test_check_waits_for_an_unreachable_backend_as_briefly_as_the_other_commands(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A person waits at the terminal: ``check`` gives up after the CLI's
+    patience like ``flows`` does, not after a replica's 10 s retry deadline."""
+    out = run_cli(capsys, "redis://127.0.0.1:1/0", "check")
+    assert out.code == 1 and f"unavailable for {CLI_PATIENCE:g}s" in out.stdout, out
 
 
 # ---------------------------------------------------------------- bad input
