@@ -405,8 +405,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_purge(args: argparse.Namespace) -> int:
     with opened(args) as backend:
         listed = _purge(args, backend, dry_run=True)
-        if args.dry_run or not listed.flows:
+        if args.dry_run:
             _emit_doc(args, listed, render_purge)
+            return 0
+        if not listed.flows:  # nothing to confirm: say "purged 0", not what a dry run would
+            _emit_doc(args, ops.PurgeReport(False, listed.cutoff), render_purge)
             return 0
         confirm(args, f"delete {len(listed.flows)} finished flow(s) and their tasks for good?")
         report = _purge(args, backend, dry_run=False)

@@ -239,6 +239,16 @@ def test_purge(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
     assert {f.id for f in backend.list_flows()} == {held_open, recent, running}
 
 
+def test_a_purge_with_nothing_to_purge_says_it_purged_nothing(backend: Backend,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Not what a dry run would have done: ``--json`` says ``dry_run: false``."""
+    store(backend, SUCCESS)  # too recent
+    out = run_cli(capsys, backend, "purge", "--finished-before", "1d", "--yes")
+    assert out.code == 0 and out.stdout.startswith("purged 0 flow(s)"), out
+    report = run_cli(capsys, backend, "purge", "--finished-before", "1d", "--yes", "--json").json()
+    assert (report["dry_run"], report["flows"]) == (False, [])
+
+
 def test_actions_ask_on_a_terminal(backend: Backend, capsys: pytest.CaptureFixture[str],
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     flow = store(backend, RUNNING)
