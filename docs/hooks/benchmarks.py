@@ -126,6 +126,7 @@ def _figures_table(figures: list[Doc]) -> str:
     for fig in figures:
         unit = fig["unit"]
         label = fig["label"] + (f" (errors: {'; '.join(fig['errors'][:2])})" if fig.get("errors") else "")
+        label += f" ({fig['note']})" if fig.get("note") else ""
         theirs = number(_median(fig, "taskflow"), unit) + ("" if peer else f" ({_peer(fig)})")
         cells = [label, unit, number(_median(fig, "flowbaton"), unit), theirs, ratio_text(_median(fig, "ratio")),
                  _target(fig)]
