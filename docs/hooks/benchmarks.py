@@ -82,8 +82,9 @@ def _section(path: Path, doc: Doc) -> str:
 
 def _figures_section(name: str, doc: Doc) -> str:
     figures: list[Doc] = doc["figures"]
-    peers = sorted({_peer(fig) for fig in figures})
-    parts = [f"## flowbaton against {' and '.join(peers)} (`{name}`)", _run_text(doc)]
+    # A row without a peer value (a ratio of flowbaton's own figures) names no peer.
+    peers = sorted({_peer(fig) for fig in figures if _median(fig, "taskflow") is not None})
+    parts = [f"## flowbaton against {' and '.join(peers) or 'itself'} (`{name}`)", _run_text(doc)]
     for title, group in _by_workload(figures):
         parts += [f"### {title}", _figures_table(group)]
     parts += ["### flowbaton / peer, every figure", ratio_chart(figures, f"flowbaton / peer ratios ({name})")]
