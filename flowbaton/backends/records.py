@@ -440,6 +440,10 @@ class ReplicaInfo:
     boot_id: str | None = None  # Linux: /proc/sys/kernel/random/boot_id
     pid_namespace: str | None = None  # Linux: /proc/self/ns/pid, "pid:[4026531836]"
     process_start: int | None = None  # Linux: /proc/<pid>/stat starttime, clock ticks since boot
+    #: the ``at`` of the drain request this incarnation obeys (it claims
+    #: nothing more), None while it claims: how ``drain --wait`` knows the
+    #: request was read, not just that the replica holds nothing right now
+    draining_since: float | None = None
 
     def to_json(self) -> str:
         """The presence as stored: compact JSON with sorted keys."""
@@ -464,6 +468,7 @@ class ReplicaInfo:
             boot_id=_optional(data, where, "boot_id", TEXT, None),
             pid_namespace=_optional(data, where, "pid_namespace", TEXT, None),
             process_start=_optional(data, where, "process_start", COUNT, None),
+            draining_since=_float_or_none(_optional(data, where, "draining_since", NUMBER, None)),
         )
 
 

@@ -334,7 +334,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
             result = handover.drain(backend, args.replica_id)
         _emit_doc(args, result, _described)
         if args.wait and not args.undo:
-            return _waited(lambda: handover.wait_drained(backend, args.replica_id, args.timeout),
+            return _waited(lambda: handover.wait_drained(backend, result, args.timeout),
                            f"replica {args.replica_id} drained")
     return 0
 

@@ -54,6 +54,9 @@ class Mailbox:
         self._asked: dict[str, Handover] = {}  # flow id -> the request its gate was stopped for
         self._unheld_since: dict[str, float] = {}  # flow id -> when a request about it was first seen unheld
         self._drain: Handover | None = None
+        #: told the drain this replica obeys from now on (None: it claims
+        #: again), so its presence can say so (``ReplicaInfo.draining_since``)
+        self.on_drain: Callable[[Handover | None], None] = lambda drain: None
 
     @property
     def draining(self) -> Handover | None:
@@ -92,7 +95,10 @@ class Mailbox:
             else:
                 log.warning("replica %s: drain lifted, claiming again", self.replica_id,
                             extra={"replica_id": self.replica_id, "event": "drain"})
-        self._drain = drain
+        changed = (drain.at if drain else None) != (self._drain.at if self._drain else None)
+        self._drain = drain  # before it is announced: once it is, the claim loop claims nothing more
+        if changed:
+            self.on_drain(drain)
 
     def _act(self, request: Handover, claim: Claim[LeasedGate] | None, now: float) -> None:
         flow_id = request.flow_id or ""

@@ -197,6 +197,20 @@ class LeaseKeeper:
             self.backend.register_replica(self._presence, self.presence_ttl)
         self._presence_until = sent + self.presence_ttl - self.margin
 
+    def announce_draining(self, since: float | None) -> None:
+        """Say in the presence record that this replica obeys the drain asked
+        at ``since`` (None: it claims again): one write, on a change only.
+        A failed write is redone in full by the next heartbeat."""
+        if self._presence is None:
+            return
+        self._presence.draining_since = since
+        try:
+            self.register()
+        except FlowbatonError as err:
+            self._presence_until = -math.inf  # the next beat announces it again, whole
+            log.warning("announcing the drain of replica %s failed, retried at the next beat: %s",
+                        self.replica_id, err, extra={"replica_id": self.replica_id})
+
     def _heartbeat_presence(self) -> None:
         # A presence that may have expired (process stopped, backend away,
         # session lost) is announced again in full: a bare heartbeat does not

@@ -152,6 +152,7 @@ class Coordinator:
                                   observer=self.observer)
         self.mailbox = Mailbox(backend, self.replica_id, presence.started_at, lease, clock)
         self.keeper.after_beat = self.mailbox.check
+        self.mailbox.on_drain = lambda drain: self.keeper.announce_draining(drain.at if drain else None)
         self._lock = threading.Lock()
         self._workers: dict[str, tuple[FlowWorker, threading.Thread]] = {}
         self._concurrency = 0

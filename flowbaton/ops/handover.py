@@ -131,8 +131,27 @@ def wait_handed_back(backend: Backend, result: HandoverResult, timeout: float | 
     _wait(lambda: _still_held(backend, flow_id, epoch) is None, f"flow {flow_id}", timeout, sleep)
 
 
-def wait_drained(backend: Backend, replica_id: str, timeout: float | None = 300.0,
+def wait_drained(backend: Backend, result: HandoverResult, timeout: float | None = 300.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-    """Return once the replica holds no claim; ``TimeoutError``."""
-    _wait(lambda: not any(c.owner == replica_id for c in backend.list_claims()), f"replica {replica_id}",
-          timeout, sleep)
+    """Return once the replica ``result`` drained has read the request (its
+    presence says it obeys it: ``ReplicaInfo.draining_since``, so it claims
+    nothing more) and holds no claim; ``TimeoutError``. Holding nothing is
+    not enough alone: a replica that had no flow when asked could claim one
+    before its next beat reads the request. ``OpRefused`` when the replica
+    was restarted meanwhile (the drain was about its earlier run) or was not
+    drained by ``result``."""
+    request = result.request
+    if result.action != "drain" or request is None or result.replica_id is None:
+        raise OpRefused("nothing to wait for: not a drain request")
+    replica_id = result.replica_id
+
+    def drained() -> bool:
+        live = _live(backend, replica_id)
+        if live is not None and live.started_at != request.started_at:
+            raise OpRefused(f"replica {replica_id} was restarted: the drain was about its earlier run "
+                            "(drain it again)")
+        if live is not None and live.draining_since != request.at:
+            return False  # not read yet: it may still claim
+        return not any(c.owner == replica_id for c in backend.list_claims())
+
+    _wait(drained, f"replica {replica_id}", timeout, sleep)

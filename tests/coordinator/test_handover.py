@@ -56,6 +56,30 @@ def test_release_hands_the_flow_back_and_runs_the_in_flight_task_once(
     assert f"flow {flow_id}: handed back on the request of" in cluster.replicas[owner].log_text()
 
 
+def test_drain_wait_of_an_idle_replica_returns_once_it_read_the_request(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Holding nothing when asked is not being drained: until its next beat
+    reads the request, the replica may still claim. ``--wait`` returns only
+    once its presence says it obeys this drain, so what is submitted after
+    "drained" never runs there."""
+    cluster.spawn("r1", concurrency=2)
+    cluster.spawn("r2", concurrency=2)
+    cluster.wait_registered("r1", "r2")
+    out = run_cli(capsys, cluster.backend, "drain", "r1", "--wait", "--timeout", "30", "--yes")
+    assert out.code == 0 and "replica r1 drained" in out.stdout, out
+    asked = next(request for request in cluster.backend.load_handovers("r1") if request.drain)
+    presence = next(r for r in cluster.backend.list_replicas() if r.replica_id == "r1")
+    assert presence.draining_since == asked.at  # read, and said so, before --wait returned
+    later = [cluster.submit(n=1, pause=0.05) for _ in range(4)]
+    cluster.wait_done(*later)
+    assert {r.replica for r in cluster.runs() if r.flow in later} == {"r2"}
+
+    assert run_cli(capsys, cluster.backend, "drain", "r1", "--undo").code == 0
+    until(lambda: next(r for r in cluster.backend.list_replicas() if r.replica_id == "r1").draining_since is None,
+          10, "r1 to say it claims again")
+
+
 def test_drain_hands_everything_back_and_claims_nothing_until_lifted(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
