@@ -103,14 +103,15 @@ def cluster_warnings(client: Any, where: str) -> list[str]:
     replica can be failed over to it, so it must refuse writes no replica
     saw: ``min-replicas-to-write``; one without has nobody to fail over
     to, as a lone Redis), plus the cluster's own settings."""
+    primaries = client.get_primaries()
+    if not primaries:
+        return [f"{where}: the cluster reports no primary"]
     found: list[str] = []
-    for node in client.get_primaries():
+    for node in primaries:
         name = f"{where} node {node.host}:{node.port}"
         server = client.get_redis_connection(node)
         found += server_warnings(server, name)
         found += _validity_warnings(server, name)
-    if not client.get_primaries():
-        found.append(f"{where}: the cluster reports no primary")
     return found
 
 

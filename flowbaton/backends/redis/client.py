@@ -35,13 +35,16 @@ from ._types import Client, Pipe
 from .scripts import load_all
 from .url import Target
 
-__all__ = ["Connection", "client_kwargs", "execute", "is_transient"]
+__all__ = ["REDIS_ERRORS", "Connection", "client_kwargs", "execute", "is_transient"]
 
 log = logging.getLogger("flowbaton.backends.redis")
 
 T = TypeVar("T")
 Op = Callable[[Client, bool], T]
 
+#: What redis-py raises: a cluster client's own errors (no node reachable,
+#: a slot without a node) are no ``RedisError``.
+REDIS_ERRORS = (rex.RedisError, rex.RedisClusterException)
 # Connection errors that retrying cannot fix.
 _PERMANENT = (rex.AuthenticationError, rex.AuthorizationError)
 _TRANSIENT = (
@@ -165,7 +168,7 @@ class Connection:
         try:
             return self.policy.run(lambda retried: op(self.redis, retried),
                                    on_retry=lambda state: self._before_retry(what, state))
-        except (rex.RedisError, rex.RedisClusterException) as err:
+        except REDIS_ERRORS as err:
             raise self._translate(what, err) from err
 
     def _before_retry(self, what: str, state: RetryCallState) -> None:
@@ -184,12 +187,12 @@ class Connection:
         """Load the Lua scripts; False (and a retry later) if Redis is away."""
         try:
             load_all(self.redis)
-        except (rex.RedisError, rex.RedisClusterException) as err:
+        except REDIS_ERRORS as err:
             log.debug("loading scripts into %s failed: %s", self.where, err)
             return False
         return True
 
-    def _translate(self, what: str, err: rex.RedisError | rex.RedisClusterException) -> FlowbatonError:
+    def _translate(self, what: str, err: BaseException) -> FlowbatonError:
         if isinstance(err, rex.ResponseError) and str(err).startswith("WRONGTYPE"):
             return CorruptRecord(f"{self.where} ({what})", f"a key holds the wrong Redis type: {err}")
         if _certificate_refused(err):

@@ -18,8 +18,6 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis.exceptions as rex
-
 from ..base import MAX_HANDOVERS, SETTINGS_EVENT, Backend, Capability
 from ..errors import BackendUnavailable, ClaimHeld, ClaimLost, CorruptRecord, FlowExists, FlowNotFound
 from ..limits import batches, check_new_flow, checked_limit, fitting, sized
@@ -31,7 +29,7 @@ from ..redact import redact_url
 from ..states import RUNNABLE_FLOW_STATES
 from ._types import Client
 from .checks import cluster_warnings, server_warnings
-from .client import Connection, execute
+from .client import REDIS_ERRORS, Connection, execute
 from .index import Index
 from .keys import FlowKeys, GlobalKeys, Layout, as_text, from_bytes, mailbox_key, to_bytes
 from .layout import resolve_layout
@@ -144,7 +142,7 @@ class RedisBackend(Backend):
             try:
                 self._warnings = self._check_server(self._conn.redis, False)
                 self._resolved()  # a layout the URL contradicts is refused at open
-            except (rex.RedisError, rex.RedisClusterException, BackendUnavailable) as err:  # best effort, redone later
+            except (*REDIS_ERRORS, BackendUnavailable) as err:  # best effort, redone later
                 log.debug("server check on %s deferred: %s", self._conn.where, err)
 
     def _check_server(self, client: Client, retried: bool) -> list[str]:

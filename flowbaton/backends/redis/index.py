@@ -174,15 +174,14 @@ class Index:
         # One query per shard over the hint, in one pipeline, merged by
         # creation order; twice the limit leaves room for entries the probe
         # below turns away.
-        pipe = client.pipeline(transaction=False)
-        for index in self.layout.indexes:
-            evalsha(pipe, "candidates", [index.runnable, index.created], [now, 2 * limit, _FIRST_TIME_SCORE])
+        replies = self._each_shard(client, lambda pipe, index: evalsha(
+            pipe, "candidates", [index.runnable, index.created], [now, 2 * limit, _FIRST_TIME_SCORE]))
         lapses: list[int] = []
         found_in: list[tuple[float, bytes, bytes, IndexKeys]] = []
-        for index, raw in zip(self.layout.indexes, execute(pipe), strict=True):
+        for index, raw in zip(self.layout.indexes, replies, strict=True):
             upcoming, *reply = decode_reply("candidates", raw).fields
-            if int(float(upcoming)):
-                lapses.append(int(float(upcoming)))
+            if lapse := int(float(upcoming)):
+                lapses.append(lapse)
             found_in += [(float(order), member, score, index)
                          for member, score, order in zip(reply[::3], reply[1::3], reply[2::3], strict=True)]
         self.next_lapse_ms = min(lapses, default=0)
@@ -257,7 +256,8 @@ class Index:
     # ----------------------------------------------------------- for listing
 
     def _each_shard(self, client: Client, query: Callable[[Pipe, IndexKeys], object]) -> list[Any]:
-        """One query per shard in one pipeline; the replies in shard order."""
+        """``query`` queues its commands for each shard, all in one pipeline;
+        the replies in shard order."""
         pipe = client.pipeline(transaction=False)
         for index in self.layout.indexes:
             query(pipe, index)
@@ -349,11 +349,12 @@ class Index:
         """(flow id, claim value, PTTL) of every flow that may hold a claim."""
         def op(client: Client, retried: bool) -> list[tuple[str, bytes | None, int]]:
             now = now_ms()
-            pipe = client.pipeline(transaction=False)
-            for index in self.layout.indexes:
+
+            def query(pipe: Pipe, index: IndexKeys) -> None:
                 pipe.zremrangebyscore(index.leases, "-inf", now - _LEASE_TRIM_MS)
                 pipe.zrangebyscore(index.leases, now - _LEASE_SLACK_MS, "+inf")
-            members: list[bytes] = [m for reply in execute(pipe)[1::2] for m in reply]
+
+            members: list[bytes] = [m for reply in self._each_shard(client, query)[1::2] for m in reply]
             found: list[tuple[str, bytes | None, int]] = []
             for chunk in _chunks(members):
                 found += self._claims_of(client, chunk)

@@ -41,7 +41,7 @@ from redis.client import PubSub
 from ..errors import CorruptRecord
 from ..records import load_json
 from ._types import Client
-from .client import Connection, execute
+from .client import REDIS_ERRORS, Connection, execute
 from .keys import Layout, as_text
 
 __all__ = ["Leases", "LostClaims", "claim_lease"]
@@ -83,13 +83,9 @@ class Leases:
         wanted = sorted(set(shards))
         with self._lock:
             held = {shard: self._held.get((owner, lease_ms, shard)) for shard in wanted}
-        known = [(shard, key) for shard, key in held.items() if key is not None]
-        found: dict[int, str] = {}
-        if known:
-            pipe = client.pipeline(transaction=False)
-            for _, key in known:
-                pipe.pexpire(key, lease_ms)
-            found = {shard: key for (shard, key), alive in zip(known, execute(pipe), strict=True) if alive}
+        known = {shard: key for shard, key in held.items() if key is not None}
+        dead = self.extend(client, list(known.values()), lease_ms) if known else set()
+        found = {shard: key for shard, key in known.items() if key not in dead}
         missing = [shard for shard in wanted if shard not in found]
         if missing:
             lease_id = f"{owner}#{uuid.uuid4().hex[:12]}"
@@ -154,7 +150,7 @@ class LostClaims:
                     self._pubsub = self._conn.redis.pubsub(ignore_subscribe_messages=True)
                     self._pubsub.subscribe(self._channel)
                 return self._drain(self._pubsub), fresh
-            except (rex.RedisError, rex.RedisClusterException, OSError) as err:
+            except (*REDIS_ERRORS, OSError) as err:
                 log.info("lost-claim subscription broken, claims will be checked one by one: %s", err)
                 self._drop()
                 return set(), True

@@ -27,7 +27,7 @@ import time
 import redis.exceptions as rex
 from redis.client import PubSub
 
-from .client import Connection
+from .client import REDIS_ERRORS, Connection
 
 __all__ = ["Waiter"]
 
@@ -58,7 +58,7 @@ class Waiter:
             while not self._closed.is_set():
                 try:
                     return self._wait_until(deadline)
-                except (rex.RedisError, rex.RedisClusterException) as err:
+                except REDIS_ERRORS as err:
                     # The subscription broke (restart, failover) or cannot be
                     # made (Redis away): subscribe again, which Sentinel sends
                     # to the current primary, a slice later, until the
