@@ -2,13 +2,77 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flowbaton.engine import Flow, Graph, Linear, Task, Unordered, current_task, task
+from flowbaton.engine.task import FunctionTask
+
+#: "async" (in the environment, so a test's subprocesses see it too): every
+#: factory below builds its tasks as ``async def`` twins of the plain ones,
+#: and the engine suite runs again through the task loop (tests/engine/conftest.py).
+TASK_KIND = "FLOWBATON_TEST_TASKS"
+
+
+def kind(*tasks: Task) -> list[Task]:
+    """``tasks`` as they are, or as async twins when the suite asks."""
+    if os.environ.get(TASK_KIND) != "async":
+        return list(tasks)
+    return [_async_twin(t) for t in tasks]
+
+
+def _async_twin(original: Task) -> Task:
+    """The same task (id, version, settings, inputs) with ``async def``
+    calls: each yields to the loop once, then runs the plain body."""
+    if isinstance(original, FunctionTask):
+        twin: Task = object.__new__(FunctionTask)
+        twin.__dict__.update(original.__dict__)
+        twin.fn = _awaiting(original.fn)  # type: ignore[attr-defined]
+        if original.revert_fn is not None:
+            twin.revert_fn = _awaiting(original.revert_fn)  # type: ignore[attr-defined]
+    else:
+        twin = object.__new__(_twin_class(type(original)))
+        twin.__dict__.update(original.__dict__)
+    Task.__init__(twin, **original._settings())
+    assert twin.execute_is_async
+    return twin
+
+
+def _awaiting(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)  # the plain signature: the same inputs are bound
+    async def twin(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)  # a real suspension: the body runs after a turn of the loop
+        return fn(*args, **kwargs)
+
+    return twin
+
+
+@functools.cache
+def _twin_class(cls: type[Task]) -> type[Task]:
+    if cls is Sleeper:
+        return AsyncSleeper
+    namespace: dict[str, Any] = {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                                 "execute": _awaiting_method(cls, "execute")}
+    if cls.revert is not Task.revert:
+        namespace["revert"] = _awaiting_method(cls, "revert")
+    return type(cls.__name__, (cls,), namespace)
+
+
+def _awaiting_method(cls: type[Task], name: str) -> Callable[..., Any]:
+    """Like ``_awaiting``, looking the plain method up at each call (a test
+    may patch the class after its twin was made)."""
+    @functools.wraps(getattr(cls, name))
+    async def twin(self: Task, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)
+        return getattr(cls, name)(self, *args, **kwargs)
+
+    return twin
 
 
 def _ledger(event: str, path: str | None) -> None:
@@ -46,7 +110,7 @@ class BootVM(Task):
 
 
 def provision(network: str) -> Flow:
-    return Linear("provision", reserve_ip, BootVM())
+    return Linear("provision", *kind(reserve_ip, BootVM()))
 
 
 @task(id="explode")
@@ -56,7 +120,7 @@ def explode(vm: dict[str, Any], ledger: str | None = None) -> None:
 
 
 def provision_then_fail(network: str) -> Flow:
-    return Linear("provision", reserve_ip, BootVM(), explode)
+    return Linear("provision", *kind(reserve_ip, BootVM(), explode))
 
 
 def _step(n: int) -> Task:
@@ -75,7 +139,7 @@ class Step(Task):
 
 
 def steps(count: int) -> Flow:
-    return Linear("steps", *[_step(n) for n in range(count)])
+    return Linear("steps", *kind(*[_step(n) for n in range(count)]))
 
 
 
@@ -109,10 +173,10 @@ def changing() -> Flow:
     versions = DEPLOY.get("versions", {})
     policies = DEPLOY.get("policies", {})
     classes = DEPLOY.get("classes", {})
-    return Linear("changing", *[
+    return Linear("changing", *kind(*[
         classes.get(i, Tracked)(id=i, version=versions.get(i, "1.0"), on_version_change=policies.get(i, "fail"))
         for i in ids
-    ])
+    ]))
 
 
 class RenamedTracked(Tracked):
@@ -145,8 +209,21 @@ class Sleeper(Task):
 _LOCK = threading.Lock()
 
 
+class AsyncSleeper(Sleeper):
+    """Sleeper's async twin: it sleeps on the loop, so twins overlap there."""
+
+    async def execute(self, pause: float = 0.2) -> str:  # type: ignore[override]
+        with _LOCK:
+            Sleeper.active += 1
+            Sleeper.peak = max(Sleeper.peak, Sleeper.active)
+        await asyncio.sleep(pause)
+        with _LOCK:
+            Sleeper.active -= 1
+        return current_task().task_id
+
+
 def parallel(width: int) -> Flow:
-    return Unordered("parallel", *[Sleeper(id=f"s{n}") for n in range(width)])
+    return Unordered("parallel", *kind(*[Sleeper(id=f"s{n}") for n in range(width)]))
 
 
 class Flaky(Task):
@@ -163,11 +240,11 @@ class Flaky(Task):
 def flaky(attempts: int) -> Flow:
     from tenacity import stop_after_attempt
 
-    return Linear("flaky", Flaky(id="flaky", provides="value", retry=stop_after_attempt(attempts)))
+    return Linear("flaky", *kind(Flaky(id="flaky", provides="value", retry=stop_after_attempt(attempts))))
 
 
 def bad_result() -> Flow:
-    return Linear("bad", BadResult(id="bad-result"))
+    return Linear("bad", *kind(BadResult(id="bad-result")))
 
 
 class BadResult(Task):
@@ -184,6 +261,7 @@ def graph_flow() -> Flow:
     c = Join(id="c", requires=["x"], provides="z")
     d = Join(id="d", requires=["y", "z"])
     e = Tracked(id="e")
+    a, b, c, d, e = kind(a, b, c, d, e)
     return Graph("g", e, d, c, b, a).link(d, e)
 
 

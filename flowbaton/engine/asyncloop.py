@@ -20,6 +20,7 @@ asyncio service.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -82,39 +83,57 @@ class AsyncCall:
         with self._lock:
             self._task = task
             cancel = self._cancel
-        if cancel:
-            task.cancel()
+        if cancel:  # after its first step, so the coroutine sees it (and settles) even before 3.12
+            task.get_loop().call_soon(task.cancel)
 
 
 def start_call(make: Callable[[], Awaitable[Any]], ctx: TaskContext | None, name: str) -> AsyncCall:
     """Run ``await make()`` on the task loop with ``ctx`` as its
     ``current_task()`` (a context variable: it follows the coroutine across
-    its awaits and never leaks into another task)."""
+    its awaits and never leaks into another task).
+
+    The call costs one wake-up of the loop: the coroutine settles the future
+    itself as it ends (no done-callback turn of the loop), and on Python
+    3.12+ its first step runs eagerly in that same turn, so a call that
+    never suspends is over before the loop looks at its queue again.
+    """
     future: Future[Any] = Future()
     future.set_running_or_notify_cancel()
     call = AsyncCall(future)
     loop = event_loop()
-
-    def begin() -> None:
-        task = loop.create_task(_in_context(make, ctx), name=name)
-        task.add_done_callback(lambda done: _settle(future, done))
-        call._begin(task)
-
-    loop.call_soon_threadsafe(begin)
+    loop.call_soon_threadsafe(_begin, loop, call, make, ctx, name)
     return call
 
 
-async def _in_context(make: Callable[[], Awaitable[Any]], ctx: TaskContext | None) -> Any:
-    with task_context(ctx):
-        return await make()
-
-
-def _settle(future: Future[Any], task: asyncio.Task[Any]) -> None:
-    if task.cancelled():
-        future.set_exception(TaskCancelled(f"async task call {task.get_name()} was cancelled"))
+def _begin(loop: asyncio.AbstractEventLoop, call: AsyncCall, make: Callable[[], Awaitable[Any]],
+           ctx: TaskContext | None, name: str) -> None:
+    if call._cancel:  # cancelled before it started: it never runs
+        call.future.set_exception(TaskCancelled(f"async task call {name} was cancelled"))
         return
-    error = task.exception()
-    if error is not None:
+    coro = _settling(make, ctx, call.future, name)
+    task = asyncio.Task(coro, loop=loop, name=name, **_EAGER)
+    if not task.done():
+        call._begin(task)
+
+
+#: Python 3.12+ can run a task's first step inside ``create_task``.
+_EAGER: dict[str, Any] = {"eager_start": True} if sys.version_info >= (3, 12) else {}
+
+
+async def _settling(make: Callable[[], Awaitable[Any]], ctx: TaskContext | None,
+                    future: Future[Any], name: str) -> None:
+    """Await the call and hand its outcome to ``future``: once the
+    coroutine has ended, ``finally`` blocks and ``async with`` exits
+    included, since they run inside ``make()``."""
+    try:
+        with task_context(ctx):
+            result = await make()
+    except asyncio.CancelledError:
+        future.set_exception(TaskCancelled(f"async task call {name} was cancelled"))
+        raise
+    except BaseException as error:  # the future carries it to the runner, as a thread's call would
         future.set_exception(error)
+        if not isinstance(error, Exception):
+            raise
     else:
-        future.set_result(task.result())
+        future.set_result(result)

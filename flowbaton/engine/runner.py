@@ -13,7 +13,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future, wait
 from dataclasses import replace
 from typing import Any
 
@@ -43,7 +43,7 @@ from .resume import ResumePlan
 from .retry import next_delay
 from .scheduler import ForwardSchedule, RevertSchedule
 from .sizes import fit_flow, fit_task, succeeded
-from .timeouts import TaskTimeout, bound, spawn
+from .timeouts import TaskTimeout, bound, first_done, spawn
 from .tracing import NoTracing, traced_attempt, tracing
 
 __all__ = ["FlowRun", "Halt"]
@@ -340,7 +340,7 @@ class FlowRun:
             outcomes, self._inline = self._inline, []
             return outcomes
         self.flush()  # results held back must not wait for a slow task
-        finished, _ = wait(list(self._running), timeout=self._wait_time(), return_when=FIRST_COMPLETED)
+        finished = first_done(self._running.keys(), self._wait_time())
         self.gate.may_start()  # a gate whose lease ran out closes (and cancels async calls) now
         if self.gate.lost:  # nothing that ended may be recorded: the claim is gone
             raise Halt(self.gate.lost_reason)

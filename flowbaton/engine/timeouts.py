@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Collection
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 from ..backends.errors import DefinitionError, FlowbatonError
 from .errors import FactoryError
 
-__all__ = ["TaskTimeout", "BuildTimeout", "spawn", "call_within", "check_timeout", "bound"]
+__all__ = ["TaskTimeout", "BuildTimeout", "spawn", "first_done", "call_within", "check_timeout", "bound"]
 
 _T = TypeVar("_T")
 
@@ -72,6 +72,21 @@ def spawn(fn: Callable[..., _T], *args: Any, name: str) -> Future[_T]:
 
     threading.Thread(target=body, name=name, daemon=True).start()
     return future
+
+
+def first_done(futures: Collection[Future[Any]], timeout: float | None) -> set[Future[Any]]:
+    """The futures that are done, once one is or ``timeout`` passed. One
+    future (a linear flow's case) is waited on alone: ``wait`` installs and
+    removes a waiter on every future, a cost each task would pay."""
+    if len(futures) == 1:
+        (only,) = futures
+        try:
+            only.exception(timeout)
+        except FutureTimeout:
+            return set()
+        return {only}
+    finished, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+    return finished
 
 
 def call_within(fn: Callable[[], _T], timeout: float | None, *, name: str,

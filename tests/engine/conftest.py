@@ -16,3 +16,12 @@ def clean_deploy() -> Iterator[None]:
     yield
     ef.DEPLOY.clear()
     ef.CALLS.clear()
+
+
+@pytest.fixture(params=["sync", "async"])
+def task_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with plain tasks, then with their ``async def`` twins
+    (``tests.engine_flows.kind``); subprocesses inherit the choice."""
+    kind: str = request.param
+    monkeypatch.setenv(ef.TASK_KIND, kind)
+    return kind

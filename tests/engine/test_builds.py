@@ -15,6 +15,9 @@ from flowbaton.engine.builds import BuildTooOld, check_build, checked_build, def
 from flowbaton.engine.gate import Gate
 from flowbaton.engine.meta import FlowMeta
 
+#: each test runs with plain tasks and again with their async twins
+pytestmark = pytest.mark.usefixtures("task_kind")
+
 FACTORY = "tests.engine_flows:steps"
 
 

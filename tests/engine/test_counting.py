@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from flowbaton.backends import Backend, ClaimToken, FlowDetail
 from flowbaton.backends.records import StoredRun
 from flowbaton.backends.states import HELD, RUNNING, SUCCESS
@@ -12,6 +14,9 @@ from flowbaton.engine.meta import FlowMeta
 from flowbaton.engine.poison import PoisonRule
 
 from .helpers import claim_of, fake_crash, submit
+
+#: each test runs with plain tasks and again with their async twins
+pytestmark = pytest.mark.usefixtures("task_kind")
 
 F = "tests.engine_flows"
 

@@ -10,12 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from flowbaton.backends import open_backend
 from flowbaton.backends.errors import ClaimHeld
 from flowbaton.backends.states import SUCCESS
 from flowbaton.engine import run_flow
 from tests.engine.helpers import claim_of, release_quietly, submit
 from tests.servers import until
+
+#: each test runs with plain tasks and again with their async twins
+pytestmark = pytest.mark.usefixtures("task_kind")
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,6 +15,9 @@ from flowbaton.ops import actions
 from tests import engine_flows as ef
 from tests.engine.helpers import claim_of, fake_crash, release_quietly, run_once, submit
 
+#: each test runs with plain tasks and again with their async twins
+pytestmark = pytest.mark.usefixtures("task_kind")
+
 F = "tests.engine_flows"
 
 

@@ -18,6 +18,9 @@ from flowbaton.engine.runner import FlowRun
 from tests import engine_flows as ef
 from tests.engine.helpers import claim_of, fake_crash, run_once, submit
 
+#: each test runs with plain tasks and again with their async twins
+pytestmark = pytest.mark.usefixtures("task_kind")
+
 CHANGING = "tests.engine_flows:changing"
 
 

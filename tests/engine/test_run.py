@@ -14,6 +14,9 @@ from flowbaton.engine import register_codec
 from tests import engine_flows as ef
 from tests.engine.helpers import claim_of, run_once, submit
 
+#: each test runs with plain tasks and again with their async twins
+pytestmark = pytest.mark.usefixtures("task_kind")
+
 F = "tests.engine_flows"
 
 
