@@ -8,6 +8,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -140,6 +141,17 @@ class Step(Task):
 
 def steps(count: int) -> Flow:
     return Linear("steps", *kind(*[_step(n) for n in range(count)]))
+
+
+#: weak references to the tasks ``watched_steps`` built
+BUILT: list[weakref.ref[Task]] = []
+
+
+def watched_steps(count: int) -> Flow:
+    """``steps``, whose tasks a test can watch being freed."""
+    tasks = kind(*[_step(n) for n in range(count)])
+    BUILT.extend(weakref.ref(t) for t in tasks)
+    return Linear("steps", *tasks)
 
 
 

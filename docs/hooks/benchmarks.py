@@ -281,10 +281,14 @@ def _async_section(name: str, doc: Doc) -> str:
         )]
     if doc.get("blocking"):
         parts += ["### The host's event loop", _table(
-            ["flows", "seconds", "callbacks over 20 ms (target: none)", "slowest callback (ms)"],
-            [doc["blocking"]],
-            lambda row: [f"{row['flows']:,}", f"{row['seconds']:.1f}", str(row["slow_callbacks"]),
-                         f"{row['slowest'] * 1000:.0f}"],
+            ["flows", "seconds", "asyncio debug mode", "host callbacks over 20 ms (target: none)",
+             "slowest host callback: wall / CPU (ms)", "most CPU of any host callback (ms)",
+             "task-loop callbacks over 20 ms"],
+            doc["blocking"],
+            lambda row: [f"{row['flows']:,}", f"{row['seconds']:.1f}", "on" if row["debug"] else "off",
+                         str(row["host_slow"]),
+                         f"{row['host_slowest'] * 1000:.0f} / {row['host_slowest_cpu_of_slow'] * 1000:.1f}",
+                         f"{row['host_max_cpu'] * 1000:.1f}", str(row["tasks_slow"])],
         )]
     return "\n\n".join(parts)
 

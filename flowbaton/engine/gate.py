@@ -87,6 +87,16 @@ class Gate:
                 return
         hook()
 
+    def forget(self, hook: Callable[[], None]) -> None:
+        """Stop holding ``hook``: its owner is done with the gate. A hook is
+        usually a bound method of the run that holds the gate, a reference
+        cycle that would leave a finished run (its flow, tasks and results)
+        to the cyclic garbage collector, whose full passes pause every
+        thread of the process."""
+        with self._changed:
+            if hook in self._on_lost:
+                self._on_lost.remove(hook)
+
     def expires_in(self) -> float | None:
         """Seconds until the gate closes by itself (a lease deadline: see
         ``coordinator.lease.LeasedGate``); None: never. A runner waiting on

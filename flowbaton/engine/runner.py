@@ -192,6 +192,8 @@ class FlowRun:
         except Halt as halt:
             log.warning("flow %s: stopped acting, claim lost (%s)", self.flow.id, halt, extra=self.log_fields())
             self._drain_quietly()
+        finally:
+            self.gate.forget(self._cancel_async)
 
     def _run(self, plan: ResumePlan) -> None:
         for detail in plan.rewrite.values():
@@ -312,6 +314,9 @@ class FlowRun:
         call = _traced(call, self._trace, ctx, kind, is_async)
         if is_async:  # on the task loop, never inline: a coroutine can be cancelled, a thread cannot
             started = start_call(call, ctx, name=f"flow-{self.flow.id[:8]}-{tid[:32]}")
+            if started.outcome is not None:  # over within the loop turns this thread ran (asyncloop)
+                self._inline.append((tid, *started.outcome))
+                return
             self._async[started.future] = started
             self._running[started.future] = tid
             if timeout is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from flowbaton.backends import Backend
 from flowbaton.backends.states import FAILURE, REVERTED, SUCCESS
-from flowbaton.engine import register_codec
+from flowbaton.engine import Gate, register_codec
 from tests import engine_flows as ef
 from tests.engine.helpers import claim_of, run_once, submit
 
@@ -189,3 +190,19 @@ def test_a_gate_paused_during_a_start_write_holds_the_task(then: str) -> None:
     else:
         assert ef.CALLS == ["a"]  # b was recorded as started but never ran here
         assert backend.load_tasks(flow.id)["b"].state == "RUNNING"  # in doubt for the next owner
+
+
+def test_a_finished_run_is_freed_by_reference_counting(backend: Backend) -> None:
+    """Nothing of a finished run (its tasks, results, records) waits for the
+    cyclic garbage collector, whose full passes pause every thread of the
+    process: an asyncio host's loop included. The gate outlives the run."""
+    ef.BUILT.clear()
+    gate = Gate()
+    gc.collect()
+    gc.disable()
+    try:
+        flow = submit(backend, "tests.engine_flows:watched_steps", kwargs={"count": 3})
+        assert run_once(backend, flow.id, gate=gate).state == SUCCESS
+        assert len(ef.BUILT) >= 3 and all(ref() is None for ref in ef.BUILT)  # built to check at submit, and to run
+    finally:
+        gc.enable()
