@@ -18,6 +18,8 @@ from .records import ClaimInfo, ClaimToken, Decline, FlowDetail, ReplicaInfo, Ta
 from .redact import redact_text, redact_url
 
 __all__ = [
+    "DEFAULT_PATH",
+    "existing_default_url",
     "Backend",
     "Capability",
     "StateListener",
@@ -53,6 +55,21 @@ _DRIVERS: dict[str, tuple[str, str, str | None]] = {
 def default_url() -> str:
     """``FLOWBATON_BACKEND`` if set, else a SQLite file in the working directory."""
     return os.environ.get("FLOWBATON_BACKEND") or DEFAULT_URL
+
+
+#: the file ``DEFAULT_URL`` names, relative to the working directory
+DEFAULT_PATH = DEFAULT_URL.removeprefix("sqlite:///")
+
+
+def existing_default_url() -> str | None:
+    """``default_url()`` for a caller that looks at flows already stored:
+    None when ``FLOWBATON_BACKEND`` is unset and the default SQLite file
+    does not exist here, since opening it would create an empty store and
+    report on that ("no flows"), hiding that the caller looked in the wrong
+    place."""
+    if not os.environ.get("FLOWBATON_BACKEND") and not os.path.exists(DEFAULT_PATH):
+        return None
+    return default_url()
 
 
 def open_backend(url: str | None = None, *, lease: float | None = None, **options: Any) -> Backend:

@@ -10,18 +10,16 @@ and ``UsageError`` into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
-from ..backends import DEFAULT_URL, default_url, open_backend
+from ..backends import DEFAULT_PATH, default_url, existing_default_url, open_backend
 from ..backends.base import Backend
 
 __all__ = ["UsageError", "backend_url", "existing_url", "opened", "emit", "impatient_options"]
 
-DEFAULT_PATH = DEFAULT_URL.removeprefix("sqlite:///")  # ./flowbaton.db
 
 
 class UsageError(Exception):
@@ -38,8 +36,7 @@ def existing_url(args: argparse.Namespace) -> str:
     SQLite file must exist. Else the command would create an empty store and
     report on it ("no flows", "check: OK"), hiding that it looked in the
     wrong place."""
-    given = getattr(args, "backend", None) or os.environ.get("FLOWBATON_BACKEND")
-    if not given and not os.path.exists(DEFAULT_PATH):
+    if not getattr(args, "backend", None) and existing_default_url() is None:
         raise UsageError(f"no backend given and {DEFAULT_PATH} does not exist here: pass --backend URL or "
                          "set FLOWBATON_BACKEND (this command does not create a store)")
     return backend_url(args)

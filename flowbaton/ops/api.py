@@ -22,11 +22,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..backends import open_backend
+from ..backends import DEFAULT_PATH, existing_default_url, open_backend
 from ..backends.base import Backend
 from ..engine.builds import AUTO_BUILD
 from . import actions, bulk, handover, query, rollback
 from . import delete as deleting
+from .actions import OpRefused
 from .check import CheckReport, check
 from .documents import ClaimRow, FlowPage, FlowPlan, FlowRow, FlowShow, ReplicasReport
 from .ids import resolve_flow_id
@@ -247,6 +248,14 @@ class Ops:
         self.close()
 
 
-def connect(url: str, *, who: str | None = None, **options: Any) -> Ops:
-    """The operator API over the backend ``url`` names (closed with it)."""
+def connect(url: str | None = None, *, who: str | None = None, **options: Any) -> Ops:
+    """The operator API over the backend ``url`` names (closed with it).
+    Without ``url``: ``FLOWBATON_BACKEND``, else the working directory's
+    ``flowbaton.db`` if it exists, as the CLI's commands do; ``OpRefused``
+    when neither is there (an empty store would be made and reported on)."""
+    if url is None:
+        url = existing_default_url()
+        if url is None:
+            raise OpRefused(f"no backend given and {DEFAULT_PATH} does not exist here: pass a URL or set "
+                            "FLOWBATON_BACKEND (the operator API does not create a store)")
     return Ops(open_backend(url, **options), who=who, owns_backend=True)
