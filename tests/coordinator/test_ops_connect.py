@@ -48,6 +48,6 @@ def test_without_a_url_or_a_store_it_refuses_and_creates_nothing(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FLOWBATON_BACKEND", raising=False)
-    with pytest.raises(OpRefused, match="flowbaton.db does not exist here"):
+    with pytest.raises(OpRefused, match=r"flowbaton\.db does not exist here"):
         flowbaton.ops.connect()
     assert list(tmp_path.iterdir()) == []
