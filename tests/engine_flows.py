@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from flowbaton.engine import Flow, Graph, Linear, Task, Unordered, current_task, task
+from flowbaton.engine import Flow, Graph, Linear, Task, Unordered, current_task, register_codec, task
 from flowbaton.engine.task import FunctionTask
 
 #: "async" (in the environment, so a test's subprocesses see it too): every
@@ -299,3 +299,20 @@ class Join(Task):
     def execute(self, **inputs: Any) -> str:
         CALLS.append(current_task().task_id)
         return "+".join(f"{k}={inputs[k]}" for k in sorted(inputs))
+
+
+class Stamp:
+    """A type with a codec, for factory arguments."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+
+register_codec(Stamp, "test-stamp", lambda stamp: stamp.label, Stamp)
+
+
+def stamped(stamp: Any, spec: Any) -> Flow:
+    """Notes in CALLS what its arguments arrived as."""
+    shape = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
+    CALLS.append(f"factory: {type(stamp).__name__} {getattr(stamp, 'label', stamp)!r} {shape}")
+    return Linear("stamped", *kind(Tracked(id="a")))

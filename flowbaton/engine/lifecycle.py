@@ -17,7 +17,7 @@ from ..backends.records import FlowDetail, TaskDetail
 from ..backends.states import HELD, PENDING, RUNNABLE_FLOW_STATES, RUNNING
 from .builds import check_build, checked_build
 from .claim import Claim
-from .codec import encode
+from .codec import decode, encode
 from .compiler import CompiledFlow, compile_flow
 from .counting import Found, claim_fields, counted_meta
 from .errors import FactoryError
@@ -80,7 +80,7 @@ def new_flow_detail(
     if by_name:
         default_name = fname.rpartition(":")[2]
     else:
-        built = build_flow(load_factory(fname, None), fname, plain_args, plain_kwargs)
+        built = build_flow(load_factory(fname, None), fname, *stored_arguments(plain_args, plain_kwargs, fname))
         meta = meta.built(compile_flow(built, initial_values(plain_kwargs, plain_inputs)).order, [])
         default_name = built.name
     now = clock()
@@ -112,11 +112,24 @@ def initial_values(kwargs: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict
     return {**kwargs, **inputs}
 
 
+def stored_arguments(args: list[Any], kwargs: dict[str, Any], name: str) -> tuple[list[Any], dict[str, Any]]:
+    """The factory's arguments as the submitter gave them, from their stored
+    form: a value of a registered codec type as itself (a ``datetime``, not
+    its tagged JSON), a plain dict that looked like a tag unescaped. Tasks
+    get their inputs decoded the same way (``runner``). A codec that fails
+    on its stored value is a ``FactoryError``: the flow is declined."""
+    try:
+        return decode(args), decode(kwargs)
+    except Exception as err:
+        raise FactoryError(f"factory {name!r}: its stored arguments cannot be decoded "
+                           f"({type(err).__name__}: {err})") from err
+
+
 def rebuild(flow: FlowDetail, allow: Sequence[str] | None) -> CompiledFlow:
     """Today's flow for a stored record. Raises ``FactoryNotAllowed`` or
     ``FactoryError`` (a reason to decline) before anything is written."""
     factory = load_factory(flow.factory, allow)
-    built = build_flow(factory, flow.factory, flow.args, flow.kwargs)
+    built = build_flow(factory, flow.factory, *stored_arguments(flow.args, flow.kwargs, flow.factory))
     try:
         return compile_flow(built, initial_values(flow.kwargs, flow.inputs))
     except DefinitionError as err:

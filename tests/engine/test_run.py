@@ -125,6 +125,17 @@ def test_a_result_that_cannot_be_stored_is_never_retried(backend: Backend, what:
     assert ("datetime" if what == "not-json" else "over the limit") in detail.failure["message"]
 
 
+def test_a_factory_gets_its_arguments_as_given_at_submit_and_at_every_build(backend: Backend) -> None:
+    """Stored, a codec type is tagged JSON and a tag-like plain dict is
+    escaped; the factory sees neither, on the submitter or on a replica."""
+    lookalike = {"__flowbaton_type__": "test-stamp", "value": "not a stamp"}
+    flow = submit(backend, f"{F}:stamped", kwargs={"stamp": ef.Stamp("v1"), "spec": lookalike})
+    assert flow.kwargs["stamp"] == {"__flowbaton_type__": "test-stamp", "value": "v1"}  # stored form
+    assert run_once(backend, flow.id).state == SUCCESS
+    seen = [call for call in ef.CALLS if call.startswith("factory:")]
+    assert seen == ["factory: Stamp 'v1' ['__flowbaton_type__', 'value']"] * 2  # submit, then the replica's build
+
+
 def test_codec_hook_round_trips_a_registered_type(backend: Backend) -> None:
     import datetime
 
