@@ -305,10 +305,19 @@ class Stamp:
     """A type with a codec, for factory arguments."""
 
     def __init__(self, label: str) -> None:
+        if label == "unreadable":
+            raise ValueError("no stamp reads 'unreadable'")
         self.label = label
 
 
 register_codec(Stamp, "test-stamp", lambda stamp: stamp.label, Stamp)
+
+
+def unreadable_stamp() -> Stamp:
+    """A stamp whose stored form its codec cannot read back."""
+    stamp = Stamp("fine")
+    stamp.label = "unreadable"
+    return stamp
 
 
 def stamped(stamp: Any, spec: Any) -> Flow:

@@ -136,6 +136,14 @@ def test_a_factory_gets_its_arguments_as_given_at_submit_and_at_every_build(back
     assert seen == ["factory: Stamp 'v1' ['__flowbaton_type__', 'value']"] * 2  # submit, then the replica's build
 
 
+def test_a_factory_argument_its_codec_cannot_read_back_is_a_factory_error(backend: Backend) -> None:
+    from flowbaton.engine.errors import FactoryError
+
+    with pytest.raises(FactoryError, match="its stored arguments cannot be decoded"):
+        submit(backend, f"{F}:stamped", kwargs={"stamp": ef.unreadable_stamp(), "spec": {}})
+    assert backend.list_flows() == []
+
+
 def test_codec_hook_round_trips_a_registered_type(backend: Backend) -> None:
     import datetime
 
