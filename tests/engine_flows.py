@@ -259,28 +259,10 @@ def bad_result() -> Flow:
     return Linear("bad", *kind(BadResult(id="bad-result")))
 
 
-def unstorable_retried(what: str) -> Flow:
-    """A task with a retry policy that would try forever, whose result can
-    never be stored: ``what`` is "not-json" or "too-large"."""
-    from flowbaton.engine import Retry
-
-    task = BadResult(id="bad-result", retry=Retry()) if what == "not-json" else Huge(id="huge", retry=Retry())
-    return Linear("unstorable", *kind(task))
-
-
-class Huge(Task):
-    """Returns a result larger than any backend's record limit."""
-
-    def execute(self) -> str:
-        CALLS.append(current_task().task_id)
-        return "x" * 5_000_000  # over the default 4 MiB (ZooKeeper: 1 MB)
-
-
 class BadResult(Task):
     def execute(self) -> Any:
         import datetime
 
-        CALLS.append(current_task().task_id)
         return {"ok": [1, {"when": datetime.datetime(2026, 1, 1)}]}
 
 

@@ -2,11 +2,6 @@
 
 The attempt count comes from the stored detail, so a flow resumed on
 another replica keeps counting where the dead owner stopped.
-
-A result flowbaton cannot store (not plain JSON and no codec, or over the
-record limit) fails its task at once, whatever the task's policy: the
-next attempt would run the task's side effects again to return the same
-kind of value, and ``Retry()``'s defaults retry any exception forever.
 """
 
 from __future__ import annotations
@@ -16,12 +11,7 @@ from typing import Any
 
 from tenacity import RetryCallState, Retrying
 
-from ..backends.errors import ResultTooLarge
-from .errors import NotJSONError
 from .task import Retry
-
-#: errors about the value a task returned, never retried
-UNSTORABLE_RESULT = (NotJSONError, ResultTooLarge)
 
 __all__ = ["next_delay"]
 
@@ -32,7 +22,7 @@ def next_delay(policy: Retry | None, attempt: int, error: BaseException, first_s
     ``first_started`` is the wall-clock start of attempt 1 (stored), so
     time-based stops such as ``stop_after_delay`` survive a takeover.
     """
-    if policy is None or not isinstance(error, policy.on) or isinstance(error, UNSTORABLE_RESULT):
+    if policy is None or not isinstance(error, policy.on):
         return None
     state: Any = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
     state.attempt_number = attempt

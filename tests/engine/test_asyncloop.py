@@ -10,10 +10,19 @@ from typing import Any
 
 import pytest
 
+from flowbaton.engine import asyncloop
 from flowbaton.engine.asyncloop import AsyncCall, TaskCancelled, call_on_task_loop, event_loop, start_call
 from tests.servers import until
 
 KEEPER = "flowbaton-async-tasks"
+
+
+@pytest.fixture(autouse=True)
+def own_task_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task loop of the test's own. Tasks that earlier tests left on the
+    process's loop keep its keeper running it, and while it does every call
+    is handed over: what these tests say about borrowing would not hold."""
+    monkeypatch.setattr(asyncloop, "_task_loop", asyncloop._TaskLoop())
 
 
 def outcome_of(call: AsyncCall, timeout: float = 10.0) -> Any:

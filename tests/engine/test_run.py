@@ -110,21 +110,6 @@ def test_non_json_result_names_task_and_path(backend: Backend) -> None:
     assert "task 'bad-result' result['ok'][1]['when']: datetime" in failure["message"]
 
 
-@pytest.mark.parametrize("what", ["not-json", "too-large"])
-def test_a_result_that_cannot_be_stored_is_never_retried(backend: Backend, what: str) -> None:
-    """``Retry()`` retries every exception forever; running the task again
-    would repeat its side effects only to return the same kind of value."""
-    flow = submit(backend, f"{F}:unstorable_retried", kwargs={"what": what})
-    report = run_once(backend, flow.id)
-    assert report.state == REVERTED
-    tid = "bad-result" if what == "not-json" else "huge"
-    assert ef.CALLS.count(tid) == len(ef.CALLS) == 1  # one call, no retry
-    detail = backend.load_tasks(flow.id)[tid]
-    assert detail.state == "REVERTED" and detail.attempts == 1
-    assert detail.failure is not None
-    assert ("datetime" if what == "not-json" else "over the limit") in detail.failure["message"]
-
-
 def test_a_factory_gets_its_arguments_as_given_at_submit_and_at_every_build(backend: Backend) -> None:
     """Stored, a codec type is tagged JSON and a tag-like plain dict is
     escaped; the factory sees neither, on the submitter or on a replica."""
