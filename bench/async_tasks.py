@@ -148,25 +148,17 @@ async def _drive(flows: int, debug: bool) -> None:
         await coord.stop()
 
 
-def loop_blocking(flows: int, switch_interval: float | None = None, debug: bool = False) -> dict[str, Any]:
+def loop_blocking(flows: int, debug: bool = False) -> dict[str, Any]:
     """The host loop's and the task loop's callbacks over 20 ms while
-    ``flows`` run, at the interpreter's switch interval or the one given;
-    ``debug``: both loops in asyncio's debug mode (each callback keeps the
-    stack that scheduled it, a heap that makes every full garbage
-    collection, which pauses every thread, slower)."""
-    default = sys.getswitchinterval()
-    if switch_interval is not None:
-        sys.setswitchinterval(switch_interval)
-    try:
-        call_on_task_loop(event_loop().set_debug, debug)
-        with _Callbacks() as seen:
-            started = time.perf_counter()
-            asyncio.run(_drive(flows, debug))
-            elapsed = time.perf_counter() - started
-    finally:
-        sys.setswitchinterval(default)
-    return {"flows": flows, "seconds": elapsed, "debug": debug, "switch_interval": sys.getswitchinterval()
-            if switch_interval is None else switch_interval,
+    ``flows`` run; ``debug``: both loops in asyncio's debug mode (each
+    callback keeps the stack that scheduled it, a heap that makes every
+    full garbage collection, which pauses every thread, slower)."""
+    call_on_task_loop(event_loop().set_debug, debug)
+    with _Callbacks() as seen:
+        started = time.perf_counter()
+        asyncio.run(_drive(flows, debug))
+        elapsed = time.perf_counter() - started
+    return {"flows": flows, "seconds": elapsed, "debug": debug,
             "host_slow": len(seen.host), "host_slowest": max((w for w, _ in seen.host), default=0.0),
             "host_slowest_cpu_of_slow": max((c for _, c in seen.host), default=0.0),
             "host_max_cpu": seen.host_cpu,

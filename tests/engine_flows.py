@@ -34,9 +34,10 @@ def _async_twin(original: Task) -> Task:
     if isinstance(original, FunctionTask):
         twin: Task = object.__new__(FunctionTask)
         twin.__dict__.update(original.__dict__)
-        twin.fn = _awaiting(original.fn)  # type: ignore[attr-defined]
-        if original.revert_fn is not None:
-            twin.revert_fn = _awaiting(original.revert_fn)  # type: ignore[attr-defined]
+        fn, revert_fn = original.fn, original.revert_fn
+        twin.fn = _awaiting(lambda: fn)  # type: ignore[attr-defined]
+        if revert_fn is not None:
+            twin.revert_fn = _awaiting(lambda: revert_fn)  # type: ignore[attr-defined]
     else:
         twin = object.__new__(_twin_class(type(original)))
         twin.__dict__.update(original.__dict__)
@@ -45,11 +46,14 @@ def _async_twin(original: Task) -> Task:
     return twin
 
 
-def _awaiting(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)  # the plain signature: the same inputs are bound
+def _awaiting(plain: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+    """An ``async def`` twin of the function ``plain()`` returns, looked up
+    at each call (a test may patch a class after its twin was made): it
+    yields to the loop once, then runs the plain body."""
+    @functools.wraps(plain())  # the plain signature: the same inputs are bound
     async def twin(*args: Any, **kwargs: Any) -> Any:
         await asyncio.sleep(0)  # a real suspension: the body runs after a turn of the loop
-        return fn(*args, **kwargs)
+        return plain()(*args, **kwargs)
 
     return twin
 
@@ -59,21 +63,10 @@ def _twin_class(cls: type[Task]) -> type[Task]:
     if cls is Sleeper:
         return AsyncSleeper
     namespace: dict[str, Any] = {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
-                                 "execute": _awaiting_method(cls, "execute")}
+                                 "execute": _awaiting(lambda: cls.execute)}
     if cls.revert is not Task.revert:
-        namespace["revert"] = _awaiting_method(cls, "revert")
+        namespace["revert"] = _awaiting(lambda: cls.revert)
     return type(cls.__name__, (cls,), namespace)
-
-
-def _awaiting_method(cls: type[Task], name: str) -> Callable[..., Any]:
-    """Like ``_awaiting``, looking the plain method up at each call (a test
-    may patch the class after its twin was made)."""
-    @functools.wraps(getattr(cls, name))
-    async def twin(self: Task, *args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(0)
-        return getattr(cls, name)(self, *args, **kwargs)
-
-    return twin
 
 
 def _ledger(event: str, path: str | None) -> None:

@@ -19,11 +19,11 @@ task of the process, as it would in any asyncio service.
 Who runs the loop. A thread may run an asyncio loop only while no other
 thread does, and handing a call to a loop that another thread runs costs
 two thread wake-ups (about 60 us on CPython, twice a no-op task's whole
-cost on SQLite). So the loop has no fixed thread; ``_driving`` says who
-runs it:
+cost on SQLite). So the loop has no fixed thread; ``_TaskLoop.driving``
+says who runs it:
 
 - A runner starting a call while nobody runs the loop *borrows* it: it
-  creates the task and runs a few turns of the loop itself (``_turns``),
+  creates the task and runs a few turns of the loop itself (``_TURNS``),
   each polling I/O without waiting. A call that ends within them (no real
   I/O) costs no thread switch at all.
 - Otherwise, and for whatever a borrower leaves unfinished, the *keeper*

@@ -312,7 +312,7 @@ class FlowRun:
                 is_async: bool = False, kind: str = "execute") -> None:
         timeout = self._timeout_of(tid)
         call = _traced(call, self._trace, ctx, kind, is_async)
-        if is_async:  # on the task loop, never inline: a coroutine can be cancelled, a thread cannot
+        if is_async:  # on the task loop, never a plain call: a coroutine can be cancelled, a thread cannot
             started = start_call(call, ctx, name=f"flow-{self.flow.id[:8]}-{tid[:32]}")
             if started.outcome is not None:  # over within the loop turns this thread ran (asyncloop)
                 self._inline.append((tid, *started.outcome))
